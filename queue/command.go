@@ -1,0 +1,250 @@
+package queue
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Tag identifies a command (client to relay) or a response or event (relay
+// to client). It is the first byte of a command's encoding.
+type Tag byte
+
+// Commands, sent by clients.
+const (
+	TagNEW  Tag = 0x01 // create a queue (recipient)
+	TagKEY  Tag = 0x02 // secure a queue with the sender's key (recipient)
+	TagSKEY Tag = 0x03 // secure a queue with the sender's own key (sender)
+	TagSUB  Tag = 0x04 // subscribe to a queue (recipient)
+	TagACK  Tag = 0x05 // acknowledge a delivered message (recipient)
+	TagGET  Tag = 0x06 // fetch the first message without subscribing (recipient)
+	TagOFF  Tag = 0x07 // suspend a queue: no more sends (recipient)
+	TagDEL  Tag = 0x08 // delete a queue and its messages (recipient)
+	TagSEND Tag = 0x09 // send a message (sender)
+	TagPING Tag = 0x0A // keep-alive (anyone)
+)
+
+// Responses and events, sent by relays.
+const (
+	TagIDS  Tag = 0x81 // response to NEW
+	TagOK   Tag = 0x82 // success
+	TagERR  Tag = 0x83 // failure, with an ErrorCode
+	TagMSG  Tag = 0x84 // a message (event after SUB or ACK, or response to GET)
+	TagEND  Tag = 0x85 // event: another session took over the subscription
+	TagDELD Tag = 0x86 // event: the subscribed queue was deleted
+	TagPONG Tag = 0x87 // response to PING
+)
+
+var tagNames = map[Tag]string{
+	TagNEW: "NEW", TagKEY: "KEY", TagSKEY: "SKEY", TagSUB: "SUB", TagACK: "ACK",
+	TagGET: "GET", TagOFF: "OFF", TagDEL: "DEL", TagSEND: "SEND", TagPING: "PING",
+	TagIDS: "IDS", TagOK: "OK", TagERR: "ERR", TagMSG: "MSG", TagEND: "END",
+	TagDELD: "DELD", TagPONG: "PONG",
+}
+
+func (t Tag) String() string {
+	if s, ok := tagNames[t]; ok {
+		return s
+	}
+	return fmt.Sprintf("Tag(%#02x)", byte(t))
+}
+
+// ErrorCode is carried by ERR.
+type ErrorCode byte
+
+// Error codes.
+const (
+	// AUTH: no such queue, wrong key, bad authenticator, suspended queue
+	// (for senders) or wrong relay password. Indistinguishable on purpose.
+	AUTH ErrorCode = 1
+	// QUOTA: the queue holds its maximum number of messages.
+	QUOTA ErrorCode = 2
+	// LARGE: the SEND body exceeds the relay's maximum message size.
+	LARGE ErrorCode = 3
+	// SYNTAX: the command is well-formed but not valid here (for example an
+	// entity ID where none belongs, or a missing authenticator).
+	SYNTAX ErrorCode = 4
+	// PROHIBITED: the command is not allowed in this state (for example
+	// ACK with no message delivered, or NEW on a draining relay).
+	PROHIBITED ErrorCode = 5
+	// NO_MSG: GET or ACK found no such message.
+	NO_MSG ErrorCode = 6
+	// INTERNAL: the relay failed (for example its store); retry later.
+	INTERNAL ErrorCode = 7
+)
+
+var errorNames = map[ErrorCode]string{
+	AUTH: "AUTH", QUOTA: "QUOTA", LARGE: "LARGE", SYNTAX: "SYNTAX",
+	PROHIBITED: "PROHIBITED", NO_MSG: "NO_MSG", INTERNAL: "INTERNAL",
+}
+
+func (c ErrorCode) String() string {
+	if s, ok := errorNames[c]; ok {
+		return s
+	}
+	return fmt.Sprintf("ErrorCode(%d)", byte(c))
+}
+
+// Error implements error, so a relay's ERR can be returned and matched with
+// errors.Is(err, queue.AUTH).
+func (c ErrorCode) Error() string { return "relay error " + c.String() }
+
+// Command is one command, response or event. Only the fields that belong to
+// Tag are encoded; Parse sets only those. The byte layout after the tag:
+//
+//	NEW   recipientKey[32] recipientDHKey[32] passwordLen:1 password
+//	KEY   senderKey[32]
+//	SKEY  senderKey[32]
+//	ACK   msgID[24]
+//	SEND  bodyLen:2 body
+//	IDS   recipientID[24] senderID[24] relayDHKey[32]
+//	ERR   code:1
+//	MSG   msgID[24] sealedLen:2 sealed (exactly SealedSize bytes)
+//	SUB GET OFF DEL PING OK END DELD PONG   (nothing)
+type Command struct {
+	Tag Tag
+
+	RecipientKey   Key    // NEW: recipient authorization key (X25519)
+	RecipientDHKey Key    // NEW: recipient key for the re-encryption (X25519)
+	Password       []byte // NEW: relay password, at most MaxPasswordSize bytes
+	SenderKey      Key    // KEY, SKEY: sender authorization key (X25519)
+	MsgID          ID     // ACK, MSG
+	Body           []byte // SEND: the message; MSG: the sealed message
+	RecipientID    ID     // IDS
+	SenderID       ID     // IDS
+	RelayDHKey     Key    // IDS: the relay's per-queue re-encryption key
+	Error          ErrorCode
+}
+
+// Append appends the encoding of c to b. It panics if a variable-length
+// field is longer than its length prefix allows (a programmer error).
+func (c *Command) Append(b []byte) []byte {
+	b = append(b, byte(c.Tag))
+	switch c.Tag {
+	case TagNEW:
+		if len(c.Password) > MaxPasswordSize {
+			panic("queue: password too long")
+		}
+		b = append(b, c.RecipientKey[:]...)
+		b = append(b, c.RecipientDHKey[:]...)
+		b = append(b, byte(len(c.Password)))
+		b = append(b, c.Password...)
+	case TagKEY, TagSKEY:
+		b = append(b, c.SenderKey[:]...)
+	case TagACK:
+		b = append(b, c.MsgID[:]...)
+	case TagSEND:
+		if len(c.Body) > MaxTransmissionSize {
+			panic("queue: body too long")
+		}
+		b = binary.BigEndian.AppendUint16(b, uint16(len(c.Body)))
+		b = append(b, c.Body...)
+	case TagIDS:
+		b = append(b, c.RecipientID[:]...)
+		b = append(b, c.SenderID[:]...)
+		b = append(b, c.RelayDHKey[:]...)
+	case TagERR:
+		b = append(b, byte(c.Error))
+	case TagMSG:
+		if len(c.Body) != SealedSize {
+			panic("queue: sealed message of the wrong size")
+		}
+		b = append(b, c.MsgID[:]...)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(c.Body)))
+		b = append(b, c.Body...)
+	}
+	return b
+}
+
+// ParseCommand parses exactly one command, response or event. Body and
+// Password alias b. Unknown tags, short or trailing bytes, unknown error
+// codes and MSG bodies of the wrong size are ErrSyntax.
+func ParseCommand(b []byte) (Command, error) {
+	var c Command
+	if len(b) < 1 {
+		return c, ErrSyntax
+	}
+	c.Tag = Tag(b[0])
+	p := parser{b: b[1:]}
+	switch c.Tag {
+	case TagNEW:
+		p.read(c.RecipientKey[:])
+		p.read(c.RecipientDHKey[:])
+		n := p.byte()
+		if n > MaxPasswordSize {
+			return Command{}, ErrSyntax
+		}
+		if n > 0 {
+			c.Password = p.next(n)
+		}
+	case TagKEY, TagSKEY:
+		p.read(c.SenderKey[:])
+	case TagACK:
+		p.read(c.MsgID[:])
+	case TagSEND:
+		c.Body = p.next(p.uint16())
+	case TagIDS:
+		p.read(c.RecipientID[:])
+		p.read(c.SenderID[:])
+		p.read(c.RelayDHKey[:])
+	case TagERR:
+		c.Error = ErrorCode(p.byte())
+		if _, ok := errorNames[c.Error]; !ok {
+			return Command{}, ErrSyntax
+		}
+	case TagMSG:
+		p.read(c.MsgID[:])
+		n := p.uint16()
+		if n != SealedSize {
+			return Command{}, ErrSyntax
+		}
+		c.Body = p.next(n)
+	case TagSUB, TagGET, TagOFF, TagDEL, TagPING, TagOK, TagEND, TagDELD, TagPONG:
+	default:
+		return Command{}, ErrSyntax
+	}
+	if !p.done() {
+		return Command{}, ErrSyntax
+	}
+	return c, nil
+}
+
+// IsCommand reports whether t is sent by clients (as opposed to relays).
+func (t Tag) IsCommand() bool { return t >= TagNEW && t <= TagPING }
+
+// parser reads fixed fields from b, remembering the first failure so that
+// callers check once at the end.
+type parser struct {
+	b   []byte
+	bad bool
+}
+
+func (p *parser) next(n int) []byte {
+	if p.bad || n > len(p.b) {
+		p.bad = true
+		return nil
+	}
+	v := p.b[:n:n]
+	p.b = p.b[n:]
+	return v
+}
+
+func (p *parser) read(dst []byte) { copy(dst, p.next(len(dst))) }
+
+func (p *parser) byte() int {
+	v := p.next(1)
+	if v == nil {
+		return 0
+	}
+	return int(v[0])
+}
+
+func (p *parser) uint16() int {
+	v := p.next(2)
+	if v == nil {
+		return 0
+	}
+	return int(binary.BigEndian.Uint16(v))
+}
+
+// done reports whether every byte was consumed without a failure.
+func (p *parser) done() bool { return !p.bad && len(p.b) == 0 }

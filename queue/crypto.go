@@ -1,0 +1,161 @@
+package queue
+
+import (
+	"crypto/ecdh"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// Key-derivation labels. They are part of the protocol.
+const (
+	authInfo    = "hush/1 auth"
+	messageInfo = "hush/1 message"
+)
+
+// Sealed message layout (the MSG body, exactly SealedSize bytes):
+//
+//	XChaCha20-Poly1305(key = MessageKey, nonce = msgID, no additional data) of
+//	  timestamp uint64 big-endian, Unix seconds when the relay stored it
+//	  bodyLen   uint16 big-endian, 0..MaxMessageSize
+//	  body      bodyLen bytes: the SEND body
+//	  padding   zero bytes up to MaxMessageSize
+const (
+	sealedHeaderSize = 8 + 2
+	sealedPlainSize  = sealedHeaderSize + MaxMessageSize
+	// SealedSize is the size of every MSG body.
+	SealedSize = sealedPlainSize + chacha20poly1305.Overhead
+)
+
+// ErrOpen is returned by OpenMessage when a sealed message does not
+// decrypt: a wrong key, or bytes changed on the way.
+var ErrOpen = errors.New("queue: message authentication failed")
+
+// GenerateKey returns a new X25519 private key.
+func GenerateKey() (*ecdh.PrivateKey, error) {
+	return ecdh.X25519().GenerateKey(rand.Reader)
+}
+
+// PublicKey returns the public half of priv as a Key.
+func PublicKey(priv *ecdh.PrivateKey) Key {
+	var k Key
+	copy(k[:], priv.PublicKey().Bytes())
+	return k
+}
+
+// ParsePrivateKey returns the X25519 private key with the given 32 bytes.
+func ParsePrivateKey(b []byte) (*ecdh.PrivateKey, error) {
+	return ecdh.X25519().NewPrivateKey(b)
+}
+
+func sharedSecret(priv *ecdh.PrivateKey, peer Key) ([]byte, error) {
+	pub, err := ecdh.X25519().NewPublicKey(peer[:])
+	if err != nil {
+		return nil, ErrSyntax
+	}
+	s, err := priv.ECDH(pub)
+	if err != nil { // a low-order point: the all-zero secret
+		return nil, ErrSyntax
+	}
+	return s, nil
+}
+
+// AuthKey derives the key that authorizes one queue's commands on one
+// session: HKDF-SHA256 of the X25519 secret between the queue's
+// authorization key and the relay's session key, salted with the session
+// binding (the TLS exporter value). The client calls it with the queue's
+// private key and the relay's session key; the relay with its session
+// private key and the queue's key. It returns ErrSyntax for a low-order
+// peer key.
+func AuthKey(priv *ecdh.PrivateKey, peer Key, binding []byte) ([32]byte, error) {
+	var k [32]byte
+	s, err := sharedSecret(priv, peer)
+	if err != nil {
+		return k, err
+	}
+	d, err := hkdf.Key(sha256.New, s, binding, authInfo, len(k))
+	if err != nil {
+		return k, err
+	}
+	copy(k[:], d)
+	return k, nil
+}
+
+// AppendAuth appends the authenticator of a transmission's signed part:
+// HMAC-SHA256 under the AuthKey.
+func AppendAuth(dst []byte, key *[32]byte, signed []byte) []byte {
+	m := hmac.New(sha256.New, key[:])
+	m.Write(signed)
+	return m.Sum(dst)
+}
+
+// VerifyAuth reports, in constant time, whether auth authenticates signed
+// under key.
+func VerifyAuth(key *[32]byte, signed, auth []byte) bool {
+	var buf [AuthSize]byte
+	return hmac.Equal(AppendAuth(buf[:0], key, signed), auth)
+}
+
+// MessageKey derives the key that seals messages delivered from a queue:
+// HKDF-SHA256 (no salt) of the X25519 secret between the relay's per-queue
+// key and the recipient's DH key from NEW. It returns ErrSyntax for a
+// low-order peer key.
+func MessageKey(priv *ecdh.PrivateKey, peer Key) ([32]byte, error) {
+	var k [32]byte
+	s, err := sharedSecret(priv, peer)
+	if err != nil {
+		return k, err
+	}
+	d, err := hkdf.Key(sha256.New, s, nil, messageInfo, len(k))
+	if err != nil {
+		return k, err
+	}
+	copy(k[:], d)
+	return k, nil
+}
+
+// SealMessage appends to dst the sealed form of body, stored at unix time
+// ts, for delivery as message id. It panics if body exceeds MaxMessageSize.
+func SealMessage(dst []byte, key *[32]byte, id ID, ts int64, body []byte) []byte {
+	if len(body) > MaxMessageSize {
+		panic("queue: message too large to seal")
+	}
+	aead, err := chacha20poly1305.NewX(key[:])
+	if err != nil {
+		panic(err) // the key size is fixed
+	}
+	start := len(dst)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(ts))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(body)))
+	dst = append(dst, body...)
+	dst = appendZeros(dst, sealedPlainSize-(len(dst)-start))
+	return aead.Seal(dst[:start], id[:], dst[start:], nil)
+}
+
+// OpenMessage decrypts a sealed message, returning the relay's timestamp and
+// the body (a new slice). It returns ErrOpen if the message does not
+// authenticate and ErrSyntax if the authenticated contents are malformed.
+func OpenMessage(key *[32]byte, id ID, sealed []byte) (ts int64, body []byte, err error) {
+	if len(sealed) != SealedSize {
+		return 0, nil, ErrSyntax
+	}
+	aead, err := chacha20poly1305.NewX(key[:])
+	if err != nil {
+		panic(err)
+	}
+	plain, err := aead.Open(nil, id[:], sealed, nil)
+	if err != nil {
+		return 0, nil, ErrOpen
+	}
+	ts = int64(binary.BigEndian.Uint64(plain))
+	n := int(binary.BigEndian.Uint16(plain[8:]))
+	if n > MaxMessageSize || !allZero(plain[sealedHeaderSize+n:]) {
+		return 0, nil, ErrSyntax
+	}
+	return ts, plain[sealedHeaderSize : sealedHeaderSize+n], nil
+}

@@ -1,0 +1,123 @@
+package relay
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hushrelay/hush/queue"
+)
+
+// Config configures a Relay. Zero values are the documented defaults.
+type Config struct {
+	// Listen is the host:port of both listeners: QUIC on UDP and TLS 1.3
+	// on TCP, on the same port number. Default ":5223". Port 0 picks a free
+	// port (the same number for both).
+	Listen string
+	// Certificate is the relay's TLS certificate chain, from
+	// IssueCertificate. Required.
+	Certificate tls.Certificate
+	// StorePath is the bbolt file holding queues and messages. Required.
+	StorePath string
+	// Password, if not empty, is required by NEW. It must satisfy
+	// queue.ValidPassword.
+	Password string
+
+	// QueueQuota is the most messages one queue holds. Default 128.
+	QueueQuota int
+	// MaxMessageSize is the largest SEND body accepted, at most (and by
+	// default) queue.MaxMessageSize.
+	MaxMessageSize int
+	// MessageTTL is how long an undelivered message is kept. Default 21 days.
+	MessageTTL time.Duration
+	// UnsecuredTTL is how long a queue that was never secured (KEY or SKEY)
+	// is kept. Default 7 days.
+	UnsecuredTTL time.Duration
+	// SweepInterval is how often expired messages and queues are removed.
+	// Default 10 minutes.
+	SweepInterval time.Duration
+
+	// HandshakeTimeout bounds the TLS and hush handshakes. Default 10 s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a session that sent nothing for this long.
+	// Default 5 minutes; clients PING more often.
+	IdleTimeout time.Duration
+	// NewRate and SendRate are the per-session sustained rates, per second,
+	// of NEW and SEND. A session over its rate is slowed down (its commands
+	// wait), never answered with an error. Defaults 10 and 2000.
+	NewRate, SendRate float64
+	// MaxSubscriptions is the most queues one session may subscribe to.
+	// Default 16384; SUB beyond it gets ERR PROHIBITED.
+	MaxSubscriptions int
+
+	// Logger receives operational logs. At Info and above they never hold
+	// IP addresses, queue IDs or message sizes. Default: discard.
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultListen           = ":5223"
+	DefaultQueueQuota       = 128
+	DefaultMessageTTL       = 21 * 24 * time.Hour
+	DefaultUnsecuredTTL     = 7 * 24 * time.Hour
+	DefaultSweepInterval    = 10 * time.Minute
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultIdleTimeout      = 5 * time.Minute
+	DefaultNewRate          = 10
+	DefaultSendRate         = 2000
+	DefaultMaxSubscriptions = 16384
+)
+
+// ErrConfig is returned (wrapped, with the reason) by New for an invalid
+// Config.
+var ErrConfig = errors.New("invalid relay configuration")
+
+func (c Config) withDefaults() (Config, error) {
+	set := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if len(c.Certificate.Certificate) == 0 {
+		return c, fmt.Errorf("%w: "+"no certificate", ErrConfig)
+	}
+	if c.StorePath == "" {
+		return c, fmt.Errorf("%w: "+"no store path", ErrConfig)
+	}
+	if c.Password != "" && !queue.ValidPassword(c.Password) {
+		return c, fmt.Errorf("%w: "+"the password must be 1 to 128 characters of A-Z a-z 0-9 . _ ~ -", ErrConfig)
+	}
+	if c.QueueQuota == 0 {
+		c.QueueQuota = DefaultQueueQuota
+	}
+	if c.MaxMessageSize == 0 || c.MaxMessageSize > queue.MaxMessageSize {
+		c.MaxMessageSize = queue.MaxMessageSize
+	}
+	set(&c.MessageTTL, DefaultMessageTTL)
+	set(&c.UnsecuredTTL, DefaultUnsecuredTTL)
+	set(&c.SweepInterval, DefaultSweepInterval)
+	set(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	set(&c.IdleTimeout, DefaultIdleTimeout)
+	if c.NewRate == 0 {
+		c.NewRate = DefaultNewRate
+	}
+	if c.SendRate == 0 {
+		c.SendRate = DefaultSendRate
+	}
+	if c.MaxSubscriptions == 0 {
+		c.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.QueueQuota < 0 || c.MaxMessageSize < 0 || c.NewRate < 0 || c.SendRate < 0 || c.MaxSubscriptions < 0 {
+		return c, fmt.Errorf("%w: "+"negative limit", ErrConfig)
+	}
+	return c, nil
+}
