@@ -3,7 +3,10 @@ package queue
 import "encoding/binary"
 
 // Handshake block layout (BlockSize bytes; the first block in each
-// direction, relay first):
+// direction). The client speaks first (a QUIC peer learns of a stream only
+// when data arrives on it): it sends a ClientHello with the version it
+// wants; the relay closes the connection if that version is outside its
+// range, and otherwise answers with a ServerHello.
 //
 //	length  uint16 big-endian, 1..BlockSize-2
 //	hello   length bytes: ServerHello or ClientHello
@@ -18,7 +21,7 @@ import "encoding/binary"
 //
 // ClientHello (client to relay):
 //
-//	version uint16      the version chosen: the highest both speak
+//	version uint16      the version the client wants, its highest
 //	ext                 later versions' fields; ignored by version 1
 const (
 	handshakeLengthSize = 2

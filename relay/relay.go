@@ -1,0 +1,354 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/hushrelay/hush/queue"
+)
+
+// bindingLabel is the TLS exporter label of the session binding.
+const bindingLabel = "EXPORTER-hush-session-binding"
+
+// bindingSize is the size of the session binding.
+const bindingSize = 32
+
+// sweepBatch bounds the deletions of one expiry transaction.
+const sweepBatch = 1000
+
+// Relay is a running relay: its store, its QUIC and TLS listeners and its
+// sessions. Its methods are safe for concurrent use.
+type Relay struct {
+	cfg     Config
+	store   *store
+	tlsConf *tls.Config
+	tcpLn   net.Listener
+	udpConn *net.UDPConn
+	quicTr  *quic.Transport
+	quicLn  *quic.Listener
+	// dummyKey authorizes nothing: commands for unknown queues are checked
+	// against it so that they cost the same work as real ones.
+	dummyKey queue.Key
+
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // accept loops, sessions, sweeper
+
+	closeOnce sync.Once
+	closeErr  error
+
+	mu sync.Mutex
+	// subs maps a recipient ID to the one subscription holding it.
+	subs map[queue.ID]*subscription
+	// sessions holds every live session, to close them on Close.
+	sessions map[*session]struct{}
+}
+
+// New opens the store, binds both listeners and starts serving in the
+// background. Close stops it.
+func New(cfg Config) (*Relay, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := CertificateFingerprint(cfg.Certificate); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	st, err := openStore(cfg.StorePath, storeOptions{})
+	if err != nil {
+		return nil, err
+	}
+	r := &Relay{
+		cfg:   cfg,
+		store: st,
+		tlsConf: &tls.Config{
+			MinVersion:             tls.VersionTLS13,
+			Certificates:           []tls.Certificate{cfg.Certificate},
+			NextProtos:             []string{queue.ALPN},
+			SessionTicketsDisabled: true,
+			// One block, one TLS record of one size, from the first block on.
+			DynamicRecordSizingDisabled: true,
+		},
+		subs:     make(map[queue.ID]*subscription),
+		sessions: make(map[*session]struct{}),
+	}
+	dk, err := queue.GenerateKey()
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	r.dummyKey = queue.PublicKey(dk)
+	if err := r.listen(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.wg.Add(3)
+	go r.acceptTCP()
+	go r.acceptQUIC()
+	go r.sweepLoop()
+	cfg.Logger.Info("relay started", "quic", true, "tcp", true,
+		"policy", "logs never record IP addresses, queue IDs or message sizes")
+	return r, nil
+}
+
+// listen binds TCP and then UDP on the same port number. With port 0 the
+// TCP port is chosen first; if UDP cannot have the same number, it tries a
+// few other ports.
+func (r *Relay) listen() error {
+	host, port, err := net.SplitHostPort(r.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("%w: listen address %q: %w", ErrConfig, r.cfg.Listen, err)
+	}
+	attempts := 1
+	if port == "0" {
+		attempts = 10
+	}
+	for i := range attempts {
+		tcpLn, err := net.Listen("tcp", r.cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listen tcp: %w", err)
+		}
+		p := tcpLn.Addr().(*net.TCPAddr).Port
+		udpAddr, err := net.ResolveUDPAddr("udp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err != nil {
+			tcpLn.Close()
+			return fmt.Errorf("listen udp: %w", err)
+		}
+		udpConn, err := net.ListenUDP("udp", udpAddr)
+		if err != nil {
+			tcpLn.Close()
+			if i+1 < attempts {
+				continue
+			}
+			return fmt.Errorf("listen udp: %w", err)
+		}
+		r.tcpLn, r.udpConn = tcpLn, udpConn
+		break
+	}
+	r.quicTr = &quic.Transport{Conn: r.udpConn}
+	ln, err := r.quicTr.Listen(r.tlsConf, &quic.Config{
+		HandshakeIdleTimeout:  r.cfg.HandshakeTimeout,
+		MaxIdleTimeout:        r.cfg.IdleTimeout,
+		MaxIncomingStreams:    1,
+		MaxIncomingUniStreams: -1,
+	})
+	if err != nil {
+		r.tcpLn.Close()
+		r.udpConn.Close()
+		return fmt.Errorf("listen quic: %w", err)
+	}
+	r.quicLn = ln
+	return nil
+}
+
+// Addr returns the TCP listener's address; the QUIC listener has the same
+// port on UDP.
+func (r *Relay) Addr() net.Addr { return r.tcpLn.Addr() }
+
+// Close stops the listeners, ends every session, waits for their
+// goroutines and closes the store. It is idempotent.
+func (r *Relay) Close() error {
+	r.closeOnce.Do(func() {
+		r.cancel()
+		r.tcpLn.Close()
+		r.quicLn.Close()
+		r.mu.Lock()
+		for s := range r.sessions {
+			s.close()
+		}
+		r.mu.Unlock()
+		r.wg.Wait()
+		r.quicTr.Close()
+		r.udpConn.Close()
+		r.closeErr = r.store.Close()
+		r.cfg.Logger.Info("relay stopped")
+	})
+	return r.closeErr
+}
+
+func (r *Relay) acceptTCP() {
+	defer r.wg.Done()
+	for {
+		c, err := r.tcpLn.Accept()
+		if err != nil {
+			if r.ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			r.cfg.Logger.Error("accept tcp", "err", err)
+			time.Sleep(100 * time.Millisecond) // for example out of file descriptors
+			continue
+		}
+		r.startSession(func(ctx context.Context) (io.ReadWriteCloser, []byte, error) {
+			tc := tls.Server(c, r.tlsConf)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				c.Close()
+				return nil, nil, err
+			}
+			st := tc.ConnectionState()
+			if st.NegotiatedProtocol != queue.ALPN {
+				c.Close()
+				return nil, nil, errors.New("no application protocol")
+			}
+			b, err := st.ExportKeyingMaterial(bindingLabel, nil, bindingSize)
+			if err != nil {
+				c.Close()
+				return nil, nil, err
+			}
+			return tc, b, nil
+		})
+	}
+}
+
+func (r *Relay) acceptQUIC() {
+	defer r.wg.Done()
+	for {
+		qc, err := r.quicLn.Accept(r.ctx)
+		if err != nil {
+			if r.ctx.Err() != nil || errors.Is(err, quic.ErrServerClosed) {
+				return
+			}
+			r.cfg.Logger.Error("accept quic", "err", err)
+			continue
+		}
+		r.startSession(func(ctx context.Context) (io.ReadWriteCloser, []byte, error) {
+			st, err := qc.AcceptStream(ctx)
+			if err != nil {
+				qc.CloseWithError(0, "")
+				return nil, nil, err
+			}
+			ts := qc.ConnectionState().TLS
+			b, err := ts.ExportKeyingMaterial(bindingLabel, nil, bindingSize)
+			if err != nil {
+				qc.CloseWithError(0, "")
+				return nil, nil, err
+			}
+			return quicStream{st, qc}, b, nil
+		})
+	}
+}
+
+// quicStream is a session's one QUIC stream; closing it closes the
+// connection.
+type quicStream struct {
+	*quic.Stream
+	conn *quic.Conn
+}
+
+func (q quicStream) Close() error { return q.conn.CloseWithError(0, "") }
+
+// startSession runs a session in its own goroutine. open completes the
+// transport handshake within the handshake deadline and returns the
+// session's stream and binding.
+func (r *Relay) startSession(open func(context.Context) (io.ReadWriteCloser, []byte, error)) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.HandshakeTimeout)
+		conn, binding, err := open(ctx)
+		cancel()
+		if err != nil {
+			r.cfg.Logger.Debug("transport handshake failed", "err", err)
+			return
+		}
+		s, err := newSession(r, conn, binding)
+		if err != nil {
+			conn.Close()
+			return
+		}
+		if !r.addSession(s) {
+			conn.Close()
+			return
+		}
+		defer r.removeSession(s)
+		err = s.run()
+		r.cfg.Logger.Debug("session ended", "err", err)
+	}()
+}
+
+func (r *Relay) addSession(s *session) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx.Err() != nil {
+		return false
+	}
+	r.sessions[s] = struct{}{}
+	return true
+}
+
+// removeSession forgets s and releases its subscriptions.
+func (r *Relay) removeSession(s *session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.sessions, s)
+	for rid, sub := range s.subscriptions() {
+		if r.subs[rid] == sub {
+			delete(r.subs, rid)
+		}
+	}
+}
+
+// subscribe makes sub the subscription of its queue and returns the one it
+// replaced, if any.
+func (r *Relay) subscribe(sub *subscription) (old *subscription) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old = r.subs[sub.rid]
+	r.subs[sub.rid] = sub
+	return old
+}
+
+// unsubscribe removes and returns the subscription of rid, if any.
+func (r *Relay) unsubscribe(rid queue.ID) *subscription {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sub := r.subs[rid]
+	delete(r.subs, rid)
+	return sub
+}
+
+// notify tells the subscriber of rid, if any, that its queue may have a
+// message to deliver.
+func (r *Relay) notify(rid queue.ID) {
+	r.mu.Lock()
+	sub := r.subs[rid]
+	r.mu.Unlock()
+	if sub != nil {
+		sub.sess.markPending(sub)
+	}
+}
+
+func (r *Relay) sweepLoop() {
+	defer r.wg.Done()
+	t := time.NewTicker(r.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		msgs, queues, err := r.store.sweep(r.ctx,
+			now.Add(-r.cfg.MessageTTL).Unix(), now.Add(-r.cfg.UnsecuredTTL).Unix(), sweepBatch)
+		switch {
+		case err != nil && r.ctx.Err() == nil:
+			r.cfg.Logger.Error("expiry sweep", "err", err)
+		case msgs+queues > 0:
+			r.cfg.Logger.Info("expired", "messages", msgs, "queues", queues)
+		}
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
