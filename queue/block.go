@@ -81,9 +81,10 @@ func (b *BlockBuilder) AppendBlock(dst []byte) []byte {
 }
 
 // ParseBlock appends to dst the transmissions carried by block and returns
-// it. The transmissions alias block. It returns ErrSyntax unless block is
-// exactly BlockSize bytes in the layout above.
+// it. The transmissions alias block. It returns dst unchanged and ErrSyntax
+// unless block is exactly BlockSize bytes in the layout above.
 func ParseBlock(dst [][]byte, block []byte) ([][]byte, error) {
+	orig := dst
 	if len(block) != BlockSize {
 		return dst, ErrSyntax
 	}
@@ -94,18 +95,18 @@ func ParseBlock(dst [][]byte, block []byte) ([][]byte, error) {
 	rest := block[blockCountSize:]
 	for range count {
 		if len(rest) < blockLengthSize {
-			return dst, ErrSyntax
+			return orig, ErrSyntax
 		}
 		n := int(binary.BigEndian.Uint16(rest))
 		rest = rest[blockLengthSize:]
 		if n == 0 || n > len(rest) {
-			return dst, ErrSyntax
+			return orig, ErrSyntax
 		}
 		dst = append(dst, rest[:n:n])
 		rest = rest[n:]
 	}
 	if !allZero(rest) {
-		return dst, ErrSyntax
+		return orig, ErrSyntax
 	}
 	return dst, nil
 }

@@ -3,6 +3,7 @@ package queue
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 )
 
 // Tag identifies a command (client to relay) or a response or event (relay
@@ -64,7 +65,8 @@ const (
 	// entity ID where none belongs, or a missing authenticator).
 	SYNTAX ErrorCode = 4
 	// PROHIBITED: the command is not allowed in this state (for example
-	// ACK with no message delivered, or NEW on a draining relay).
+	// GET on a queue this session is subscribed to, or SUB past the
+	// session's subscription limit).
 	PROHIBITED ErrorCode = 5
 	// NO_MSG: GET or ACK found no such message.
 	NO_MSG ErrorCode = 6
@@ -133,7 +135,7 @@ func (c *Command) Append(b []byte) []byte {
 	case TagACK:
 		b = append(b, c.MsgID[:]...)
 	case TagSEND:
-		if len(c.Body) > MaxTransmissionSize {
+		if len(c.Body) > math.MaxUint16 {
 			panic("queue: body too long")
 		}
 		b = binary.BigEndian.AppendUint16(b, uint16(len(c.Body)))

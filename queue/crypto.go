@@ -14,6 +14,12 @@ import (
 
 // Key-derivation labels. They are part of the protocol.
 const (
+	// BindingLabel is the TLS exporter label of the session binding, the
+	// BindingSize bytes that AuthKey mixes in so that an authorized command
+	// is valid on one connection only.
+	BindingLabel = "EXPORTER-hush-session-binding"
+	BindingSize  = 32
+
 	authInfo    = "hush/1 auth"
 	messageInfo = "hush/1 message"
 )
@@ -71,9 +77,13 @@ func sharedSecret(priv *ecdh.PrivateKey, peer Key) ([]byte, error) {
 // binding (the TLS exporter value). The client calls it with the queue's
 // private key and the relay's session key; the relay with its session
 // private key and the queue's key. It returns ErrSyntax for a low-order
-// peer key.
+// peer key, and panics unless binding has BindingSize bytes (a programmer
+// error that would silently lose the session binding).
 func AuthKey(priv *ecdh.PrivateKey, peer Key, binding []byte) ([32]byte, error) {
 	var k [32]byte
+	if len(binding) != BindingSize {
+		panic("queue: session binding of the wrong size")
+	}
 	s, err := sharedSecret(priv, peer)
 	if err != nil {
 		return k, err

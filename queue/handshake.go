@@ -4,9 +4,11 @@ import "encoding/binary"
 
 // Handshake block layout (BlockSize bytes; the first block in each
 // direction). The client speaks first (a QUIC peer learns of a stream only
-// when data arrives on it): it sends a ClientHello with the version it
-// wants; the relay closes the connection if that version is outside its
-// range, and otherwise answers with a ServerHello.
+// when data arrives on it): it sends a ClientHello with the highest version
+// it speaks; the relay answers with a ServerHello giving its range. Both
+// use version min(ClientHello.Version, ServerHello.MaxVersion); the relay
+// closes the connection if that is below its MinVersion, the client if it
+// is below its own lowest version.
 //
 //	length  uint16 big-endian, 1..BlockSize-2
 //	hello   length bytes: ServerHello or ClientHello
@@ -21,7 +23,7 @@ import "encoding/binary"
 //
 // ClientHello (client to relay):
 //
-//	version uint16      the version the client wants, its highest
+//	version uint16      the highest version the client speaks
 //	ext                 later versions' fields; ignored by version 1
 const (
 	handshakeLengthSize = 2

@@ -3,7 +3,7 @@ package queue
 // Transmission layout (one entry of a block):
 //
 //	authLen   uint8, 0 or AuthSize
-//	auth      authLen bytes: HMAC-SHA256 authenticator (see Authenticate)
+//	auth      authLen bytes: HMAC-SHA256 authenticator (see AppendAuth)
 //	corrLen   uint8, 0 or CorrIDSize
 //	corrID    corrLen bytes: chosen by the client, echoed in the response
 //	entityLen uint8, 0 or IDSize
