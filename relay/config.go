@@ -85,13 +85,13 @@ func (c Config) withDefaults() (Config, error) {
 		c.Listen = DefaultListen
 	}
 	if len(c.Certificate.Certificate) == 0 {
-		return c, fmt.Errorf("%w: "+"no certificate", ErrConfig)
+		return c, fmt.Errorf("%w: no certificate", ErrConfig)
 	}
 	if c.StorePath == "" {
-		return c, fmt.Errorf("%w: "+"no store path", ErrConfig)
+		return c, fmt.Errorf("%w: no store path", ErrConfig)
 	}
 	if c.Password != "" && !queue.ValidPassword(c.Password) {
-		return c, fmt.Errorf("%w: "+"the password must be 1 to 128 characters of A-Z a-z 0-9 . _ ~ -", ErrConfig)
+		return c, fmt.Errorf("%w: the password must be 1 to 128 characters of A-Z a-z 0-9 . _ ~ -", ErrConfig)
 	}
 	if c.QueueQuota == 0 {
 		c.QueueQuota = DefaultQueueQuota
@@ -117,7 +117,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.QueueQuota < 0 || c.MaxMessageSize < 0 || c.NewRate < 0 || c.SendRate < 0 || c.MaxSubscriptions < 0 {
-		return c, fmt.Errorf("%w: "+"negative limit", ErrConfig)
+		return c, fmt.Errorf("%w: negative limit", ErrConfig)
 	}
 	return c, nil
 }

@@ -136,7 +136,7 @@ func (s *session) handshake() error {
 	if err != nil {
 		return err
 	}
-	if ch.Version < queue.MinVersion || ch.Version > queue.MaxVersion {
+	if min(ch.Version, queue.MaxVersion) < queue.MinVersion {
 		return errors.New("unsupported version")
 	}
 	sh := queue.ServerHello{MinVersion: queue.MinVersion, MaxVersion: queue.MaxVersion, SessionKey: queue.PublicKey(s.key)}
@@ -405,7 +405,7 @@ func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 	if !s.verify(key, signed, auth) || !found || !rec.Secured || rec.Suspended {
 		return s.replyErr(corrID, entity, queue.AUTH)
 	}
-	msg := storedMessage{ID: queue.NewID(), Timestamp: time.Now().Unix(), Body: clone(cmd.Body)}
+	msg := storedMessage{ID: queue.NewID(), Timestamp: time.Now().Unix(), Body: cmd.Body} // addMessage copies it
 	ch, err := s.r.store.addMessage(s.ctx, sid, msg, s.r.cfg.QueueQuota)
 	if err != nil {
 		return s.replyErr(corrID, entity, errorCode(err))

@@ -1,0 +1,1019 @@
+package relay
+
+// The relay's durable store: one bbolt file holding queues and their
+// undelivered messages.
+//
+// # Layout (format version 1)
+//
+// All integers are big-endian, so that keys sort in numeric order. IDs are
+// queue.IDSize (24) bytes, keys queue.KeySize (32) bytes.
+//
+//	bucket "meta"
+//	  "version"                 -> 1 byte: the format version, 1. A file with
+//	                               another version, or with buckets but no
+//	                               version, is refused at open.
+//	bucket "queues"
+//	  rid(24)                   -> queue record, 142 bytes:
+//	                                 version   1 byte, 1
+//	                                 flags     1 byte: 0x01 secured, 0x02 suspended
+//	                                 sid       24 bytes, the sender ID
+//	                                 rkey      32 bytes, recipient authorization key
+//	                                 skey      32 bytes, sender authorization key
+//	                                           (zero unless secured)
+//	                                 msgkey    32 bytes, the MSG re-encryption key
+//	                                 created   8 bytes, unix seconds (int64)
+//	                                 nextSeq   8 bytes, sequence number of the next
+//	                                           message (uint64)
+//	                                 count     4 bytes, messages held (uint32)
+//	bucket "senders"
+//	  sid(24)                   -> rid(24)
+//	bucket "messages"
+//	  rid(24)|seq(8)            -> msgID(24)|ts(8)|body
+//	bucket "expiry"
+//	  ts(8)|rid(24)|seq(8)      -> empty; one entry per message, so that expired
+//	                               messages are found without visiting every queue
+//	bucket "unsecured"
+//	  created(8)|rid(24)        -> empty; one entry per queue never secured,
+//	                               removed when it is secured or deleted
+//
+// # What the file reveals (threat model)
+//
+// Someone who obtains the file (a seized disk, a backup) learns, for every
+// live queue: both of its IDs and that they belong together, its
+// authorization keys, its message re-encryption key, its creation time to
+// the second, whether it is secured or suspended, how many messages it has
+// ever received (nextSeq) and, for each undelivered message, its ID, the
+// second it was stored and its body as the sender uploaded it (end-to-end
+// encrypted by the clients). The message key is kept (the relay needs it to
+// deliver after a restart): with it, someone who also recorded a recipient's
+// traffic with its TLS layer removed could match delivered MSG bodies to
+// stored or uploaded ones, which the re-encryption otherwise prevents. The
+// expiry and unsecured indexes order messages and queues by time. The file
+// holds no IP addresses, sessions, subscriptions or any link between
+// queues. Deleted and acknowledged data leave the B+tree at once,
+// but their bytes can survive in free pages until bbolt reuses them;
+// offline compaction (hush-relay compact) rewrites the file without them.
+//
+// # Writes
+//
+// One goroutine (loop) owns all writes. Writers submit operations to a
+// bounded FIFO queue; the loop takes the first pending operation, adds
+// whatever else is already queued (up to storeOptions.MaxBatch) without
+// waiting for more, applies them in order in one bbolt transaction, and
+// reports each result only after the transaction has been committed, which
+// bbolt follows with fsync. So a SEND is answered only once durable, and
+// concurrent SENDs share one fsync.
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/hushrelay/hush/queue"
+)
+
+// storeVersion is the layout version written in the meta bucket.
+const storeVersion = 1
+
+// Bucket and key names.
+var (
+	bucketMeta      = []byte("meta")
+	bucketQueues    = []byte("queues")
+	bucketSenders   = []byte("senders")
+	bucketMessages  = []byte("messages")
+	bucketExpiry    = []byte("expiry")
+	bucketUnsecured = []byte("unsecured")
+	metaVersionKey  = []byte("version")
+)
+
+// Default storeOptions.
+const (
+	defaultStoreLockTimeout = 2 * time.Second
+	defaultStoreMaxBatch    = 512
+	defaultStoreQueueLen    = 4096
+	defaultSweepBatch       = 1000
+)
+
+// queueRecord is one queue as stored.
+type queueRecord struct {
+	RecipientID, SenderID queue.ID
+	RecipientKey          queue.Key // recipient authorization key (X25519 public)
+	SenderKey             queue.Key // valid only when Secured
+	Secured               bool
+	Suspended             bool
+	MessageKey            [32]byte // re-encryption key for MSG (queue.MessageKey)
+	Created               int64    // unix seconds
+}
+
+// storedMessage is one undelivered message.
+type storedMessage struct {
+	ID        queue.ID
+	Timestamp int64 // unix seconds when stored
+	Body      []byte
+}
+
+// storeOptions tunes a store. Zero values are the defaults.
+type storeOptions struct {
+	LockTimeout time.Duration // bbolt open lock timeout; default 2s
+	MaxBatch    int           // most operations per group commit; default 512
+	QueueLen    int           // bound of the pending-operation queue; default 4096; submitters block (ctx) when full
+}
+
+// Errors. The first six are outcomes of one operation ("domain errors"): the
+// operation changed nothing and the other operations of its group commit are
+// unaffected.
+var (
+	// errNotFound is returned when the queue or the message does not exist
+	// (the relay answers AUTH or NO_MSG).
+	errNotFound = errors.New("relay store: no such queue or message")
+	// errKeyMismatch is returned by secureQueue and secureBySender when the
+	// queue is already secured with another sender key.
+	errKeyMismatch = errors.New("relay store: queue secured with another key")
+	// errQuota is returned by addMessage when the queue holds its quota.
+	errQuota = errors.New("relay store: queue full")
+	// errSuspended is returned by addMessage and secureBySender for a
+	// suspended queue.
+	errSuspended = errors.New("relay store: queue suspended")
+	// errNotSecured is returned by addMessage for a queue never secured.
+	errNotSecured = errors.New("relay store: queue not secured")
+	// errExists is returned by createQueue when the recipient or sender ID
+	// is already used by a queue (as either kind of ID), or when both IDs
+	// are equal.
+	errExists = errors.New("relay store: queue ID in use")
+	// errClosed is returned by every method once Close has been called, and
+	// delivered to operations still pending when it was.
+	errClosed = errors.New("relay store: closed")
+	// errStoreVersion is returned (wrapped) by openStore for a file of
+	// another format version, or one that is not a relay store.
+	errStoreVersion = errors.New("relay store: unsupported format version")
+	// errCorrupt is returned (wrapped) when stored bytes do not have the
+	// documented layout.
+	errCorrupt = errors.New("relay store: corrupt data")
+)
+
+// isDomainError reports whether err is the outcome of an operation that
+// checked before writing, and so left nothing behind.
+func isDomainError(err error) bool {
+	switch err {
+	case errNotFound, errKeyMismatch, errQuota, errSuspended, errNotSecured, errExists:
+		return true
+	}
+	return false
+}
+
+// errRetry rolls back a group transaction in which one operation failed
+// after it may have written.
+var errRetry = errors.New("relay store: retry without the failed operation")
+
+// store is the relay's durable store. Its methods are safe for concurrent
+// use.
+//
+// Reads (queueByRecipient, queueBySender, firstMessage, countQueues) run in
+// their own bbolt read transactions; they neither wait for writes nor see
+// uncommitted ones.
+//
+// Writes (createQueue, secureQueue, secureBySender, suspendQueue,
+// deleteQueue, addMessage, ackMessage) submit an operation to the commit
+// loop and return a channel, buffered, that receives exactly one result once
+// the operation's transaction has been committed and fsynced, or has
+// failed; nobody has to read it. Submission blocks only while
+// storeOptions.QueueLen operations are pending, until ctx is done (then it
+// returns ctx.Err() and the operation never runs). Once submitted, an
+// operation runs even if ctx is canceled. Operations run in submission
+// order, so operations submitted one after the other by one goroutine are
+// applied in that order.
+type store struct {
+	db       *bbolt.DB
+	maxBatch int
+	ops      chan *storeOp // pending writes, FIFO, bounded: submitters block when full
+	closing  chan struct{} // closed when Close starts
+	loopDone chan struct{} // closed when the commit loop has returned
+	commits  atomic.Uint64 // group transactions committed, for tests and metrics
+
+	closeOnce sync.Once
+	closeErr  error
+
+	// mu guards closed. Submitters hold it for reading while they enqueue,
+	// so that no operation enters ops once Close has set closed.
+	mu     sync.RWMutex
+	closed bool
+}
+
+// storeOp is one write operation. apply runs on the commit loop's
+// goroutine; it may run more than once (when a group is retried) and must
+// check everything before it writes, returning a domain error with nothing
+// written. finish runs exactly once, with the final result, on the commit
+// loop's goroutine or, for an operation failed with errClosed, in Close.
+type storeOp struct {
+	apply  func(b storeTx) error
+	finish func(err error)
+	err    error // apply's result in the current attempt
+}
+
+// openStore opens or creates the store at path (mode 0600) and starts its
+// commit loop. It waits at most opts.LockTimeout for another process to
+// release the file. Its cost does not depend on the number of queues.
+func openStore(path string, opts storeOptions) (*store, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = defaultStoreLockTimeout
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = defaultStoreMaxBatch
+	}
+	if opts.QueueLen <= 0 {
+		opts.QueueLen = defaultStoreQueueLen
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout: opts.LockTimeout,
+		// The map freelist stays fast when constant deletes fragment the
+		// file; the freelist is synced, so opening does not scan the file.
+		FreelistType: bbolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open relay store %s: %w", path, err)
+	}
+	if err := db.Update(initStore); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open relay store %s: %w", path, err)
+	}
+	s := &store{
+		db:       db,
+		maxBatch: opts.MaxBatch,
+		ops:      make(chan *storeOp, opts.QueueLen),
+		closing:  make(chan struct{}),
+		loopDone: make(chan struct{}),
+	}
+	go s.loop()
+	return s, nil
+}
+
+// initStore creates the buckets of a new file, or checks the version of an
+// existing one.
+func initStore(tx *bbolt.Tx) error {
+	names := [][]byte{bucketQueues, bucketSenders, bucketMessages, bucketExpiry, bucketUnsecured}
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		if k, _ := tx.Cursor().First(); k != nil {
+			return fmt.Errorf("%w: no version (not a relay store?)", errStoreVersion)
+		}
+		meta, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(metaVersionKey, []byte{storeVersion}); err != nil {
+			return err
+		}
+		for _, name := range names {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	switch v := meta.Get(metaVersionKey); {
+	case len(v) != 1:
+		return fmt.Errorf("%w: malformed version %x", errStoreVersion, v)
+	case v[0] != storeVersion:
+		return fmt.Errorf("%w: version %d, this relay reads version %d", errStoreVersion, v[0], storeVersion)
+	}
+	for _, name := range names {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("%w: bucket %q missing", errCorrupt, name)
+		}
+	}
+	return nil
+}
+
+// Close stops the commit loop and closes the file. Operations already in a
+// transaction finish normally; operations still queued, and all later
+// calls, get errClosed. It waits for the loop and is idempotent: every call
+// returns the first call's result.
+func (s *store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing) // wakes blocked submitters and the loop
+		s.mu.Lock()      // waits for submitters still enqueueing
+		s.closed = true
+		s.mu.Unlock()
+		<-s.loopDone
+		// Nothing can enter ops any more: fail what is left.
+		for {
+			select {
+			case op := <-s.ops:
+				op.finish(errClosed)
+				continue
+			default:
+			}
+			break
+		}
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// submit queues op for the commit loop. It blocks only while the queue is
+// full, until ctx is done (returning ctx.Err()) or the store closes
+// (errClosed). Once submit returns nil, op.finish will be called exactly
+// once, even if ctx is canceled later.
+func (s *store) submit(ctx context.Context, op *storeOp) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return errClosed
+	}
+	select {
+	case s.ops <- op:
+		return nil
+	case <-s.closing:
+		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// submitErr submits an operation whose result is an error.
+func (s *store) submitErr(ctx context.Context, apply func(b storeTx) error) (<-chan error, error) {
+	ch := make(chan error, 1)
+	op := &storeOp{apply: apply, finish: func(err error) { ch <- err }}
+	if err := s.submit(ctx, op); err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// loop is the only writer. See the file comment.
+func (s *store) loop() {
+	defer close(s.loopDone)
+	batch := make([]*storeOp, 0, s.maxBatch)
+	for {
+		select {
+		case <-s.closing:
+			return
+		case op := <-s.ops:
+			batch = append(batch[:0], op)
+		}
+		select {
+		case <-s.closing: // both were ready: closing wins
+			batch[0].finish(errClosed)
+			return
+		default:
+		}
+	drain:
+		for len(batch) < s.maxBatch {
+			select {
+			case op := <-s.ops:
+				batch = append(batch, op)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+		clear(batch) // drop references to finished operations
+	}
+}
+
+// commit applies batch in one transaction and reports every result after
+// the commit. An operation that fails with anything but a domain error may
+// have written part of its changes: the transaction is rolled back, that
+// operation gets its error and the others are applied again without it.
+func (s *store) commit(batch []*storeOp) {
+	for len(batch) > 0 {
+		failed := -1
+		err := s.db.Update(func(tx *bbolt.Tx) error {
+			b := bucketsOf(tx)
+			for i, op := range batch {
+				op.err = op.apply(b)
+				if op.err != nil && !isDomainError(op.err) {
+					failed = i
+					return errRetry
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			batch[failed].finish(batch[failed].err)
+			batch = slices.Delete(batch, failed, failed+1)
+			continue
+		}
+		if err != nil {
+			err = fmt.Errorf("relay store: commit: %w", err)
+			for _, op := range batch {
+				op.finish(err)
+			}
+			return
+		}
+		s.commits.Add(1)
+		for _, op := range batch {
+			op.finish(op.err)
+		}
+		return
+	}
+}
+
+// view runs fn in a read transaction.
+func (s *store) view(fn func(b storeTx) error) error {
+	err := s.db.View(func(tx *bbolt.Tx) error { return fn(bucketsOf(tx)) })
+	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+		return errClosed
+	}
+	return err
+}
+
+// queueByRecipient returns the queue with recipient ID rid; ok is false
+// when there is none.
+func (s *store) queueByRecipient(rid queue.ID) (rec queueRecord, ok bool, err error) {
+	err = s.view(func(b storeTx) error {
+		q, found, err := b.getQueue(rid)
+		rec, ok = q.queueRecord, found
+		return err
+	})
+	return rec, ok, err
+}
+
+// queueBySender returns the queue with sender ID sid; ok is false when there
+// is none.
+func (s *store) queueBySender(sid queue.ID) (rec queueRecord, ok bool, err error) {
+	err = s.view(func(b storeTx) error {
+		rid, found := b.ridBySender(sid)
+		if !found {
+			return nil
+		}
+		q, found, err := b.getQueue(rid)
+		rec, ok = q.queueRecord, found
+		return err
+	})
+	return rec, ok, err
+}
+
+// firstMessage returns the oldest message of queue rid; ok is false when the
+// queue holds none (or does not exist). Body is a copy.
+func (s *store) firstMessage(rid queue.ID) (msg storedMessage, ok bool, err error) {
+	err = s.view(func(b storeTx) error {
+		_, v, found := b.head(rid)
+		if !found {
+			return nil
+		}
+		m, err := decodeMessage(v)
+		if err != nil {
+			return err
+		}
+		m.Body = bytes.Clone(m.Body)
+		if m.Body == nil {
+			m.Body = []byte{}
+		}
+		msg, ok = m, true
+		return nil
+	})
+	return msg, ok, err
+}
+
+// countQueues returns the number of queues. It walks the pages of the
+// queues bucket (not the values), so call it for tests and occasional
+// metrics, not per command.
+func (s *store) countQueues() (n int, err error) {
+	err = s.view(func(b storeTx) error {
+		n = b.queues.Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+// createQueue stores a new queue. The queue starts unsecured unless
+// rec.Secured. errExists if either ID is in use.
+func (s *store) createQueue(ctx context.Context, rec queueRecord) (<-chan error, error) {
+	return s.submitErr(ctx, func(b storeTx) error {
+		if rec.RecipientID == rec.SenderID {
+			return errExists
+		}
+		for _, id := range [2]queue.ID{rec.RecipientID, rec.SenderID} {
+			if b.queues.Get(id[:]) != nil || b.senders.Get(id[:]) != nil {
+				return errExists
+			}
+		}
+		q := queueState{queueRecord: rec}
+		if !q.Secured {
+			q.SenderKey = queue.Key{}
+		}
+		if err := b.putQueue(&q); err != nil {
+			return err
+		}
+		if err := b.senders.Put(rec.SenderID[:], bytes.Clone(rec.RecipientID[:])); err != nil {
+			return err
+		}
+		if !q.Secured {
+			return b.unsecured.Put(unsecuredKey(q.Created, q.RecipientID), []byte{})
+		}
+		return nil
+	})
+}
+
+// secureQueue secures queue rid with the sender's key (KEY). Securing again
+// with the same key succeeds and changes nothing; with another key it fails
+// with errKeyMismatch.
+func (s *store) secureQueue(ctx context.Context, rid queue.ID, senderKey queue.Key) (<-chan error, error) {
+	return s.submitErr(ctx, func(b storeTx) error {
+		q, ok, err := b.getQueue(rid)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errNotFound
+		}
+		return b.secure(&q, senderKey)
+	})
+}
+
+// secureBySender is secureQueue for the queue with sender ID sid (SKEY); it
+// fails with errSuspended on a suspended queue.
+func (s *store) secureBySender(ctx context.Context, sid queue.ID, senderKey queue.Key) (<-chan error, error) {
+	return s.submitErr(ctx, func(b storeTx) error {
+		rid, ok := b.ridBySender(sid)
+		if !ok {
+			return errNotFound
+		}
+		q, ok, err := b.getQueue(rid)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errNotFound
+		}
+		if q.Suspended {
+			return errSuspended
+		}
+		return b.secure(&q, senderKey)
+	})
+}
+
+// suspendQueue marks queue rid suspended (OFF): it accepts no more messages;
+// its messages stay readable. Suspending again succeeds.
+func (s *store) suspendQueue(ctx context.Context, rid queue.ID) (<-chan error, error) {
+	return s.submitErr(ctx, func(b storeTx) error {
+		q, ok, err := b.getQueue(rid)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errNotFound
+		}
+		if q.Suspended {
+			return nil
+		}
+		q.Suspended = true
+		return b.putQueue(&q)
+	})
+}
+
+// deleteQueue deletes queue rid, its sender index entry, all its messages
+// and their index entries (DEL).
+func (s *store) deleteQueue(ctx context.Context, rid queue.ID) (<-chan error, error) {
+	return s.submitErr(ctx, func(b storeTx) error {
+		q, ok, err := b.getQueue(rid)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errNotFound
+		}
+		_, err = b.deleteQueue(&q)
+		return err
+	})
+}
+
+// sendResult is the outcome of addMessage.
+type sendResult struct {
+	RecipientID queue.ID // the queue's recipient ID, set whenever the sender ID was found
+	Err         error
+	First       bool // the queue had no other message (so the relay should push it now)
+}
+
+// addMessage appends msg to the queue with sender ID sid (SEND), unless the
+// queue holds quota messages or more (errQuota; a quota below 1 refuses
+// everything), is suspended (errSuspended) or was never secured
+// (errNotSecured). A zero msg.Timestamp is set to the current time.
+// addMessage copies msg.Body before it returns.
+func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage, quota int) (<-chan sendResult, error) {
+	if msg.Timestamp == 0 {
+		msg.Timestamp = time.Now().Unix()
+	}
+	// bbolt keeps a reference to a value until the commit: build it now,
+	// which also frees the caller's buffer.
+	val := appendMessage(make([]byte, 0, messageHeaderSize+len(msg.Body)), msg)
+	ts := msg.Timestamp
+	ch := make(chan sendResult, 1)
+	var (
+		rid          queue.ID
+		found, first bool
+	)
+	op := &storeOp{
+		apply: func(b storeTx) error {
+			found, first = false, false
+			r, ok := b.ridBySender(sid)
+			if !ok {
+				return errNotFound
+			}
+			q, ok, err := b.getQueue(r)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return errNotFound
+			}
+			rid, found = r, true
+			switch {
+			case q.Suspended:
+				return errSuspended
+			case !q.Secured:
+				return errNotSecured
+			case quota < 1 || uint64(q.count) >= uint64(quota):
+				return errQuota
+			}
+			seq := q.nextSeq
+			q.nextSeq++
+			first = q.count == 0
+			q.count++
+			if err := b.messages.Put(messageKey(rid, seq), val); err != nil {
+				return err
+			}
+			if err := b.expiry.Put(expiryKey(ts, rid, seq), []byte{}); err != nil {
+				return err
+			}
+			return b.putQueue(&q)
+		},
+		finish: func(err error) {
+			r := sendResult{Err: err}
+			if found {
+				r.RecipientID = rid
+			}
+			r.First = err == nil && first
+			ch <- r
+		},
+	}
+	if err := s.submit(ctx, op); err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// ackMessage deletes the head message of queue rid if its ID is msgID (ACK);
+// otherwise, or if there is no such queue, it fails with errNotFound.
+func (s *store) ackMessage(ctx context.Context, rid queue.ID, msgID queue.ID) (<-chan error, error) {
+	return s.submitErr(ctx, func(b storeTx) error {
+		q, ok, err := b.getQueue(rid)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errNotFound
+		}
+		seq, v, ok := b.head(rid)
+		if !ok {
+			return errNotFound
+		}
+		m, err := decodeMessage(v)
+		if err != nil {
+			return err
+		}
+		if m.ID != msgID {
+			return errNotFound
+		}
+		if err := b.messages.Delete(messageKey(rid, seq)); err != nil {
+			return err
+		}
+		if err := b.expiry.Delete(expiryKey(m.Timestamp, rid, seq)); err != nil {
+			return err
+		}
+		if q.count > 0 {
+			q.count--
+		}
+		return b.putQueue(&q)
+	})
+}
+
+// sweep removes the messages stored before msgBefore and the queues never
+// secured that were created before queueBefore (unix seconds), in
+// transactions of at most batch deletions each (a queue counts as one: a
+// queue never secured holds no message). Each transaction is one operation
+// of the commit loop, so the sweep shares commits with other writes and
+// never holds the write lock for long. A bound of 0 or less removes nothing
+// of its kind; batch < 1 means 1000. It returns the
+// numbers removed so far, also on error; once ctx is done it starts no new
+// transaction.
+func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch int) (msgs, queues int, err error) {
+	if batch < 1 {
+		batch = defaultSweepBatch
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return msgs, queues, err
+		}
+		var (
+			m, q int
+			more bool
+		)
+		ch, err := s.submitErr(ctx, func(b storeTx) error {
+			var err error
+			m, q, more, err = b.sweepStep(msgBefore, queueBefore, batch)
+			return err
+		})
+		if err != nil {
+			return msgs, queues, err
+		}
+		select {
+		case err := <-ch:
+			if err != nil {
+				return msgs, queues, err
+			}
+		case <-ctx.Done():
+			return msgs, queues, ctx.Err()
+		}
+		msgs += m
+		queues += q
+		if !more {
+			return msgs, queues, nil
+		}
+	}
+}
+
+// storeTx holds the buckets of one transaction.
+type storeTx struct {
+	queues, senders, messages, expiry, unsecured *bbolt.Bucket
+}
+
+func bucketsOf(tx *bbolt.Tx) storeTx {
+	return storeTx{
+		queues:    tx.Bucket(bucketQueues),
+		senders:   tx.Bucket(bucketSenders),
+		messages:  tx.Bucket(bucketMessages),
+		expiry:    tx.Bucket(bucketExpiry),
+		unsecured: tx.Bucket(bucketUnsecured),
+	}
+}
+
+// queueState is a queue record with the fields only the store uses.
+type queueState struct {
+	queueRecord
+	nextSeq uint64 // sequence number of the next message
+	count   uint32 // messages held
+}
+
+// Queue record layout; see the file comment.
+const (
+	queueRecordVersion = 1
+	queueRecordSize    = 1 + 1 + queue.IDSize + 3*queue.KeySize + 8 + 8 + 4
+	flagSecured        = 0x01
+	flagSuspended      = 0x02
+)
+
+// encode returns the stored form of q, in a new slice.
+func (q *queueState) encode() []byte {
+	b := make([]byte, 0, queueRecordSize)
+	var flags byte
+	if q.Secured {
+		flags |= flagSecured
+	}
+	if q.Suspended {
+		flags |= flagSuspended
+	}
+	b = append(b, queueRecordVersion, flags)
+	b = append(b, q.SenderID[:]...)
+	b = append(b, q.RecipientKey[:]...)
+	b = append(b, q.SenderKey[:]...)
+	b = append(b, q.MessageKey[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(q.Created))
+	b = binary.BigEndian.AppendUint64(b, q.nextSeq)
+	b = binary.BigEndian.AppendUint32(b, q.count)
+	return b
+}
+
+// decodeQueue parses a stored record; the result does not alias v.
+func decodeQueue(rid queue.ID, v []byte) (queueState, error) {
+	var q queueState
+	if len(v) != queueRecordSize || v[0] != queueRecordVersion || v[1]&^(flagSecured|flagSuspended) != 0 {
+		return q, fmt.Errorf("%w: queue record", errCorrupt)
+	}
+	q.RecipientID = rid
+	q.Secured = v[1]&flagSecured != 0
+	q.Suspended = v[1]&flagSuspended != 0
+	p := v[2:]
+	p = p[copy(q.SenderID[:], p):]
+	p = p[copy(q.RecipientKey[:], p):]
+	p = p[copy(q.SenderKey[:], p):]
+	p = p[copy(q.MessageKey[:], p):]
+	q.Created = int64(binary.BigEndian.Uint64(p))
+	q.nextSeq = binary.BigEndian.Uint64(p[8:])
+	q.count = binary.BigEndian.Uint32(p[16:])
+	return q, nil
+}
+
+func (b storeTx) getQueue(rid queue.ID) (queueState, bool, error) {
+	v := b.queues.Get(rid[:])
+	if v == nil {
+		return queueState{}, false, nil
+	}
+	q, err := decodeQueue(rid, v)
+	return q, err == nil, err
+}
+
+func (b storeTx) putQueue(q *queueState) error {
+	return b.queues.Put(q.RecipientID[:], q.encode())
+}
+
+func (b storeTx) ridBySender(sid queue.ID) (rid queue.ID, ok bool) {
+	v := b.senders.Get(sid[:])
+	if len(v) != queue.IDSize {
+		return rid, false
+	}
+	copy(rid[:], v)
+	return rid, true
+}
+
+// secure sets q's sender key unless it is already secured.
+func (b storeTx) secure(q *queueState, senderKey queue.Key) error {
+	if q.Secured {
+		if subtle.ConstantTimeCompare(q.SenderKey[:], senderKey[:]) != 1 {
+			return errKeyMismatch
+		}
+		return nil
+	}
+	q.Secured = true
+	q.SenderKey = senderKey
+	if err := b.unsecured.Delete(unsecuredKey(q.Created, q.RecipientID)); err != nil {
+		return err
+	}
+	return b.putQueue(q)
+}
+
+// deleteQueue removes q with its messages and index entries and returns the
+// number of messages removed.
+func (b storeTx) deleteQueue(q *queueState) (msgs int, err error) {
+	c := b.messages.Cursor()
+	for {
+		// Seek again after each delete rather than move on from a deleted
+		// entry, which a bbolt cursor may skip past.
+		k, v := c.Seek(q.RecipientID[:])
+		if !bytes.HasPrefix(k, q.RecipientID[:]) {
+			break
+		}
+		m, err := decodeMessage(v)
+		if err != nil || len(k) != messageKeySize {
+			return msgs, fmt.Errorf("%w: message entry", errCorrupt)
+		}
+		seq := binary.BigEndian.Uint64(k[queue.IDSize:])
+		if err := b.expiry.Delete(expiryKey(m.Timestamp, q.RecipientID, seq)); err != nil {
+			return msgs, err
+		}
+		if err := b.messages.Delete(messageKey(q.RecipientID, seq)); err != nil {
+			return msgs, err
+		}
+		msgs++
+	}
+	if err := b.senders.Delete(q.SenderID[:]); err != nil {
+		return msgs, err
+	}
+	if err := b.unsecured.Delete(unsecuredKey(q.Created, q.RecipientID)); err != nil {
+		return msgs, err
+	}
+	return msgs, b.queues.Delete(q.RecipientID[:])
+}
+
+// head returns the oldest message entry of queue rid; v aliases the
+// transaction's pages.
+func (b storeTx) head(rid queue.ID) (seq uint64, v []byte, ok bool) {
+	k, v := b.messages.Cursor().Seek(rid[:])
+	if len(k) != messageKeySize || !bytes.HasPrefix(k, rid[:]) {
+		return 0, nil, false
+	}
+	return binary.BigEndian.Uint64(k[queue.IDSize:]), v, true
+}
+
+// sweepStep removes up to budget expired messages, then, with what is left
+// of the budget, expired queues never secured. more reports that the budget
+// ran out, so there may be more to remove.
+func (b storeTx) sweepStep(msgBefore, queueBefore int64, budget int) (msgs, queues int, more bool, err error) {
+	c := b.expiry.Cursor()
+	for budget > 0 {
+		k, _ := c.First()
+		if k == nil || !before(k, msgBefore) {
+			break
+		}
+		k = bytes.Clone(k) // it outlives writes to the bucket
+		if len(k) != expiryKeySize {
+			return msgs, queues, false, fmt.Errorf("%w: expiry entry", errCorrupt)
+		}
+		var rid queue.ID
+		copy(rid[:], k[8:])
+		seq := binary.BigEndian.Uint64(k[8+queue.IDSize:])
+		mk := messageKey(rid, seq)
+		if b.messages.Get(mk) != nil {
+			if err := b.messages.Delete(mk); err != nil {
+				return msgs, queues, false, err
+			}
+			q, ok, err := b.getQueue(rid)
+			if err != nil {
+				return msgs, queues, false, err
+			}
+			if ok && q.count > 0 {
+				q.count--
+				if err := b.putQueue(&q); err != nil {
+					return msgs, queues, false, err
+				}
+			}
+			msgs++
+		}
+		if err := b.expiry.Delete(k); err != nil {
+			return msgs, queues, false, err
+		}
+		budget--
+	}
+	c = b.unsecured.Cursor()
+	for budget > 0 {
+		k, _ := c.First()
+		if k == nil || !before(k, queueBefore) {
+			break
+		}
+		k = bytes.Clone(k)
+		if len(k) != unsecuredKeySize {
+			return msgs, queues, false, fmt.Errorf("%w: unsecured entry", errCorrupt)
+		}
+		var rid queue.ID
+		copy(rid[:], k[8:])
+		q, ok, err := b.getQueue(rid)
+		if err != nil {
+			return msgs, queues, false, err
+		}
+		if ok {
+			n, err := b.deleteQueue(&q) // removes this entry too
+			if err != nil {
+				return msgs, queues, false, err
+			}
+			msgs += n
+			queues++
+		}
+		// Also when the queue is gone, or was recorded with another
+		// creation time: the entry must not stop the sweep.
+		if err := b.unsecured.Delete(k); err != nil {
+			return msgs, queues, false, err
+		}
+		budget--
+	}
+	return msgs, queues, budget == 0, nil
+}
+
+// before reports whether the timestamp that starts key k is before t.
+func before(k []byte, t int64) bool {
+	return len(k) >= 8 && t > 0 && binary.BigEndian.Uint64(k) < uint64(t)
+}
+
+// Key and value encodings; see the file comment.
+const (
+	messageKeySize    = queue.IDSize + 8
+	expiryKeySize     = 8 + queue.IDSize + 8
+	unsecuredKeySize  = 8 + queue.IDSize
+	messageHeaderSize = queue.IDSize + 8
+)
+
+func messageKey(rid queue.ID, seq uint64) []byte {
+	k := make([]byte, 0, messageKeySize)
+	k = append(k, rid[:]...)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func expiryKey(ts int64, rid queue.ID, seq uint64) []byte {
+	k := make([]byte, 0, expiryKeySize)
+	k = binary.BigEndian.AppendUint64(k, uint64(ts))
+	k = append(k, rid[:]...)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func unsecuredKey(created int64, rid queue.ID) []byte {
+	k := make([]byte, 0, unsecuredKeySize)
+	k = binary.BigEndian.AppendUint64(k, uint64(created))
+	return append(k, rid[:]...)
+}
+
+func appendMessage(dst []byte, m storedMessage) []byte {
+	dst = append(dst, m.ID[:]...)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.Timestamp))
+	return append(dst, m.Body...)
+}
+
+// decodeMessage parses a message value; Body aliases v.
+func decodeMessage(v []byte) (storedMessage, error) {
+	var m storedMessage
+	if len(v) < messageHeaderSize {
+		return m, fmt.Errorf("%w: message", errCorrupt)
+	}
+	copy(m.ID[:], v)
+	m.Timestamp = int64(binary.BigEndian.Uint64(v[queue.IDSize:]))
+	m.Body = v[messageHeaderSize:]
+	return m, nil
+}

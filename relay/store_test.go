@@ -1,0 +1,1021 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/hushrelay/hush/queue"
+)
+
+// storeTestWait bounds every wait for a result, so that a broken store
+// fails the test instead of hanging it. It is not a timing assertion.
+const storeTestWait = 20 * time.Second
+
+func openTestStore(t testing.TB, path string, opts storeOptions) *store {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "relay.db")
+	}
+	s, err := openStore(path, opts)
+	if err != nil {
+		t.Fatalf("openStore: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// waiter returns a function that waits for the result of a submitted
+// operation, for use as done(s.createQueue(ctx, rec)).
+func waiter[T any](t testing.TB) func(ch <-chan T, err error) T {
+	return func(ch <-chan T, err error) T {
+		t.Helper()
+		return result(t, ch, err)
+	}
+}
+
+// result waits for the result of a submitted operation.
+func result[T any](t testing.TB, ch <-chan T, err error) T {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(storeTestWait):
+		t.Fatalf("no result after %v", storeTestWait)
+		panic("unreachable")
+	}
+}
+
+func testKey(b byte) queue.Key {
+	var k queue.Key
+	for i := range k {
+		k[i] = b
+	}
+	return k
+}
+
+func newTestRecord(created int64) queueRecord {
+	rec := queueRecord{
+		RecipientID:  queue.NewID(),
+		SenderID:     queue.NewID(),
+		RecipientKey: testKey(1),
+		Created:      created,
+	}
+	copy(rec.MessageKey[:], bytes.Repeat([]byte{7}, 32))
+	return rec
+}
+
+// createTestQueue creates a queue and, if senderKey is not nil, secures it.
+func createTestQueue(t testing.TB, s *store, created int64, senderKey *queue.Key) queueRecord {
+	done := waiter[error](t)
+	t.Helper()
+	ctx := context.Background()
+	rec := newTestRecord(created)
+	if err := done(s.createQueue(ctx, rec)); err != nil {
+		t.Fatalf("createQueue: %v", err)
+	}
+	if senderKey != nil {
+		if err := done(s.secureQueue(ctx, rec.RecipientID, *senderKey)); err != nil {
+			t.Fatalf("secureQueue: %v", err)
+		}
+		rec.Secured, rec.SenderKey = true, *senderKey
+	}
+	return rec
+}
+
+func send(t testing.TB, s *store, sid queue.ID, body string, ts int64, quota int) (storedMessage, sendResult) {
+	sent := waiter[sendResult](t)
+	t.Helper()
+	m := storedMessage{ID: queue.NewID(), Timestamp: ts, Body: []byte(body)}
+	return m, sent(s.addMessage(context.Background(), sid, m, quota))
+}
+
+// bucketKeys returns the keys of a bucket that start with prefix.
+func bucketKeys(t testing.TB, s *store, bucket []byte, prefix []byte) [][]byte {
+	t.Helper()
+	var keys [][]byte
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// bucketContains reports whether any key of bucket contains id.
+func bucketContains(t testing.TB, s *store, bucket []byte, id queue.ID) bool {
+	for _, k := range bucketKeys(t, s, bucket, nil) {
+		if bytes.Contains(k, id[:]) {
+			return true
+		}
+	}
+	return false
+}
+
+// blockLoop submits an operation that holds the commit loop inside its
+// write transaction until the returned release is called, so that a test
+// can queue operations behind it and know they are still pending. Release is
+// also registered as a cleanup.
+func blockLoop(t testing.TB, s *store) (release func()) {
+	t.Helper()
+	entered, gate := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	ch, err := s.submitErr(context.Background(), func(storeTx) error {
+		once.Do(func() { close(entered) })
+		<-gate
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	select {
+	case <-entered:
+	case <-time.After(storeTestWait):
+		t.Fatal("the commit loop did not start the blocking operation")
+	}
+	var released sync.Once
+	release = func() {
+		released.Do(func() {
+			close(gate)
+			if err := <-ch; err != nil {
+				t.Errorf("blocking operation: %v", err)
+			}
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+func TestStoreCreateLookup(t *testing.T) {
+	done := waiter[error](t)
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s := openTestStore(t, path, storeOptions{})
+	ctx := context.Background()
+
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("store file mode %v, want 0600", perm)
+	}
+
+	rec := newTestRecord(1000)
+	rec.SenderKey = testKey(9) // not secured: must not be kept
+	if err := done(s.createQueue(ctx, rec)); err != nil {
+		t.Fatalf("createQueue: %v", err)
+	}
+	want := rec
+	want.SenderKey = queue.Key{}
+
+	got, ok, err := s.queueByRecipient(rec.RecipientID)
+	if err != nil || !ok || got != want {
+		t.Fatalf("queueByRecipient = %+v, %v, %v; want %+v", got, ok, err, want)
+	}
+	got, ok, err = s.queueBySender(rec.SenderID)
+	if err != nil || !ok || got != want {
+		t.Fatalf("queueBySender = %+v, %v, %v; want %+v", got, ok, err, want)
+	}
+	if _, ok, err := s.queueByRecipient(rec.SenderID); ok || err != nil {
+		t.Errorf("queueByRecipient(sender ID) = %v, %v; want absent", ok, err)
+	}
+	if _, ok, err := s.queueBySender(queue.NewID()); ok || err != nil {
+		t.Errorf("queueBySender(unknown) = %v, %v; want absent", ok, err)
+	}
+	if len(bucketKeys(t, s, bucketUnsecured, nil)) != 1 {
+		t.Error("a new queue has no unsecured index entry")
+	}
+
+	// An ID in use, in either role and either index, is refused.
+	for name, r := range map[string]queueRecord{
+		"same recipient ID":      {RecipientID: rec.RecipientID, SenderID: queue.NewID()},
+		"same sender ID":         {RecipientID: queue.NewID(), SenderID: rec.SenderID},
+		"recipient ID as sender": {RecipientID: queue.NewID(), SenderID: rec.RecipientID},
+		"sender ID as recipient": {RecipientID: rec.SenderID, SenderID: queue.NewID()},
+		"equal IDs":              {RecipientID: rec.RecipientID, SenderID: rec.RecipientID},
+	} {
+		if err := done(s.createQueue(ctx, r)); err != errExists {
+			t.Errorf("createQueue(%s) = %v, want errExists", name, err)
+		}
+	}
+	if n, err := s.countQueues(); err != nil || n != 1 {
+		t.Errorf("countQueues = %d, %v; want 1", n, err)
+	}
+	if got, _, _ := s.queueByRecipient(rec.RecipientID); got != want {
+		t.Errorf("a refused createQueue changed the queue: %+v", got)
+	}
+}
+
+func TestStoreSecure(t *testing.T) {
+	done := waiter[error](t)
+	s := openTestStore(t, "", storeOptions{})
+	ctx := context.Background()
+	k1, k2 := testKey(0x11), testKey(0x22)
+
+	// KEY, by recipient ID.
+	a := createTestQueue(t, s, 1000, nil)
+	for i := range 2 { // the second time is idempotent
+		if err := done(s.secureQueue(ctx, a.RecipientID, k1)); err != nil {
+			t.Fatalf("secureQueue #%d: %v", i+1, err)
+		}
+	}
+	if err := done(s.secureQueue(ctx, a.RecipientID, k2)); err != errKeyMismatch {
+		t.Errorf("secureQueue with another key = %v, want errKeyMismatch", err)
+	}
+	if err := done(s.secureBySender(ctx, a.SenderID, k2)); err != errKeyMismatch {
+		t.Errorf("secureBySender with another key = %v, want errKeyMismatch", err)
+	}
+	if err := done(s.secureBySender(ctx, a.SenderID, k1)); err != nil {
+		t.Errorf("secureBySender with the same key = %v", err)
+	}
+	got, _, _ := s.queueByRecipient(a.RecipientID)
+	if !got.Secured || got.SenderKey != k1 {
+		t.Errorf("after KEY: Secured %v, SenderKey %x", got.Secured, got.SenderKey[:4])
+	}
+	if bucketContains(t, s, bucketUnsecured, a.RecipientID) {
+		t.Error("a secured queue is still in the unsecured index")
+	}
+
+	// SKEY, by sender ID.
+	b := createTestQueue(t, s, 1000, nil)
+	for i := range 2 {
+		if err := done(s.secureBySender(ctx, b.SenderID, k2)); err != nil {
+			t.Fatalf("secureBySender #%d: %v", i+1, err)
+		}
+	}
+	if err := done(s.secureBySender(ctx, b.SenderID, k1)); err != errKeyMismatch {
+		t.Errorf("secureBySender with another key = %v, want errKeyMismatch", err)
+	}
+	if got, _, _ := s.queueBySender(b.SenderID); !got.Secured || got.SenderKey != k2 {
+		t.Errorf("after SKEY: Secured %v, SenderKey %x", got.Secured, got.SenderKey[:4])
+	}
+	if bucketContains(t, s, bucketUnsecured, b.RecipientID) {
+		t.Error("a queue secured by SKEY is still in the unsecured index")
+	}
+
+	// Unknown IDs; a recipient ID is not a sender ID and vice versa.
+	if err := done(s.secureQueue(ctx, queue.NewID(), k1)); err != errNotFound {
+		t.Errorf("secureQueue(unknown) = %v, want errNotFound", err)
+	}
+	if err := done(s.secureBySender(ctx, b.RecipientID, k2)); err != errNotFound {
+		t.Errorf("secureBySender(recipient ID) = %v, want errNotFound", err)
+	}
+	if err := done(s.secureQueue(ctx, b.SenderID, k2)); err != errNotFound {
+		t.Errorf("secureQueue(sender ID) = %v, want errNotFound", err)
+	}
+
+	// A suspended queue refuses SKEY, even with its own key; KEY still
+	// answers as before.
+	c := createTestQueue(t, s, 1000, nil)
+	if err := done(s.suspendQueue(ctx, c.RecipientID)); err != nil {
+		t.Fatalf("suspendQueue: %v", err)
+	}
+	if err := done(s.secureBySender(ctx, c.SenderID, k1)); err != errSuspended {
+		t.Errorf("secureBySender(suspended) = %v, want errSuspended", err)
+	}
+	if got, _, _ := s.queueByRecipient(c.RecipientID); got.Secured || !got.Suspended {
+		t.Errorf("suspended queue: Secured %v, Suspended %v", got.Secured, got.Suspended)
+	}
+	if err := done(s.suspendQueue(ctx, c.RecipientID)); err != nil {
+		t.Errorf("suspendQueue again: %v", err)
+	}
+	if err := done(s.suspendQueue(ctx, queue.NewID())); err != errNotFound {
+		t.Errorf("suspendQueue(unknown) = %v, want errNotFound", err)
+	}
+}
+
+func TestStoreMessagesInOrder(t *testing.T) {
+	done := waiter[error](t)
+	sent := waiter[sendResult](t)
+	s := openTestStore(t, "", storeOptions{})
+	ctx := context.Background()
+	k := testKey(3)
+	q := createTestQueue(t, s, 1000, &k)
+
+	if _, ok, err := s.firstMessage(q.RecipientID); ok || err != nil {
+		t.Fatalf("firstMessage(empty) = %v, %v", ok, err)
+	}
+	buf := []byte("one")
+	m1 := storedMessage{ID: queue.NewID(), Timestamp: 2000, Body: buf}
+	r1 := sent(s.addMessage(ctx, q.SenderID, m1, 10))
+	copy(buf, "XXX") // the store copied the body when addMessage returned
+	m2, r2 := send(t, s, q.SenderID, "two", 2001, 10)
+	m3, r3 := send(t, s, q.SenderID, "", 0, 10) // empty body, timestamp set by the store
+	for i, r := range []sendResult{r1, r2, r3} {
+		if r.Err != nil || r.RecipientID != q.RecipientID || r.First != (i == 0) {
+			t.Errorf("send #%d = %+v; want no error, the recipient ID, First %v", i+1, r, i == 0)
+		}
+	}
+
+	check := func(want storedMessage, body string) {
+		t.Helper()
+		got, ok, err := s.firstMessage(q.RecipientID)
+		if err != nil || !ok || got.ID != want.ID || string(got.Body) != body || got.Timestamp != want.Timestamp && want.Timestamp != 0 {
+			t.Fatalf("firstMessage = %v, %+v, %v; want ID %v body %q ts %d", ok, got, err, want.ID, body, want.Timestamp)
+		}
+		if want.Timestamp == 0 && got.Timestamp < time.Now().Add(-time.Hour).Unix() {
+			t.Errorf("store-set timestamp %d is not now", got.Timestamp)
+		}
+		clear(got.Body) // a copy: must not change the store
+	}
+	check(m1, "one")
+	check(m1, "one")
+
+	if err := done(s.ackMessage(ctx, q.RecipientID, m2.ID)); err != errNotFound {
+		t.Errorf("ack of a message that is not the head = %v, want errNotFound", err)
+	}
+	if err := done(s.ackMessage(ctx, queue.NewID(), m1.ID)); err != errNotFound {
+		t.Errorf("ack on an unknown queue = %v, want errNotFound", err)
+	}
+	if err := done(s.ackMessage(ctx, q.RecipientID, m1.ID)); err != nil {
+		t.Fatalf("ack m1: %v", err)
+	}
+	if err := done(s.ackMessage(ctx, q.RecipientID, m1.ID)); err != errNotFound {
+		t.Errorf("second ack of m1 = %v, want errNotFound", err)
+	}
+	check(m2, "two")
+	if err := done(s.ackMessage(ctx, q.RecipientID, m2.ID)); err != nil {
+		t.Fatalf("ack m2: %v", err)
+	}
+	check(m3, "")
+	if _, r := send(t, s, q.SenderID, "four", 2003, 10); r.Err != nil || r.First {
+		t.Errorf("send behind m3 = %+v, want not First", r)
+	}
+	if err := done(s.ackMessage(ctx, q.RecipientID, m3.ID)); err != nil {
+		t.Fatalf("ack m3: %v", err)
+	}
+	first, _, _ := s.firstMessage(q.RecipientID)
+	if err := done(s.ackMessage(ctx, q.RecipientID, first.ID)); err != nil || string(first.Body) != "four" {
+		t.Fatalf("ack m4 (%q): %v", first.Body, err)
+	}
+	if _, ok, err := s.firstMessage(q.RecipientID); ok || err != nil {
+		t.Errorf("firstMessage after acking all = %v, %v", ok, err)
+	}
+	if _, r := send(t, s, q.SenderID, "five", 2004, 10); r.Err != nil || !r.First {
+		t.Errorf("send to an emptied queue = %+v, want First", r)
+	}
+	if n := len(bucketKeys(t, s, bucketExpiry, nil)); n != 1 {
+		t.Errorf("%d expiry entries for 1 message", n)
+	}
+}
+
+func TestStoreSendRefused(t *testing.T) {
+	done := waiter[error](t)
+	s := openTestStore(t, "", storeOptions{})
+	ctx := context.Background()
+	k := testKey(4)
+	const quota = 2
+
+	q := createTestQueue(t, s, 1000, &k)
+	m1, _ := send(t, s, q.SenderID, "1", 2000, quota)
+	send(t, s, q.SenderID, "2", 2000, quota)
+	if _, r := send(t, s, q.SenderID, "3", 2000, quota); r.Err != errQuota || r.RecipientID != q.RecipientID {
+		t.Errorf("send over quota = %+v, want errQuota", r)
+	}
+	// The refused message left nothing behind.
+	if n := len(bucketKeys(t, s, bucketMessages, q.RecipientID[:])); n != quota {
+		t.Errorf("%d messages stored, want %d", n, quota)
+	}
+	if n := len(bucketKeys(t, s, bucketExpiry, nil)); n != quota {
+		t.Errorf("%d expiry entries, want %d", n, quota)
+	}
+	// After an ACK there is room for exactly one more.
+	if err := done(s.ackMessage(ctx, q.RecipientID, m1.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := send(t, s, q.SenderID, "3", 2000, quota); r.Err != nil {
+		t.Errorf("send after an ACK freed room = %v", r.Err)
+	}
+	if _, r := send(t, s, q.SenderID, "4", 2000, quota); r.Err != errQuota {
+		t.Errorf("send over quota = %v, want errQuota", r.Err)
+	}
+	if _, r := send(t, s, q.SenderID, "x", 2000, 0); r.Err != errQuota {
+		t.Errorf("send with quota 0 = %v, want errQuota", r.Err)
+	}
+
+	unsecured := createTestQueue(t, s, 1000, nil)
+	if _, r := send(t, s, unsecured.SenderID, "x", 2000, quota); r.Err != errNotSecured {
+		t.Errorf("send to a queue never secured = %v, want errNotSecured", r.Err)
+	}
+
+	suspended := createTestQueue(t, s, 1000, &k)
+	sm, _ := send(t, s, suspended.SenderID, "before OFF", 2000, quota)
+	if err := done(s.suspendQueue(ctx, suspended.RecipientID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := send(t, s, suspended.SenderID, "x", 2000, quota); r.Err != errSuspended {
+		t.Errorf("send to a suspended queue = %v, want errSuspended", r.Err)
+	}
+	// Its messages stay readable and can be acknowledged.
+	if got, ok, _ := s.firstMessage(suspended.RecipientID); !ok || got.ID != sm.ID {
+		t.Errorf("suspended queue lost its message")
+	}
+	if err := done(s.ackMessage(ctx, suspended.RecipientID, sm.ID)); err != nil {
+		t.Errorf("ack on a suspended queue: %v", err)
+	}
+
+	if _, r := send(t, s, queue.NewID(), "x", 2000, quota); r.Err != errNotFound || r.RecipientID != (queue.ID{}) {
+		t.Errorf("send to an unknown sender ID = %+v, want errNotFound", r)
+	}
+	if _, r := send(t, s, q.RecipientID, "x", 2000, quota); r.Err != errNotFound {
+		t.Errorf("send to a recipient ID = %v, want errNotFound", r.Err)
+	}
+	if _, r := send(t, s, unsecured.SenderID, "x", 2000, quota); r.Err != errNotSecured {
+		t.Errorf("send to a queue never secured = %v, want errNotSecured", r.Err)
+	}
+	if n := len(bucketKeys(t, s, bucketMessages, unsecured.RecipientID[:])); n != 0 {
+		t.Errorf("%d messages stored in a queue never secured", n)
+	}
+}
+
+func TestStoreDelete(t *testing.T) {
+	done := waiter[error](t)
+	s := openTestStore(t, "", storeOptions{})
+	ctx := context.Background()
+	k := testKey(5)
+	del := createTestQueue(t, s, 1000, &k)
+	keep := createTestQueue(t, s, 1000, &k)
+	for i := range 5 {
+		send(t, s, del.SenderID, fmt.Sprint("del ", i), 2000+int64(i), 10)
+		send(t, s, keep.SenderID, fmt.Sprint("keep ", i), 2000+int64(i), 10)
+	}
+	unsecured := createTestQueue(t, s, 1000, nil)
+
+	for _, rid := range []queue.ID{del.RecipientID, unsecured.RecipientID} {
+		if err := done(s.deleteQueue(ctx, rid)); err != nil {
+			t.Fatalf("deleteQueue: %v", err)
+		}
+	}
+	for _, q := range []queueRecord{del, unsecured} {
+		for _, b := range [][]byte{bucketQueues, bucketSenders, bucketMessages, bucketExpiry, bucketUnsecured} {
+			if bucketContains(t, s, b, q.RecipientID) || bucketContains(t, s, b, q.SenderID) {
+				t.Errorf("bucket %s still holds an ID of a deleted queue", b)
+			}
+		}
+		if _, ok, _ := s.queueBySender(q.SenderID); ok {
+			t.Error("queueBySender finds a deleted queue")
+		}
+	}
+	if _, ok, _ := s.firstMessage(del.RecipientID); ok {
+		t.Error("firstMessage finds a message of a deleted queue")
+	}
+	if err := done(s.deleteQueue(ctx, del.RecipientID)); err != errNotFound {
+		t.Errorf("second deleteQueue = %v, want errNotFound", err)
+	}
+	if _, r := send(t, s, del.SenderID, "late", 3000, 10); r.Err != errNotFound {
+		t.Errorf("send to a deleted queue = %v, want errNotFound", r.Err)
+	}
+
+	// The other queue is untouched.
+	if n := len(bucketKeys(t, s, bucketMessages, keep.RecipientID[:])); n != 5 {
+		t.Errorf("kept queue holds %d messages, want 5", n)
+	}
+	if n := len(bucketKeys(t, s, bucketExpiry, nil)); n != 5 {
+		t.Errorf("%d expiry entries, want the kept queue's 5", n)
+	}
+	if got, ok, _ := s.firstMessage(keep.RecipientID); !ok || string(got.Body) != "keep 0" {
+		t.Errorf("kept queue's head = %q", got.Body)
+	}
+	if n, _ := s.countQueues(); n != 1 {
+		t.Errorf("countQueues = %d, want 1", n)
+	}
+}
+
+func TestStoreReopen(t *testing.T) {
+	done := waiter[error](t)
+	path := filepath.Join(t.TempDir(), "relay.db")
+	ctx := context.Background()
+	k := testKey(6)
+
+	s, err := openStore(path, storeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := createTestQueue(t, s, 1000, &k)
+	unsecured := createTestQueue(t, s, 1001, nil)
+	suspended := createTestQueue(t, s, 1002, &k)
+	if err := done(s.suspendQueue(ctx, suspended.RecipientID)); err != nil {
+		t.Fatal(err)
+	}
+	suspended.Suspended = true
+	var msgs []storedMessage
+	for i := range 4 {
+		m, r := send(t, s, q.SenderID, fmt.Sprint("message ", i), 2000+int64(i), 10)
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		msgs = append(msgs, m)
+	}
+	if err := done(s.ackMessage(ctx, q.RecipientID, msgs[0].ID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s = openTestStore(t, path, storeOptions{})
+	for _, want := range []queueRecord{q, unsecured, suspended} {
+		if got, ok, err := s.queueByRecipient(want.RecipientID); err != nil || !ok || got != want {
+			t.Errorf("after reopen queueByRecipient = %+v, %v, %v; want %+v", got, ok, err, want)
+		}
+		if got, ok, err := s.queueBySender(want.SenderID); err != nil || !ok || got != want {
+			t.Errorf("after reopen queueBySender = %+v, %v, %v; want %+v", got, ok, err, want)
+		}
+	}
+	if n, _ := s.countQueues(); n != 3 {
+		t.Errorf("countQueues = %d, want 3", n)
+	}
+	if !bucketContains(t, s, bucketUnsecured, unsecured.RecipientID) {
+		t.Error("the unsecured index entry was lost")
+	}
+	// Sequence numbers continue: a new message goes behind the old ones.
+	if _, r := send(t, s, q.SenderID, "after reopen", 3000, 10); r.Err != nil || r.First {
+		t.Errorf("send after reopen = %+v", r)
+	}
+	var bodies []string
+	for {
+		m, ok, err := s.firstMessage(q.RecipientID)
+		if err != nil || !ok {
+			break
+		}
+		bodies = append(bodies, string(m.Body))
+		if err := done(s.ackMessage(ctx, q.RecipientID, m.ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"message 1", "message 2", "message 3", "after reopen"}
+	if fmt.Sprint(bodies) != fmt.Sprint(want) {
+		t.Errorf("after reopen, messages %q; want %q", bodies, want)
+	}
+}
+
+func TestStoreSweep(t *testing.T) {
+	s := openTestStore(t, "", storeOptions{})
+	ctx := context.Background()
+	k := testKey(7)
+	const now, quota = 500, 7
+
+	// An old secured queue and a recent one, each with 5 expired messages
+	// and one recent message.
+	oldQ := createTestQueue(t, s, 50, &k)
+	newQ := createTestQueue(t, s, 2000, &k)
+	for i := range 5 {
+		send(t, s, oldQ.SenderID, "old", 100+int64(i), quota)
+		send(t, s, newQ.SenderID, "old", 105+int64(i), quota)
+	}
+	send(t, s, oldQ.SenderID, "recent A", 1000, quota)
+	send(t, s, newQ.SenderID, "recent B", 1001, quota)
+	// Ten expired queues never secured, two recent ones.
+	var expired, recent []queueRecord
+	for i := range 10 {
+		expired = append(expired, createTestQueue(t, s, 100+int64(i), nil))
+	}
+	for i := range 2 {
+		recent = append(recent, createTestQueue(t, s, 1000+int64(i), nil))
+	}
+
+	before := s.commits.Load()
+	msgs, queues, err := s.sweep(ctx, now, now, 3)
+	if err != nil || msgs != 10 || queues != 10 {
+		t.Fatalf("sweep = %d messages, %d queues, %v; want 10, 10", msgs, queues, err)
+	}
+	// 20 deletions in transactions of at most 3.
+	if n := s.commits.Load() - before; n < 7 {
+		t.Errorf("sweep used %d transactions for 20 deletions in batches of 3", n)
+	}
+
+	for _, q := range []queueRecord{oldQ, newQ} {
+		if _, ok, _ := s.queueByRecipient(q.RecipientID); !ok {
+			t.Error("sweep removed a secured queue")
+		}
+	}
+	for q, body := range map[queueRecord]string{oldQ: "recent A", newQ: "recent B"} {
+		if m, ok, _ := s.firstMessage(q.RecipientID); !ok || string(m.Body) != body {
+			t.Errorf("head after sweep = %q, want %q", m.Body, body)
+		}
+	}
+	for _, q := range expired {
+		if _, ok, _ := s.queueByRecipient(q.RecipientID); ok {
+			t.Error("sweep left an expired queue never secured")
+		}
+		if _, ok, _ := s.queueBySender(q.SenderID); ok {
+			t.Error("sweep left a sender index entry")
+		}
+	}
+	for _, q := range recent {
+		if _, ok, _ := s.queueByRecipient(q.RecipientID); !ok {
+			t.Error("sweep removed a recent queue never secured")
+		}
+	}
+	for name, want := range map[string]int{"messages": 2, "expiry": 2, "unsecured": 2, "senders": 4, "queues": 4} {
+		if n := len(bucketKeys(t, s, []byte(name), nil)); n != want {
+			t.Errorf("bucket %s holds %d keys after sweep, want %d", name, n, want)
+		}
+	}
+	// The message counts were decremented: each queue holds 1 and takes
+	// quota-1 more.
+	for i := range quota - 1 {
+		if _, r := send(t, s, oldQ.SenderID, "refill", 3000, quota); r.Err != nil {
+			t.Fatalf("refill #%d: %v", i, r.Err)
+		}
+	}
+	if _, r := send(t, s, oldQ.SenderID, "over", 3000, quota); r.Err != errQuota {
+		t.Errorf("send over quota after sweep = %v, want errQuota", r.Err)
+	}
+
+	if msgs, queues, err := s.sweep(ctx, now, now, 3); err != nil || msgs != 0 || queues != 0 {
+		t.Errorf("second sweep = %d, %d, %v; want nothing", msgs, queues, err)
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := s.sweep(canceled, 5000, 5000, 3); !errors.Is(err, context.Canceled) {
+		t.Errorf("sweep with a canceled context = %v", err)
+	}
+}
+
+// TestStoreConcurrentSends has 50 goroutines pipeline sends to 5 queues
+// through a short pending queue (so that submitters block): every send
+// succeeds and each goroutine's messages are stored in its order.
+func TestStoreConcurrentSends(t *testing.T) {
+	s := openTestStore(t, "", storeOptions{QueueLen: 8})
+	ctx := context.Background()
+	k := testKey(8)
+	const goroutines, perGoroutine, nQueues = 50, 20, 5
+	var qs []queueRecord
+	for range nQueues {
+		qs = append(qs, createTestQueue(t, s, 1000, &k))
+	}
+
+	before := s.commits.Load()
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			q := qs[g%nQueues]
+			var chs []<-chan sendResult
+			for i := range perGoroutine {
+				m := storedMessage{ID: queue.NewID(), Timestamp: 2000, Body: fmt.Appendf(nil, "%d %d", g, i)}
+				ch, err := s.addMessage(ctx, q.SenderID, m, goroutines*perGoroutine)
+				if err != nil {
+					t.Errorf("addMessage: %v", err)
+					return
+				}
+				chs = append(chs, ch)
+			}
+			for _, ch := range chs {
+				if r := result(t, ch, nil); r.Err != nil || r.RecipientID != q.RecipientID {
+					t.Errorf("send: %+v", r)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d sends in %d commits", goroutines*perGoroutine, s.commits.Load()-before)
+
+	// Read each queue's messages in stored order, in one transaction.
+	total := 0
+	next := make(map[int]int) // goroutine -> next expected index
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		for qi, q := range qs {
+			c := tx.Bucket(bucketMessages).Cursor()
+			for k, v := c.Seek(q.RecipientID[:]); bytes.HasPrefix(k, q.RecipientID[:]); k, v = c.Next() {
+				m, err := decodeMessage(v)
+				if err != nil {
+					return err
+				}
+				var g, i int
+				if _, err := fmt.Sscanf(string(m.Body), "%d %d", &g, &i); err != nil {
+					return fmt.Errorf("body %q: %v", m.Body, err)
+				}
+				if g%nQueues != qi || i != next[g] {
+					return fmt.Errorf("queue %d: message %d of goroutine %d, want message %d of a goroutine sending to it", qi, i, g, next[g])
+				}
+				next[g]++
+				total++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != goroutines*perGoroutine {
+		t.Errorf("%d messages stored, want %d", total, goroutines*perGoroutine)
+	}
+}
+
+// TestStoreGroupCommit shows that operations submitted while a commit is in
+// progress share the next one.
+func TestStoreGroupCommit(t *testing.T) {
+	s := openTestStore(t, "", storeOptions{})
+	ctx := context.Background()
+	k := testKey(9)
+	q := createTestQueue(t, s, 1000, &k)
+	const senders = 50
+
+	release := blockLoop(t, s)
+	before := s.commits.Load()
+	chs := make([]<-chan sendResult, senders)
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Go(func() {
+			var err error
+			chs[i], err = s.addMessage(ctx, q.SenderID, storedMessage{ID: queue.NewID(), Timestamp: 2000, Body: []byte("x")}, senders)
+			if err != nil {
+				t.Errorf("addMessage: %v", err)
+			}
+		})
+	}
+	wg.Wait() // all 50 are queued behind the blocked commit
+	release()
+	firsts := 0
+	for _, ch := range chs {
+		if ch == nil {
+			t.FailNow()
+		}
+		r := result(t, ch, nil)
+		if r.Err != nil {
+			t.Errorf("send: %v", r.Err)
+		}
+		if r.First {
+			firsts++
+		}
+	}
+	// One commit for the blocking operation, one for all the sends.
+	if n := s.commits.Load() - before; n != 2 {
+		t.Errorf("%d sends took %d commits, want 2", senders, n)
+	}
+	if firsts != 1 {
+		t.Errorf("%d sends reported First, want exactly 1", firsts)
+	}
+	if n := len(bucketKeys(t, s, bucketMessages, q.RecipientID[:])); n != senders {
+		t.Errorf("%d messages stored, want %d", n, senders)
+	}
+}
+
+// TestStoreGroupIsolation checks that in one group commit a refused
+// operation, and one that fails after it may have written, affect only
+// themselves.
+func TestStoreGroupIsolation(t *testing.T) {
+	s := openTestStore(t, "", storeOptions{})
+	ctx := context.Background()
+	k := testKey(10)
+	full := createTestQueue(t, s, 1000, &k)
+	send(t, s, full.SenderID, "fills it", 2000, 1)
+	good := createTestQueue(t, s, 1000, &k)
+
+	release := blockLoop(t, s)
+	before := s.commits.Load()
+	ch1, err1 := s.addMessage(ctx, good.SenderID, storedMessage{ID: queue.NewID(), Timestamp: 2000, Body: []byte("a")}, 10)
+	chFull, errFull := s.addMessage(ctx, full.SenderID, storedMessage{ID: queue.NewID(), Timestamp: 2000, Body: []byte("refused")}, 1)
+	// An operation that writes and then fails: the group is rolled back
+	// and applied again without it.
+	chBad, errBad := s.submitErr(ctx, func(b storeTx) error {
+		if err := b.messages.Put(messageKey(good.RecipientID, 999), []byte("half-written")); err != nil {
+			return err
+		}
+		return errCorrupt
+	})
+	ch2, err2 := s.addMessage(ctx, good.SenderID, storedMessage{ID: queue.NewID(), Timestamp: 2000, Body: []byte("b")}, 10)
+	release()
+
+	if r := result(t, ch1, err1); r.Err != nil || !r.First {
+		t.Errorf("first send = %+v", r)
+	}
+	if r := result(t, chFull, errFull); r.Err != errQuota {
+		t.Errorf("send to the full queue = %v, want errQuota", r.Err)
+	}
+	if err := result(t, chBad, errBad); err != errCorrupt {
+		t.Errorf("failing operation = %v, want errCorrupt", err)
+	}
+	if r := result(t, ch2, err2); r.Err != nil || r.First {
+		t.Errorf("second send = %+v", r)
+	}
+	if n := s.commits.Load() - before; n != 2 {
+		t.Errorf("%d commits, want 2 (the blocking operation, then the group)", n)
+	}
+	var bodies []string
+	for _, key := range bucketKeys(t, s, bucketMessages, good.RecipientID[:]) {
+		s.db.View(func(tx *bbolt.Tx) error {
+			m, _ := decodeMessage(tx.Bucket(bucketMessages).Get(key))
+			bodies = append(bodies, string(m.Body))
+			return nil
+		})
+	}
+	if fmt.Sprint(bodies) != "[a b]" {
+		t.Errorf("stored %q, want [a b] and nothing of the failed operation", bodies)
+	}
+	if n := len(bucketKeys(t, s, bucketMessages, full.RecipientID[:])); n != 1 {
+		t.Errorf("the full queue holds %d messages, want 1", n)
+	}
+}
+
+func TestStoreClosePending(t *testing.T) {
+	s := openTestStore(t, "", storeOptions{})
+	ctx := context.Background()
+	k := testKey(11)
+	q := createTestQueue(t, s, 1000, &k)
+
+	release := blockLoop(t, s)
+	var pending []<-chan sendResult
+	for range 5 {
+		ch, err := s.addMessage(ctx, q.SenderID, storedMessage{ID: queue.NewID(), Body: []byte("x")}, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = append(pending, ch)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	// Let Close begin, then let the blocked commit finish.
+	deadline := time.Now().Add(storeTestWait)
+	for {
+		select {
+		case <-s.closing:
+		default:
+			if time.Now().After(deadline) {
+				t.Fatal("Close did not start")
+			}
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		break
+	}
+	release()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(storeTestWait):
+		t.Fatal("Close hangs")
+	}
+	for i, ch := range pending {
+		if r := result(t, ch, nil); r.Err != errClosed {
+			t.Errorf("pending send #%d = %v, want errClosed", i, r.Err)
+		}
+	}
+
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+	if _, err := s.addMessage(ctx, q.SenderID, storedMessage{ID: queue.NewID()}, 10); err != errClosed {
+		t.Errorf("addMessage after Close = %v, want errClosed", err)
+	}
+	if _, err := s.deleteQueue(ctx, q.RecipientID); err != errClosed {
+		t.Errorf("deleteQueue after Close = %v, want errClosed", err)
+	}
+	if _, _, err := s.queueByRecipient(q.RecipientID); err != errClosed {
+		t.Errorf("queueByRecipient after Close = %v, want errClosed", err)
+	}
+	if _, _, err := s.sweep(ctx, 1, 1, 1); err != errClosed {
+		t.Errorf("sweep after Close = %v, want errClosed", err)
+	}
+}
+
+// TestStoreSubmitFull checks that submission blocks while the pending queue
+// is full, until its context is done.
+func TestStoreSubmitFull(t *testing.T) {
+	s := openTestStore(t, "", storeOptions{QueueLen: 1})
+	k := testKey(12)
+	q := createTestQueue(t, s, 1000, &k)
+
+	release := blockLoop(t, s)
+	queued, err := s.suspendQueue(context.Background(), q.RecipientID) // fills the queue
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.deleteQueue(ctx, q.RecipientID); err != context.DeadlineExceeded {
+		t.Errorf("submit to a full queue = %v, want context.DeadlineExceeded", err)
+	}
+	release()
+	if err := result(t, queued, nil); err != nil {
+		t.Errorf("queued operation: %v", err)
+	}
+	if got, ok, _ := s.queueByRecipient(q.RecipientID); !ok || !got.Suspended {
+		t.Error("the queued operation did not run, or the refused one did")
+	}
+}
+
+func TestStoreVersion(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "relay.db")
+	s, err := openStore(path, storeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	rewrite := func(path string, fn func(tx *bbolt.Tx) error) {
+		db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Update(fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rewrite(path, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(metaVersionKey, []byte{2})
+	})
+	if _, err := openStore(path, storeOptions{}); !errors.Is(err, errStoreVersion) {
+		t.Errorf("openStore(version 2) = %v, want errStoreVersion", err)
+	}
+
+	other := filepath.Join(dir, "other.db")
+	rewrite(other, func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucket([]byte("something else"))
+		return err
+	})
+	if _, err := openStore(other, storeOptions{}); !errors.Is(err, errStoreVersion) {
+		t.Errorf("openStore(another bbolt file) = %v, want errStoreVersion", err)
+	}
+}
+
+func TestStoreLockTimeout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "relay.db")
+	openTestStore(t, path, storeOptions{})
+	if s, err := openStore(path, storeOptions{LockTimeout: 50 * time.Millisecond}); !errors.Is(err, bbolt.ErrTimeout) {
+		if err == nil {
+			s.Close()
+		}
+		t.Errorf("second openStore = %v, want bbolt.ErrTimeout", err)
+	}
+}
+
+// BenchmarkStoreAddAck measures durable add+ack pairs of 16 KiB messages,
+// each goroutine on its own queue: ops/s counts pairs.
+func BenchmarkStoreAddAck(b *testing.B) {
+	s := openTestStore(b, "", storeOptions{})
+	ctx := context.Background()
+	k := testKey(13)
+	body := make([]byte, 16<<10)
+	const parallelism = 16
+	b.SetParallelism(parallelism)
+	// One queue per RunParallel goroutine, created before the timer starts.
+	queues := make([]queueRecord, parallelism*runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i := range queues {
+		wg.Go(func() { queues[i] = createTestQueue(b, s, 1000, &k) })
+	}
+	wg.Wait()
+	var nextG atomic.Int64
+	b.SetBytes(int64(len(body)))
+	before := s.commits.Load()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		g := int(nextG.Add(1) - 1)
+		if g >= len(queues) {
+			b.Error("more goroutines than queues")
+			return
+		}
+		q := queues[g]
+		for pb.Next() {
+			id := queue.NewID()
+			ch, err := s.addMessage(ctx, q.SenderID, storedMessage{ID: id, Body: body}, 128)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if r := <-ch; r.Err != nil {
+				b.Error(r.Err)
+				return
+			}
+			if m, ok, err := s.firstMessage(q.RecipientID); err != nil || !ok || m.ID != id {
+				b.Error("head is not the message just sent", err)
+				return
+			}
+			ack, err := s.ackMessage(ctx, q.RecipientID, id)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if err := <-ack; err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+	b.ReportMetric(float64(s.commits.Load()-before)/float64(b.N), "commits/op")
+}
