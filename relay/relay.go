@@ -16,12 +16,6 @@ import (
 	"github.com/hushrelay/hush/queue"
 )
 
-// bindingLabel is the TLS exporter label of the session binding.
-const bindingLabel = "EXPORTER-hush-session-binding"
-
-// bindingSize is the size of the session binding.
-const bindingSize = 32
-
 // sweepBatch bounds the deletions of one expiry transaction.
 const sweepBatch = 1000
 
@@ -203,7 +197,7 @@ func (r *Relay) acceptTCP() {
 				c.Close()
 				return nil, nil, errors.New("no application protocol")
 			}
-			b, err := st.ExportKeyingMaterial(bindingLabel, nil, bindingSize)
+			b, err := st.ExportKeyingMaterial(queue.BindingLabel, nil, queue.BindingSize)
 			if err != nil {
 				c.Close()
 				return nil, nil, err
@@ -231,7 +225,7 @@ func (r *Relay) acceptQUIC() {
 				return nil, nil, err
 			}
 			ts := qc.ConnectionState().TLS
-			b, err := ts.ExportKeyingMaterial(bindingLabel, nil, bindingSize)
+			b, err := ts.ExportKeyingMaterial(queue.BindingLabel, nil, queue.BindingSize)
 			if err != nil {
 				qc.CloseWithError(0, "")
 				return nil, nil, err

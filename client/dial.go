@@ -1,0 +1,378 @@
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/hushrelay/hush/queue"
+)
+
+// Transports, the values of DialConfig.Transport and of
+// RelayConn.Transport.
+const (
+	TransportQUIC = "quic"
+	TransportTCP  = "tcp"
+)
+
+// Defaults of DialConfig.
+const (
+	DefaultQUICTimeout      = 3 * time.Second
+	DefaultHandshakeTimeout = 15 * time.Second
+	DefaultKeepAlive        = 60 * time.Second
+	DefaultEvents           = 64
+)
+
+// bindingLabel is the TLS exporter label of the session binding.
+const bindingLabel = "EXPORTER-hush-session-binding"
+
+// quicKeepAlive is how often QUIC itself sends keep-alive packets, so that
+// NAT bindings and QUIC's idle timeout survive between PINGs.
+const quicKeepAlive = 15 * time.Second
+
+// DialConfig configures Dial. The zero value is ready to use: QUIC first,
+// TLS over TCP as the fallback, and the defaults below.
+type DialConfig struct {
+	// Transport is "" to try QUIC first and fall back to TLS over TCP when
+	// QUIC does not connect within QUICTimeout, TransportQUIC or
+	// TransportTCP to use only that one. Use TransportTCP with a Tor
+	// DialTCP: QUIC sends UDP, which Tor does not carry. An onion host is
+	// only ever dialled over TCP.
+	Transport string
+	// DialTCP opens the TCP connection that TLS runs over, for example
+	// through a SOCKS5 proxy. Default: a net.Dialer's DialContext. It must
+	// honour ctx.
+	DialTCP func(ctx context.Context, network, addr string) (net.Conn, error)
+	// QUICTimeout bounds the QUIC connection attempt (UDP and TLS) when
+	// Transport is "", after which TCP is tried. Default 3 s.
+	QUICTimeout time.Duration
+	// HandshakeTimeout bounds each transport attempt: connecting, the TLS
+	// handshake and the hush handshake. Default 15 s.
+	HandshakeTimeout time.Duration
+	// KeepAlive is how long the connection may go without writing before
+	// a PING is sent. A relay that then sends nothing for KeepAlive or
+	// HandshakeTimeout, whichever is longer, while Events has room, is
+	// taken as gone and the connection ends with ErrUnreachable.
+	// Default 60 s; negative disables keep-alives.
+	KeepAlive time.Duration
+	// Events is the capacity of the Events channel. Default 64.
+	Events int
+}
+
+func (cfg DialConfig) withDefaults() (DialConfig, error) {
+	switch cfg.Transport {
+	case "", TransportQUIC, TransportTCP:
+	default:
+		return cfg, fmt.Errorf("unknown transport %q", cfg.Transport)
+	}
+	if cfg.DialTCP == nil {
+		cfg.DialTCP = new(net.Dialer).DialContext
+	}
+	if cfg.QUICTimeout <= 0 {
+		cfg.QUICTimeout = DefaultQUICTimeout
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
+	if cfg.Events <= 0 {
+		cfg.Events = DefaultEvents
+	}
+	return cfg, nil
+}
+
+// Dial connects to the relay at addr, checks that it holds the identity
+// whose fingerprint addr pins, and does the hush handshake. It dials
+// addr.HostPort(); the onion host, if any, is for callers that dial
+// through Tor and pass it as Host.
+//
+// Dial blocks until the connection is ready or fails; ctx bounds it, and
+// cancelling ctx later has no effect on the connection. The error wraps
+// ErrUnreachable, ErrTLS, ErrWrongFingerprint or ErrProtocol, or ctx's
+// error when ctx ended first.
+func Dial(ctx context.Context, addr queue.Address, cfg DialConfig) (*RelayConn, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if addr.Host == "" || addr.Port == 0 {
+		return nil, errors.New("the relay address has no host or port")
+	}
+	onion := queue.IsOnion(addr.Host)
+	var s session
+	switch {
+	case cfg.Transport == TransportQUIC && onion:
+		return nil, fmt.Errorf("%w: an onion host is reachable only over TCP", ErrUnreachable)
+	case cfg.Transport == TransportQUIC:
+		s, err = dialQUIC(ctx, addr, cfg, cfg.HandshakeTimeout)
+	case cfg.Transport == TransportTCP || onion:
+		s, err = dialTCP(ctx, addr, cfg)
+	default:
+		s, err = dialQUIC(ctx, addr, cfg, cfg.QUICTimeout)
+		if errors.Is(err, ErrUnreachable) {
+			quicErr := err
+			s, err = dialTCP(ctx, addr, cfg)
+			if errors.Is(err, ErrUnreachable) {
+				err = fmt.Errorf("%w (quic: %v)", err, quicErr)
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newRelayConn(s, cfg), nil
+}
+
+// stream is the byte stream that carries a session: a TLS connection over
+// TCP, or one QUIC stream (quicStream).
+type stream interface {
+	io.ReadWriteCloser
+	SetDeadline(time.Time) error
+}
+
+// quicStream is the single bidirectional stream of a QUIC connection;
+// closing it closes the whole connection.
+type quicStream struct {
+	conn *quic.Conn
+	s    *quic.Stream
+}
+
+func (q quicStream) Read(b []byte) (int, error)    { return q.s.Read(b) }
+func (q quicStream) Write(b []byte) (int, error)   { return q.s.Write(b) }
+func (q quicStream) SetDeadline(t time.Time) error { return q.s.SetDeadline(t) }
+func (q quicStream) Close() error                  { return q.conn.CloseWithError(0, "") }
+
+// session is an established, handshaken connection.
+type session struct {
+	transport  string
+	conn       stream
+	binding    []byte    // TLS exporter value
+	sessionKey queue.Key // the relay's X25519 key for this session
+	password   []byte    // from the address, for NEW
+}
+
+func dialQUIC(ctx context.Context, addr queue.Address, cfg DialConfig, connectTimeout time.Duration) (session, error) {
+	hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
+	defer cancel()
+	v := &verifier{fp: addr.Fingerprint}
+	qctx, qcancel := context.WithTimeout(hctx, connectTimeout)
+	conn, err := quic.DialAddr(qctx, addr.HostPort(), v.tlsConfig(), &quic.Config{
+		KeepAlivePeriod:       quicKeepAlive,
+		MaxIncomingStreams:    -1,
+		MaxIncomingUniStreams: -1,
+	})
+	qcancel()
+	if err != nil {
+		return session{}, v.classify(ctx, TransportQUIC, err)
+	}
+	st, err := conn.OpenStreamSync(hctx)
+	if err != nil {
+		conn.CloseWithError(0, "")
+		return session{}, dialFailed(ctx, TransportQUIC, err)
+	}
+	s := session{
+		transport: TransportQUIC,
+		conn:      quicStream{conn: conn, s: st},
+		password:  []byte(addr.Password),
+	}
+	cs := conn.ConnectionState().TLS
+	s.binding, err = cs.ExportKeyingMaterial(bindingLabel, nil, 32)
+	if err != nil {
+		err = fmt.Errorf("%w: session binding: %w", ErrTLS, err)
+	} else {
+		err = s.handshake(ctx, hctx)
+	}
+	if err != nil {
+		s.conn.Close()
+		return session{}, err
+	}
+	return s, nil
+}
+
+func dialTCP(ctx context.Context, addr queue.Address, cfg DialConfig) (session, error) {
+	hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
+	defer cancel()
+	raw, err := cfg.DialTCP(hctx, "tcp", addr.HostPort())
+	if err != nil {
+		return session{}, dialFailed(ctx, TransportTCP, err)
+	}
+	v := &verifier{fp: addr.Fingerprint}
+	tc := tls.Client(raw, v.tlsConfig())
+	if err := tc.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		return session{}, v.classify(ctx, TransportTCP, err)
+	}
+	s := session{transport: TransportTCP, conn: tc, password: []byte(addr.Password)}
+	cs := tc.ConnectionState()
+	s.binding, err = cs.ExportKeyingMaterial(bindingLabel, nil, 32)
+	if err != nil {
+		err = fmt.Errorf("%w: session binding: %w", ErrTLS, err)
+	} else {
+		err = s.handshake(ctx, hctx)
+	}
+	if err != nil {
+		tc.Close()
+		return session{}, err
+	}
+	return s, nil
+}
+
+// handshake does the hush handshake on s.conn within hctx: the client
+// sends a ClientHello with its version (the highest it speaks) and reads
+// the relay's ServerHello, whose range must contain that version. The
+// client speaks first because a QUIC relay learns of the stream only when
+// data arrives on it; the relay closes the connection if it does not
+// speak the version.
+func (s *session) handshake(ctx, hctx context.Context) error {
+	dl, _ := hctx.Deadline()
+	s.conn.SetDeadline(dl)
+	stop := context.AfterFunc(hctx, func() { s.conn.SetDeadline(time.Unix(1, 0)) })
+	hello := queue.ClientHello{Version: queue.MaxVersion}
+	_, err := s.conn.Write(hello.AppendBlock(make([]byte, 0, queue.BlockSize)))
+	block := make([]byte, queue.BlockSize)
+	if err == nil {
+		_, err = io.ReadFull(s.conn, block)
+	}
+	if !stop() && err == nil {
+		err = hctx.Err()
+	}
+	if err != nil {
+		return dialFailed(ctx, s.transport, fmt.Errorf("hush handshake: %w", err))
+	}
+	sh, err := queue.ParseServerHello(block)
+	if err != nil {
+		return fmt.Errorf("%w: malformed ServerHello", ErrProtocol)
+	}
+	if v := hello.Version; v < sh.MinVersion || v > sh.MaxVersion {
+		return fmt.Errorf("%w: the relay speaks versions %d to %d, not %d", ErrProtocol, sh.MinVersion, sh.MaxVersion, v)
+	}
+	s.sessionKey = sh.SessionKey
+	return s.conn.SetDeadline(time.Time{})
+}
+
+// dialFailed wraps an error met while connecting or handshaking: ctx's
+// error if the caller's ctx ended, else ErrUnreachable. The expiry of the
+// dial's own timeouts is described, not wrapped, so that it does not look
+// like the caller's deadline.
+func dialFailed(ctx context.Context, transport string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("dial %s: %w", transport, context.Cause(ctx))
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %s: %v", ErrUnreachable, transport, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnreachable, transport, err)
+}
+
+// verifier checks the relay's certificate chain against the pinned
+// fingerprint during one TLS handshake. It records its verdict because the
+// TLS stacks report it only as an alert (quic-go as a transport error).
+type verifier struct {
+	fp queue.Fingerprint
+
+	mu  sync.Mutex
+	err error // the verification failure, if any
+}
+
+func (v *verifier) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:             tls.VersionTLS13,
+		MaxVersion:             tls.VersionTLS13,
+		NextProtos:             []string{queue.ALPN},
+		SessionTicketsDisabled: true,
+		// The chain is checked against the pinned identity by
+		// VerifyConnection; there is no name to check.
+		InsecureSkipVerify: true,
+		VerifyConnection:   v.verifyConnection,
+	}
+}
+
+func (v *verifier) verifyConnection(cs tls.ConnectionState) error {
+	err := verifyChain(cs.PeerCertificates, v.fp, time.Now())
+	if err == nil && cs.NegotiatedProtocol != queue.ALPN {
+		err = fmt.Errorf("%w: the relay did not agree to %s", ErrTLS, queue.ALPN)
+	}
+	if err != nil {
+		v.mu.Lock()
+		v.err = err
+		v.mu.Unlock()
+	}
+	return err
+}
+
+// classify wraps a failed TLS connection attempt: the verifier's verdict
+// if it rejected the relay, ctx's error if the caller gave up, ErrTLS if
+// the TLS handshake itself failed, else ErrUnreachable.
+func (v *verifier) classify(ctx context.Context, transport string, err error) error {
+	v.mu.Lock()
+	verr := v.err
+	v.mu.Unlock()
+	if verr != nil {
+		return verr
+	}
+	if ctx.Err() != nil {
+		return dialFailed(ctx, transport, err)
+	}
+	var qerr *quic.TransportError
+	tlsFailed := errors.As(err, &qerr) && qerr.ErrorCode.IsCryptoError()
+	if transport == TransportTCP {
+		tlsFailed = isTLSFailure(err)
+	}
+	if tlsFailed {
+		return fmt.Errorf("%w: %s: %w", ErrTLS, transport, err)
+	}
+	return dialFailed(ctx, transport, err)
+}
+
+// isTLSFailure reports whether a TLS-over-TCP handshake error is TLS's own
+// (an alert from the relay, a record that is not TLS, or the client
+// rejecting what the relay sent) rather than the connection failing.
+func isTLSFailure(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Op == "remote error" // crypto/tls's form of a received alert
+	}
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, net.ErrClosed), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return false
+	}
+	return true
+}
+
+// verifyChain checks a relay's certificate chain: exactly [online leaf,
+// identity CA], the CA's key an Ed25519 key with fingerprint fp, the leaf
+// signed by it and valid at now.
+func verifyChain(certs []*x509.Certificate, fp queue.Fingerprint, now time.Time) error {
+	if len(certs) != 2 {
+		return fmt.Errorf("%w: the relay sent %d certificates, not its online and identity certificates", ErrWrongFingerprint, len(certs))
+	}
+	leaf, ca := certs[0], certs[1]
+	pub, ok := ca.PublicKey.(ed25519.PublicKey)
+	if !ok {
+		return fmt.Errorf("%w: the relay's identity key is not Ed25519", ErrWrongFingerprint)
+	}
+	if got := queue.FingerprintOf(pub); got != fp {
+		return fmt.Errorf("%w: the relay is %v, the address pins %v", ErrWrongFingerprint, got, fp)
+	}
+	if err := leaf.CheckSignatureFrom(ca); err != nil {
+		return fmt.Errorf("%w: the relay's certificate is not certified by its identity: %v", ErrTLS, err)
+	}
+	if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+		return fmt.Errorf("%w: the relay's certificate is valid from %v to %v, not now", ErrTLS,
+			leaf.NotBefore.UTC().Format(time.DateTime), leaf.NotAfter.UTC().Format(time.DateTime))
+	}
+	return nil
+}

@@ -1,0 +1,705 @@
+// Package client is the hush client library.
+//
+// A RelayConn, made by Dial, is the client side of the queue protocol: one
+// connection to one relay, over QUIC or TLS over TCP, that creates,
+// secures, sends to, subscribes to and reads queues.
+package client
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hushrelay/hush/queue"
+)
+
+var (
+	// ErrUnreachable is returned by Dial when no transport could connect:
+	// the network failed, nothing answered in time, or the connection
+	// ended during the handshake. RelayConn.Err wraps it when the relay
+	// stopped answering keep-alives.
+	ErrUnreachable = errors.New("relay unreachable")
+	// ErrTLS is returned by Dial when the TLS handshake failed for a
+	// reason other than the relay's identity: a certificate that is
+	// expired or not certified by the identity, no TLS 1.3, no hush ALPN.
+	ErrTLS = errors.New("tls handshake with the relay failed")
+	// ErrWrongFingerprint is returned by Dial when the relay's
+	// certificate chain does not end in the identity that the address's
+	// fingerprint pins: this is another relay, or someone in between.
+	ErrWrongFingerprint = errors.New("the relay's identity does not match the address fingerprint")
+	// ErrProtocol is returned by Dial, and by commands, when the relay
+	// breaks the queue protocol: a malformed handshake, block or
+	// transmission, a response that does not fit its command, or no
+	// protocol version in common. The connection is closed.
+	ErrProtocol = errors.New("the relay broke the queue protocol")
+	// ErrWrongPassword is returned by Create when the relay answers NEW
+	// with AUTH: its password differs from the address's. It matches
+	// queue.AUTH too.
+	ErrWrongPassword = fmt.Errorf("wrong relay password: %w", queue.AUTH)
+	// ErrNoMessage is returned by Get when the queue is empty (ERR
+	// NO_MSG). It matches queue.NO_MSG too.
+	ErrNoMessage = fmt.Errorf("no message in the queue: %w", queue.NO_MSG)
+	// ErrClosed is returned by commands when the connection has ended,
+	// by Close or by a failure; the error also wraps the failure, which
+	// Err returns.
+	ErrClosed = errors.New("relay connection closed")
+)
+
+// authCacheSize bounds the authorization keys cached per connection; when
+// full, an arbitrary entry is evicted.
+const authCacheSize = 4096
+
+// RelayConn is a connection to one relay, made by Dial.
+//
+// Its methods are safe for concurrent use, and many commands may be in
+// flight at once: each carries a correlation ID that its response echoes.
+// Every command blocks until the relay answers, ctx ends or the connection
+// ends. A command whose ctx ended may still have reached the relay. A
+// relay's ERR is returned as its queue.ErrorCode, so that errors.Is(err,
+// queue.AUTH) and errors.Is(err, queue.QUOTA) work.
+//
+// Events (MSG, END, DELD) arrive on the Events channel, which the
+// connection's reader fills in the relay's order. The channel is bounded:
+// when it is full, the reader waits, and so do responses behind the event
+// on the wire. Receive events in a goroutine that does not wait for
+// commands, or give those commands a deadline.
+type RelayConn struct {
+	transport  string
+	conn       stream
+	sessionKey queue.Key
+	binding    []byte
+	password   []byte
+	keepAlive  time.Duration
+	pingWait   time.Duration // how long a keep-alive PING may go unanswered
+
+	// out hands encoded transmissions to the writer. It is unbuffered: a
+	// command waits, within its ctx, until the writer takes it.
+	out    chan []byte
+	events chan Event
+	done   chan struct{} // closed when the connection ends
+	wg     sync.WaitGroup
+
+	lastWrite  atomic.Int64  // UnixNano when the last block was written
+	blocksRead atomic.Uint64 // blocks read from the relay
+	stalls     atomic.Uint64 // times the reader waited for room in events
+	stalled    atomic.Bool   // the reader waits for room in events now
+
+	authMu   sync.Mutex
+	authKeys map[queue.Key][32]byte // by queue public key; at most authCacheSize
+
+	mu      sync.Mutex
+	pending map[[queue.CorrIDSize]byte]chan response // one per command awaiting its response
+	subs    map[queue.ID]*subscription               // by recipient ID; bounded by the relay's MaxSubscriptions
+	err     error                                    // why the connection ended; set once, then done is closed
+}
+
+// response is a relay's answer to one command, copied out of the block.
+type response struct {
+	entity    queue.ID
+	hasEntity bool
+	cmd       queue.Command
+}
+
+// subscription is what the reader needs to open MSG events for a queue.
+type subscription struct {
+	key      [32]byte // queue.MessageKey
+	active   bool     // the relay may deliver: SUB succeeded (or its outcome is unknown)
+	inflight int      // Subscribe calls waiting for their SUB
+}
+
+// RecipientQueue is what a recipient keeps for one queue it created.
+type RecipientQueue struct {
+	// RecipientID names the queue in the recipient's commands.
+	RecipientID queue.ID
+	// SenderID names the queue in SEND and SKEY: give it to the sender.
+	SenderID queue.ID
+	// RecipientKey authorizes the recipient's commands.
+	RecipientKey *ecdh.PrivateKey
+	// MessageKey opens the messages delivered from the queue: the
+	// queue.MessageKey of the recipient's DH key and the relay's.
+	MessageKey [32]byte
+}
+
+// Message is one message delivered from a queue.
+type Message struct {
+	ID        queue.ID  // what Ack takes
+	Timestamp time.Time // when the relay stored it, to the second
+	Body      []byte    // as sent
+}
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// Event kinds.
+const (
+	// EventMessage: a message from a subscribed queue (MSG). Acknowledge
+	// it with Ack to receive the next one.
+	EventMessage EventKind = iota + 1
+	// EventEnd: another connection subscribed to the queue, and this one
+	// receives no more from it (END).
+	EventEnd
+	// EventDeleted: the queue was deleted by another connection (DELD).
+	EventDeleted
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventMessage:
+		return "message"
+	case EventEnd:
+		return "end"
+	case EventDeleted:
+		return "deleted"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event is something the relay reported without being asked.
+type Event struct {
+	Kind        EventKind
+	RecipientID queue.ID
+	// Message is the message of an EventMessage. When Err is set, only its
+	// ID is: the message can still be acknowledged.
+	Message Message
+	// Err is set when an MSG did not open: it wraps queue.ErrOpen (the
+	// wrong MessageKey, no subscription on this connection, or bytes
+	// changed on the way) or queue.ErrSyntax. Such messages are reported,
+	// never dropped.
+	Err error
+}
+
+func newRelayConn(s session, cfg DialConfig) *RelayConn {
+	c := &RelayConn{
+		transport:  s.transport,
+		conn:       s.conn,
+		sessionKey: s.sessionKey,
+		binding:    s.binding,
+		password:   s.password,
+		keepAlive:  cfg.KeepAlive,
+		pingWait:   max(cfg.KeepAlive, cfg.HandshakeTimeout),
+		out:        make(chan []byte),
+		events:     make(chan Event, cfg.Events),
+		done:       make(chan struct{}),
+		authKeys:   make(map[queue.Key][32]byte),
+		pending:    make(map[[queue.CorrIDSize]byte]chan response),
+		subs:       make(map[queue.ID]*subscription),
+	}
+	c.lastWrite.Store(time.Now().UnixNano())
+	c.wg.Add(2)
+	go c.readLoop()
+	go c.writeLoop()
+	if c.keepAlive > 0 {
+		c.wg.Add(1)
+		go c.keepAliveLoop()
+	}
+	return c
+}
+
+// Transport returns the transport in use: TransportQUIC or TransportTCP.
+func (c *RelayConn) Transport() string { return c.transport }
+
+// Events returns the channel of events. It is closed when the connection
+// ends. Its capacity is DialConfig.Events; when it is full the connection
+// stops reading from the relay, which holds its messages: nothing is lost.
+func (c *RelayConn) Events() <-chan Event { return c.events }
+
+// Done returns a channel that is closed when the connection ends.
+func (c *RelayConn) Done() <-chan struct{} { return c.done }
+
+// Err returns nil while the connection is open, and then why it ended:
+// ErrClosed after Close, an error wrapping ErrProtocol if the relay broke
+// the protocol, ErrUnreachable if it stopped answering keep-alives, or the
+// transport's error.
+func (c *RelayConn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close ends the connection and waits for its goroutines. Commands in
+// flight return ErrClosed. It is idempotent and always returns nil.
+func (c *RelayConn) Close() error {
+	c.shutdown(ErrClosed)
+	c.wg.Wait()
+	return nil
+}
+
+// shutdown ends the connection for cause, unless it has ended already.
+func (c *RelayConn) shutdown(cause error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = cause
+	close(c.done)
+	c.mu.Unlock()
+	c.conn.Close()
+}
+
+// endedErr is returned by commands once the connection has ended.
+func (c *RelayConn) endedErr() error {
+	err := c.Err()
+	if err == ErrClosed {
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %w", ErrClosed, err)
+}
+
+// Create creates a queue (NEW), with the address's password if it has
+// one. It returns ErrWrongPassword if the relay refuses the password.
+func (c *RelayConn) Create(ctx context.Context) (RecipientQueue, error) {
+	rkey, err := queue.GenerateKey()
+	if err != nil {
+		return RecipientQueue{}, err
+	}
+	dh, err := queue.GenerateKey()
+	if err != nil {
+		return RecipientQueue{}, err
+	}
+	r, err := c.do(ctx, rkey, nil, queue.Command{
+		Tag:            queue.TagNEW,
+		RecipientKey:   queue.PublicKey(rkey),
+		RecipientDHKey: queue.PublicKey(dh),
+		Password:       c.password,
+	}, queue.TagIDS)
+	if errors.Is(err, queue.AUTH) {
+		return RecipientQueue{}, ErrWrongPassword
+	}
+	if err != nil {
+		return RecipientQueue{}, err
+	}
+	mk, err := queue.MessageKey(dh, r.RelayDHKey)
+	if err != nil {
+		err = fmt.Errorf("%w: unusable relay DH key in IDS", ErrProtocol)
+		c.shutdown(err)
+		return RecipientQueue{}, err
+	}
+	return RecipientQueue{
+		RecipientID:  r.RecipientID,
+		SenderID:     r.SenderID,
+		RecipientKey: rkey,
+		MessageKey:   mk,
+	}, nil
+}
+
+// Secure gives the queue its sender key (KEY): from then on only SEND
+// commands authorized by that key are accepted. Securing again with the
+// same key succeeds; with another key it fails with queue.AUTH.
+func (c *RelayConn) Secure(ctx context.Context, q RecipientQueue, senderKey queue.Key) error {
+	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagKEY, SenderKey: senderKey}, queue.TagOK)
+	return err
+}
+
+// SecureSender secures the queue with sender ID sid with the sender's own
+// key (SKEY), as the recipient's Secure would. Securing again with the
+// same key succeeds; another key, or a suspended queue, gets queue.AUTH.
+func (c *RelayConn) SecureSender(ctx context.Context, sid queue.ID, senderKey *ecdh.PrivateKey) error {
+	_, err := c.do(ctx, senderKey, &sid, queue.Command{Tag: queue.TagSKEY, SenderKey: queue.PublicKey(senderKey)}, queue.TagOK)
+	return err
+}
+
+// Send sends body to the queue with sender ID sid (SEND), authorized by
+// the queue's sender key. It returns once the relay has stored the message
+// durably. A body larger than the relay accepts gets queue.LARGE (without
+// asking the relay when it could not fit in a block), a full queue
+// queue.QUOTA.
+func (c *RelayConn) Send(ctx context.Context, sid queue.ID, senderKey *ecdh.PrivateKey, body []byte) error {
+	if len(body) > queue.MaxTransmissionSize {
+		return queue.LARGE
+	}
+	_, err := c.do(ctx, senderKey, &sid, queue.Command{Tag: queue.TagSEND, Body: body}, queue.TagOK)
+	return err
+}
+
+// Subscribe subscribes this connection to the queue (SUB): its messages
+// arrive as EventMessage events, one at a time, the next after Ack of the
+// previous. The first may arrive before Subscribe returns. A subscription
+// from another connection ends this one (EventEnd). Subscribing again
+// redelivers the unacknowledged message.
+func (c *RelayConn) Subscribe(ctx context.Context, q RecipientQueue) error {
+	c.mu.Lock()
+	s := c.subs[q.RecipientID]
+	if s == nil {
+		s = new(subscription)
+		c.subs[q.RecipientID] = s
+	}
+	s.key = q.MessageKey
+	s.inflight++
+	c.mu.Unlock()
+
+	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagSUB}, queue.TagOK)
+
+	c.mu.Lock()
+	s.inflight--
+	var code queue.ErrorCode
+	if !errors.As(err, &code) {
+		s.active = true // subscribed, or perhaps subscribed: keep the key
+	}
+	if !s.active && s.inflight == 0 {
+		delete(c.subs, q.RecipientID)
+	}
+	c.mu.Unlock()
+	return err
+}
+
+// unsubscribed forgets the subscription to rid unless a Subscribe is in
+// flight.
+func (c *RelayConn) unsubscribed(rid queue.ID) {
+	c.mu.Lock()
+	if s := c.subs[rid]; s != nil {
+		s.active = false
+		if s.inflight == 0 {
+			delete(c.subs, rid)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// Get returns the queue's first unacknowledged message without subscribing
+// (GET), or ErrNoMessage. Acknowledge it with Ack. GET on a queue this
+// connection is subscribed to gets queue.PROHIBITED. If the message does
+// not open, Get returns an error wrapping queue.ErrOpen or queue.ErrSyntax
+// and a Message with only its ID, which can be acknowledged.
+func (c *RelayConn) Get(ctx context.Context, q RecipientQueue) (Message, error) {
+	r, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagGET}, queue.TagMSG)
+	if errors.Is(err, queue.NO_MSG) {
+		return Message{}, ErrNoMessage
+	}
+	if err != nil {
+		return Message{}, err
+	}
+	return openMessage(&q.MessageKey, r.MsgID, r.Body)
+}
+
+func openMessage(key *[32]byte, id queue.ID, sealed []byte) (Message, error) {
+	ts, body, err := queue.OpenMessage(key, id, sealed)
+	if err != nil {
+		return Message{ID: id}, fmt.Errorf("message %v: %w", id, err)
+	}
+	return Message{ID: id, Timestamp: time.Unix(ts, 0), Body: body}, nil
+}
+
+// Ack acknowledges the message msgID, from an event or from Get (ACK);
+// the relay then deletes it, and on a subscribed queue the next message
+// follows. It returns queue.NO_MSG
+// if msgID is not the queue's first message.
+func (c *RelayConn) Ack(ctx context.Context, q RecipientQueue, msgID queue.ID) error {
+	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagACK, MsgID: msgID}, queue.TagOK)
+	return err
+}
+
+// Suspend stops the queue accepting messages (OFF): senders get
+// queue.AUTH; the recipient can still read what it holds.
+func (c *RelayConn) Suspend(ctx context.Context, q RecipientQueue) error {
+	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagOFF}, queue.TagOK)
+	return err
+}
+
+// Delete deletes the queue and its messages (DEL). A subscriber on another
+// connection gets EventDeleted.
+func (c *RelayConn) Delete(ctx context.Context, q RecipientQueue) error {
+	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagDEL}, queue.TagOK)
+	if err == nil {
+		c.unsubscribed(q.RecipientID)
+	}
+	return err
+}
+
+// Ping checks that the relay answers (PING, PONG).
+func (c *RelayConn) Ping(ctx context.Context) error {
+	_, err := c.do(ctx, nil, nil, queue.Command{Tag: queue.TagPING}, queue.TagPONG)
+	return err
+}
+
+// do sends cmd about entity, authorized by key (none if nil), and waits for
+// the response, which must have the tag want or be an ERR (returned as its
+// queue.ErrorCode).
+func (c *RelayConn) do(ctx context.Context, key *ecdh.PrivateKey, entity *queue.ID, cmd queue.Command, want queue.Tag) (queue.Command, error) {
+	if err := ctx.Err(); err != nil {
+		return queue.Command{}, err
+	}
+	var corr [queue.CorrIDSize]byte
+	rand.Read(corr[:])
+	t := queue.Transmission{CorrID: corr[:], Command: cmd}
+	if entity != nil {
+		t.Entity = entity[:]
+	}
+	if key != nil {
+		ak, err := c.authKey(key)
+		if err != nil {
+			return queue.Command{}, err
+		}
+		t.Auth = queue.AppendAuth(make([]byte, 0, queue.AuthSize), &ak, t.AppendSigned(nil))
+	}
+	raw := t.Append(nil)
+	if len(raw) > queue.MaxTransmissionSize {
+		return queue.Command{}, queue.LARGE
+	}
+
+	ch := make(chan response, 1)
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return queue.Command{}, c.endedErr()
+	}
+	c.pending[corr] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, corr)
+		c.mu.Unlock()
+	}()
+
+	select {
+	case c.out <- raw:
+	case <-ctx.Done():
+		return queue.Command{}, ctx.Err()
+	case <-c.done:
+		return queue.Command{}, c.endedErr()
+	}
+	var r response
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		return queue.Command{}, ctx.Err()
+	case <-c.done:
+		select {
+		case r = <-ch:
+		default:
+			return queue.Command{}, c.endedErr()
+		}
+	}
+	if r.cmd.Tag == queue.TagERR {
+		return r.cmd, r.cmd.Error
+	}
+	var err error
+	switch {
+	case r.cmd.Tag != want:
+		err = fmt.Errorf("%w: the relay answered %v with %v", ErrProtocol, cmd.Tag, r.cmd.Tag)
+	case r.hasEntity != (entity != nil) || (entity != nil && r.entity != *entity):
+		err = fmt.Errorf("%w: the relay answered %v for another queue", ErrProtocol, cmd.Tag)
+	}
+	if err != nil {
+		c.shutdown(err)
+		return queue.Command{}, err
+	}
+	return r.cmd, nil
+}
+
+// authKey returns the key that authorizes commands of the queue whose key
+// is priv on this session, from the cache when it can.
+func (c *RelayConn) authKey(priv *ecdh.PrivateKey) ([32]byte, error) {
+	pub := queue.PublicKey(priv)
+	c.authMu.Lock()
+	k, ok := c.authKeys[pub]
+	c.authMu.Unlock()
+	if ok {
+		return k, nil
+	}
+	k, err := queue.AuthKey(priv, c.sessionKey, c.binding)
+	if err != nil {
+		err = fmt.Errorf("%w: unusable session key", ErrProtocol)
+		c.shutdown(err)
+		return k, err
+	}
+	c.authMu.Lock()
+	if len(c.authKeys) >= authCacheSize {
+		for old := range c.authKeys {
+			delete(c.authKeys, old)
+			break
+		}
+	}
+	c.authKeys[pub] = k
+	c.authMu.Unlock()
+	return k, nil
+}
+
+// writeLoop writes the transmissions handed over on out, packing all that
+// are waiting (and fit) into each block.
+func (c *RelayConn) writeLoop() {
+	defer c.wg.Done()
+	var b queue.BlockBuilder
+	block := make([]byte, 0, queue.BlockSize)
+	var next []byte
+	for {
+		if next == nil {
+			select {
+			case next = <-c.out:
+			case <-c.done:
+				return
+			}
+		}
+		b.Reset()
+		b.Add(next) // fits: do checked its size
+		next = nil
+	fill:
+		for {
+			select {
+			case tx := <-c.out:
+				if !b.Add(tx) {
+					next = tx
+					break fill
+				}
+			default:
+				break fill
+			}
+		}
+		block = b.AppendBlock(block[:0])
+		if _, err := c.conn.Write(block); err != nil {
+			c.shutdown(fmt.Errorf("writing to the relay: %w", err))
+			return
+		}
+		c.lastWrite.Store(time.Now().UnixNano())
+	}
+}
+
+// readLoop reads blocks, hands responses to the commands waiting for them
+// and events to the Events channel, which it closes when it returns.
+func (c *RelayConn) readLoop() {
+	defer c.wg.Done()
+	defer close(c.events)
+	block := make([]byte, queue.BlockSize)
+	var txs [][]byte
+	for {
+		if _, err := io.ReadFull(c.conn, block); err != nil {
+			c.shutdown(fmt.Errorf("reading from the relay: %w", err))
+			return
+		}
+		c.blocksRead.Add(1)
+		var err error
+		txs, err = queue.ParseBlock(txs[:0], block)
+		if err != nil {
+			c.shutdown(fmt.Errorf("%w: malformed block", ErrProtocol))
+			return
+		}
+		for _, tx := range txs {
+			if err := c.handle(tx); err != nil {
+				c.shutdown(err)
+				return
+			}
+		}
+	}
+}
+
+// errEnded stops the reader when the connection ended while it waited.
+var errEnded = errors.New("connection ended")
+
+// handle processes one transmission from the relay. It copies what it
+// keeps: tx aliases the block buffer.
+func (c *RelayConn) handle(tx []byte) error {
+	t, _, err := queue.ParseTransmission(tx)
+	if err != nil {
+		return fmt.Errorf("%w: malformed transmission", ErrProtocol)
+	}
+	if t.Command.Tag.IsCommand() {
+		return fmt.Errorf("%w: the relay sent the command %v", ErrProtocol, t.Command.Tag)
+	}
+	var r response
+	if t.Entity != nil {
+		r.hasEntity = true
+		copy(r.entity[:], t.Entity)
+	}
+	if t.CorrID != nil {
+		corr := [queue.CorrIDSize]byte(t.CorrID)
+		c.mu.Lock()
+		ch := c.pending[corr]
+		delete(c.pending, corr) // a second response with this corrID is ignored
+		c.mu.Unlock()
+		if ch != nil { // else the command gave up waiting
+			r.cmd = t.Command
+			r.cmd.Body = append([]byte(nil), t.Command.Body...)
+			ch <- r // buffered, and never sent to twice
+		}
+		return nil
+	}
+
+	switch t.Command.Tag {
+	case queue.TagMSG, queue.TagEND, queue.TagDELD:
+	default:
+		return fmt.Errorf("%w: %v without a correlation ID", ErrProtocol, t.Command.Tag)
+	}
+	if !r.hasEntity {
+		return fmt.Errorf("%w: %v without a queue", ErrProtocol, t.Command.Tag)
+	}
+	ev := Event{RecipientID: r.entity}
+	switch t.Command.Tag {
+	case queue.TagMSG:
+		ev.Kind = EventMessage
+		c.mu.Lock()
+		s := c.subs[r.entity]
+		var key [32]byte
+		if s != nil {
+			key = s.key
+		}
+		c.mu.Unlock()
+		if s == nil {
+			ev.Message.ID = t.Command.MsgID
+			ev.Err = fmt.Errorf("message %v: %w: not subscribed on this connection", t.Command.MsgID, queue.ErrOpen)
+		} else {
+			ev.Message, ev.Err = openMessage(&key, t.Command.MsgID, t.Command.Body)
+		}
+	case queue.TagEND:
+		ev.Kind = EventEnd
+		c.unsubscribed(r.entity)
+	case queue.TagDELD:
+		ev.Kind = EventDeleted
+		c.unsubscribed(r.entity)
+	}
+	return c.emit(ev)
+}
+
+// emit puts ev on the Events channel, waiting for room if need be.
+func (c *RelayConn) emit(ev Event) error {
+	select {
+	case c.events <- ev:
+		return nil
+	default:
+	}
+	c.stalls.Add(1)
+	c.stalled.Store(true)
+	defer c.stalled.Store(false)
+	select {
+	case c.events <- ev:
+		return nil
+	case <-c.done:
+		return errEnded
+	}
+}
+
+// keepAliveLoop sends a PING whenever nothing was written for keepAlive,
+// and ends the connection if the relay then sends nothing for pingWait
+// while the reader was free to read.
+func (c *RelayConn) keepAliveLoop() {
+	defer c.wg.Done()
+	t := time.NewTimer(c.keepAlive)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-c.done:
+			return
+		}
+		idle := time.Since(time.Unix(0, c.lastWrite.Load()))
+		if idle < c.keepAlive {
+			t.Reset(c.keepAlive - idle)
+			continue
+		}
+		blocks, stalls, stalled := c.blocksRead.Load(), c.stalls.Load(), c.stalled.Load()
+		ctx, cancel := context.WithTimeout(context.Background(), c.pingWait)
+		err := c.Ping(ctx)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && !stalled && !c.stalled.Load() &&
+			blocks == c.blocksRead.Load() && stalls == c.stalls.Load() {
+			c.shutdown(fmt.Errorf("%w: no answer to a keep-alive PING in %v", ErrUnreachable, c.pingWait))
+			return
+		}
+		t.Reset(c.keepAlive)
+	}
+}

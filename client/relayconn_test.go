@@ -1,0 +1,446 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"io"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hushrelay/hush/queue"
+	"github.com/hushrelay/hush/relay"
+)
+
+// peer is the relay side of a session, driven by hand: it lets tests make
+// a relay misbehave in ways the real one does not.
+type peer struct {
+	t   *testing.T
+	rw  io.ReadWriteCloser
+	key *ecdh.PrivateKey
+}
+
+// handshake reads the ClientHello and answers with a ServerHello for
+// versions lo..hi.
+func (p *peer) handshake(lo, hi uint16) bool {
+	block := make([]byte, queue.BlockSize)
+	if _, err := io.ReadFull(p.rw, block); err != nil {
+		return false
+	}
+	if _, err := queue.ParseClientHello(block); err != nil {
+		p.t.Errorf("peer: ClientHello: %v", err)
+		return false
+	}
+	k, err := queue.GenerateKey()
+	if err != nil {
+		p.t.Error(err)
+		return false
+	}
+	p.key = k
+	sh := queue.ServerHello{MinVersion: lo, MaxVersion: hi, SessionKey: queue.PublicKey(k)}
+	_, err = p.rw.Write(sh.AppendBlock(nil))
+	return err == nil
+}
+
+// read returns the transmissions of the next block from the client.
+func (p *peer) read() ([]queue.Transmission, bool) {
+	block := make([]byte, queue.BlockSize)
+	if _, err := io.ReadFull(p.rw, block); err != nil {
+		return nil, false
+	}
+	raws, err := queue.ParseBlock(nil, block)
+	if err != nil {
+		p.t.Errorf("peer: block from the client: %v", err)
+		return nil, false
+	}
+	var txs []queue.Transmission
+	for _, raw := range raws {
+		tx, _, err := queue.ParseTransmission(raw)
+		if err != nil {
+			p.t.Errorf("peer: transmission from the client: %v", err)
+			return nil, false
+		}
+		txs = append(txs, tx)
+	}
+	return txs, true
+}
+
+// write sends txs in one block.
+func (p *peer) write(txs ...queue.Transmission) bool {
+	var b queue.BlockBuilder
+	for _, tx := range txs {
+		if !b.Add(tx.Append(nil)) {
+			p.t.Error("peer: transmissions do not fit a block")
+		}
+	}
+	_, err := p.rw.Write(b.AppendBlock(nil))
+	return err == nil
+}
+
+// startPeer serves every session with script, after a version 1 handshake.
+func startPeer(t *testing.T, script func(p *peer)) queue.Address {
+	t.Helper()
+	id := newTestIdentity(t)
+	s := startTestServer(t, id.cert, id.fp, queue.ALPN, func(rw io.ReadWriteCloser) {
+		p := &peer{t: t, rw: rw}
+		if p.handshake(queue.MinVersion, queue.MaxVersion) {
+			script(p)
+		}
+	})
+	return s.addr
+}
+
+// drain reads and discards what the client sends until it closes.
+func (p *peer) drain() {
+	for {
+		if _, ok := p.read(); !ok {
+			return
+		}
+	}
+}
+
+func dialPeer(t *testing.T, ctx context.Context, addr queue.Address, cfg DialConfig) *RelayConn {
+	t.Helper()
+	c, err := Dial(ctx, addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitEnded waits for c to end and checks that it ended because of want,
+// that Events was closed and that commands now fail with ErrClosed.
+func waitEnded(t *testing.T, ctx context.Context, c *RelayConn, want error) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		t.Fatal("the connection did not end")
+	}
+	if err := c.Err(); !errors.Is(err, want) {
+		t.Fatalf("ended with %v, want %v", err, want)
+	}
+	for range c.Events() {
+	}
+	if err := c.Ping(ctx); !errors.Is(err, ErrClosed) || !errors.Is(err, want) {
+		t.Fatalf("ping after the end: %v, want ErrClosed and %v", err, want)
+	}
+}
+
+// TestHandshakeFailures has the relay fail the hush handshake.
+func TestHandshakeFailures(t *testing.T) {
+	cases := []struct {
+		name  string
+		serve func(p *peer)
+		want  error
+	}{
+		// The peer waits for the client to hang up: closing a QUIC
+		// connection discards stream data not yet delivered.
+		{"malformed ServerHello", func(p *peer) {
+			io.ReadFull(p.rw, make([]byte, queue.BlockSize))
+			p.rw.Write(make([]byte, queue.BlockSize))
+			io.Copy(io.Discard, p.rw)
+		}, ErrProtocol},
+		{"no common version", func(p *peer) {
+			p.handshake(queue.MaxVersion+1, queue.MaxVersion+2)
+			io.Copy(io.Discard, p.rw)
+		}, ErrProtocol},
+		{"closed after the ClientHello", func(p *peer) {
+			io.ReadFull(p.rw, make([]byte, queue.BlockSize))
+		}, ErrUnreachable},
+		{"silent", func(p *peer) { io.Copy(io.Discard, p.rw) }, ErrUnreachable},
+	}
+	for _, tc := range cases {
+		for _, tr := range transports {
+			t.Run(tc.name+"/"+tr, func(t *testing.T) {
+				ctx := testContext(t)
+				id := newTestIdentity(t)
+				s := startTestServer(t, id.cert, id.fp, queue.ALPN, func(rw io.ReadWriteCloser) {
+					tc.serve(&peer{t: t, rw: rw})
+				})
+				c, err := Dial(ctx, s.addr, DialConfig{Transport: tr, HandshakeTimeout: 2 * time.Second})
+				if err == nil {
+					c.Close()
+					t.Fatal("dial succeeded")
+				}
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("got %v, want %v", err, tc.want)
+				}
+				t.Log(err)
+			})
+		}
+	}
+}
+
+// TestRelayBreaksProtocol has the relay send what it must not: the
+// connection ends with ErrProtocol.
+func TestRelayBreaksProtocol(t *testing.T) {
+	garbage := make([]byte, queue.BlockSize)
+	rand.Read(garbage)
+	garbage[0], garbage[1] = 0xff, 0xff
+	rid := queue.NewID()
+	cases := []struct {
+		name   string
+		script func(p *peer)
+	}{
+		{"malformed block", func(p *peer) { p.rw.Write(garbage) }},
+		{"malformed transmission", func(p *peer) {
+			var b queue.BlockBuilder
+			b.Add([]byte{0, 0, 0, 0x7f})
+			p.rw.Write(b.AppendBlock(nil))
+		}},
+		{"a command", func(p *peer) {
+			p.write(queue.Transmission{Command: queue.Command{Tag: queue.TagPING}})
+		}},
+		{"OK without a correlation ID", func(p *peer) {
+			p.write(queue.Transmission{Command: queue.Command{Tag: queue.TagOK}})
+		}},
+		{"END without a queue", func(p *peer) {
+			p.write(queue.Transmission{Command: queue.Command{Tag: queue.TagEND}})
+		}},
+		{"wrong response", func(p *peer) {
+			txs, _ := p.read() // the PING
+			p.write(queue.Transmission{CorrID: txs[0].CorrID, Command: queue.Command{Tag: queue.TagOK}})
+		}},
+		{"response with an entity", func(p *peer) {
+			txs, _ := p.read()
+			p.write(queue.Transmission{CorrID: txs[0].CorrID, Entity: rid[:], Command: queue.Command{Tag: queue.TagPONG}})
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t)
+			addr := startPeer(t, func(p *peer) {
+				tc.script(p)
+				p.drain()
+			})
+			c := dialPeer(t, ctx, addr, DialConfig{Transport: TransportTCP})
+			err := c.Ping(ctx) // answered wrongly, or ended by the reader
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("ping: %v, want ErrProtocol", err)
+			}
+			waitEnded(t, ctx, c, ErrProtocol)
+			t.Log(c.Err())
+		})
+	}
+}
+
+// TestEventsReportUnopenedMessages checks that MSG events that do not open
+// are reported with their ID, not dropped, and that END and DELD end
+// subscriptions.
+func TestEventsReportUnopenedMessages(t *testing.T) {
+	ctx := testContext(t)
+	rkey, _ := queue.GenerateKey()
+	q := RecipientQueue{RecipientID: queue.NewID(), RecipientKey: rkey}
+	rand.Read(q.MessageKey[:])
+	var wrongKey [32]byte
+	rand.Read(wrongKey[:])
+	other := queue.NewID()
+	ids := []queue.ID{queue.NewID(), queue.NewID(), queue.NewID(), queue.NewID(), queue.NewID()}
+	msg := func(rid queue.ID, key *[32]byte, id queue.ID, body string) queue.Transmission {
+		return queue.Transmission{Entity: rid[:], Command: queue.Command{
+			Tag: queue.TagMSG, MsgID: id, Body: queue.SealMessage(nil, key, id, 1700000000, []byte(body)),
+		}}
+	}
+	addr := startPeer(t, func(p *peer) {
+		txs, ok := p.read() // SUB
+		if !ok || len(txs) != 1 || txs[0].Command.Tag != queue.TagSUB || len(txs[0].Auth) != queue.AuthSize {
+			t.Errorf("peer: want one authorized SUB, got %+v", txs)
+			return
+		}
+		p.write(
+			queue.Transmission{CorrID: txs[0].CorrID, Entity: q.RecipientID[:], Command: queue.Command{Tag: queue.TagOK}},
+			msg(q.RecipientID, &q.MessageKey, ids[0], "first"),
+		)
+		p.write(msg(q.RecipientID, &wrongKey, ids[1], "tampered"))
+		p.write(msg(other, &q.MessageKey, ids[2], "not subscribed"))
+		p.write(queue.Transmission{Entity: q.RecipientID[:], Command: queue.Command{Tag: queue.TagEND}})
+		p.write(msg(q.RecipientID, &q.MessageKey, ids[3], "after the end"))
+		p.write(queue.Transmission{Entity: other[:], Command: queue.Command{Tag: queue.TagDELD}})
+		p.drain()
+	})
+	c := dialPeer(t, ctx, addr, DialConfig{Transport: TransportQUIC})
+	if err := c.Subscribe(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	next := func() Event {
+		t.Helper()
+		select {
+		case ev := <-c.Events():
+			return ev
+		case <-ctx.Done():
+			t.Fatal("no event")
+		}
+		return Event{}
+	}
+	ev := next()
+	if ev.Kind != EventMessage || ev.Err != nil || string(ev.Message.Body) != "first" || ev.Message.ID != ids[0] ||
+		!ev.Message.Timestamp.Equal(time.Unix(1700000000, 0)) || ev.RecipientID != q.RecipientID {
+		t.Fatalf("first event: %+v", ev)
+	}
+	for i, want := range []queue.ID{ids[1], ids[2]} {
+		ev = next()
+		if ev.Kind != EventMessage || !errors.Is(ev.Err, queue.ErrOpen) || ev.Message.ID != want || ev.Message.Body != nil {
+			t.Fatalf("unopened message %d: %+v", i, ev)
+		}
+	}
+	if ev = next(); ev.Kind != EventEnd || ev.RecipientID != q.RecipientID {
+		t.Fatalf("want end, got %+v", ev)
+	}
+	if ev = next(); ev.Kind != EventMessage || !errors.Is(ev.Err, queue.ErrOpen) || ev.Message.ID != ids[3] {
+		t.Fatalf("message after the end: %+v", ev)
+	}
+	if ev = next(); ev.Kind != EventDeleted || ev.RecipientID != other {
+		t.Fatalf("want deleted, got %+v", ev)
+	}
+}
+
+// TestKeepAliveDetectsSilentRelay has a relay that reads but never
+// answers: the keep-alive PING goes unanswered and the connection ends.
+func TestKeepAliveDetectsSilentRelay(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			ctx := testContext(t)
+			addr := startPeer(t, func(p *peer) { p.drain() })
+			c := dialPeer(t, ctx, addr, DialConfig{Transport: tr, KeepAlive: 100 * time.Millisecond, HandshakeTimeout: time.Second})
+			waitEnded(t, ctx, c, ErrUnreachable)
+		})
+	}
+}
+
+// TestBackpressure fills the Events channel: the reader waits, the
+// connection is not taken as dead for its unanswered PINGs, and every
+// event arrives in order once the application reads.
+func TestBackpressure(t *testing.T) {
+	ctx := testContext(t)
+	rkey, _ := queue.GenerateKey()
+	q := RecipientQueue{RecipientID: queue.NewID(), RecipientKey: rkey}
+	rand.Read(q.MessageKey[:])
+	const n = 5
+	addr := startPeer(t, func(p *peer) {
+		txs, ok := p.read()
+		if !ok {
+			return
+		}
+		reply := []queue.Transmission{{CorrID: txs[0].CorrID, Entity: q.RecipientID[:], Command: queue.Command{Tag: queue.TagOK}}}
+		p.write(reply...)
+		for i := range n {
+			id := queue.NewID()
+			p.write(queue.Transmission{Entity: q.RecipientID[:], Command: queue.Command{
+				Tag: queue.TagMSG, MsgID: id, Body: queue.SealMessage(nil, &q.MessageKey, id, 0, []byte{byte(i)}),
+			}})
+		}
+		p.drain() // PINGs go unanswered
+	})
+	c := dialPeer(t, ctx, addr, DialConfig{Transport: TransportTCP, KeepAlive: 50 * time.Millisecond, HandshakeTimeout: time.Second, Events: 1})
+	if err := c.Subscribe(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // well past the PING deadline, with the reader blocked
+	select {
+	case <-c.Done():
+		t.Fatalf("the connection ended while the application was not reading: %v", c.Err())
+	default:
+	}
+	for i := range n {
+		select {
+		case ev := <-c.Events():
+			if ev.Err != nil || !bytes.Equal(ev.Message.Body, []byte{byte(i)}) {
+				t.Fatalf("event %d: %+v", i, ev)
+			}
+		case <-ctx.Done():
+			t.Fatal("no event")
+		}
+	}
+}
+
+// TestCloseWhileWaiting closes a connection while a command waits for its
+// response.
+func TestCloseWhileWaiting(t *testing.T) {
+	ctx := testContext(t)
+	addr := startPeer(t, func(p *peer) { p.drain() })
+	c := dialPeer(t, ctx, addr, DialConfig{Transport: TransportQUIC})
+	errc := make(chan error, 1)
+	go func() { errc <- c.Ping(ctx) }()
+	// Close only once the PING is in flight.
+	for {
+		c.mu.Lock()
+		n := len(c.pending)
+		c.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != ErrClosed {
+		t.Fatalf("ping in flight: %v, want ErrClosed", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	waitEnded(t, ctx, c, ErrClosed)
+	if c.Err() != ErrClosed {
+		t.Fatalf("Err: %v, want ErrClosed", c.Err())
+	}
+}
+
+// startRelay runs a real relay on loopback.
+func startRelay(t *testing.T, edit func(*relay.Config)) queue.Address {
+	t.Helper()
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	cert, err := relay.IssueCertificate(key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := relay.Config{Listen: "127.0.0.1:0", Certificate: cert, StorePath: filepath.Join(t.TempDir(), "relay.db")}
+	if edit != nil {
+		edit(&cfg)
+	}
+	r, err := relay.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	fp, _ := relay.CertificateFingerprint(cert)
+	a, err := queue.ParseAddress("hush://" + fp.String() + "@" + r.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestKeepAliveKeepsSession idles longer than the relay's idle timeout:
+// keep-alives (ten per timeout) keep the session; without them the relay
+// ends it.
+func TestKeepAliveKeepsSession(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t)
+			const idleTimeout = 5 * time.Second
+			addr := startRelay(t, func(c *relay.Config) { c.IdleTimeout = idleTimeout })
+			kept := dialPeer(t, ctx, addr, DialConfig{Transport: tr, KeepAlive: idleTimeout / 10})
+			idle := dialPeer(t, ctx, addr, DialConfig{Transport: tr, KeepAlive: -1})
+			select {
+			case <-idle.Done():
+			case <-ctx.Done():
+				t.Fatal("the relay did not end the idle session")
+			}
+			if err := idle.Err(); err == nil || errors.Is(err, ErrClosed) {
+				t.Fatalf("idle session ended with %v", err)
+			}
+			time.Sleep(idleTimeout) // the kept session has now idled twice the timeout
+			if err := kept.Ping(ctx); err != nil {
+				t.Fatalf("ping on the kept session: %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+
+	"github.com/mdp/qrterminal/v3"
+
+	"github.com/hushrelay/hush/queue"
+	"github.com/hushrelay/hush/relay"
+)
+
+const policy = "hush-relay: logs never record IP addresses, queue IDs or message sizes"
+
+// cmdInit is "hush-relay init".
+func cmdInit(o *options, env environment) error {
+	res, err := initialize(o, true)
+	if err != nil {
+		return err
+	}
+	s, err := loadSettings(o)
+	if err != nil {
+		return err
+	}
+	dir := o.dataDir
+	w := env.stdout
+	fmt.Fprintf(w, "hush-relay: initialized a new relay in %s\n", dir)
+	if !res.wroteConfig {
+		fmt.Fprintf(w, "  %-20s kept as it was\n", configFile)
+	} else {
+		fmt.Fprintf(w, "  %-20s the settings, every option listed with its default\n", configFile)
+	}
+	fmt.Fprintf(w, "  %-20s the relay's long-term identity: keep it secret and back it up;\n  %-20s the address depends on it\n", identityFile, "")
+	fmt.Fprintf(w, "  %-20s the online TLS certificate, issued by the identity\n", certFile+", "+certKeyFile)
+	fmt.Fprintf(w, "  %-20s queues and messages (created by start)\n", storeFile)
+	if s.hostWarning {
+		warnHost(env.stderr)
+	}
+	_, port, err := splitListen(s.listen)
+	if err != nil {
+		return err
+	}
+	if port == 0 {
+		fmt.Fprintf(w, "The listen port is 0: the port is chosen when the relay starts, and start prints the address.\n")
+		return nil
+	}
+	fp, err := fingerprint(dir)
+	if err != nil {
+		return err
+	}
+	addr, err := s.address(fp, port)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\naddress: %s\n", addr)
+	if res.generatedPassword {
+		fmt.Fprintf(w, "\nThe address holds a generated password (saved in %s), so that only\nthe people you give it to can create queues on this relay.\n", configFile)
+	}
+	explainAddress(w, addr)
+	fmt.Fprintln(w)
+	printQR(w, addr.String())
+	fmt.Fprintf(w, "\nOpen UDP and TCP port %d in the firewall, then run the relay:\n  hush-relay start --data %s\n", port, dir)
+	return nil
+}
+
+// cmdStart is "hush-relay start".
+func cmdStart(ctx context.Context, o *options, env environment) error {
+	dir := o.dataDir
+	if isEmpty(dir) {
+		if _, err := initialize(o, false); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "hush-relay: initialized a new relay in %s; back up %s: it is the relay's identity\n",
+			dir, filepath.Join(dir, identityFile))
+	}
+	s, err := loadSettings(o)
+	if err != nil {
+		return err
+	}
+	if s.hostWarning {
+		warnHost(env.stderr)
+	}
+	identity, err := loadIdentity(dir)
+	if err != nil {
+		return err
+	}
+	cert, note, err := loadCertificate(dir, identity)
+	if err != nil {
+		return err
+	}
+	if note != "" {
+		fmt.Fprintf(env.stderr, "hush-relay: %s\n", note)
+	}
+	fp, err := relay.CertificateFingerprint(cert)
+	if err != nil {
+		return err
+	}
+
+	logger := s.newLogger(env.stderr)
+	cfg := s.relayConfig()
+	cfg.Certificate = cert
+	cfg.StorePath = filepath.Join(dir, storeFile)
+	cfg.Logger = logger
+
+	if s.file.LogLevel == "debug" {
+		fmt.Fprintln(env.stdout, "hush-relay: log_level is debug: logs may record IP addresses, queue IDs and message sizes")
+	} else {
+		fmt.Fprintln(env.stdout, policy)
+	}
+	r, err := relay.New(cfg)
+	if err != nil {
+		return err
+	}
+	tcp, ok := r.Addr().(*net.TCPAddr)
+	if !ok {
+		r.Close()
+		return fmt.Errorf("relay listens on %v, not a TCP address", r.Addr())
+	}
+	addr, err := s.address(fp, uint16(tcp.Port))
+	if err != nil {
+		r.Close()
+		return err
+	}
+	fmt.Fprintf(env.stdout, "address: %s\n", addr)
+	if addr.Password != "" {
+		fmt.Fprintln(env.stdout, "hush-relay: the address holds the password needed to create queues: give it only to people who may use this relay")
+	}
+
+	<-ctx.Done()
+	if env.stopSignals != nil {
+		env.stopSignals() // a second signal ends the process at once
+	}
+	fmt.Fprintln(env.stdout, "hush-relay: shutting down")
+	if err := r.Close(); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	fmt.Fprintln(env.stdout, "hush-relay: stopped")
+	return nil
+}
+
+// cmdAddress is "hush-relay address".
+func cmdAddress(o *options, qr bool, env environment) error {
+	if isEmpty(o.dataDir) {
+		return fmt.Errorf("%s is not a relay data directory (no %s): run \"hush-relay init --data %s\" first", o.dataDir, identityFile, o.dataDir)
+	}
+	s, err := loadSettings(o)
+	if err != nil {
+		return err
+	}
+	if s.hostWarning {
+		warnHost(env.stderr)
+	}
+	fp, err := fingerprint(o.dataDir)
+	if err != nil {
+		return err
+	}
+	_, port, err := splitListen(s.listen)
+	if err != nil {
+		return err
+	}
+	if port == 0 {
+		return fmt.Errorf("the listen port is 0: the port is chosen at start, and \"hush-relay start\" prints the address")
+	}
+	addr, err := s.address(fp, port)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.stdout, addr)
+	if qr {
+		fmt.Fprintln(env.stdout)
+		printQR(env.stdout, addr.String())
+	}
+	return nil
+}
+
+func warnHost(w io.Writer) {
+	fmt.Fprintln(w, `hush-relay: warning: the address says "localhost", which works only on this machine; pass --host with the relay's public DNS name or IP (or set host in config.toml)`)
+}
+
+// explainAddress tells what the address is for.
+func explainAddress(w io.Writer, addr queue.Address) {
+	if addr.Password != "" {
+		fmt.Fprintf(w, "Give the address to the people who will use this relay for their queues.\nSending to a queue needs no password: without it, the address is\n  %s\n", addr.WithoutPassword())
+		return
+	}
+	fmt.Fprintln(w, "The relay has no password: anyone who knows the address can create queues on it.")
+}
+
+// printQR writes text as a QR code of half-block characters.
+func printQR(w io.Writer, text string) {
+	qrterminal.GenerateWithConfig(text, qrterminal.Config{
+		Level:          qrterminal.L,
+		Writer:         w,
+		HalfBlocks:     true,
+		BlackChar:      qrterminal.BLACK_BLACK,
+		WhiteBlackChar: qrterminal.WHITE_BLACK,
+		WhiteChar:      qrterminal.WHITE_WHITE,
+		BlackWhiteChar: qrterminal.BLACK_WHITE,
+		QuietZone:      2,
+	})
+}
