@@ -81,7 +81,7 @@ type RelayConn struct {
 	// out hands encoded transmissions to the writer. It is unbuffered: a
 	// command waits, within its ctx, until the writer takes it.
 	out    chan []byte
-	events chan Event
+	events chan RelayEvent
 	done   chan struct{} // closed when the connection ends
 	wg     sync.WaitGroup
 
@@ -133,38 +133,38 @@ type Message struct {
 	Body      []byte    // as sent
 }
 
-// EventKind says what an Event reports.
-type EventKind int
+// RelayEventKind says what a RelayEvent reports.
+type RelayEventKind int
 
-// Event kinds.
+// RelayEvent kinds.
 const (
-	// EventMessage: a message from a subscribed queue (MSG). Acknowledge
+	// RelayEventMessage: a message from a subscribed queue (MSG). Acknowledge
 	// it with Ack to receive the next one.
-	EventMessage EventKind = iota + 1
-	// EventEnd: another connection subscribed to the queue, and this one
+	RelayEventMessage RelayEventKind = iota + 1
+	// RelayEventEnd: another connection subscribed to the queue, and this one
 	// receives no more from it (END).
-	EventEnd
-	// EventDeleted: the queue was deleted by another connection (DELD).
-	EventDeleted
+	RelayEventEnd
+	// RelayEventDeleted: the queue was deleted by another connection (DELD).
+	RelayEventDeleted
 )
 
-func (k EventKind) String() string {
+func (k RelayEventKind) String() string {
 	switch k {
-	case EventMessage:
+	case RelayEventMessage:
 		return "message"
-	case EventEnd:
+	case RelayEventEnd:
 		return "end"
-	case EventDeleted:
+	case RelayEventDeleted:
 		return "deleted"
 	}
-	return fmt.Sprintf("EventKind(%d)", int(k))
+	return fmt.Sprintf("RelayEventKind(%d)", int(k))
 }
 
-// Event is something the relay reported without being asked.
-type Event struct {
-	Kind        EventKind
+// RelayEvent is something the relay reported without being asked.
+type RelayEvent struct {
+	Kind        RelayEventKind
 	RecipientID queue.ID
-	// Message is the message of an EventMessage. When Err is set, only its
+	// Message is the message of a RelayEventMessage. When Err is set, only its
 	// ID is: the message can still be acknowledged.
 	Message Message
 	// Err is set when an MSG did not open: it wraps queue.ErrOpen (the
@@ -184,7 +184,7 @@ func newRelayConn(s session, cfg DialConfig) *RelayConn {
 		keepAlive:  cfg.KeepAlive,
 		pingWait:   max(cfg.KeepAlive, cfg.HandshakeTimeout),
 		out:        make(chan []byte),
-		events:     make(chan Event, cfg.Events),
+		events:     make(chan RelayEvent, cfg.Events),
 		done:       make(chan struct{}),
 		authKeys:   make(map[queue.Key][32]byte),
 		pending:    make(map[[queue.CorrIDSize]byte]chan response),
@@ -207,7 +207,7 @@ func (c *RelayConn) Transport() string { return c.transport }
 // Events returns the channel of events. It is closed when the connection
 // ends. Its capacity is DialConfig.Events; when it is full the connection
 // stops reading from the relay, which holds its messages: nothing is lost.
-func (c *RelayConn) Events() <-chan Event { return c.events }
+func (c *RelayConn) Events() <-chan RelayEvent { return c.events }
 
 // Done returns a channel that is closed when the connection ends.
 func (c *RelayConn) Done() <-chan struct{} { return c.done }
@@ -319,7 +319,7 @@ func (c *RelayConn) Send(ctx context.Context, sid queue.ID, senderKey *ecdh.Priv
 }
 
 // Subscribe subscribes this connection to the queue (SUB): its messages
-// arrive as EventMessage events, one at a time, the next after Ack of the
+// arrive as RelayEventMessage events, one at a time, the next after Ack of the
 // previous. The first may arrive before Subscribe returns. A subscription
 // from another connection ends this one (EventEnd). Subscribing again
 // redelivers the unacknowledged message.
@@ -628,10 +628,10 @@ func (c *RelayConn) handle(tx []byte) error {
 	if !r.hasEntity {
 		return fmt.Errorf("%w: %v without a queue", ErrProtocol, t.Command.Tag)
 	}
-	ev := Event{RecipientID: r.entity}
+	ev := RelayEvent{RecipientID: r.entity}
 	switch t.Command.Tag {
 	case queue.TagMSG:
-		ev.Kind = EventMessage
+		ev.Kind = RelayEventMessage
 		c.mu.Lock()
 		s := c.subs[r.entity]
 		var key [32]byte
@@ -646,17 +646,17 @@ func (c *RelayConn) handle(tx []byte) error {
 			ev.Message, ev.Err = openMessage(&key, t.Command.MsgID, t.Command.Body)
 		}
 	case queue.TagEND:
-		ev.Kind = EventEnd
+		ev.Kind = RelayEventEnd
 		c.unsubscribed(r.entity)
 	case queue.TagDELD:
-		ev.Kind = EventDeleted
+		ev.Kind = RelayEventDeleted
 		c.unsubscribed(r.entity)
 	}
 	return c.emit(ev)
 }
 
 // emit puts ev on the Events channel, waiting for room if need be.
-func (c *RelayConn) emit(ev Event) error {
+func (c *RelayConn) emit(ev RelayEvent) error {
 	select {
 	case c.events <- ev:
 		return nil

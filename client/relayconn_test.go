@@ -268,7 +268,7 @@ func TestEventsReportUnopenedMessages(t *testing.T) {
 	if err := c.Subscribe(ctx, q); err != nil {
 		t.Fatal(err)
 	}
-	next := func() Event {
+	next := func() RelayEvent {
 		t.Helper()
 		select {
 		case ev := <-c.Events():
@@ -276,26 +276,26 @@ func TestEventsReportUnopenedMessages(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("no event")
 		}
-		return Event{}
+		return RelayEvent{}
 	}
 	ev := next()
-	if ev.Kind != EventMessage || ev.Err != nil || string(ev.Message.Body) != "first" || ev.Message.ID != ids[0] ||
+	if ev.Kind != RelayEventMessage || ev.Err != nil || string(ev.Message.Body) != "first" || ev.Message.ID != ids[0] ||
 		!ev.Message.Timestamp.Equal(time.Unix(1700000000, 0)) || ev.RecipientID != q.RecipientID {
 		t.Fatalf("first event: %+v", ev)
 	}
 	for i, want := range []queue.ID{ids[1], ids[2]} {
 		ev = next()
-		if ev.Kind != EventMessage || !errors.Is(ev.Err, queue.ErrOpen) || ev.Message.ID != want || ev.Message.Body != nil {
+		if ev.Kind != RelayEventMessage || !errors.Is(ev.Err, queue.ErrOpen) || ev.Message.ID != want || ev.Message.Body != nil {
 			t.Fatalf("unopened message %d: %+v", i, ev)
 		}
 	}
-	if ev = next(); ev.Kind != EventEnd || ev.RecipientID != q.RecipientID {
+	if ev = next(); ev.Kind != RelayEventEnd || ev.RecipientID != q.RecipientID {
 		t.Fatalf("want end, got %+v", ev)
 	}
-	if ev = next(); ev.Kind != EventMessage || !errors.Is(ev.Err, queue.ErrOpen) || ev.Message.ID != ids[3] {
+	if ev = next(); ev.Kind != RelayEventMessage || !errors.Is(ev.Err, queue.ErrOpen) || ev.Message.ID != ids[3] {
 		t.Fatalf("message after the end: %+v", ev)
 	}
-	if ev = next(); ev.Kind != EventDeleted || ev.RecipientID != other {
+	if ev = next(); ev.Kind != RelayEventDeleted || ev.RecipientID != other {
 		t.Fatalf("want deleted, got %+v", ev)
 	}
 }

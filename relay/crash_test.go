@@ -137,7 +137,7 @@ func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
 				if !ok {
 					return
 				}
-				if ev.Kind != client.EventMessage || ev.Err != nil {
+				if ev.Kind != client.RelayEventMessage || ev.Err != nil {
 					t.Errorf("unexpected event %+v", ev)
 					return
 				}

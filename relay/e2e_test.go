@@ -144,7 +144,7 @@ func e2eSecuredQueue(t *testing.T, ctx context.Context, rc *client.RelayConn) (c
 }
 
 // e2eEvent returns the next event of c.
-func e2eEvent(t *testing.T, ctx context.Context, c *client.RelayConn) client.Event {
+func e2eEvent(t *testing.T, ctx context.Context, c *client.RelayConn) client.RelayEvent {
 	t.Helper()
 	select {
 	case ev, ok := <-c.Events():
@@ -163,7 +163,7 @@ func e2eEvent(t *testing.T, ctx context.Context, c *client.RelayConn) client.Eve
 func e2eMessage(t *testing.T, ctx context.Context, c *client.RelayConn, q client.RecipientQueue) client.Message {
 	t.Helper()
 	ev := e2eEvent(t, ctx, c)
-	if ev.Kind != client.EventMessage || ev.Err != nil || ev.RecipientID != q.RecipientID {
+	if ev.Kind != client.RelayEventMessage || ev.Err != nil || ev.RecipientID != q.RecipientID {
 		t.Fatalf("event %v (err %v) for %v, want a message for %v", ev.Kind, ev.Err, ev.RecipientID, q.RecipientID)
 	}
 	return ev.Message
@@ -450,7 +450,7 @@ func TestE2EDelete(t *testing.T) {
 			t.Fatalf("del: %v", err)
 		}
 		ev := e2eEvent(t, ctx, sub)
-		if ev.Kind != client.EventDeleted || ev.RecipientID != q.RecipientID {
+		if ev.Kind != client.RelayEventDeleted || ev.RecipientID != q.RecipientID {
 			t.Fatalf("event %v for %v, want deleted for %v", ev.Kind, ev.RecipientID, q.RecipientID)
 		}
 		if err := sc.Send(ctx, q.SenderID, sk, e2eBody(1)); !errors.Is(err, queue.AUTH) {
@@ -536,7 +536,7 @@ func TestE2ESecondSubscriber(t *testing.T) {
 			t.Fatal(err)
 		}
 		ev := e2eEvent(t, ctx, first)
-		if ev.Kind != client.EventEnd || ev.RecipientID != q.RecipientID {
+		if ev.Kind != client.RelayEventEnd || ev.RecipientID != q.RecipientID {
 			t.Fatalf("first subscriber: event %v for %v, want end", ev.Kind, ev.RecipientID)
 		}
 		for i := 1; i < 4; i++ {
