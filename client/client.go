@@ -1,0 +1,371 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hushrelay/hush/client/internal/vault"
+	"github.com/hushrelay/hush/queue"
+)
+
+// Errors of the contact layer.
+var (
+	// ErrNotInitialized is returned by Open when the home directory holds
+	// no store: run Init first.
+	ErrNotInitialized = errors.New("hush is not initialized here (run hush init)")
+	// ErrExists is returned by Init when the home directory already holds
+	// a store.
+	ErrExists = errors.New("hush is already initialized here")
+	// ErrWrongPassphrase is returned by Open when the passphrase or key
+	// file does not unlock the store.
+	ErrWrongPassphrase = errors.New("wrong passphrase")
+	// ErrPassphraseRequired is returned by Open when the store is locked by
+	// a passphrase and none was given.
+	ErrPassphraseRequired = errors.New("this store needs its passphrase")
+	// ErrNoRelay is returned by Invite and Accept when no relay is
+	// configured.
+	ErrNoRelay = errors.New("no relay configured (add one with hush relays add)")
+	// ErrNameTaken is returned by Invite and Accept when another contact
+	// has the name.
+	ErrNameTaken = errors.New("a contact with this name exists")
+	// ErrNoContact is returned by Send for an unknown contact name.
+	ErrNoContact = errors.New("no such contact")
+	// ErrNotConnected is returned by Send while the contact has not
+	// accepted the invitation yet.
+	ErrNotConnected = errors.New("the contact has not accepted the invitation yet")
+	// ErrBadLink is returned by Accept for a link that is not a valid
+	// invitation.
+	ErrBadLink = errors.New("not a valid hush invitation link")
+	// ErrInvitationUsed is returned by Accept when the invitation was
+	// already accepted (or withdrawn): links work once.
+	ErrInvitationUsed = errors.New("this invitation was already used")
+	// ErrTooLong is returned by Send for a text over MaxTextSize bytes.
+	ErrTooLong = errors.New("message too long")
+)
+
+// Problems reported in EventProblem events.
+var (
+	// ErrTampered: a message did not decrypt or authenticate; it was
+	// changed on the way, or is not from the contact.
+	ErrTampered = errors.New("a message did not decrypt: changed on the way or not from this contact")
+	// ErrDuplicate: a message arrived again; it is not shown twice.
+	ErrDuplicate = errors.New("a message arrived twice")
+	// ErrGap: messages are missing before this one.
+	ErrGap = errors.New("messages are missing")
+	// ErrBadHash: the message does not follow the previous one received.
+	ErrBadHash = errors.New("the message does not follow the previous one")
+)
+
+// Files in the home directory.
+const (
+	storeFile = "hush.db"
+	keyFile   = "hush.key"
+)
+
+// Config configures a Client. Zero values are the documented defaults.
+type Config struct {
+	// Home is the directory of the store. Required.
+	Home string
+	// Passphrase unlocks the store; nil means the key file in Home.
+	Passphrase []byte
+	// Dial says how relays are reached.
+	Dial DialConfig
+	// Offline keeps the client from connecting to relays until a command
+	// needs one: no subscriptions, no background sending.
+	Offline bool
+	// Logger receives operational logs; default: discard.
+	Logger *slog.Logger
+}
+
+// Init creates the store in home (created with mode 0700 if missing). A
+// nil passphrase means no passphrase: a random key is written to the key
+// file hush.key (mode 0600) instead.
+func Init(home string, passphrase []byte) error {
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return err
+	}
+	path := filepath.Join(home, storeFile)
+	if _, err := os.Stat(path); err == nil {
+		return ErrExists
+	}
+	v, err := vault.Create(path, secret(home, passphrase))
+	if errors.Is(err, vault.ErrExists) {
+		return ErrExists
+	}
+	if err != nil {
+		return err
+	}
+	return v.Close()
+}
+
+func secret(home string, passphrase []byte) vault.Secret {
+	if passphrase != nil {
+		return vault.Secret{Passphrase: passphrase}
+	}
+	return vault.Secret{KeyFile: filepath.Join(home, keyFile)}
+}
+
+// Client is one person's hush: their contacts, relays and messages. Its
+// methods are safe for concurrent use. Close it when done.
+type Client struct {
+	cfg   Config
+	store *vault.Vault
+
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	events      chan Event    // unbuffered: see Events
+	wakeEvents  chan struct{} // capacity 1
+	wakeOutbox  chan struct{} // capacity 1
+	outboxEmpty chan struct{} // capacity 1: signalled when the outbox drains
+
+	closeOnce sync.Once
+
+	mu sync.Mutex
+	// links are the relay connections, by relay fingerprint.
+	links map[queue.Fingerprint]*relayLink
+}
+
+// Open opens the store in cfg.Home. Unless cfg.Offline, it connects to the
+// relays of the client's queues, subscribes to them and starts sending
+// what waits in the outbox, in the background, until Close.
+func Open(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.Home == "" {
+		return nil, errors.New("client: no home directory")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	path := filepath.Join(cfg.Home, storeFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotInitialized
+	}
+	sec := secret(cfg.Home, cfg.Passphrase)
+	if cfg.Passphrase == nil {
+		if _, err := os.Stat(sec.KeyFile); errors.Is(err, os.ErrNotExist) {
+			return nil, ErrPassphraseRequired
+		}
+	}
+	v, err := vault.Open(path, sec)
+	if errors.Is(err, vault.ErrWrongKey) {
+		return nil, ErrWrongPassphrase
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg:         cfg,
+		store:       v,
+		events:      make(chan Event),
+		wakeEvents:  make(chan struct{}, 1),
+		wakeOutbox:  make(chan struct{}, 1),
+		outboxEmpty: make(chan struct{}, 1),
+		links:       make(map[queue.Fingerprint]*relayLink),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.wg.Add(1)
+	go c.emitLoop()
+	if !cfg.Offline {
+		if err := c.goOnline(); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// goOnline starts a link to every relay that holds one of our queues, and
+// the outbox sender.
+func (c *Client) goOnline() error {
+	contacts, err := c.loadContacts()
+	if err != nil {
+		return err
+	}
+	for _, ct := range contacts {
+		addr, err := queue.ParseAddress(ct.Recv.Relay)
+		if err != nil {
+			return fmt.Errorf("contact %q: %w", ct.Name, err)
+		}
+		c.link(addr)
+	}
+	c.wg.Add(1)
+	go c.outboxLoop()
+	return nil
+}
+
+// Close stops the background work, closes relay connections and the
+// store. It is idempotent.
+func (c *Client) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.mu.Lock()
+		for _, l := range c.links {
+			l.close()
+		}
+		c.mu.Unlock()
+		c.wg.Wait()
+		err = c.store.Close()
+	})
+	return err
+}
+
+// AddRelay adds a relay that the client may create queues on. Adding one
+// again replaces its address (for example a new password).
+func (c *Client) AddRelay(addr queue.Address) error {
+	return c.store.Update(func(tx *vault.Tx) error {
+		key := randomID(16) // the store's keys are in clear: not the fingerprint
+		err := tx.ForEach(bucketRelays, nil, func(k, v []byte) error {
+			if a, err := queue.ParseAddress(string(v)); err == nil && a.Fingerprint == addr.Fingerprint {
+				key = bytes.Clone(k)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Put(bucketRelays, key, []byte(addr.String()))
+	})
+}
+
+// Relays returns the configured relays, in no particular order.
+func (c *Client) Relays() ([]queue.Address, error) {
+	var out []queue.Address
+	err := c.store.View(func(tx *vault.Tx) error {
+		return tx.ForEach(bucketRelays, nil, func(_, v []byte) error {
+			a, err := queue.ParseAddress(string(v))
+			if err != nil {
+				return err
+			}
+			out = append(out, a)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// ContactState is where a contact is in its life.
+type ContactState string
+
+// Contact states.
+const (
+	// StateInvited: we invited; the contact has not accepted yet.
+	StateInvited ContactState = "invited"
+	// StateJoining: we accepted; the inviter has not confirmed yet.
+	StateJoining ContactState = "joining"
+	// StateConnected: both directions work.
+	StateConnected ContactState = "connected"
+)
+
+// Contact is what the application sees of a contact.
+type Contact struct {
+	Name    string
+	State   ContactState
+	Created time.Time
+	// SharedRelay is true when both directions use the same relay (only
+	// one was configured), which then sees both.
+	SharedRelay bool
+	// Outbox counts messages to this contact that the relay has not yet
+	// accepted.
+	Outbox int
+}
+
+// Contacts returns every contact, oldest first.
+func (c *Client) Contacts() ([]Contact, error) {
+	recs, err := c.loadContacts()
+	if err != nil {
+		return nil, err
+	}
+	pending := make(map[string]int)
+	err = c.store.View(func(tx *vault.Tx) error {
+		return tx.ForEach(bucketOutbox, nil, func(_, v []byte) error {
+			var e outboxEntry
+			if err := unmarshal(v, &e); err != nil {
+				return err
+			}
+			pending[string(e.Contact)]++
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Contact, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, Contact{Name: r.Name, State: r.State, Created: r.Created, SharedRelay: r.SharedRelay, Outbox: pending[string(r.ID)]})
+	}
+	return out, nil
+}
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// Event kinds.
+const (
+	// EventMessage: a message from a contact (Text, Seq, Time).
+	EventMessage EventKind = iota + 1
+	// EventConnected: a contact is connected: messages work both ways.
+	EventConnected
+	// EventSent: the relay accepted a message to the contact (Seq).
+	EventSent
+	// EventProblem: something went wrong with a contact's messages
+	// (Problem wraps ErrTampered, ErrDuplicate, ErrGap or ErrBadHash, or
+	// says why a queue stopped working).
+	EventProblem
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventMessage:
+		return "message"
+	case EventConnected:
+		return "connected"
+	case EventSent:
+		return "sent"
+	case EventProblem:
+		return "problem"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event is something that happened to a contact.
+type Event struct {
+	Kind    EventKind
+	Contact string
+	Text    string
+	Seq     uint64
+	Time    time.Time
+	Problem error
+}
+
+// Events returns the channel of events. It is unbuffered, and events are
+// kept in the store until the application receives them, so each is seen
+// once, and none is lost when the application is not listening (they come
+// at the next Open).
+func (c *Client) Events() <-chan Event { return c.events }
+
+// randomID returns n random bytes.
+func randomID(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// newKey returns a new X25519 key; the system's random source does not fail.
+func newKey() *ecdh.PrivateKey {
+	k, err := queue.GenerateKey()
+	if err != nil {
+		panic(err)
+	}
+	return k
+}

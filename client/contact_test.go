@@ -1,0 +1,329 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/queue"
+	"github.com/hushrelay/hush/relay"
+)
+
+// testRelay is an in-process relay that can be restarted on its store.
+type testRelay struct {
+	t     *testing.T
+	cert  ed25519.PrivateKey
+	store string
+	r     *relay.Relay
+	addr  queue.Address
+}
+
+func startRelay(t *testing.T) *testRelay {
+	t.Helper()
+	_, id, _ := ed25519.GenerateKey(rand.Reader)
+	tr := &testRelay{t: t, cert: id, store: filepath.Join(t.TempDir(), "relay.db")}
+	tr.start("127.0.0.1:0")
+	t.Cleanup(func() { tr.r.Close() })
+	return tr
+}
+
+func (tr *testRelay) start(listen string) {
+	tr.t.Helper()
+	cert, err := relay.IssueCertificate(tr.cert, 0)
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	r, err := relay.New(relay.Config{Listen: listen, Certificate: cert, StorePath: tr.store})
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	fp, _ := relay.CertificateFingerprint(cert)
+	tr.r = r
+	tr.addr = queue.Address{Fingerprint: fp, Host: "127.0.0.1", Port: uint16(r.Addr().(*net.TCPAddr).Port)}
+}
+
+// restart closes the relay and starts it again on the same store and port.
+func (tr *testRelay) restart() {
+	tr.t.Helper()
+	tr.r.Close()
+	tr.start(tr.addr.HostPort())
+}
+
+type person struct {
+	t    *testing.T
+	home string
+	c    *client.Client
+}
+
+func newPerson(t *testing.T, relays ...*testRelay) *person {
+	t.Helper()
+	p := &person{t: t, home: t.TempDir()}
+	if err := client.Init(p.home, nil); err != nil {
+		t.Fatal(err)
+	}
+	p.open()
+	for _, r := range relays {
+		if err := p.c.AddRelay(r.addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { p.c.Close() })
+	return p
+}
+
+func (p *person) open() {
+	p.t.Helper()
+	c, err := client.Open(context.Background(), client.Config{Home: p.home})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.c = c
+}
+
+// next returns the next event of one of the kinds, skipping others.
+func (p *person) next(ctx context.Context, kinds ...client.EventKind) client.Event {
+	p.t.Helper()
+	for {
+		select {
+		case ev := <-p.c.Events():
+			for _, k := range kinds {
+				if ev.Kind == k {
+					return ev
+				}
+			}
+		case <-ctx.Done():
+			p.t.Fatalf("no %v event: %v", kinds, ctx.Err())
+		}
+	}
+}
+
+// connect makes a and b contacts ("b" in a's list, "a" in b's).
+func connect(ctx context.Context, t *testing.T, a, b *person) {
+	t.Helper()
+	link, err := a.c.Invite(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.c.Accept(ctx, link, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := a.next(ctx, client.EventConnected); ev.Contact != "b" {
+		t.Fatalf("a: connected %q", ev.Contact)
+	}
+	if ev := b.next(ctx, client.EventConnected); ev.Contact != "a" {
+		t.Fatalf("b: connected %q", ev.Contact)
+	}
+}
+
+func expectMessage(ctx context.Context, t *testing.T, p *person, from, text string) client.Event {
+	t.Helper()
+	ev := p.next(ctx, client.EventMessage, client.EventProblem)
+	if ev.Kind != client.EventMessage || ev.Contact != from || ev.Text != text {
+		t.Fatalf("got %v from %q: %q (%v), want %q from %q", ev.Kind, ev.Contact, ev.Text, ev.Problem, text, from)
+	}
+	return ev
+}
+
+func TestContactsConverse(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r1, r2 := startRelay(t), startRelay(t)
+	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
+	connect(ctx, t, alice, bob)
+
+	for i := range 5 {
+		if _, err := alice.c.Send(ctx, "b", fmt.Sprintf("hello bob %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		ev := expectMessage(ctx, t, bob, "a", fmt.Sprintf("hello bob %d", i))
+		if ev.Seq != uint64(i+2) { // seq 1 was the confirmation
+			t.Errorf("seq %d, want %d", ev.Seq, i+2)
+		}
+	}
+	if _, err := bob.c.Send(ctx, "a", "hello alice"); err != nil {
+		t.Fatal(err)
+	}
+	expectMessage(ctx, t, alice, "b", "hello alice")
+
+	cs, err := alice.c.Contacts()
+	if err != nil || len(cs) != 1 || cs[0].State != client.StateConnected || cs[0].Name != "b" {
+		t.Fatalf("contacts %+v, %v", cs, err)
+	}
+	if cs[0].SharedRelay {
+		t.Errorf("two relays configured, yet the contact shares one")
+	}
+}
+
+func TestOfflineRecipientGetsMessagesLater(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r1, r2 := startRelay(t), startRelay(t)
+	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
+	connect(ctx, t, alice, bob)
+
+	bob.c.Close()
+	for i := range 3 {
+		if _, err := alice.c.Send(ctx, "b", fmt.Sprintf("while you were away %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := alice.c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bob.open()
+	for i := range 3 {
+		expectMessage(ctx, t, bob, "a", fmt.Sprintf("while you were away %d", i))
+	}
+}
+
+func TestRelayRestartMidConversation(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	r1, r2 := startRelay(t), startRelay(t)
+	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
+	connect(ctx, t, alice, bob)
+	if _, err := alice.c.Send(ctx, "b", "before"); err != nil {
+		t.Fatal(err)
+	}
+	expectMessage(ctx, t, bob, "a", "before")
+
+	r1.restart()
+	r2.restart()
+	if _, err := alice.c.Send(ctx, "b", "after"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.Send(ctx, "a", "after too"); err != nil {
+		t.Fatal(err)
+	}
+	expectMessage(ctx, t, bob, "a", "after")
+	expectMessage(ctx, t, alice, "b", "after too")
+}
+
+func TestReusedLinkFails(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r1, r2 := startRelay(t), startRelay(t)
+	alice, bob, carol := newPerson(t, r1, r2), newPerson(t, r1, r2), newPerson(t, r1, r2)
+	link, err := alice.c.Invite(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.Accept(ctx, link, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.c.Accept(ctx, link, "a"); !errors.Is(err, client.ErrInvitationUsed) {
+		t.Fatalf("second accept: %v, want ErrInvitationUsed", err)
+	}
+	if _, err := bob.c.Accept(ctx, "hush:/invite#AAAA", "x"); !errors.Is(err, client.ErrBadLink) {
+		t.Fatalf("bad link: %v", err)
+	}
+	// The first acceptance still connects.
+	alice.next(ctx, client.EventConnected)
+	bob.next(ctx, client.EventConnected)
+}
+
+func TestSingleRelayShared(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r1 := startRelay(t)
+	alice, bob := newPerson(t, r1), newPerson(t, r1)
+	link, err := alice.c.Invite(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := bob.c.Accept(ctx, link, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ct.SharedRelay {
+		t.Fatalf("one relay, but SharedRelay is false")
+	}
+	alice.next(ctx, client.EventConnected)
+	bob.next(ctx, client.EventConnected)
+	if _, err := bob.c.Send(ctx, "a", "same relay"); err != nil {
+		t.Fatal(err)
+	}
+	expectMessage(ctx, t, alice, "b", "same relay")
+}
+
+// TestTamperedMessageIsReported changes a stored message's bytes in the
+// relay's database, as a malicious relay could, and checks that the
+// recipient reports it instead of showing it or dropping it silently.
+func TestTamperedMessageIsReported(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r1, r2 := startRelay(t), startRelay(t)
+	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
+	connect(ctx, t, alice, bob)
+	bob.c.Close()
+	if _, err := alice.c.Send(ctx, "b", "do not change me"); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tampered := 0
+	for _, r := range []*testRelay{r1, r2} {
+		r.r.Close()
+		db, err := bbolt.Open(r.store, 0o600, &bbolt.Options{Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.Update(func(tx *bbolt.Tx) error {
+			b := tx.Bucket([]byte("messages"))
+			if b == nil {
+				return nil
+			}
+			c := b.Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				nv := bytes.Clone(v)
+				nv[len(nv)-100] ^= 0x04 // a bit inside the body
+				if err := b.Put(bytes.Clone(k), nv); err != nil {
+					return err
+				}
+				tampered++
+			}
+			return nil
+		})
+		db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.start(r.addr.HostPort())
+	}
+	// The text, and perhaps the inviter's ready message if bob's ACK of it
+	// did not reach the relay before he closed (then it is recognised by
+	// its ID and not processed again).
+	if tampered == 0 {
+		t.Fatalf("no stored message to tamper with")
+	}
+	bob.open()
+	ev := bob.next(ctx, client.EventMessage, client.EventProblem)
+	if ev.Kind != client.EventProblem || !errors.Is(ev.Problem, client.ErrTampered) {
+		t.Fatalf("got %v %q (%v), want a tampering problem", ev.Kind, ev.Text, ev.Problem)
+	}
+	t.Logf("reported: %v", ev.Problem)
+	// The conversation goes on.
+	if _, err := alice.c.Send(ctx, "b", "next"); err != nil {
+		t.Fatal(err)
+	}
+	ev = bob.next(ctx, client.EventMessage, client.EventProblem)
+	if ev.Kind == client.EventProblem && errors.Is(ev.Problem, client.ErrGap) {
+		ev = bob.next(ctx, client.EventMessage, client.EventProblem)
+	}
+	if ev.Kind != client.EventMessage || ev.Text != "next" {
+		t.Fatalf("after tampering: %v %q %v", ev.Kind, ev.Text, ev.Problem)
+	}
+}

@@ -1,0 +1,482 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/hushrelay/hush/client/internal/vault"
+	"github.com/hushrelay/hush/client/ratchet"
+	"github.com/hushrelay/hush/queue"
+)
+
+// Invite creates a one-time invitation: a new queue on one of the
+// configured relays, and the link that lets one person send to it and
+// connect. name is what we call the contact ("" picks "contact-N"). The
+// contact is StateInvited until the invitee accepts and we process their
+// confirmation (in the background while the client is open).
+func (c *Client) Invite(ctx context.Context, name string) (string, error) {
+	relays, err := c.Relays()
+	if err != nil {
+		return "", err
+	}
+	if len(relays) == 0 {
+		return "", ErrNoRelay
+	}
+	name, err = c.freeName(name)
+	if err != nil {
+		return "", err
+	}
+	addr := relays[mrand.IntN(len(relays))]
+	l := c.link(addr)
+	conn, err := l.get(ctx)
+	if err != nil {
+		return "", err
+	}
+	q, err := conn.Create(ctx)
+	if err != nil {
+		return "", err
+	}
+	keys, err := ratchet.NewInviterKeys()
+	if err != nil {
+		return "", err
+	}
+	ik, err := keys.MarshalBinary()
+	if err != nil {
+		return "", err
+	}
+	e2e := newKey()
+	rec := &contactRecord{
+		ID:      randomID(16),
+		Name:    name,
+		State:   StateInvited,
+		Created: time.Now(),
+		Recv:    recvQueueRecord(addr, q, e2e.Bytes()),
+		Inviter: ik,
+	}
+	if err := c.store.Update(func(tx *vault.Tx) error {
+		if _, err := contactByName(tx, name); err == nil {
+			return ErrNameTaken
+		}
+		return putContact(tx, rec)
+	}); err != nil {
+		return "", err
+	}
+	if err := conn.Subscribe(ctx, q); err != nil && !c.cfg.Offline {
+		return "", err
+	}
+	inv := invitation{
+		queue: queueInfo{relay: addr.WithoutPassword(), senderID: q.SenderID, e2eKey: queue.PublicKey(e2e)},
+		keys:  keys.PublicKeys(),
+	}
+	return inv.String(), nil
+}
+
+func recvQueueRecord(addr queue.Address, q RecipientQueue, e2e []byte) recvQueue {
+	return recvQueue{
+		Relay:        addr.String(),
+		RecipientID:  bytes.Clone(q.RecipientID[:]),
+		SenderID:     bytes.Clone(q.SenderID[:]),
+		RecipientKey: q.RecipientKey.Bytes(),
+		MessageKey:   bytes.Clone(q.MessageKey[:]),
+		E2EKey:       e2e,
+	}
+}
+
+// freeName returns name, or a generated one when name is empty, and
+// ErrNameTaken when a contact has it.
+func (c *Client) freeName(name string) (string, error) {
+	recs, err := c.loadContacts()
+	if err != nil {
+		return "", err
+	}
+	taken := make(map[string]bool)
+	for _, r := range recs {
+		taken[r.Name] = true
+	}
+	if name == "" {
+		for i := len(recs) + 1; ; i++ {
+			if n := fmt.Sprintf("contact-%d", i); !taken[n] {
+				return n, nil
+			}
+		}
+	}
+	if taken[name] {
+		return "", ErrNameTaken
+	}
+	return name, nil
+}
+
+// Accept accepts an invitation link: it secures the inviter's queue for
+// us, creates our own queue on another relay (the same one if only that one
+// is configured: Contact.SharedRelay says so), and queues the
+// confirmation. The contact is StateJoining until the inviter confirms.
+func (c *Client) Accept(ctx context.Context, link, name string) (Contact, error) {
+	inv, err := parseInvitation(link)
+	if err != nil {
+		return Contact{}, err
+	}
+	relays, err := c.Relays()
+	if err != nil {
+		return Contact{}, err
+	}
+	if len(relays) == 0 {
+		return Contact{}, ErrNoRelay
+	}
+	if name, err = c.freeName(name); err != nil {
+		return Contact{}, err
+	}
+	// Our queue goes on a relay other than the inviter's, if we have one.
+	var others []queue.Address
+	for _, r := range relays {
+		if r.Fingerprint != inv.queue.relay.Fingerprint {
+			others = append(others, r)
+		}
+	}
+	shared := len(others) == 0
+	ours := relays[0]
+	if !shared {
+		ours = others[mrand.IntN(len(others))]
+	} else {
+		for _, r := range relays {
+			if r.Fingerprint == inv.queue.relay.Fingerprint {
+				ours = r
+			}
+		}
+	}
+	r, hello, err := ratchet.Join(inv.keys)
+	if err != nil {
+		return Contact{}, ErrBadLink
+	}
+
+	// Secure the inviter's queue first: it fails if the link was used.
+	authKey, envKey := newKey(), newKey()
+	theirs := c.link(inv.queue.relay)
+	tconn, err := theirs.get(ctx)
+	if err != nil {
+		return Contact{}, err
+	}
+	if err := tconn.SecureSender(ctx, inv.queue.senderID, authKey); err != nil {
+		if errors.Is(err, queue.AUTH) {
+			return Contact{}, ErrInvitationUsed
+		}
+		return Contact{}, err
+	}
+	oconn, err := c.link(ours).get(ctx)
+	if err != nil {
+		return Contact{}, err
+	}
+	q, err := oconn.Create(ctx)
+	if err != nil {
+		return Contact{}, err
+	}
+	e2e := newKey()
+	rec := &contactRecord{
+		ID:          randomID(16),
+		Name:        name,
+		State:       StateJoining,
+		Created:     time.Now(),
+		SharedRelay: shared,
+		Recv:        recvQueueRecord(ours, q, e2e.Bytes()),
+		Send: &sendQueue{
+			Relay:    inv.queue.relay.String(),
+			SenderID: bytes.Clone(inv.queue.senderID[:]),
+			AuthKey:  authKey.Bytes(),
+			EnvKey:   envKey.Bytes(),
+			PeerE2E:  bytes.Clone(inv.queue.e2eKey[:]),
+			Secured:  true,
+		},
+	}
+	info := queueInfo{relay: ours.WithoutPassword(), senderID: q.SenderID, e2eKey: queue.PublicKey(e2e)}
+	err = c.store.Update(func(tx *vault.Tx) error {
+		if _, err := contactByName(tx, name); err == nil {
+			return ErrNameTaken
+		}
+		env, err := c.seal(rec, r, envelopeConfirmation, hello, payloadConfirm, info.append(nil))
+		if err != nil {
+			return err
+		}
+		return c.queueSend(tx, rec, env, false)
+	})
+	if err != nil {
+		return Contact{}, err
+	}
+	notify(c.wakeOutbox)
+	if err := oconn.Subscribe(ctx, q); err != nil {
+		c.cfg.Logger.Debug("subscribe", "err", err)
+	}
+	return Contact{Name: name, State: StateJoining, Created: rec.Created, SharedRelay: shared, Outbox: 1}, nil
+}
+
+// seal builds the next payload to rec's contact, encrypts it with r and
+// wraps it in an envelope; it updates rec (ratchet, seq, hash) but does not
+// store it.
+func (c *Client) seal(rec *contactRecord, r *ratchet.Ratchet, kind byte, hello []byte, pkind byte, body []byte) ([]byte, error) {
+	p := payload{seq: rec.SendSeq + 1, kind: pkind, time: time.Now().UnixMilli(), body: body}
+	copy(p.prevHash[:], rec.LastSent)
+	plain := p.append(nil)
+	msg, err := r.Encrypt(plain)
+	if err != nil {
+		return nil, err
+	}
+	envKey, err := queue.ParsePrivateKey(rec.Send.EnvKey)
+	if err != nil {
+		return nil, err
+	}
+	var peer queue.Key
+	copy(peer[:], rec.Send.PeerE2E)
+	env, err := sealEnvelope(kind, envKey, peer, hello, msg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := r.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256(plain)
+	rec.Ratchet, rec.SendSeq, rec.LastSent = st, p.seq, h[:]
+	return env, nil
+}
+
+// queueSend stores rec and an outbox entry for env, in tx.
+func (c *Client) queueSend(tx *vault.Tx, rec *contactRecord, env []byte, connects bool) error {
+	if err := putContact(tx, rec); err != nil {
+		return err
+	}
+	n, err := tx.Seq(bucketOutbox)
+	if err != nil {
+		return err
+	}
+	e := outboxEntry{
+		Contact:  rec.ID,
+		Relay:    rec.Send.Relay,
+		SenderID: rec.Send.SenderID,
+		AuthKey:  rec.Send.AuthKey,
+		Secure:   !rec.Send.Secured,
+		Envelope: env,
+		Seq:      rec.SendSeq,
+		Connects: connects,
+	}
+	return tx.Put(bucketOutbox, seqKey(n), marshal(e))
+}
+
+// Send queues a text message to the contact called name and returns its
+// sequence number. The message is in the store when Send returns; it is
+// sent in the background (see Flush) and retried until the relay accepts it.
+func (c *Client) Send(ctx context.Context, name, text string) (uint64, error) {
+	if len(text) > MaxTextSize {
+		return 0, ErrTooLong
+	}
+	var seq uint64
+	err := c.store.Update(func(tx *vault.Tx) error {
+		rec, err := contactByName(tx, name)
+		if err != nil {
+			return err
+		}
+		if rec.State == StateInvited || rec.Send == nil || rec.Ratchet == nil {
+			return ErrNotConnected
+		}
+		r, err := ratchet.UnmarshalRatchet(rec.Ratchet)
+		if err != nil {
+			return err
+		}
+		env, err := c.seal(rec, r, envelopeMessage, nil, payloadText, []byte(text))
+		if err != nil {
+			return err
+		}
+		seq = rec.SendSeq
+		return c.queueSend(tx, rec, env, false)
+	})
+	if err != nil {
+		return 0, err
+	}
+	notify(c.wakeOutbox)
+	return seq, nil
+}
+
+// receive handles a message delivered to one of our queues and reports
+// whether to acknowledge it to the relay: yes once its effects are stored,
+// or when it can never be processed.
+func (c *Client) receive(ev RelayEvent) (ack bool) {
+	var connected string
+	err := c.store.Update(func(tx *vault.Tx) error {
+		rec, err := contactByRecipient(tx, ev.RecipientID)
+		if err != nil {
+			return err
+		}
+		connected, err = c.process(tx, rec, ev)
+		return err
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNoContact):
+		// Not ours (any more): nothing will ever process it.
+	default:
+		c.cfg.Logger.Error("processing a message", "err", err)
+		return false // the relay delivers it again
+	}
+	notify(c.wakeEvents)
+	if connected != "" {
+		notify(c.wakeOutbox)
+	}
+	return true
+}
+
+// process applies one delivered message to rec, in tx: the handshake
+// steps, decryption, checks, and the events for the application. It
+// returns the contact's name if an outgoing message was queued.
+func (c *Client) process(tx *vault.Tx, rec *contactRecord, ev RelayEvent) (string, error) {
+	for _, id := range rec.Recent {
+		if bytes.Equal(id, ev.Message.ID[:]) {
+			return "", nil // processed before; the ACK was lost
+		}
+	}
+	rec.Recent = append(rec.Recent, bytes.Clone(ev.Message.ID[:]))
+	if len(rec.Recent) > recentIDs {
+		rec.Recent = rec.Recent[len(rec.Recent)-recentIDs:]
+	}
+	report := func(p error) error {
+		if err := c.pushEvent(tx, Event{Kind: EventProblem, Contact: rec.Name, Time: time.Now(), Problem: p}); err != nil {
+			return err
+		}
+		return putContact(tx, rec)
+	}
+	if ev.Err != nil {
+		return "", report(fmt.Errorf("%w (relay layer)", ErrTampered))
+	}
+	e2e, err := queue.ParsePrivateKey(rec.Recv.E2EKey)
+	if err != nil {
+		return "", err
+	}
+	env, err := openEnvelope(ev.Message.Body, e2e)
+	if err != nil {
+		return "", report(fmt.Errorf("%w (envelope)", ErrTampered))
+	}
+	var r *ratchet.Ratchet
+	queued := ""
+	if rec.State == StateInvited {
+		if env.kind != envelopeConfirmation {
+			return "", report(fmt.Errorf("%w (expected a confirmation)", ErrTampered))
+		}
+		keys, err := ratchet.UnmarshalInviterKeys(rec.Inviter)
+		if err != nil {
+			return "", err
+		}
+		if r, err = keys.Accept(env.hello); err != nil {
+			return "", report(fmt.Errorf("%w (confirmation)", ErrTampered))
+		}
+	} else {
+		if rec.Ratchet == nil {
+			return "", report(fmt.Errorf("%w (no session)", ErrTampered))
+		}
+		if r, err = ratchet.UnmarshalRatchet(rec.Ratchet); err != nil {
+			return "", err
+		}
+	}
+	plain, err := r.Decrypt(env.message)
+	switch {
+	case errors.Is(err, ratchet.ErrDuplicate):
+		return "", report(ErrDuplicate)
+	case err != nil:
+		return "", report(fmt.Errorf("%w (%v)", ErrTampered, err))
+	}
+	p, err := parsePayload(plain)
+	if err != nil {
+		return "", report(fmt.Errorf("%w (payload)", ErrTampered))
+	}
+	// Order and integrity: seq follows, and the hash chains.
+	switch {
+	case p.seq <= rec.RecvSeq:
+		return "", report(ErrDuplicate)
+	case p.seq > rec.RecvSeq+1:
+		if err := c.pushEvent(tx, Event{Kind: EventProblem, Contact: rec.Name, Seq: p.seq, Time: time.Now(),
+			Problem: fmt.Errorf("%w: %d before message %d", ErrGap, p.seq-rec.RecvSeq-1, p.seq)}); err != nil {
+			return "", err
+		}
+	case !bytes.Equal(p.prevHash[:], append(rec.LastRecv, make([]byte, 32-len(rec.LastRecv))...)):
+		if err := c.pushEvent(tx, Event{Kind: EventProblem, Contact: rec.Name, Seq: p.seq, Time: time.Now(),
+			Problem: fmt.Errorf("%w: message %d", ErrBadHash, p.seq)}); err != nil {
+			return "", err
+		}
+	}
+	h := sha256.Sum256(plain)
+	rec.RecvSeq, rec.LastRecv = p.seq, h[:]
+	st, err := r.MarshalBinary()
+	if err != nil {
+		return "", err
+	}
+	rec.Ratchet = st
+	sent := time.UnixMilli(p.time)
+
+	switch p.kind {
+	case payloadConfirm:
+		if rec.State != StateInvited {
+			return "", report(fmt.Errorf("%w (a second confirmation)", ErrTampered))
+		}
+		info, rest, err := parseQueueInfo(p.body)
+		if err != nil || len(rest) != 0 {
+			return "", report(fmt.Errorf("%w (confirmation)", ErrTampered))
+		}
+		recvAddr, _ := queue.ParseAddress(rec.Recv.Relay)
+		rec.SharedRelay = info.relay.Fingerprint == recvAddr.Fingerprint
+		rec.Inviter = nil
+		rec.State = StateJoining // until the relay accepts our ready message
+		rec.Send = &sendQueue{
+			Relay:    info.relay.String(),
+			SenderID: bytes.Clone(info.senderID[:]),
+			AuthKey:  newKey().Bytes(),
+			EnvKey:   newKey().Bytes(),
+			PeerE2E:  bytes.Clone(info.e2eKey[:]),
+		}
+		env, err := c.seal(rec, r, envelopeMessage, nil, payloadReady, nil)
+		if err != nil {
+			return "", err
+		}
+		queued = rec.Name
+		return queued, c.queueSend(tx, rec, env, true)
+	case payloadReady:
+		if rec.State != StateJoining || rec.Send == nil {
+			return "", report(fmt.Errorf("%w (unexpected ready)", ErrTampered))
+		}
+		rec.State = StateConnected
+		if err := c.pushEvent(tx, Event{Kind: EventConnected, Contact: rec.Name, Seq: p.seq, Time: sent}); err != nil {
+			return "", err
+		}
+	case payloadText:
+		if rec.State == StateJoining {
+			// The inviter's first text can overtake nothing (one queue, in
+			// order), but a ready message lost to a relay's expiry would
+			// leave us here: the text proves the contact is connected.
+			rec.State = StateConnected
+			if err := c.pushEvent(tx, Event{Kind: EventConnected, Contact: rec.Name, Time: sent}); err != nil {
+				return "", err
+			}
+		}
+		if err := c.pushEvent(tx, Event{Kind: EventMessage, Contact: rec.Name, Text: string(p.body), Seq: p.seq, Time: sent}); err != nil {
+			return "", err
+		}
+	}
+	return queued, putContact(tx, rec)
+}
+
+// queueGone records that our receiving queue for the contact with id no
+// longer exists on its relay.
+func (c *Client) queueGone(id []byte) {
+	c.store.Update(func(tx *vault.Tx) error {
+		v, err := tx.Get(bucketContacts, id)
+		if err != nil {
+			return err
+		}
+		var rec contactRecord
+		if err := unmarshal(v, &rec); err != nil {
+			return err
+		}
+		return c.pushEvent(tx, Event{Kind: EventProblem, Contact: rec.Name, Time: time.Now(),
+			Problem: errors.New("our receiving queue for this contact is gone from its relay")})
+	})
+	notify(c.wakeEvents)
+}

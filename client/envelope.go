@@ -1,0 +1,263 @@
+package client
+
+import (
+	"crypto/ecdh"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"strings"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/hushrelay/hush/client/ratchet"
+	"github.com/hushrelay/hush/queue"
+)
+
+// The client's formats, inside the SEND bodies that relays carry. All are
+// described byte for byte in queue/PROTOCOL.md ("Client layer").
+
+// Envelope layout: every SEND body a client sends is exactly EnvelopeSize
+// bytes, so relays and observers see one size.
+//
+//	version   uint8 = 1
+//	kind      uint8: envelopeConfirmation or envelopeMessage
+//	senderKey [32]  the sender's X25519 key for this queue
+//	nonce     [24]
+//	sealed    XChaCha20-Poly1305(key = HKDF-SHA256(X25519(senderKey,
+//	          queue end-to-end key), salt none, info "hush/1 envelope"),
+//	          nonce, ad = version|kind|senderKey) of the inner part,
+//	          envelopeInnerSize bytes:
+//	  confirmation: hello [ratchet.HelloSize] | ratchet message [ratchet.MessageSize] | zeros
+//	  message:      ratchet message [ratchet.MessageSize] | zeros
+const (
+	EnvelopeSize         = queue.MaxMessageSize
+	envelopeVersion      = 1
+	envelopeHeaderSize   = 1 + 1 + queue.KeySize + chacha20poly1305.NonceSizeX
+	envelopeInnerSize    = EnvelopeSize - envelopeHeaderSize - chacha20poly1305.Overhead
+	envelopeConfirmation = 1
+	envelopeMessage      = 2
+	envelopeInfo         = "hush/1 envelope"
+)
+
+// The inner part must hold a hello and a ratchet message.
+var _ = [envelopeInnerSize - ratchet.HelloSize - ratchet.MessageSize]struct{}{}
+
+// errEnvelope is returned for an envelope that is malformed or does not
+// open: opaque on purpose.
+var errEnvelope = errors.New("message does not open")
+
+// envelope is a parsed, opened envelope.
+type envelope struct {
+	kind      byte
+	senderKey queue.Key
+	hello     []byte // confirmation only
+	message   []byte // the ratchet message
+}
+
+// envelopeKey derives the key of envelopes between priv and peer.
+func envelopeKey(priv *ecdh.PrivateKey, peer queue.Key) ([]byte, error) {
+	pub, err := ecdh.X25519().NewPublicKey(peer[:])
+	if err != nil {
+		return nil, errEnvelope
+	}
+	s, err := priv.ECDH(pub)
+	if err != nil {
+		return nil, errEnvelope
+	}
+	return hkdf.Key(sha256.New, s, nil, envelopeInfo, chacha20poly1305.KeySize)
+}
+
+// sealEnvelope builds an envelope of kind from sender (the sender's queue
+// key) to the queue's end-to-end key.
+func sealEnvelope(kind byte, sender *ecdh.PrivateKey, queueKey queue.Key, hello, message []byte) ([]byte, error) {
+	key, err := envelopeKey(sender, queueKey)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, EnvelopeSize)
+	out = append(out, envelopeVersion, kind)
+	senderPub := queue.PublicKey(sender)
+	out = append(out, senderPub[:]...)
+	nonce := make([]byte, chacha20poly1305.NonceSizeX)
+	rand.Read(nonce)
+	out = append(out, nonce...)
+	inner := make([]byte, envelopeInnerSize)
+	n := copy(inner, hello)
+	copy(inner[n:], message)
+	return aead.Seal(out, nonce, inner, out[:2+queue.KeySize]), nil
+}
+
+// openEnvelope opens an envelope with the queue's end-to-end private key.
+func openEnvelope(b []byte, queuePriv *ecdh.PrivateKey) (envelope, error) {
+	var e envelope
+	if len(b) != EnvelopeSize || b[0] != envelopeVersion {
+		return e, errEnvelope
+	}
+	e.kind = b[1]
+	if e.kind != envelopeConfirmation && e.kind != envelopeMessage {
+		return e, errEnvelope
+	}
+	copy(e.senderKey[:], b[2:])
+	key, err := envelopeKey(queuePriv, e.senderKey)
+	if err != nil {
+		return e, err
+	}
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return e, err
+	}
+	nonce := b[2+queue.KeySize : envelopeHeaderSize]
+	inner, err := aead.Open(nil, nonce, b[envelopeHeaderSize:], b[:2+queue.KeySize])
+	if err != nil {
+		return e, errEnvelope
+	}
+	rest := inner
+	if e.kind == envelopeConfirmation {
+		e.hello, rest = rest[:ratchet.HelloSize], rest[ratchet.HelloSize:]
+	}
+	e.message, rest = rest[:ratchet.MessageSize], rest[ratchet.MessageSize:]
+	for _, c := range rest {
+		if c != 0 {
+			return envelope{}, errEnvelope
+		}
+	}
+	return e, nil
+}
+
+// Payload layout: the plaintext of every ratchet message.
+//
+//	seq      uint64: 1 for the first message each way, then +1
+//	prevHash [32]:   SHA-256 of the previous payload sent this way (zeros for seq 1)
+//	kind     uint8:  payloadConfirm, payloadReady or payloadText
+//	time     int64:  Unix milliseconds when the sender wrote it
+//	body     the rest: payloadConfirm: the joiner's queue (see appendQueueInfo);
+//	         payloadReady: empty; payloadText: UTF-8 text
+const (
+	payloadHeaderSize = 8 + 32 + 1 + 8
+	payloadConfirm    = 1
+	payloadReady      = 2
+	payloadText       = 3
+	// MaxTextSize is the longest message text, in bytes.
+	MaxTextSize = ratchet.MaxPlaintext - payloadHeaderSize
+)
+
+type payload struct {
+	seq      uint64
+	prevHash [32]byte
+	kind     byte
+	time     int64
+	body     []byte
+}
+
+func (p *payload) append(b []byte) []byte {
+	b = binary.BigEndian.AppendUint64(b, p.seq)
+	b = append(b, p.prevHash[:]...)
+	b = append(b, p.kind)
+	b = binary.BigEndian.AppendUint64(b, uint64(p.time))
+	return append(b, p.body...)
+}
+
+func parsePayload(b []byte) (payload, error) {
+	var p payload
+	if len(b) < payloadHeaderSize {
+		return p, errEnvelope
+	}
+	p.seq = binary.BigEndian.Uint64(b)
+	copy(p.prevHash[:], b[8:40])
+	p.kind = b[40]
+	p.time = int64(binary.BigEndian.Uint64(b[41:49]))
+	p.body = b[payloadHeaderSize:]
+	if p.seq == 0 || p.kind < payloadConfirm || p.kind > payloadText {
+		return payload{}, errEnvelope
+	}
+	return p, nil
+}
+
+// queueInfo is what one side tells the other about the queue it will
+// receive on: where it is, its sender ID and its end-to-end key.
+type queueInfo struct {
+	relay    queue.Address // without password
+	senderID queue.ID
+	e2eKey   queue.Key
+}
+
+// Queue info layout:
+//
+//	addrLen uint16 | address (ASCII, canonical, no password) | senderID [24] | e2eKey [32]
+func (q *queueInfo) append(b []byte) []byte {
+	a := q.relay.WithoutPassword().String()
+	b = binary.BigEndian.AppendUint16(b, uint16(len(a)))
+	b = append(b, a...)
+	b = append(b, q.senderID[:]...)
+	return append(b, q.e2eKey[:]...)
+}
+
+// parseQueueInfo parses queue info and returns the bytes after it.
+func parseQueueInfo(b []byte) (queueInfo, []byte, error) {
+	var q queueInfo
+	if len(b) < 2 {
+		return q, nil, ErrBadLink
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	if len(b) < n+queue.IDSize+queue.KeySize {
+		return q, nil, ErrBadLink
+	}
+	addr, err := queue.ParseAddress(string(b[:n]))
+	if err != nil || addr.Password != "" || addr.String() != string(b[:n]) {
+		return q, nil, ErrBadLink
+	}
+	q.relay = addr
+	b = b[n:]
+	copy(q.senderID[:], b)
+	copy(q.e2eKey[:], b[queue.IDSize:])
+	return q, b[queue.IDSize+queue.KeySize:], nil
+}
+
+// Invitation links: hush:/invite#<base64url, no padding> of
+//
+//	version uint8 = 1
+//	queue info of the inviter's queue (see queueInfo)
+//	inviter's public keys [ratchet.PublicKeysSize]
+const (
+	linkPrefix  = "hush:/invite#"
+	linkVersion = 1
+)
+
+type invitation struct {
+	queue queueInfo
+	keys  []byte // ratchet public keys
+}
+
+func (inv invitation) String() string {
+	b := []byte{linkVersion}
+	b = inv.queue.append(b)
+	b = append(b, inv.keys...)
+	return linkPrefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// parseInvitation parses an invitation link. Errors are ErrBadLink.
+func parseInvitation(link string) (invitation, error) {
+	var inv invitation
+	enc, ok := strings.CutPrefix(strings.TrimSpace(link), linkPrefix)
+	if !ok {
+		return inv, ErrBadLink
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(enc)
+	if err != nil || len(b) < 1 || b[0] != linkVersion {
+		return inv, ErrBadLink
+	}
+	q, rest, err := parseQueueInfo(b[1:])
+	if err != nil || len(rest) != ratchet.PublicKeysSize {
+		return inv, ErrBadLink
+	}
+	inv.queue, inv.keys = q, rest
+	return inv, nil
+}

@@ -1,0 +1,242 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hushrelay/hush/queue"
+)
+
+// Reconnection backoff.
+const (
+	minBackoff = 500 * time.Millisecond
+	maxBackoff = 30 * time.Second
+)
+
+// relayLink keeps one connection to one relay: it dials with backoff,
+// subscribes to our queues there after every (re)connection, and hands
+// delivered messages to the client.
+type relayLink struct {
+	c    *Client
+	addr queue.Address
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu sync.Mutex
+	// conn is the live connection, nil while down.
+	conn *RelayConn
+	// up is closed when conn is set; replaced when it is lost.
+	up chan struct{}
+	// lastErr is why the last dial failed.
+	lastErr error
+}
+
+// link returns the link to addr's relay, starting it if needed. An
+// address with a password replaces one without.
+func (c *Client) link(addr queue.Address) *relayLink {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l, ok := c.links[addr.Fingerprint]; ok {
+		if addr.Password != "" {
+			l.mu.Lock()
+			l.addr.Password = addr.Password
+			l.mu.Unlock()
+		}
+		return l
+	}
+	// A configured relay may know the password.
+	if addr.Password == "" {
+		if rs, err := c.Relays(); err == nil {
+			for _, r := range rs {
+				if r.Fingerprint == addr.Fingerprint {
+					addr.Password = r.Password
+				}
+			}
+		}
+	}
+	l := &relayLink{c: c, addr: addr, up: make(chan struct{}), done: make(chan struct{})}
+	l.ctx, l.cancel = context.WithCancel(c.ctx)
+	c.links[addr.Fingerprint] = l
+	c.wg.Add(1)
+	go l.run()
+	return l
+}
+
+func (l *relayLink) close() { l.cancel() }
+
+// get returns the live connection, waiting for it within ctx. While the
+// relay is down it returns the last dial error once ctx ends.
+func (l *relayLink) get(ctx context.Context) (*RelayConn, error) {
+	for {
+		l.mu.Lock()
+		conn, up, lastErr := l.conn, l.up, l.lastErr
+		l.mu.Unlock()
+		if conn != nil {
+			return conn, nil
+		}
+		select {
+		case <-up:
+		case <-ctx.Done():
+			if lastErr != nil {
+				return nil, lastErr
+			}
+			return nil, ctx.Err()
+		case <-l.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+}
+
+func (l *relayLink) run() {
+	defer l.c.wg.Done()
+	defer close(l.done)
+	backoff := minBackoff
+	for l.ctx.Err() == nil {
+		l.mu.Lock()
+		addr := l.addr
+		l.mu.Unlock()
+		dctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
+		conn, err := Dial(dctx, addr, l.c.cfg.Dial)
+		cancel()
+		if err != nil {
+			l.mu.Lock()
+			l.lastErr = err
+			l.mu.Unlock()
+			l.c.cfg.Logger.Debug("relay unreachable", "err", err, "retry", backoff)
+			select {
+			case <-l.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		backoff = minBackoff
+		l.serve(conn)
+	}
+}
+
+// serve subscribes to our queues on conn, publishes it, and handles its
+// events until it ends.
+func (l *relayLink) serve(conn *RelayConn) {
+	defer conn.Close()
+	// Events must be read while subscribing: SUB may deliver at once.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ev := range conn.Events() {
+			l.handle(conn, ev)
+		}
+	}()
+	if err := l.subscribeAll(conn); err != nil {
+		l.c.cfg.Logger.Debug("subscribing", "err", err)
+		conn.Close()
+		wg.Wait()
+		return
+	}
+	l.mu.Lock()
+	l.conn, l.lastErr = conn, nil
+	close(l.up)
+	l.mu.Unlock()
+	select {
+	case <-conn.Done():
+	case <-l.ctx.Done():
+	}
+	l.mu.Lock()
+	l.conn, l.up = nil, make(chan struct{})
+	l.mu.Unlock()
+	conn.Close()
+	wg.Wait()
+}
+
+// subscribeAll subscribes to every queue we receive on at this relay.
+func (l *relayLink) subscribeAll(conn *RelayConn) error {
+	recs, err := l.c.loadContacts()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		a, err := queue.ParseAddress(r.Recv.Relay)
+		if err != nil || a.Fingerprint != l.addr.Fingerprint {
+			continue
+		}
+		q, err := r.Recv.queue()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
+		err = conn.Subscribe(ctx, q)
+		cancel()
+		if errors.Is(err, queue.AUTH) {
+			l.c.queueGone(r.ID)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// subscribe subscribes to q now if the link is up; otherwise the next
+// connection does.
+func (l *relayLink) subscribe(ctx context.Context, q RecipientQueue) error {
+	conn, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	return conn.Subscribe(ctx, q)
+}
+
+func (l *relayLink) handle(conn *RelayConn, ev RelayEvent) {
+	switch ev.Kind {
+	case RelayEventMessage:
+		ack := l.c.receive(ev)
+		if !ack {
+			return
+		}
+		ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
+		defer cancel()
+		rec, err := l.c.recvQueueOf(ev.RecipientID)
+		if err != nil {
+			return
+		}
+		if err := conn.Ack(ctx, rec, ev.Message.ID); err != nil && !errors.Is(err, queue.NO_MSG) {
+			l.c.cfg.Logger.Debug("ack", "err", err)
+		}
+	case RelayEventEnd:
+		l.c.cfg.Logger.Warn("another client subscribed to one of our queues (is this home open twice?)")
+	case RelayEventDeleted:
+		if r, err := l.c.recvQueueRecord(ev.RecipientID); err == nil {
+			l.c.queueGone(r.ID)
+		}
+	}
+}
+
+// recvQueueOf returns the RecipientQueue with ID rid.
+func (c *Client) recvQueueOf(rid queue.ID) (RecipientQueue, error) {
+	r, err := c.recvQueueRecord(rid)
+	if err != nil {
+		return RecipientQueue{}, err
+	}
+	return r.Recv.queue()
+}
+
+func (c *Client) recvQueueRecord(rid queue.ID) (*contactRecord, error) {
+	recs, err := c.loadContacts()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		if bytes.Equal(r.Recv.RecipientID, rid[:]) {
+			return r, nil
+		}
+	}
+	return nil, ErrNoContact
+}

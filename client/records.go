@@ -1,0 +1,276 @@
+package client
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/hushrelay/hush/client/internal/vault"
+	"github.com/hushrelay/hush/queue"
+)
+
+// Buckets of the local store. The store keeps keys in clear, so keys
+// reveal nothing: random IDs and sequence numbers; everything else is in
+// the (encrypted) values.
+var (
+	bucketRelays   = []byte("relays")   // random ID (16) -> canonical address
+	bucketContacts = []byte("contacts") // contact ID (16 random bytes) -> contactRecord
+	bucketOutbox   = []byte("outbox")   // seq (8) -> outboxEntry
+	bucketEvents   = []byte("events")   // seq (8) -> eventRecord, until the application takes it
+)
+
+// recentIDs is how many relay message IDs a contact remembers, to
+// recognise a message the relay delivers again after a lost ACK.
+const recentIDs = 64
+
+// contactRecord is one contact as stored. Keys are raw bytes: X25519
+// private keys (32), IDs (24).
+type contactRecord struct {
+	ID          []byte
+	Name        string
+	State       ContactState
+	Created     time.Time
+	SharedRelay bool
+
+	// Recv is the queue we receive on (we are its recipient).
+	Recv recvQueue
+	// Send is the contact's queue we send to; nil while invited.
+	Send *sendQueue
+	// Inviter holds our invitation secrets while invited.
+	Inviter []byte
+	// Ratchet is the end-to-end state; nil while invited.
+	Ratchet []byte
+
+	SendSeq  uint64 // payload seq of the last message queued to send
+	LastSent []byte // SHA-256 of that payload
+	RecvSeq  uint64 // payload seq of the last message received
+	LastRecv []byte // SHA-256 of that payload
+	Recent   [][]byte
+}
+
+type recvQueue struct {
+	Relay        string // canonical address, with the password if any
+	RecipientID  []byte
+	SenderID     []byte
+	RecipientKey []byte // authorization, X25519 private
+	MessageKey   []byte
+	E2EKey       []byte // envelope key, X25519 private
+}
+
+type sendQueue struct {
+	Relay     string // canonical address
+	SenderID  []byte
+	AuthKey   []byte // our sender authorization key, X25519 private
+	EnvKey    []byte // our envelope key for this queue, X25519 private
+	PeerE2E   []byte // the recipient's envelope key
+	Secured   bool   // our SKEY was answered OK
+	Confirmed bool   // the first message (confirmation or ready) was accepted
+}
+
+func (r *recvQueue) queue() (RecipientQueue, error) {
+	var q RecipientQueue
+	k, err := queue.ParsePrivateKey(r.RecipientKey)
+	if err != nil {
+		return q, err
+	}
+	q.RecipientKey = k
+	copy(q.RecipientID[:], r.RecipientID)
+	copy(q.SenderID[:], r.SenderID)
+	copy(q.MessageKey[:], r.MessageKey)
+	return q, nil
+}
+
+// outboxEntry is a message waiting for the relay's OK. Its bytes are
+// final: a retry sends exactly the same envelope.
+type outboxEntry struct {
+	Contact  []byte
+	Relay    string
+	SenderID []byte
+	AuthKey  []byte
+	Secure   bool // SKEY with AuthKey first (idempotent)
+	Envelope []byte
+	Seq      uint64
+	// Connects: when the relay accepts it, the contact is connected (the
+	// inviter's ready message).
+	Connects bool
+}
+
+// eventRecord is an Event waiting for the application.
+type eventRecord struct {
+	Kind    EventKind
+	Contact string
+	Text    string
+	Seq     uint64
+	Time    time.Time
+	Problem string
+}
+
+func marshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only plain data types
+	}
+	return b
+}
+
+func unmarshal(b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return errors.Join(vault.ErrCorrupt, err)
+	}
+	return nil
+}
+
+func seqKey(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+func (c *Client) loadContacts() ([]*contactRecord, error) {
+	var out []*contactRecord
+	err := c.store.View(func(tx *vault.Tx) error {
+		var err error
+		out, err = contactsIn(tx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Oldest first.
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].Created.Before(out[j-1].Created); j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out, nil
+}
+
+func contactsIn(tx *vault.Tx) ([]*contactRecord, error) {
+	var out []*contactRecord
+	err := tx.ForEach(bucketContacts, nil, func(_, v []byte) error {
+		r := new(contactRecord)
+		if err := unmarshal(v, r); err != nil {
+			return err
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// contactByName finds a contact in tx.
+func contactByName(tx *vault.Tx, name string) (*contactRecord, error) {
+	all, err := contactsIn(tx)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range all {
+		if r.Name == name {
+			return r, nil
+		}
+	}
+	return nil, ErrNoContact
+}
+
+// contactByRecipient finds the contact whose receiving queue is rid.
+func contactByRecipient(tx *vault.Tx, rid queue.ID) (*contactRecord, error) {
+	all, err := contactsIn(tx)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range all {
+		if bytes.Equal(r.Recv.RecipientID, rid[:]) {
+			return r, nil
+		}
+	}
+	return nil, ErrNoContact
+}
+
+func putContact(tx *vault.Tx, r *contactRecord) error {
+	return tx.Put(bucketContacts, r.ID, marshal(r))
+}
+
+// pushEvent stores an event for the application, in tx.
+func (c *Client) pushEvent(tx *vault.Tx, ev Event) error {
+	n, err := tx.Seq(bucketEvents)
+	if err != nil {
+		return err
+	}
+	rec := eventRecord{Kind: ev.Kind, Contact: ev.Contact, Text: ev.Text, Seq: ev.Seq, Time: ev.Time}
+	if ev.Problem != nil {
+		rec.Problem = ev.Problem.Error()
+	}
+	return tx.Put(bucketEvents, seqKey(n), marshal(rec))
+}
+
+// notify wakes a loop without blocking.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// problemErrors maps stored problem texts back to their sentinels, so
+// that errors.Is works on events read back from the store.
+var problemErrors = []error{ErrTampered, ErrDuplicate, ErrGap, ErrBadHash}
+
+type problem struct {
+	msg   string
+	cause error
+}
+
+func (p *problem) Error() string { return p.msg }
+func (p *problem) Unwrap() error { return p.cause }
+
+func problemFrom(s string) error {
+	if s == "" {
+		return nil
+	}
+	for _, e := range problemErrors {
+		if bytes.HasPrefix([]byte(s), []byte(e.Error())) {
+			return &problem{msg: s, cause: e}
+		}
+	}
+	return errors.New(s)
+}
+
+// emitLoop hands stored events to the application, oldest first, and
+// deletes each once the application has received it.
+func (c *Client) emitLoop() {
+	defer c.wg.Done()
+	for {
+		var key []byte
+		var rec eventRecord
+		err := c.store.View(func(tx *vault.Tx) error {
+			return tx.ForEach(bucketEvents, nil, func(k, v []byte) error {
+				key = bytes.Clone(k)
+				if err := unmarshal(v, &rec); err != nil {
+					return err
+				}
+				return errStop
+			})
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			c.cfg.Logger.Error("reading events", "err", err)
+		}
+		if key == nil {
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-c.wakeEvents:
+				continue
+			}
+		}
+		ev := Event{Kind: rec.Kind, Contact: rec.Contact, Text: rec.Text, Seq: rec.Seq, Time: rec.Time, Problem: problemFrom(rec.Problem)}
+		select {
+		case <-c.ctx.Done():
+			return
+		case c.events <- ev:
+		}
+		if err := c.store.Update(func(tx *vault.Tx) error { return tx.Delete(bucketEvents, key) }); err != nil {
+			c.cfg.Logger.Error("deleting an event", "err", err)
+		}
+	}
+}
+
+// errStop ends a ForEach early.
+var errStop = errors.New("stop")
