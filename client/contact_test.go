@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -8,7 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -325,5 +329,96 @@ func TestTamperedMessageIsReported(t *testing.T) {
 	}
 	if ev.Kind != client.EventMessage || ev.Text != "next" {
 		t.Fatalf("after tampering: %v %q %v", ev.Kind, ev.Text, ev.Problem)
+	}
+}
+
+// TestHelperSender is not a test: TestClientKilledDuringSend runs the test
+// binary again with HUSH_TEST_SENDER_HOME set, to have a client process to
+// kill. It sends numbered messages to "b" until it is killed, printing the
+// number of each message once Send has returned (it is then stored).
+func TestHelperSender(t *testing.T) {
+	home := os.Getenv("HUSH_TEST_SENDER_HOME")
+	if home == "" {
+		t.Skip("helper process for TestClientKilledDuringSend")
+	}
+	c, err := client.Open(context.Background(), client.Config{Home: home})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	for i := 0; ; i++ {
+		if _, err := c.Send(context.Background(), "b", fmt.Sprintf("message %d", i)); err != nil {
+			fmt.Println("send:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("queued %d\n", i)
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestClientKilledDuringSend kills a client process with SIGKILL while it
+// sends, reopens its store, and checks that every message Send had
+// accepted reaches the recipient once, in order, with no gap.
+func TestClientKilledDuringSend(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	r1, r2 := startRelay(t), startRelay(t)
+	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
+	connect(ctx, t, alice, bob)
+	alice.c.Close()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperSender$")
+	cmd.Env = append(os.Environ(), "HUSH_TEST_SENDER_HOME="+alice.home)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	queued := -1
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		var n int
+		if _, err := fmt.Sscanf(sc.Text(), "queued %d", &n); err != nil {
+			t.Fatalf("sender: %s", sc.Text())
+		}
+		queued = n
+		if queued >= 60 {
+			break
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	// Reopen the store: the outbox resumes.
+	alice.open()
+	if err := alice.c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next, dups := 0, 0
+	for {
+		var ev client.Event
+		select {
+		case ev = <-bob.c.Events():
+		case <-time.After(3 * time.Second):
+		}
+		if ev.Kind == 0 {
+			break
+		}
+		switch {
+		case ev.Kind == client.EventMessage:
+			if want := fmt.Sprintf("message %d", next); ev.Text != want {
+				t.Fatalf("got %q, want %q", ev.Text, want)
+			}
+			next++
+		case ev.Kind == client.EventProblem && errors.Is(ev.Problem, client.ErrDuplicate):
+			dups++ // a message sent again after the crash: reported, not shown
+		case ev.Kind == client.EventProblem:
+			t.Fatalf("problem: %v", ev.Problem)
+		}
+	}
+	t.Logf("Send returned for %d messages before the kill; %d delivered, each once, in order; %d duplicates reported", queued+1, next, dups)
+	if next < queued+1 {
+		t.Fatalf("delivered %d messages, but Send had accepted %d", next, queued+1)
 	}
 }
