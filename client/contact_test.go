@@ -25,14 +25,14 @@ import (
 
 // testRelay is an in-process relay that can be restarted on its store.
 type testRelay struct {
-	t     *testing.T
+	t     testing.TB
 	cert  ed25519.PrivateKey
 	store string
 	r     *relay.Relay
 	addr  queue.Address
 }
 
-func startRelay(t *testing.T) *testRelay {
+func startRelay(t testing.TB) *testRelay {
 	t.Helper()
 	_, id, _ := ed25519.GenerateKey(rand.Reader)
 	tr := &testRelay{t: t, cert: id, store: filepath.Join(t.TempDir(), "relay.db")}
@@ -64,12 +64,12 @@ func (tr *testRelay) restart() {
 }
 
 type person struct {
-	t    *testing.T
+	t    testing.TB
 	home string
 	c    *client.Client
 }
 
-func newPerson(t *testing.T, relays ...*testRelay) *person {
+func newPerson(t testing.TB, relays ...*testRelay) *person {
 	t.Helper()
 	p := &person{t: t, home: t.TempDir()}
 	if err := client.Init(p.home, nil); err != nil {

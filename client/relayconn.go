@@ -1,8 +1,16 @@
 // Package client is the hush client library.
 //
+// A Client (Init, Open) is one person's hush: contacts made from one-time
+// invitation links (Invite, Accept), each a pair of queues on two relays,
+// end-to-end encrypted with a hybrid X25519 + ML-KEM-768 agreement and a
+// double ratchet (package client/ratchet); messages to send (Send) wait in
+// an encrypted local store until a relay accepts them; received messages
+// are stored before they are acknowledged, and reach the application once
+// through Events. See the package example.
+//
 // A RelayConn, made by Dial, is the client side of the queue protocol: one
 // connection to one relay, over QUIC or TLS over TCP, that creates,
-// secures, sends to, subscribes to and reads queues.
+// secures, sends to, subscribes to and reads queues. Client builds on it.
 package client
 
 import (
