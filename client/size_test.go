@@ -1,0 +1,25 @@
+package client
+
+import (
+	"testing"
+
+	"github.com/hushrelay/hush/client/ratchet"
+)
+
+// TestSizesMatchProtocol pins the sizes that queue/PROTOCOL.md section 19
+// states.
+func TestSizesMatchProtocol(t *testing.T) {
+	for name, got := range map[string][2]int{
+		"envelope":            {EnvelopeSize, 16000},
+		"envelope inner":      {envelopeInnerSize, 15926},
+		"confirmation zeros":  {envelopeInnerSize - ratchet.HelloSize - ratchet.MessageSize, 273},
+		"message zeros":       {envelopeInnerSize - ratchet.MessageSize, 1426},
+		"max text":            {MaxTextSize, 14353},
+		"ratchet public keys": {ratchet.PublicKeysSize, 1249},
+		"ratchet hello":       {ratchet.HelloSize, 1153},
+	} {
+		if got[0] != got[1] {
+			t.Errorf("%s: %d, PROTOCOL.md says %d", name, got[0], got[1])
+		}
+	}
+}
