@@ -80,7 +80,7 @@
 //	KDF_RK(rk, dh)  = HKDF-SHA256(salt = rk, ikm = dh, info = "hush/1 ratchet", length = 96)
 //	                  split into new root key [0:32], chain key [32:64], next header key [64:96]
 //	KDF_CK(ck)      : message key MK = HMAC-SHA256(ck, 0x01), next chain key = HMAC-SHA256(ck, 0x02)
-//	MK_key|MK_nonce = HKDF-SHA256(salt = none, ikm = MK, info = "hush/1 message", length = 56)
+//	MK_key|MK_nonce = HKDF-SHA256(salt = none (32 zero bytes), ikm = MK, info = "hush/1 message", length = 56)
 //	                  split into the 32-byte body key and the 24-byte body nonce
 //
 // Each DH ratchet step generates a fresh X25519 ratchet key. Decrypt tries

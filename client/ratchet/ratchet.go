@@ -88,8 +88,8 @@ const (
 type state struct {
 	flags   byte
 	ad      [adSize]byte
-	dhs     [keySize]byte // our ratchet private key
-	dhsPub  [keySize]byte // its public key (not marshaled)
+	dhs     *ecdh.PrivateKey // our ratchet key pair, never modified
+	dhsPub  [keySize]byte    // its public key
 	rk      [keySize]byte
 	nhks    [keySize]byte
 	nhkr    [keySize]byte
@@ -172,7 +172,7 @@ func newInviterRatchet(rnd io.Reader, sk *[skSize]byte, ratchetKey *ecdh.Private
 }
 
 func (st *state) setDHs(priv *ecdh.PrivateKey) {
-	copy(st.dhs[:], priv.Bytes())
+	st.dhs = priv
 	copy(st.dhsPub[:], priv.PublicKey().Bytes())
 }
 
@@ -221,7 +221,9 @@ func (r *Ratchet) Encrypt(plaintext []byte) ([]byte, error) {
 // authenticate (including one that is not MessageSize bytes), ErrDuplicate
 // for one received before, ErrTooManySkipped when it would skip too many
 // messages (see MaxSkip), and ErrSyntax for an authenticated body with a
-// bad length or padding.
+// bad length or padding. A message that starts a new receiving chain makes
+// a DH ratchet step, which reads a new key from crypto/rand; an error
+// reading it is returned as is.
 //
 // Decrypt is transactional: on any error the ratchet is exactly as before.
 // On success the message key is gone: deleted from the stored keys, or
@@ -364,18 +366,14 @@ func (r *Ratchet) step(st *state, dhr *[keySize]byte) error {
 	st.dhr = *dhr
 	st.flags |= flagSend | flagRecv
 
-	priv, err := ecdh.X25519().NewPrivateKey(st.dhs[:])
-	if err != nil {
-		return ErrDecrypt
-	}
-	dh, err := priv.ECDH(peer)
+	dh, err := st.dhs.ECDH(peer)
 	if err != nil {
 		return ErrDecrypt // a low-order ratchet key
 	}
 	if err := kdfRK(&st.rk, dh, &st.ckr, &st.nhkr); err != nil {
 		return err
 	}
-	priv, err = readPrivate(r.rand)
+	priv, err := readPrivate(r.rand)
 	if err != nil {
 		return err
 	}

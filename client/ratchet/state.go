@@ -23,7 +23,7 @@ func (r *Ratchet) MarshalBinary() ([]byte, error) {
 	b := make([]byte, 0, stateFixedSize+6*keySize+2+len(r.skipped)*(keySize+2)+r.nskipped*(4+keySize))
 	b = append(b, version, st.flags)
 	b = append(b, st.ad[:]...)
-	b = append(b, st.dhs[:]...)
+	b = append(b, st.dhs.Bytes()...)
 	b = append(b, st.rk[:]...)
 	b = append(b, st.nhks[:]...)
 	b = append(b, st.nhkr[:]...)
@@ -74,7 +74,8 @@ func UnmarshalRatchet(b []byte) (*Ratchet, error) {
 	st.flags = d.byte()
 	d.key(st.ad[:keySize])
 	d.key(st.ad[keySize:])
-	d.key(st.dhs[:])
+	var dhs [keySize]byte
+	d.key(dhs[:])
 	d.key(st.rk[:])
 	d.key(st.nhks[:])
 	d.key(st.nhkr[:])
@@ -129,7 +130,7 @@ func UnmarshalRatchet(b []byte) (*Ratchet, error) {
 	if d.err || len(d.b) != 0 {
 		return nil, ErrSyntax
 	}
-	priv, err := ecdh.X25519().NewPrivateKey(st.dhs[:])
+	priv, err := ecdh.X25519().NewPrivateKey(dhs[:])
 	if err != nil {
 		return nil, ErrSyntax
 	}

@@ -11,9 +11,6 @@ import (
 )
 
 const (
-	version = 1
-	keySize = 32
-
 	// PublicKeysSize is the size of the inviter's encoded public keys
 	// (InviterKeys.PublicKeys), the part of an invitation link that Join
 	// takes.
@@ -22,7 +19,11 @@ const (
 	// HelloSize is the size of every hello returned by Join and taken by
 	// Accept.
 	HelloSize = 1 + keySize + keySize + mlkem.CiphertextSize768
+)
 
+const (
+	version         = 1
+	keySize         = 32
 	inviterKeysSize = 1 + keySize + keySize + mlkem.SeedSize
 	x3dhInfo        = "hush/1 x3dh"
 	skSize          = 3 * keySize
