@@ -12,7 +12,8 @@ require (
 )
 
 require (
-	golang.org/x/net v0.60.0 // indirect
+	github.com/cretz/bine v0.2.0 // indirect
+	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/term v0.47.0 // indirect
 	rsc.io/qr v0.2.0 // indirect

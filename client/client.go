@@ -133,7 +133,7 @@ type Client struct {
 
 	mu sync.Mutex
 	// links are the relay connections, by relay fingerprint.
-	links map[queue.Fingerprint]*relayLink
+	links map[linkKey]*relayLink
 }
 
 // Open opens the store in cfg.Home. Unless cfg.Offline, it connects to the
@@ -170,7 +170,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		wakeEvents:  make(chan struct{}, 1),
 		wakeOutbox:  make(chan struct{}, 1),
 		outboxEmpty: make(chan struct{}, 1),
-		links:       make(map[queue.Fingerprint]*relayLink),
+		links:       make(map[linkKey]*relayLink),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
@@ -196,7 +196,7 @@ func (c *Client) goOnline() error {
 		if err != nil {
 			return fmt.Errorf("contact %q: %w", ct.Name, err)
 		}
-		c.link(addr)
+		c.link(addr, c.isolation(ct.ID))
 	}
 	c.wg.Add(1)
 	go c.outboxLoop()

@@ -32,7 +32,8 @@ func (c *Client) Invite(ctx context.Context, name string) (string, error) {
 		return "", err
 	}
 	addr := relays[mrand.IntN(len(relays))]
-	l := c.link(addr)
+	id := randomID(16)
+	l := c.link(addr, c.isolation(id))
 	conn, err := l.get(ctx)
 	if err != nil {
 		return "", err
@@ -51,7 +52,7 @@ func (c *Client) Invite(ctx context.Context, name string) (string, error) {
 	}
 	e2e := newKey()
 	rec := &contactRecord{
-		ID:      randomID(16),
+		ID:      id,
 		Name:    name,
 		State:   StateInvited,
 		Created: time.Now(),
@@ -155,7 +156,8 @@ func (c *Client) Accept(ctx context.Context, link, name string) (Contact, error)
 
 	// Secure the inviter's queue first: it fails if the link was used.
 	authKey, envKey := newKey(), newKey()
-	theirs := c.link(inv.queue.relay)
+	id := randomID(16)
+	theirs := c.link(inv.queue.relay, c.isolation(id))
 	tconn, err := theirs.get(ctx)
 	if err != nil {
 		return Contact{}, err
@@ -166,7 +168,7 @@ func (c *Client) Accept(ctx context.Context, link, name string) (Contact, error)
 		}
 		return Contact{}, err
 	}
-	oconn, err := c.link(ours).get(ctx)
+	oconn, err := c.link(ours, c.isolation(id)).get(ctx)
 	if err != nil {
 		return Contact{}, err
 	}
@@ -176,7 +178,7 @@ func (c *Client) Accept(ctx context.Context, link, name string) (Contact, error)
 	}
 	e2e := newKey()
 	rec := &contactRecord{
-		ID:          randomID(16),
+		ID:          id,
 		Name:        name,
 		State:       StateJoining,
 		Created:     time.Now(),

@@ -15,6 +15,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/hushrelay/hush/queue"
+	"github.com/hushrelay/hush/torutil"
 )
 
 // Transports, the values of DialConfig.Transport and of
@@ -24,6 +25,24 @@ const (
 	TransportTCP  = "tcp"
 )
 
+// Tor modes, the values of DialConfig.Tor.
+const (
+	// TorOff dials relays directly; an onion-only relay cannot be reached.
+	TorOff = "off"
+	// TorPrefer dials a relay's onion host through the SOCKS proxy when the
+	// relay has one and the proxy answers, and dials directly otherwise.
+	TorPrefer = "prefer"
+	// TorRequired dials only through the SOCKS proxy: TLS over TCP, never
+	// QUIC (no UDP socket is opened), never a direct connection, and no
+	// name is resolved locally (the proxy resolves it). The onion host is
+	// used when the relay has one. A proxy that does not answer is an
+	// error (ErrUnreachable wrapping torutil.ErrProxyUnreachable).
+	TorRequired = "required"
+)
+
+// DefaultSOCKS is the default Tor SOCKS5 proxy.
+const DefaultSOCKS = "127.0.0.1:9050"
+
 // Defaults of DialConfig.
 const (
 	DefaultQUICTimeout      = 3 * time.Second
@@ -31,9 +50,6 @@ const (
 	DefaultKeepAlive        = 60 * time.Second
 	DefaultEvents           = 64
 )
-
-// bindingLabel is the TLS exporter label of the session binding.
-const bindingLabel = "EXPORTER-hush-session-binding"
 
 // quicKeepAlive is how often QUIC itself sends keep-alive packets, so that
 // NAT bindings and QUIC's idle timeout survive between PINGs.
@@ -66,6 +82,15 @@ type DialConfig struct {
 	KeepAlive time.Duration
 	// Events is the capacity of the Events channel. Default 64.
 	Events int
+
+	// Tor is TorOff (or ""), TorPrefer or TorRequired. With Tor, DialTCP
+	// is not used: connections go through the SOCKS proxy.
+	Tor string
+	// SOCKS is the Tor SOCKS5 proxy's host:port. Default DefaultSOCKS.
+	SOCKS string
+	// Isolation is given to the proxy as SOCKS credentials: connections
+	// with different values never share a Tor circuit.
+	Isolation string
 }
 
 func (cfg DialConfig) withDefaults() (DialConfig, error) {
@@ -73,6 +98,19 @@ func (cfg DialConfig) withDefaults() (DialConfig, error) {
 	case "", TransportQUIC, TransportTCP:
 	default:
 		return cfg, fmt.Errorf("unknown transport %q", cfg.Transport)
+	}
+	switch cfg.Tor {
+	case "":
+		cfg.Tor = TorOff
+	case TorOff, TorPrefer, TorRequired:
+	default:
+		return cfg, fmt.Errorf("unknown tor mode %q (want off, prefer or required)", cfg.Tor)
+	}
+	if cfg.Tor == TorRequired && cfg.Transport == TransportQUIC {
+		return cfg, errors.New("QUIC cannot go through Tor: use the TCP transport with tor=required")
+	}
+	if cfg.SOCKS == "" {
+		cfg.SOCKS = DefaultSOCKS
 	}
 	if cfg.DialTCP == nil {
 		cfg.DialTCP = new(net.Dialer).DialContext
@@ -93,9 +131,9 @@ func (cfg DialConfig) withDefaults() (DialConfig, error) {
 }
 
 // Dial connects to the relay at addr, checks that it holds the identity
-// whose fingerprint addr pins, and does the hush handshake. It dials
-// addr.HostPort(); the onion host, if any, is for callers that dial
-// through Tor and pass it as Host.
+// whose fingerprint addr pins, and does the hush handshake. Without Tor it
+// dials addr's host; with Tor (cfg.Tor) it dials the onion host, if the
+// relay has one, through the SOCKS proxy (see TorPrefer, TorRequired).
 //
 // Dial blocks until the connection is ready or fails; ctx bounds it, and
 // cancelling ctx later has no effect on the connection. The error wraps
@@ -109,24 +147,25 @@ func Dial(ctx context.Context, addr queue.Address, cfg DialConfig) (*RelayConn, 
 	if addr.Host == "" || addr.Port == 0 {
 		return nil, errors.New("the relay address has no host or port")
 	}
-	onion := queue.IsOnion(addr.Host)
 	var s session
+	tor := torutil.Dialer{Proxy: cfg.SOCKS, Isolation: cfg.Isolation}
+	onionTarget := addr.OnionHostPort()
 	switch {
-	case cfg.Transport == TransportQUIC && onion:
-		return nil, fmt.Errorf("%w: an onion host is reachable only over TCP", ErrUnreachable)
-	case cfg.Transport == TransportQUIC:
-		s, err = dialQUIC(ctx, addr, cfg, cfg.HandshakeTimeout)
-	case cfg.Transport == TransportTCP || onion:
-		s, err = dialTCP(ctx, addr, cfg)
-	default:
-		s, err = dialQUIC(ctx, addr, cfg, cfg.QUICTimeout)
-		if errors.Is(err, ErrUnreachable) {
-			quicErr := err
-			s, err = dialTCP(ctx, addr, cfg)
-			if errors.Is(err, ErrUnreachable) {
-				err = fmt.Errorf("%w (quic: %v)", err, quicErr)
-			}
+	case cfg.Tor == TorRequired:
+		target := onionTarget
+		if target == "" {
+			target = addr.HostPort() // a clearnet relay, reached through a Tor exit
 		}
+		s, err = dialTCP(ctx, addr, target, cfg, tor.DialContext)
+	case cfg.Tor == TorPrefer && onionTarget != "":
+		s, err = dialTCP(ctx, addr, onionTarget, cfg, tor.DialContext)
+		if errors.Is(err, torutil.ErrProxyUnreachable) && !queue.IsOnion(addr.Host) {
+			s, err = dialDirect(ctx, addr, cfg) // no proxy: the relay's clearnet host
+		}
+	case queue.IsOnion(addr.Host):
+		return nil, fmt.Errorf("%w: %s is an onion host: dial it with Tor (tor=prefer or required)", ErrUnreachable, addr.Host)
+	default:
+		s, err = dialDirect(ctx, addr, cfg)
 	}
 	if err != nil {
 		return nil, err
@@ -187,7 +226,7 @@ func dialQUIC(ctx context.Context, addr queue.Address, cfg DialConfig, connectTi
 		password:  []byte(addr.Password),
 	}
 	cs := conn.ConnectionState().TLS
-	s.binding, err = cs.ExportKeyingMaterial(bindingLabel, nil, 32)
+	s.binding, err = cs.ExportKeyingMaterial(queue.BindingLabel, nil, queue.BindingSize)
 	if err != nil {
 		err = fmt.Errorf("%w: session binding: %w", ErrTLS, err)
 	} else {
@@ -200,10 +239,32 @@ func dialQUIC(ctx context.Context, addr queue.Address, cfg DialConfig, connectTi
 	return s, nil
 }
 
-func dialTCP(ctx context.Context, addr queue.Address, cfg DialConfig) (session, error) {
+// dialDirect dials addr's clearnet host over cfg.Transport, QUIC first
+// by default.
+func dialDirect(ctx context.Context, addr queue.Address, cfg DialConfig) (s session, err error) {
+	switch cfg.Transport {
+	case TransportQUIC:
+		return dialQUIC(ctx, addr, cfg, cfg.HandshakeTimeout)
+	case TransportTCP:
+		return dialTCP(ctx, addr, addr.HostPort(), cfg, cfg.DialTCP)
+	}
+	s, err = dialQUIC(ctx, addr, cfg, cfg.QUICTimeout)
+	if errors.Is(err, ErrUnreachable) {
+		quicErr := err
+		s, err = dialTCP(ctx, addr, addr.HostPort(), cfg, cfg.DialTCP)
+		if errors.Is(err, ErrUnreachable) {
+			err = fmt.Errorf("%w (quic: %v)", err, quicErr)
+		}
+	}
+	return s, err
+}
+
+// dialTCP dials target with dial (directly, or through the SOCKS proxy)
+// and runs TLS and the hush handshake for addr's relay over it.
+func dialTCP(ctx context.Context, addr queue.Address, target string, cfg DialConfig, dial func(context.Context, string, string) (net.Conn, error)) (session, error) {
 	hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
-	raw, err := cfg.DialTCP(hctx, "tcp", addr.HostPort())
+	raw, err := dial(hctx, "tcp", target)
 	if err != nil {
 		return session{}, dialFailed(ctx, TransportTCP, err)
 	}
@@ -215,7 +276,7 @@ func dialTCP(ctx context.Context, addr queue.Address, cfg DialConfig) (session, 
 	}
 	s := session{transport: TransportTCP, conn: tc, password: []byte(addr.Password)}
 	cs := tc.ConnectionState()
-	s.binding, err = cs.ExportKeyingMaterial(bindingLabel, nil, 32)
+	s.binding, err = cs.ExportKeyingMaterial(queue.BindingLabel, nil, queue.BindingSize)
 	if err != nil {
 		err = fmt.Errorf("%w: session binding: %w", ErrTLS, err)
 	} else {
@@ -254,8 +315,8 @@ func (s *session) handshake(ctx, hctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: malformed ServerHello", ErrProtocol)
 	}
-	if v := hello.Version; v < sh.MinVersion || v > sh.MaxVersion {
-		return fmt.Errorf("%w: the relay speaks versions %d to %d, not %d", ErrProtocol, sh.MinVersion, sh.MaxVersion, v)
+	if _, ok := queue.Negotiate(sh.MinVersion, sh.MaxVersion); !ok {
+		return fmt.Errorf("%w: the relay speaks versions %d to %d, this client %d to %d", ErrProtocol, sh.MinVersion, sh.MaxVersion, queue.MinVersion, queue.MaxVersion)
 	}
 	s.sessionKey = sh.SessionKey
 	return s.conn.SetDeadline(time.Time{})

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
+	"github.com/hushrelay/hush/torutil"
 )
 
 // testTimeout bounds every test that touches the network.
@@ -379,7 +381,9 @@ func TestDialCanceled(t *testing.T) {
 }
 
 // TestDialOnionNeverQUIC checks that an onion host is never dialled over
-// QUIC (which would leave Tor) and that TCP goes through DialTCP.
+// QUIC (which would leave Tor) nor directly: without Tor it is an error
+// and nothing is dialled; with Tor it goes to the SOCKS proxy, and a dead
+// proxy is a clear error.
 func TestDialOnionNeverQUIC(t *testing.T) {
 	ctx := testContext(t)
 	id := newTestIdentity(t)
@@ -392,8 +396,18 @@ func TestDialOnionNeverQUIC(t *testing.T) {
 		dialled = a
 		return nil, errors.New("no tor here")
 	}})
-	if !errors.Is(err, ErrUnreachable) || dialled != addr.HostPort() {
+	if !errors.Is(err, ErrUnreachable) || dialled != "" {
 		t.Fatalf("default transport to an onion host: %v, dialled %q", err, dialled)
+	}
+	for _, mode := range []string{TorRequired, TorPrefer} {
+		_, err = Dial(ctx, addr, DialConfig{Tor: mode, SOCKS: net.JoinHostPort("127.0.0.1", strconv.Itoa(int(closedPort(t)))),
+			DialTCP: func(ctx context.Context, network, a string) (net.Conn, error) {
+				dialled = a
+				return nil, errors.New("direct dial")
+			}})
+		if !errors.Is(err, ErrUnreachable) || !errors.Is(err, torutil.ErrProxyUnreachable) || dialled != "" {
+			t.Fatalf("tor=%s with a dead proxy: %v, dialled %q", mode, err, dialled)
+		}
 	}
 }
 

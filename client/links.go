@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ const (
 type relayLink struct {
 	c    *Client
 	addr queue.Address
+	iso  string // SOCKS isolation credentials under Tor; "" otherwise
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -36,12 +38,29 @@ type relayLink struct {
 	lastErr error
 }
 
-// link returns the link to addr's relay, starting it if needed. An
-// address with a password replaces one without.
-func (c *Client) link(addr queue.Address) *relayLink {
+// linkKey names a link: one per relay, or under Tor one per relay and
+// contact, so that contacts do not share Tor circuits.
+type linkKey struct {
+	fp  queue.Fingerprint
+	iso string
+}
+
+// isolation returns the SOCKS isolation credentials of the contact with
+// the given ID: a value of its own under Tor, "" (one shared connection
+// per relay) without.
+func (c *Client) isolation(contactID []byte) string {
+	if c.cfg.Dial.Tor == "" || c.cfg.Dial.Tor == TorOff {
+		return ""
+	}
+	return hex.EncodeToString(contactID)
+}
+
+// link returns the link to addr's relay for the isolation iso, starting
+// it if needed. An address with a password replaces one without.
+func (c *Client) link(addr queue.Address, iso string) *relayLink {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if l, ok := c.links[addr.Fingerprint]; ok {
+	if l, ok := c.links[linkKey{addr.Fingerprint, iso}]; ok {
 		if addr.Password != "" {
 			l.mu.Lock()
 			l.addr.Password = addr.Password
@@ -59,9 +78,9 @@ func (c *Client) link(addr queue.Address) *relayLink {
 			}
 		}
 	}
-	l := &relayLink{c: c, addr: addr, up: make(chan struct{}), done: make(chan struct{})}
+	l := &relayLink{c: c, addr: addr, iso: iso, up: make(chan struct{}), done: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(c.ctx)
-	c.links[addr.Fingerprint] = l
+	c.links[linkKey{addr.Fingerprint, iso}] = l
 	c.wg.Add(1)
 	go l.run()
 	return l
@@ -101,7 +120,9 @@ func (l *relayLink) run() {
 		addr := l.addr
 		l.mu.Unlock()
 		dctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
-		conn, err := Dial(dctx, addr, l.c.cfg.Dial)
+		dc := l.c.cfg.Dial
+		dc.Isolation = l.iso
+		conn, err := Dial(dctx, addr, dc)
 		cancel()
 		if err != nil {
 			l.mu.Lock()
@@ -163,7 +184,7 @@ func (l *relayLink) subscribeAll(conn *RelayConn) error {
 	}
 	for _, r := range recs {
 		a, err := queue.ParseAddress(r.Recv.Relay)
-		if err != nil || a.Fingerprint != l.addr.Fingerprint {
+		if err != nil || a.Fingerprint != l.addr.Fingerprint || l.c.isolation(r.ID) != l.iso {
 			continue
 		}
 		q, err := r.Recv.queue()

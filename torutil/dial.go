@@ -1,0 +1,108 @@
+package torutil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"golang.org/x/net/proxy"
+)
+
+// DefaultIsolation is the SOCKS username a Dialer sends when its Isolation
+// is empty.
+const DefaultIsolation = "hush"
+
+// socksPassword is the SOCKS password of every Dialer. Tor isolates streams
+// by username and password together; the username alone carries the
+// isolation value.
+const socksPassword = "hush"
+
+// Dialer dials TCP connections through a SOCKS5 proxy, normally tor's
+// SocksPort. The target host is always sent to the proxy as given: a name
+// (including a .onion name) travels as a name (SOCKS5 address type 3) and
+// is never resolved locally; an IP literal travels as an address.
+//
+// Dialer offers the proxy username/password authentication and sends
+// Isolation as the username. With tor's default IsolateSOCKSAuth, streams
+// whose Isolation differs never share a circuit.
+//
+// The zero value is not usable: Proxy is required. A Dialer is a value and
+// safe for concurrent use.
+type Dialer struct {
+	// Proxy is the host:port of the SOCKS5 proxy, e.g. "127.0.0.1:9050"
+	// or Tor.SOCKSAddr().
+	Proxy string
+	// Isolation is the SOCKS username, 1 to 255 bytes: different values
+	// never share a tor circuit. "" means DefaultIsolation.
+	Isolation string
+}
+
+// DialContext connects to addr ("host:port") through the proxy. network
+// must be "tcp". It honours ctx: cancelling ctx aborts the connection to
+// the proxy and the SOCKS handshake, and the returned error then wraps
+// ctx.Err(). When the proxy itself cannot be reached (tor not running),
+// the error wraps ErrProxyUnreachable. The returned connection has no
+// deadline set.
+func (d Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if network != "tcp" {
+		return nil, fmt.Errorf("torutil: network %q not supported through tor, only tcp", network)
+	}
+	if d.Proxy == "" {
+		return nil, errors.New("torutil: Dialer.Proxy not set")
+	}
+	user := d.Isolation
+	if user == "" {
+		user = DefaultIsolation
+	}
+	if len(user) > 255 {
+		return nil, errors.New("torutil: Dialer.Isolation longer than 255 bytes")
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("torutil: dial %q: %w", addr, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	auth := &proxy.Auth{User: user, Password: socksPassword}
+	pd, err := proxy.SOCKS5("tcp", d.Proxy, auth, forwardDialer{})
+	if err != nil {
+		return nil, fmt.Errorf("torutil: %w", err)
+	}
+	c, err := pd.(proxy.ContextDialer).DialContext(ctx, "tcp", addr)
+	if err == nil {
+		return c, nil
+	}
+	var ue *unreachableError
+	switch {
+	case errors.As(err, &ue):
+		return nil, fmt.Errorf("%w at %s (is tor running?): %w", ErrProxyUnreachable, d.Proxy, ue.err)
+	case ctx.Err() != nil:
+		// x/net/proxy reports an aborted handshake as the I/O error it
+		// caused; name the real cause.
+		return nil, fmt.Errorf("torutil: dial %s via %s: %w", addr, d.Proxy, ctx.Err())
+	}
+	return nil, fmt.Errorf("torutil: dial %s via %s: %w", addr, d.Proxy, err)
+}
+
+// forwardDialer makes the TCP connection to the proxy and marks a failure
+// to make it, so DialContext can tell it from a refusal by the proxy.
+type forwardDialer struct{}
+
+func (forwardDialer) Dial(network, addr string) (net.Conn, error) {
+	return forwardDialer{}.DialContext(context.Background(), network, addr)
+}
+
+func (forwardDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var nd net.Dialer
+	c, err := nd.DialContext(ctx, network, addr)
+	if err != nil && ctx.Err() == nil {
+		return nil, &unreachableError{err}
+	}
+	return c, err
+}
+
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
