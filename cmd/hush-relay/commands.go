@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"path/filepath"
 
 	"github.com/mdp/qrterminal/v3"
 
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
+	"github.com/hushrelay/hush/torutil"
 )
 
 const policy = "hush-relay: logs never record IP addresses, queue IDs or message sizes"
@@ -67,7 +69,12 @@ func cmdInit(o *options, env environment) error {
 }
 
 // cmdStart is "hush-relay start".
-func cmdStart(ctx context.Context, o *options, env environment) error {
+func cmdStart(ctx context.Context, o *options, t *torOptions, env environment) error {
+	switch t.mode {
+	case "off", "embedded", "system":
+	default:
+		return fmt.Errorf("--tor must be off, embedded or system, not %q", t.mode)
+	}
 	dir := o.dataDir
 	if isEmpty(dir) {
 		if _, err := initialize(o, false); err != nil {
@@ -123,6 +130,15 @@ func cmdStart(ctx context.Context, o *options, env environment) error {
 	if err != nil {
 		r.Close()
 		return err
+	}
+	if t.mode != "off" {
+		tor, onion, err := publishOnion(ctx, dir, t, tcp, env)
+		if err != nil {
+			r.Close()
+			return err
+		}
+		defer tor.Close()
+		addr.Onion = onion
 	}
 	fmt.Fprintf(env.stdout, "address: %s\n", addr)
 	if addr.Password != "" {
@@ -201,4 +217,45 @@ func printQR(w io.Writer, text string) {
 		BlackWhiteChar: qrterminal.BLACK_WHITE,
 		QuietZone:      2,
 	})
+}
+
+// onionKeyFile holds the onion service's key, so that the onion host stays
+// the same across restarts.
+const onionKeyFile = "onion.key"
+
+// publishOnion starts or attaches to tor and publishes the relay's TCP
+// listener as an onion service on the same port. The onion forwards to
+// the loopback address when the relay listens on every address.
+func publishOnion(ctx context.Context, dir string, t *torOptions, tcp *net.TCPAddr, env environment) (*torutil.Tor, string, error) {
+	var (
+		tor *torutil.Tor
+		err error
+	)
+	switch t.mode {
+	case "embedded":
+		fmt.Fprintln(env.stdout, "hush-relay: starting tor")
+		tor, err = torutil.Start(ctx, torutil.StartConfig{
+			DataDir:   filepath.Join(dir, "tor"),
+			TorrcFile: t.torrc,
+			Progress: func(percent int, summary string) {
+				fmt.Fprintf(env.stdout, "hush-relay: tor bootstrap %d%%: %s\n", percent, summary)
+			},
+		})
+	case "system":
+		tor, err = torutil.Attach(ctx, t.control)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	target := tcp.AddrPort()
+	if target.Addr().IsUnspecified() {
+		target = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), target.Port())
+	}
+	fmt.Fprintln(env.stdout, "hush-relay: publishing the onion service")
+	onion, _, err := tor.Publish(ctx, filepath.Join(dir, onionKeyFile), tcp.Port, target.String())
+	if err != nil {
+		tor.Close()
+		return nil, "", fmt.Errorf("publishing the onion service: %w", err)
+	}
+	return tor, onion, nil
 }

@@ -114,7 +114,8 @@ func run(ctx context.Context, args []string, env environment) error {
 	case "start":
 		fs = newFlagSet("start", "run the relay until SIGINT or SIGTERM; an empty or missing data directory\nis initialized first")
 		o = addCommonFlags(fs, env)
-		exec = func() error { return cmdStart(ctx, o, env) }
+		t := addTorFlags(fs)
+		exec = func() error { return cmdStart(ctx, o, t, env) }
 	case "address":
 		fs = newFlagSet("address", "print the relay's address")
 		o = addCommonFlags(fs, env)
@@ -164,6 +165,21 @@ func addCommonFlags(fs *flagSet, env environment) *options {
 	fs.StringVar(&o.passwordFile, "password-file", "", "read the password from the first line of `file`")
 	fs.BoolVar(&o.noPassword, "no-password", false, "no password: anyone who knows the address may create queues")
 	return o
+}
+
+// torOptions are the Tor flags of start.
+type torOptions struct {
+	mode    string // off, embedded, system
+	control string // the system tor's control port
+	torrc   string // extra torrc lines for the embedded tor
+}
+
+func addTorFlags(fs *flagSet) *torOptions {
+	t := new(torOptions)
+	fs.StringVar(&t.mode, "tor", "off", "publish the relay as a Tor onion service: `off`, embedded (start a tor)\nor system (use a running tor's control port, see --tor-control)")
+	fs.StringVar(&t.control, "tor-control", "127.0.0.1:9051", "the system tor's control port `host:port` (with --tor=system)")
+	fs.StringVar(&t.torrc, "torrc", "", "extra torrc `file` for the embedded tor (with --tor=embedded)")
+	return t
 }
 
 // check rejects contradictory or malformed flags.
