@@ -172,6 +172,10 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		outboxEmpty: make(chan struct{}, 1),
 		links:       make(map[linkKey]*relayLink),
 	}
+	if err := c.dropSentEvents(); err != nil {
+		v.Close()
+		return nil, err
+	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go c.emitLoop()
@@ -351,7 +355,9 @@ type Event struct {
 // Events returns the channel of events. It is unbuffered, and events are
 // kept in the store until the application receives them, so each is seen
 // once, and none is lost when the application is not listening (they come
-// at the next Open).
+// at the next Open). EventSent is the exception: it concerns one run of
+// the client, and those not received before Close are dropped at the next
+// Open.
 func (c *Client) Events() <-chan Event { return c.events }
 
 // randomID returns n random bytes.
@@ -368,4 +374,30 @@ func newKey() *ecdh.PrivateKey {
 		panic(err)
 	}
 	return k
+}
+
+// dropSentEvents deletes the EventSent events of earlier runs.
+func (c *Client) dropSentEvents() error {
+	return c.store.Update(func(tx *vault.Tx) error {
+		var stale [][]byte
+		err := tx.ForEach(bucketEvents, nil, func(k, v []byte) error {
+			var rec eventRecord
+			if err := unmarshal(v, &rec); err != nil {
+				return err
+			}
+			if rec.Kind == EventSent {
+				stale = append(stale, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range stale {
+			if err := tx.Delete(bucketEvents, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

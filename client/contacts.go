@@ -202,7 +202,7 @@ func (c *Client) Accept(ctx context.Context, link, name string) (Contact, error)
 		if err != nil {
 			return err
 		}
-		return c.queueSend(tx, rec, env, false)
+		return c.queueSend(tx, rec, env, false, false)
 	})
 	if err != nil {
 		return Contact{}, err
@@ -245,7 +245,7 @@ func (c *Client) seal(rec *contactRecord, r *ratchet.Ratchet, kind byte, hello [
 }
 
 // queueSend stores rec and an outbox entry for env, in tx.
-func (c *Client) queueSend(tx *vault.Tx, rec *contactRecord, env []byte, connects bool) error {
+func (c *Client) queueSend(tx *vault.Tx, rec *contactRecord, env []byte, connects, text bool) error {
 	if err := putContact(tx, rec); err != nil {
 		return err
 	}
@@ -262,6 +262,7 @@ func (c *Client) queueSend(tx *vault.Tx, rec *contactRecord, env []byte, connect
 		Envelope: env,
 		Seq:      rec.SendSeq,
 		Connects: connects,
+		Text:     text,
 	}
 	return tx.Put(bucketOutbox, seqKey(n), marshal(e))
 }
@@ -291,7 +292,7 @@ func (c *Client) Send(ctx context.Context, name, text string) (uint64, error) {
 			return err
 		}
 		seq = rec.SendSeq
-		return c.queueSend(tx, rec, env, false)
+		return c.queueSend(tx, rec, env, false, true)
 	})
 	if err != nil {
 		return 0, err
@@ -439,7 +440,7 @@ func (c *Client) process(tx *vault.Tx, rec *contactRecord, ev RelayEvent) (strin
 			return "", err
 		}
 		queued = rec.Name
-		return queued, c.queueSend(tx, rec, env, true)
+		return queued, c.queueSend(tx, rec, env, true, false)
 	case payloadReady:
 		if rec.State != StateJoining || rec.Send == nil {
 			return "", report(fmt.Errorf("%w (unexpected ready)", ErrTampered))

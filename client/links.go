@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -93,7 +94,7 @@ func (l *relayLink) close() { l.cancel() }
 func (l *relayLink) get(ctx context.Context) (*RelayConn, error) {
 	for {
 		l.mu.Lock()
-		conn, up, lastErr := l.conn, l.up, l.lastErr
+		conn, up := l.conn, l.up
 		l.mu.Unlock()
 		if conn != nil {
 			return conn, nil
@@ -101,8 +102,11 @@ func (l *relayLink) get(ctx context.Context) (*RelayConn, error) {
 		select {
 		case <-up:
 		case <-ctx.Done():
+			l.mu.Lock()
+			lastErr := l.lastErr
+			l.mu.Unlock()
 			if lastErr != nil {
-				return nil, lastErr
+				return nil, fmt.Errorf("%w (%w)", lastErr, ctx.Err())
 			}
 			return nil, ctx.Err()
 		case <-l.ctx.Done():

@@ -156,8 +156,10 @@ func (c *Client) sent(key []byte, e outboxEntry) error {
 				return err
 			}
 		}
-		if err := c.pushEvent(tx, Event{Kind: EventSent, Contact: rec.Name, Seq: e.Seq, Time: time.Now()}); err != nil {
-			return err
+		if e.Text {
+			if err := c.pushEvent(tx, Event{Kind: EventSent, Contact: rec.Name, Seq: e.Seq, Time: time.Now()}); err != nil {
+				return err
+			}
 		}
 		return putContact(tx, &rec)
 	})

@@ -95,6 +95,9 @@ type outboxEntry struct {
 	// Connects: when the relay accepts it, the contact is connected (the
 	// inviter's ready message).
 	Connects bool
+	// Text: a message of the application's (not a handshake message), whose
+	// acceptance is reported with EventSent.
+	Text bool
 }
 
 // eventRecord is an Event waiting for the application.

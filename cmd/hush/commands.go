@@ -1,0 +1,572 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/mdp/qrterminal/v3"
+
+	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/queue"
+)
+
+// Defaults of the commands' flags.
+const (
+	defaultFlushTimeout = 10 * time.Second
+	defaultWait         = 5 * time.Second
+	defaultRelayTimeout = 30 * time.Second
+)
+
+const queuedNote = "queued: will be retried by the next hush receive, chat or send"
+
+// emit prints v as one line of JSON.
+func (c *cmd) emit(v any) error {
+	enc := json.NewEncoder(c.env.stdout)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// warn prints a warning on standard error.
+func (c *cmd) warn(format string, args ...any) {
+	fmt.Fprintf(c.env.stderr, "hush: warning: "+format+"\n", args...)
+}
+
+// relaysAdd is "hush relays add".
+func (c *cmd) relaysAdd(ctx context.Context, s string) error {
+	addr, err := queue.ParseAddress(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a relay address (hush://<fingerprint>[:<password>]@<host>[:<port>]): %w", s, err)
+	}
+	cl, err := c.open(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := cl.AddRelay(addr); err != nil {
+		return fmt.Errorf("adding the relay: %w", err)
+	}
+	relays, err := cl.Relays()
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.emit(map[string]any{"added": addr.WithoutPassword().String(), "relays": len(relays)})
+	}
+	fmt.Fprintf(c.env.stdout, "added relay %s (%d configured)\n", addr.HostPort(), len(relays))
+	if len(relays) == 1 {
+		fmt.Fprintln(c.env.stdout, "Add a second relay, from another operator: each contact then uses one relay\nper direction, so that no single relay sees both.")
+	}
+	return nil
+}
+
+// relaysList is "hush relays list".
+func (c *cmd) relaysList(ctx context.Context) error {
+	cl, err := c.open(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	relays, err := cl.Relays()
+	if err != nil {
+		return err
+	}
+	if c.json {
+		type relayJSON struct {
+			Address  string `json:"address"`
+			Password bool   `json:"password"`
+		}
+		list := make([]relayJSON, 0, len(relays))
+		for _, a := range relays {
+			list = append(list, relayJSON{a.WithoutPassword().String(), a.Password != ""})
+		}
+		return c.emit(map[string]any{"relays": list})
+	}
+	if len(relays) == 0 {
+		fmt.Fprintln(c.env.stdout, "no relays: add one with \"hush relays add ADDRESS\"")
+		return nil
+	}
+	for _, a := range relays {
+		note := ""
+		if a.Password != "" {
+			note = "  (with password)"
+		}
+		fmt.Fprintf(c.env.stdout, "%s%s\n", a.WithoutPassword(), note)
+	}
+	return nil
+}
+
+// checkRelays fails without relays and warns with a single one.
+func (c *cmd) checkRelays(cl *client.Client) error {
+	relays, err := cl.Relays()
+	if err != nil {
+		return err
+	}
+	switch len(relays) {
+	case 0:
+		return errNoRelay
+	case 1:
+		c.warn("only one relay is configured (%s), so both directions of this contact may share it,\n"+
+			"and that relay could see both sides of the conversation; add a second one with \"hush relays add ADDRESS\"", relays[0].HostPort())
+	}
+	return nil
+}
+
+var errNoRelay = errors.New("no relay configured: add one with \"hush relays add ADDRESS\" (an address from a relay operator)")
+
+// invite is "hush invite".
+func (c *cmd) invite(ctx context.Context, name string, timeout time.Duration) error {
+	cl, err := c.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := c.checkRelays(cl); err != nil {
+		return err
+	}
+	ictx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	link, err := cl.Invite(ictx, name)
+	if err != nil {
+		return c.relayError(ictx, timeout, c.contactError(err, name))
+	}
+	if c.json {
+		return c.emit(map[string]any{"link": link})
+	}
+	// The explanation comes first, on standard error, so that a script
+	// that keeps only the first line of standard output still shows it.
+	who := "your contact"
+	if name != "" {
+		who = clean(name)
+	}
+	fmt.Fprintf(c.env.stderr, "Give this one-time link to %s privately (anyone who uses it first becomes\n"+
+		"the contact); they run \"hush accept LINK\", and then you run \"hush receive\" or \"hush chat\".\n\n", who)
+	fmt.Fprintln(c.env.stdout, link)
+	fmt.Fprintln(c.env.stdout)
+	printQR(c.env.stdout, link)
+	return nil
+}
+
+// accept is "hush accept".
+func (c *cmd) accept(ctx context.Context, link, name string, timeout time.Duration) error {
+	cl, err := c.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	relays, err := cl.Relays()
+	if err != nil {
+		return err
+	}
+	if len(relays) == 0 {
+		return errNoRelay
+	}
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ct, err := cl.Accept(actx, strings.TrimSpace(link), name)
+	if err != nil {
+		return c.relayError(actx, timeout, c.contactError(err, name))
+	}
+	if ct.SharedRelay || len(relays) == 1 {
+		c.warn("both directions of the contact with %s share one relay, which can see both sides\n"+
+			"of the conversation; add a second relay with \"hush relays add ADDRESS\" for new contacts", ct.Name)
+	}
+	flushed := c.flush(ctx, cl, defaultFlushTimeout) == nil
+	if c.json {
+		return c.emit(map[string]any{"contact": contactOf(ct), "flushed": flushed})
+	}
+	fmt.Fprintf(c.env.stdout, "accepted: contact %s is %s\n", clean(ct.Name), ct.State)
+	if !flushed {
+		fmt.Fprintf(c.env.stdout, "the reply to the invitation is %s\n", queuedNote)
+	}
+	fmt.Fprintf(c.env.stdout, "It becomes connected once %s runs \"hush receive\" and then you do.\n", clean(ct.Name))
+	return nil
+}
+
+// relayError explains err when ctx, bounded by timeout, has expired: a
+// relay could not be reached in time.
+func (c *cmd) relayError(ctx context.Context, timeout time.Duration, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if err == context.DeadlineExceeded {
+			return fmt.Errorf("could not reach the relay within %v (--timeout)", timeout)
+		}
+		return fmt.Errorf("could not reach the relay within %v (--timeout): %w", timeout, err)
+	}
+	return err
+}
+
+// contactError explains the errors of Invite, Accept, Send and chat.
+func (c *cmd) contactError(err error, name string) error {
+	switch {
+	case errors.Is(err, client.ErrNoRelay):
+		return errNoRelay
+	case errors.Is(err, client.ErrNameTaken):
+		return fmt.Errorf("a contact named %q already exists: choose another name with --name", name)
+	case errors.Is(err, client.ErrBadLink):
+		return fmt.Errorf("not a valid hush invitation link (it should be copied whole, on one line): %w", err)
+	case errors.Is(err, client.ErrInvitationUsed):
+		return errors.New("this invitation was already used (a link works once): ask for a new invitation")
+	case errors.Is(err, client.ErrNoContact):
+		return fmt.Errorf("no contact named %q (see \"hush contacts\")", name)
+	case errors.Is(err, client.ErrTooLong):
+		return fmt.Errorf("the message is too long: at most %d bytes", client.MaxTextSize)
+	case errors.Is(err, client.ErrNotConnected):
+		return fmt.Errorf("%s is not connected yet: both sides must run \"hush receive\" after the invitation is accepted (see \"hush contacts\")", name)
+	}
+	return err
+}
+
+// contactJSON is a contact in JSON output.
+type contactJSON struct {
+	Name        string    `json:"name"`
+	State       string    `json:"state"`
+	Created     time.Time `json:"created"`
+	SharedRelay bool      `json:"shared_relay"`
+	Outbox      int       `json:"outbox"`
+}
+
+func contactOf(ct client.Contact) contactJSON {
+	return contactJSON{ct.Name, string(ct.State), ct.Created, ct.SharedRelay, ct.Outbox}
+}
+
+// contacts is "hush contacts".
+func (c *cmd) contacts(ctx context.Context) error {
+	cl, err := c.open(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	list, err := cl.Contacts()
+	if err != nil {
+		return err
+	}
+	if c.json {
+		out := make([]contactJSON, 0, len(list))
+		for _, ct := range list {
+			out = append(out, contactOf(ct))
+		}
+		return c.emit(map[string]any{"contacts": out})
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(c.env.stdout, "no contacts yet: make an invitation with \"hush invite\", or accept one with \"hush accept LINK\"")
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.env.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tSINCE\tQUEUED\tNOTE")
+	for _, ct := range list {
+		note := ""
+		if ct.SharedRelay {
+			note = "both directions share one relay"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", clean(ct.Name), ct.State, ct.Created.Local().Format("2006-01-02 15:04"), ct.Outbox, note)
+	}
+	return tw.Flush()
+}
+
+// send is "hush send".
+func (c *cmd) send(ctx context.Context, name, text string, timeout time.Duration) error {
+	if text == "" {
+		return errors.New("the message is empty")
+	}
+	cl, err := c.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	seq, err := cl.Send(ctx, name, text)
+	if err != nil {
+		return c.contactError(err, name)
+	}
+	status := "sent"
+	if c.flush(ctx, cl, timeout) != nil {
+		status = "queued"
+	}
+	if c.json {
+		return c.emit(map[string]any{"seq": seq, "status": status})
+	}
+	if status == "sent" {
+		fmt.Fprintln(c.env.stdout, "sent")
+	} else {
+		fmt.Fprintln(c.env.stdout, queuedNote)
+	}
+	return nil
+}
+
+// flush waits, at most timeout, until the relays took every queued
+// message.
+func (c *cmd) flush(ctx context.Context, cl *client.Client, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return cl.Flush(ctx)
+}
+
+// receive is "hush receive".
+func (c *cmd) receive(ctx context.Context, wait, timeout time.Duration) error {
+	cl, err := c.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	p := c.newPrinter("")
+	quiet := time.NewTimer(wait)
+	defer quiet.Stop()
+	events := cl.Events()
+	n := 0
+listen:
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return errors.New("the client stopped")
+			}
+			p.print(ev)
+			n++
+			quiet.Reset(wait)
+		case <-quiet.C:
+			break listen
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	// Quiet for wait: let the relays take what is queued (replies to
+	// handshakes, retried messages), still printing what arrives.
+	if err := c.flushPrinting(ctx, cl, timeout, p); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.warnQueued(cl)
+	}
+	if n == 0 && !c.json {
+		fmt.Fprintln(c.env.stderr, "hush: nothing new")
+	}
+	return nil
+}
+
+// warnQueued warns that messages are left in the outbox.
+func (c *cmd) warnQueued(cl *client.Client) {
+	n := 0
+	if list, err := cl.Contacts(); err == nil {
+		for _, ct := range list {
+			n += ct.Outbox
+		}
+	}
+	switch n {
+	case 0:
+		return
+	case 1:
+		c.warn("a message is still queued: it will be retried by the next hush receive, chat or send")
+	default:
+		c.warn("%d messages are still queued: they will be retried by the next hush receive, chat or send", n)
+	}
+}
+
+// flushPrinting is flush while printing the events that arrive meanwhile.
+func (c *cmd) flushPrinting(ctx context.Context, cl *client.Client, timeout time.Duration, p *printer) error {
+	done := make(chan error, 1)
+	go func() { done <- c.flush(ctx, cl, timeout) }()
+	events := cl.Events()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			p.print(ev)
+		}
+	}
+}
+
+// printer prints events, as text or JSON.
+type printer struct {
+	c *cmd
+	// chat is the contact of "hush chat", whose sent messages get a short
+	// acknowledgement; "" for receive.
+	chat string
+}
+
+func (c *cmd) newPrinter(chat string) *printer { return &printer{c: c, chat: chat} }
+
+// eventJSON is an event in JSON output.
+type eventJSON struct {
+	Event   string     `json:"event"`
+	Contact string     `json:"contact"`
+	Text    string     `json:"text,omitempty"`
+	Seq     uint64     `json:"seq,omitempty"`
+	Time    *time.Time `json:"time,omitempty"`
+	Error   string     `json:"error,omitempty"`
+}
+
+func (p *printer) print(ev client.Event) {
+	if p.c.json {
+		j := eventJSON{Contact: ev.Contact, Seq: ev.Seq}
+		if !ev.Time.IsZero() {
+			t := ev.Time
+			j.Time = &t
+		}
+		switch ev.Kind {
+		case client.EventMessage:
+			j.Event, j.Text = "message", ev.Text
+		case client.EventConnected:
+			j.Event = "connected"
+		case client.EventSent:
+			j.Event = "sent"
+		case client.EventProblem:
+			j.Event = "problem"
+			if ev.Problem != nil {
+				j.Error = ev.Problem.Error()
+			}
+		default:
+			j.Event = fmt.Sprintf("event %d", ev.Kind)
+		}
+		p.c.emit(j)
+		return
+	}
+	w := p.c.env.stdout
+	name := clean(ev.Contact)
+	switch ev.Kind {
+	case client.EventMessage:
+		indent := "\n" + strings.Repeat(" ", len(name)+2)
+		fmt.Fprintf(w, "%s: %s\n", name, strings.ReplaceAll(clean(ev.Text), "\n", indent))
+	case client.EventConnected:
+		fmt.Fprintf(w, "%s connected\n", name)
+	case client.EventSent:
+		// receive shows what arrived, not the relays taking what was
+		// queued (replies to handshakes among it); chat acknowledges the
+		// lines typed.
+		if p.chat != "" && ev.Contact == p.chat {
+			fmt.Fprintln(p.c.env.stderr, "✓")
+		}
+	case client.EventProblem:
+		fmt.Fprintf(w, "problem with %s: %v\n", name, ev.Problem)
+	}
+}
+
+// clean replaces the control characters of s, other than newlines and
+// tabs, so that text from others cannot drive the terminal.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || !unicode.IsControl(r) {
+			return r
+		}
+		return unicode.ReplacementChar
+	}, s)
+}
+
+// chat is "hush chat".
+func (c *cmd) chat(ctx context.Context, name string, timeout time.Duration) error {
+	cl, err := c.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	list, err := cl.Contacts()
+	if err != nil {
+		return err
+	}
+	var ct *client.Contact
+	for i := range list {
+		if list[i].Name == name {
+			ct = &list[i]
+		}
+	}
+	if ct == nil {
+		return c.contactError(client.ErrNoContact, name)
+	}
+
+	// Lines are read only once the contact is connected; until then they
+	// wait in the pipe or terminal.
+	lines := make(chan string)
+	stop := make(chan struct{})
+	defer close(stop)
+	go readLines(c.env.stdin, lines, stop)
+	var in chan string
+	if ct.State == client.StateConnected {
+		in = lines
+	} else if !c.json {
+		fmt.Fprintf(c.env.stderr, "hush: %s is %s: waiting for the handshake to complete (the other side runs \"hush receive\" or \"hush chat\")\n", clean(name), ct.State)
+	}
+	if !c.json && in != nil {
+		fmt.Fprintf(c.env.stderr, "hush: chatting with %s; type a line to send it, Ctrl-D to end\n", clean(name))
+	}
+	p := c.newPrinter(name)
+	events := cl.Events()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil // what was typed is in the outbox, sent by the next run
+		case ev, ok := <-events:
+			if !ok {
+				return errors.New("the client stopped")
+			}
+			p.print(ev)
+			if ev.Kind == client.EventConnected && ev.Contact == name && in == nil {
+				in = lines
+				if !c.json {
+					fmt.Fprintf(c.env.stderr, "hush: chatting with %s; type a line to send it, Ctrl-D to end\n", clean(name))
+				}
+			}
+		case line, ok := <-in:
+			if !ok {
+				if err := c.flushPrinting(ctx, cl, timeout, p); err != nil && ctx.Err() == nil {
+					c.warnQueued(cl)
+				}
+				return nil
+			}
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			if _, err := cl.Send(ctx, name, line); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return c.contactError(err, name)
+			}
+		}
+	}
+}
+
+// readLines sends the lines of r to lines and closes it at the end of r;
+// it returns early when stop is closed.
+func readLines(r io.Reader, lines chan<- string, stop <-chan struct{}) {
+	defer close(lines)
+	br := bufio.NewReader(r)
+	for {
+		s, err := br.ReadString('\n')
+		if s != "" {
+			s = strings.TrimSuffix(strings.TrimSuffix(s, "\n"), "\r")
+			select {
+			case lines <- s:
+			case <-stop:
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// printQR writes text as a QR code of half-block characters, with the low
+// error correction level that keeps a 2 KB link scannable.
+func printQR(w io.Writer, text string) {
+	qrterminal.GenerateWithConfig(text, qrterminal.Config{
+		Level:          qrterminal.L,
+		Writer:         w,
+		HalfBlocks:     true,
+		BlackChar:      qrterminal.BLACK_BLACK,
+		WhiteBlackChar: qrterminal.WHITE_BLACK,
+		WhiteChar:      qrterminal.WHITE_WHITE,
+		BlackWhiteChar: qrterminal.BLACK_WHITE,
+		QuietZone:      2,
+	})
+}

@@ -1,0 +1,389 @@
+// Command hush is the hush user client: it keeps contacts and messages in
+// an encrypted local store and exchanges messages through hush relays.
+//
+// Usage:
+//
+//	hush [--home DIR] [--json] [--transport quic|tcp] [--passphrase-file F] <command> ...
+//
+//	hush init [--passphrase-file F | --no-passphrase]   create the encrypted store
+//	hush relays add ADDRESS                             add a relay to keep queues on
+//	hush relays list                                    list the relays
+//	hush invite [--name N]                              make a one-time invitation link
+//	hush accept LINK [--name N]                         accept an invitation
+//	hush contacts                                       list the contacts and their state
+//	hush send NAME TEXT                                 send a message
+//	hush receive [--wait DUR]                           print what arrived, then exit
+//	hush chat NAME                                      chat interactively
+//	hush demo                                           two relays and two clients in one process
+//
+// The store is in --home (default ~/.hush, or $HUSH_HOME). Run "hush help"
+// for the rest.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"golang.org/x/term"
+
+	"github.com/hushrelay/hush/client"
+)
+
+const usageText = `usage: hush [global flags] <command> [flags] [arguments]
+
+Commands:
+  init                 create the encrypted store (--passphrase-file F or
+                       --no-passphrase; else $HUSH_PASSPHRASE or a prompt)
+  relays add ADDRESS   add a relay (a hush://... address from its operator)
+  relays list          list the relays
+  invite [--name N]    print a one-time invitation link and its QR code
+  accept LINK          accept an invitation link (--name N names the contact)
+  contacts             list the contacts and their state
+  send NAME TEXT       send a message to a contact
+  receive              complete pending handshakes, resend what is queued,
+                       print what arrived and exit (--wait DUR of quiet)
+  chat NAME            send the lines typed, print the contact's as they arrive
+  demo                 run two relays and two clients in this process, on
+                       127.0.0.1, and show an invitation and a message each way
+  version              print the version
+  help                 print this help
+
+Global flags (before or after the command):
+  --home DIR           the store's directory (default $HUSH_HOME, else ~/.hush)
+  --json               print one JSON object per line
+  --transport T        "quic" or "tcp" only (default: QUIC, then TCP)
+  --passphrase-file F  read the store's passphrase from F's first line
+                       (default: $HUSH_PASSPHRASE, else a prompt)
+  --verbose            log the client library's details to standard error
+
+Run "hush <command> -h" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// Once a signal has arrived, restore the default behaviour so
+		// that a second Ctrl-C ends a slow shutdown.
+		<-ctx.Done()
+		stop()
+	}()
+	env := environment{
+		stdin:  os.Stdin,
+		stdout: os.Stdout,
+		stderr: os.Stderr,
+		getenv: os.Getenv,
+		readPassword: func(prompt string) ([]byte, error) {
+			fd := int(os.Stdin.Fd())
+			if !term.IsTerminal(fd) {
+				return nil, errNoTerminal
+			}
+			fmt.Fprint(os.Stderr, prompt)
+			pw, err := term.ReadPassword(fd)
+			fmt.Fprintln(os.Stderr)
+			return pw, err
+		},
+	}
+	err := run(ctx, os.Args[1:], env)
+	var uerr usageError
+	switch {
+	case err == nil:
+	case errors.As(err, &uerr):
+		fmt.Fprintf(os.Stderr, "hush: %v\n\n", err)
+		io.WriteString(os.Stderr, uerr.usage)
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "hush: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// environment is what run needs from the process.
+type environment struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// readPassword shows prompt and reads a line from the terminal without
+	// echo; it returns errNoTerminal when standard input is not one.
+	readPassword func(prompt string) ([]byte, error)
+}
+
+// errNoTerminal is returned by environment.readPassword when there is no
+// terminal to ask.
+var errNoTerminal = errors.New("standard input is not a terminal")
+
+// usageError is returned by run for a malformed command line; main prints
+// the message and usage, and exits with status 2.
+type usageError struct {
+	msg   string
+	usage string
+}
+
+func (e usageError) Error() string { return e.msg }
+
+// globals are the flags every command takes.
+type globals struct {
+	home           string
+	json           bool
+	transport      string
+	passphraseFile string
+	verbose        bool
+}
+
+// register adds the global flags to fs, with their current values as the
+// defaults, so that they may also follow the command.
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.home, "home", g.home, "the store's `directory`; the default comes from $HUSH_HOME if set, else ~/.hush")
+	fs.BoolVar(&g.json, "json", g.json, "print one JSON object per line")
+	fs.StringVar(&g.transport, "transport", g.transport, "`quic` or tcp only (default: QUIC first, then TCP)")
+	fs.StringVar(&g.passphraseFile, "passphrase-file", g.passphraseFile, "read the passphrase from the first line of `file`")
+	fs.BoolVar(&g.verbose, "verbose", g.verbose, "log the client library's details to standard error")
+}
+
+// cmd is one parsed command line, ready to run.
+type cmd struct {
+	globals
+	env environment
+}
+
+// run executes the command line args (without the program name).
+func run(ctx context.Context, args []string, env environment) error {
+	var g globals
+	if home := env.getenv("HUSH_HOME"); home != "" {
+		g.home = home
+	} else if dir, err := os.UserHomeDir(); err == nil {
+		g.home = filepath.Join(dir, ".hush")
+	}
+	gfs := flag.NewFlagSet("hush", flag.ContinueOnError)
+	gfs.SetOutput(io.Discard)
+	gfs.Usage = func() {}
+	g.register(gfs)
+	switch err := gfs.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		io.WriteString(env.stdout, usageText)
+		return nil
+	case err != nil:
+		return usageError{err.Error(), usageText}
+	}
+	args = gfs.Args()
+	if len(args) == 0 {
+		return usageError{"no command given", usageText}
+	}
+	verb, args := args[0], args[1:]
+	c := &cmd{env: env}
+	var (
+		fs        *flagSet
+		exec      func(args []string) error
+		nargs     = 0 // the number of arguments; negative: at least -nargs
+		argsUsage = ""
+		needsHome = true
+	)
+	switch verb {
+	case "help", "-h", "-help", "--help":
+		io.WriteString(env.stdout, usageText)
+		return nil
+	case "version", "-version", "--version":
+		fs = newFlagSet("version", "", "print the version")
+		needsHome = false
+		exec = func([]string) error {
+			fmt.Fprintf(env.stdout, "hush %s\n", version())
+			return nil
+		}
+	case "init":
+		fs = newFlagSet("init", "", "create the store in --home: encrypted under a passphrase (from --passphrase-file,\n$HUSH_PASSPHRASE or a prompt), or under a key file with --no-passphrase")
+		noPass := fs.Bool("no-passphrase", false, "no passphrase: keep the store's key in the file hush.key in --home")
+		exec = func([]string) error {
+			if *noPass && c.passphraseFile != "" {
+				return usageError{"use only one of --passphrase-file and --no-passphrase", fs.usage()}
+			}
+			return c.init(*noPass)
+		}
+	case "relays":
+		if len(args) == 0 {
+			return usageError{"relays: no subcommand given (add or list)", relaysUsage}
+		}
+		sub := args[0]
+		args = args[1:]
+		switch sub {
+		case "add":
+			fs = newFlagSet("relays add", "ADDRESS", "add a relay to keep queues on; ADDRESS is the hush://... address its operator gives")
+			nargs, argsUsage = 1, "ADDRESS"
+			exec = func(a []string) error { return c.relaysAdd(ctx, a[0]) }
+		case "list":
+			fs = newFlagSet("relays list", "", "list the relays")
+			exec = func([]string) error { return c.relaysList(ctx) }
+		case "-h", "-help", "--help", "help":
+			io.WriteString(env.stdout, relaysUsage)
+			return nil
+		default:
+			return usageError{fmt.Sprintf("relays: unknown subcommand %q", sub), relaysUsage}
+		}
+	case "invite":
+		fs = newFlagSet("invite", "", "print a one-time invitation link, alone on one line, and its QR code;\ngive it to one person, who runs \"hush accept LINK\"")
+		name := fs.String("name", "", "the `name` to give the contact (default: chosen automatically)")
+		timeout := fs.Duration("timeout", defaultRelayTimeout, "how long to try to reach the relay")
+		exec = func([]string) error { return c.invite(ctx, *name, *timeout) }
+	case "accept":
+		fs = newFlagSet("accept", "LINK", "accept an invitation link; the contact is connected once the inviter\nruns \"hush receive\" (or chat) and you do too")
+		name := fs.String("name", "", "the `name` to give the contact (default: chosen automatically)")
+		timeout := fs.Duration("timeout", defaultRelayTimeout, "how long to try to reach the relays")
+		nargs, argsUsage = 1, "LINK"
+		exec = func(a []string) error { return c.accept(ctx, a[0], *name, *timeout) }
+	case "contacts":
+		fs = newFlagSet("contacts", "", "list the contacts: name, state (invited, joining, connected) and messages waiting to be sent")
+		exec = func([]string) error { return c.contacts(ctx) }
+	case "send":
+		fs = newFlagSet("send", "NAME TEXT...", "send TEXT to the contact NAME (several arguments are joined with spaces);\nthe message is stored first, so nothing is lost if the relay cannot be reached")
+		timeout := fs.Duration("timeout", defaultFlushTimeout, "how long to wait for the relay to take the message; after it, the\nmessage stays queued for the next hush receive, chat or send")
+		nargs, argsUsage = -2, "NAME TEXT"
+		exec = func(a []string) error { return c.send(ctx, a[0], strings.Join(a[1:], " "), *timeout) }
+	case "receive":
+		fs = newFlagSet("receive", "", "connect to the relays, complete pending handshakes, resend queued messages,\nprint what arrives, and exit when nothing arrived for --wait")
+		wait := fs.Duration("wait", defaultWait, "exit after this long without anything arriving")
+		timeout := fs.Duration("timeout", defaultFlushTimeout, "how long to wait, before exiting, for queued messages to be taken by the relays")
+		exec = func([]string) error { return c.receive(ctx, *wait, *timeout) }
+	case "chat":
+		fs = newFlagSet("chat", "NAME", "chat with NAME: every line typed is sent; their messages are printed as\nthey arrive; end with Ctrl-D (or Ctrl-C)")
+		timeout := fs.Duration("timeout", defaultFlushTimeout, "how long to wait at the end for the last messages to be taken by the relay")
+		nargs, argsUsage = 1, "NAME"
+		exec = func(a []string) error { return c.chat(ctx, a[0], *timeout) }
+	case "demo":
+		fs = newFlagSet("demo", "", "start two relays and two clients, alice and bob, in this process on 127.0.0.1,\nwith temporary stores; show an invitation, its acceptance and a message each way")
+		needsHome = false
+		exec = func([]string) error { return c.demo(ctx) }
+	default:
+		return usageError{fmt.Sprintf("unknown command %q", verb), usageText}
+	}
+	g.register(fs.FlagSet)
+	rest, err := parseInterspersed(fs.FlagSet, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		io.WriteString(env.stdout, fs.usage())
+		return nil
+	case err != nil:
+		return usageError{err.Error(), fs.usage()}
+	}
+	switch {
+	case nargs >= 0 && len(rest) > nargs:
+		return usageError{fmt.Sprintf("unexpected argument %q", rest[nargs]), fs.usage()}
+	case nargs >= 0 && len(rest) < nargs, nargs < 0 && len(rest) < -nargs:
+		return usageError{fmt.Sprintf("missing %s", argsUsage), fs.usage()}
+	}
+	c.globals = g
+	switch c.transport {
+	case "", client.TransportQUIC, client.TransportTCP:
+	default:
+		return usageError{fmt.Sprintf("--transport must be %q or %q, not %q", client.TransportQUIC, client.TransportTCP, c.transport), fs.usage()}
+	}
+	if needsHome && c.home == "" {
+		return usageError{"no home directory: pass --home DIR or set $HUSH_HOME", fs.usage()}
+	}
+	return exec(rest)
+}
+
+// parseInterspersed parses args with fs, allowing flags after arguments
+// ("accept LINK --name N"), and returns the arguments. After "--" every
+// argument is taken as it is.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+const relaysUsage = `usage: hush relays add ADDRESS
+       hush relays list
+
+Relays keep the queues that carry your messages. Add at least two, from
+operators you trust not to collude: each contact then uses one relay per
+direction, and no single relay sees both.
+`
+
+// flagSet is a command's flags and the head of its usage text.
+type flagSet struct {
+	*flag.FlagSet
+	header string
+}
+
+func newFlagSet(name, args, doc string) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // run prints errors and usage itself
+	fs.Usage = func() {}
+	if args != "" {
+		args = " " + args
+	}
+	return &flagSet{fs, fmt.Sprintf("usage: hush %s [flags]%s\n\n%s\n", name, args, doc)}
+}
+
+// usage returns the command's usage text with its flags.
+func (fs *flagSet) usage() string {
+	var b strings.Builder
+	b.WriteString(fs.header)
+	b.WriteString("\nFlags:\n")
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	return b.String()
+}
+
+// logger returns the client library's logger: warnings and errors on
+// standard error, everything with --verbose.
+func (c *cmd) logger() *slog.Logger {
+	level := slog.LevelWarn
+	if c.verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(c.env.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// version returns the module version, or the VCS revision for a build from
+// a work tree, or "devel".
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if modified == "true" {
+		rev += "-dirty"
+	}
+	return "devel-" + rev
+}

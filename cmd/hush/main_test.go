@@ -1,0 +1,745 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hushrelay/hush/queue"
+)
+
+// The executables built by TestMain: hush, and hush-relay for the relays
+// the tests talk to.
+var hushBinary, relayBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hush-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	exe := ""
+	if runtime.GOOS == "windows" {
+		exe = ".exe"
+	}
+	hushBinary = filepath.Join(dir, "hush"+exe)
+	relayBinary = filepath.Join(dir, "hush-relay"+exe)
+	for _, b := range []struct{ out, pkg string }{
+		{hushBinary, "github.com/hushrelay/hush/cmd/hush"},
+		{relayBinary, "github.com/hushrelay/hush/cmd/hush-relay"},
+	} {
+		args := []string{"build", "-o", b.out}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		build := exec.Command("go", append(args, b.pkg)...)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n", b.pkg, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// baseEnv is the environment of every run: nothing of hush's from the
+// developer's shell, and, unless $GORACE says otherwise, no second of
+// sleep at the exit of a binary built with the race detector.
+func baseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HUSH_") {
+			env = append(env, kv)
+		}
+	}
+	if _, ok := os.LookupEnv("GORACE"); !ok {
+		env = append(env, "GORACE=atexit_sleep_ms=0")
+	}
+	return env
+}
+
+// startRelay runs "hush-relay start" on 127.0.0.1 with a fresh data
+// directory and no password, and returns its address once it printed it.
+// The relay is stopped at the end of the test.
+func startRelay(t *testing.T) queue.Address {
+	t.Helper()
+	return runRelay(t, filepath.Join(t.TempDir(), "relay"), "127.0.0.1:0").addr
+}
+
+// relayProcess is a running "hush-relay start".
+type relayProcess struct {
+	addr queue.Address
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+}
+
+// runRelay runs "hush-relay start" with the data directory dir, listening
+// on listen, and returns once it printed its address.
+func runRelay(t *testing.T, dir, listen string) *relayProcess {
+	t.Helper()
+	cmd := exec.Command(relayBinary, "start", "--data", dir, "--listen", listen, "--host", "127.0.0.1", "--no-password")
+	cmd.Env = baseEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &relayProcess{cmd: cmd, done: make(chan struct{})}
+	addr := make(chan string, 1)
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(out)
+		sent := false
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "address: "); ok && !sent {
+				addr <- a
+				sent = true
+			}
+		}
+		close(addr)
+		cmd.Wait()
+	}()
+	t.Cleanup(func() { p.stop(t) })
+	select {
+	case s, ok := <-addr:
+		if !ok {
+			<-p.done
+			t.Fatalf("hush-relay start exited without an address:\n%s", stderr.String())
+		}
+		a, err := queue.ParseAddress(s)
+		if err != nil {
+			t.Fatalf("hush-relay printed address %q: %v", s, err)
+		}
+		p.addr = a
+		return p
+	case <-time.After(time.Minute):
+		t.Fatal("hush-relay start printed no address within a minute")
+	}
+	panic("unreachable")
+}
+
+// stop stops the relay with SIGTERM (or, after a minute, SIGKILL) and
+// waits for it to exit.
+func (p *relayProcess) stop(t *testing.T) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(time.Minute):
+		t.Errorf("hush-relay did not stop within a minute of SIGTERM")
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// result is a finished hush run.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// user is one person's hush home, and the flags and environment that
+// every one of their commands gets.
+type user struct {
+	name  string
+	home  string
+	flags []string // global flags after --home
+	env   []string
+}
+
+func newUser(t *testing.T, name string) *user {
+	return &user{name: name, home: filepath.Join(t.TempDir(), name)}
+}
+
+// run runs "hush --home HOME FLAGS... args..." to completion, bounded in
+// time, with standard input from stdin (or empty).
+func (u *user) run(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	return hush(t, u.env, stdin, append(append([]string{"--home", u.home}, u.flags...), args...)...)
+}
+
+// ok runs args and fails the test unless hush succeeds.
+func (u *user) ok(t *testing.T, args ...string) result {
+	t.Helper()
+	r := u.run(t, "", args...)
+	mustSucceed(t, r, args)
+	return r
+}
+
+// hush runs the binary to completion, bounded in time.
+func hush(t *testing.T, env []string, stdin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hushBinary, args...)
+	cmd.Env = append(baseEnv(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ctx.Err() != nil {
+			t.Fatalf("hush %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, r.stdout, r.stderr)
+		}
+		r.code = ee.ExitCode()
+	}
+	return r
+}
+
+func mustSucceed(t *testing.T, r result, args []string) {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("hush %s: exit status %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+}
+
+// mustFail fails the test unless r exited with status code and its
+// standard error holds every one of want.
+func mustFail(t *testing.T, r result, code int, want ...string) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit status %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, code, r.stdout, r.stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("standard error lacks %q:\n%s", w, r.stderr)
+		}
+	}
+}
+
+// receiveUntil runs "hush receive" until everything in want has been
+// printed, and returns all it printed. Each run exits after a second
+// without news, so a slow machine may need several; it gives up after
+// 30 runs.
+func (u *user) receiveUntil(t *testing.T, want ...string) string {
+	t.Helper()
+	var all strings.Builder
+	for range 30 {
+		r := u.ok(t, "receive", "--wait", "1s")
+		all.WriteString(r.stdout)
+		missing := false
+		for _, w := range want {
+			if !strings.Contains(all.String(), w) {
+				missing = true
+			}
+		}
+		if !missing {
+			return all.String()
+		}
+	}
+	t.Fatalf("%s: hush receive did not print all of %q in 30 runs; it printed:\n%s", u.name, want, all.String())
+	return ""
+}
+
+// jsonLine decodes the single JSON line of out into v.
+func jsonLine(t *testing.T, out string, v any) {
+	t.Helper()
+	if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
+		t.Fatalf("want one line of JSON, got:\n%s", out)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("%v in %s", err, out)
+	}
+}
+
+// contactsJSON is the output of "hush --json contacts".
+type contactsJSON struct {
+	Contacts []struct {
+		Name        string    `json:"name"`
+		State       string    `json:"state"`
+		Created     time.Time `json:"created"`
+		SharedRelay bool      `json:"shared_relay"`
+		Outbox      int       `json:"outbox"`
+	} `json:"contacts"`
+}
+
+// states returns the state of each contact of u.
+func (u *user) states(t *testing.T) map[string]string {
+	t.Helper()
+	var out contactsJSON
+	jsonLine(t, u.ok(t, "--json", "contacts").stdout, &out)
+	m := make(map[string]string)
+	for _, c := range out.Contacts {
+		if c.Created.IsZero() {
+			t.Errorf("%s's contact %s has no creation time", u.name, c.Name)
+		}
+		m[c.Name] = c.State
+	}
+	return m
+}
+
+// hasQR reports whether out holds a QR code of half blocks.
+func hasQR(out string) bool {
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Count(line, "█") >= 10 {
+			n++
+		}
+	}
+	return n >= 10
+}
+
+// TestJourney follows the README's quick start for users: two people, two
+// relays, an invitation, a message each way.
+func TestJourney(t *testing.T) {
+	r1, r2 := startRelay(t), startRelay(t)
+
+	alice := newUser(t, "alice")
+	r := alice.ok(t, "init", "--no-passphrase")
+	if !strings.Contains(r.stdout, "initialized") {
+		t.Errorf("init printed:\n%s", r.stdout)
+	}
+	if _, err := os.Stat(filepath.Join(alice.home, "hush.key")); err != nil {
+		t.Errorf("init --no-passphrase made no key file: %v", err)
+	}
+	if fi, err := os.Stat(alice.home); err != nil {
+		t.Fatal(err)
+	} else if runtime.GOOS != "windows" && fi.Mode().Perm() != 0o700 {
+		t.Errorf("home directory: mode %#o, want 0700", fi.Mode().Perm())
+	}
+
+	bob := newUser(t, "bob")
+	pw := filepath.Join(t.TempDir(), "passphrase")
+	if err := os.WriteFile(pw, []byte("correct horse battery staple\nignored\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bob.ok(t, "init", "--passphrase-file", pw)
+	if _, err := os.Stat(filepath.Join(bob.home, "hush.key")); err == nil {
+		t.Error("init --passphrase-file made a key file")
+	}
+	bob.flags = []string{"--passphrase-file", pw}
+
+	for _, u := range []*user{alice, bob} {
+		for _, a := range []queue.Address{r1, r2} {
+			r := u.ok(t, "relays", "add", a.String())
+			if !strings.Contains(r.stdout, a.HostPort()) {
+				t.Errorf("relays add printed:\n%s", r.stdout)
+			}
+		}
+		var list struct {
+			Relays []struct {
+				Address string `json:"address"`
+			} `json:"relays"`
+		}
+		jsonLine(t, u.ok(t, "--json", "relays", "list").stdout, &list)
+		if len(list.Relays) != 2 {
+			t.Fatalf("%s: relays list: %+v, want both relays", u.name, list)
+		}
+		r := u.ok(t, "relays", "list")
+		if !strings.Contains(r.stdout, r1.String()) || !strings.Contains(r.stdout, r2.String()) {
+			t.Errorf("relays list printed:\n%s", r.stdout)
+		}
+	}
+
+	// The invitation: the link alone on the first line, then its QR code.
+	r = alice.ok(t, "invite", "--name", "bob")
+	link, _, _ := strings.Cut(r.stdout, "\n")
+	if link == "" || strings.ContainsAny(link, " \t") {
+		t.Fatalf("invite's first line is %q, want the link alone", link)
+	}
+	if !hasQR(r.stdout) {
+		t.Errorf("invite printed no QR code:\n%s", r.stdout)
+	}
+	if strings.Contains(r.stderr, "share") {
+		t.Errorf("invite with two relays warns:\n%s", r.stderr)
+	}
+	if got := alice.states(t); got["bob"] != "invited" {
+		t.Errorf("alice's contacts after invite: %v, want bob invited", got)
+	}
+
+	// Sending before the invitation is accepted fails clearly.
+	mustFail(t, alice.run(t, "", "send", "bob", "too early"), 1, "not connected")
+
+	r = bob.ok(t, "accept", link, "--name", "alice")
+	if !strings.Contains(r.stdout, "alice") {
+		t.Errorf("accept printed:\n%s", r.stdout)
+	}
+	if strings.Contains(r.stderr, "share") {
+		t.Errorf("accept with two relays warns:\n%s", r.stderr)
+	}
+	if got := bob.states(t); got["alice"] != "joining" {
+		t.Errorf("bob's contacts after accept: %v, want alice joining", got)
+	}
+
+	alice.receiveUntil(t, "bob connected")
+	bob.receiveUntil(t, "alice connected")
+
+	r = alice.ok(t, "send", "bob", "hi")
+	if strings.TrimSpace(r.stdout) != "sent" {
+		t.Errorf("send printed %q, want \"sent\"", r.stdout)
+	}
+	bob.receiveUntil(t, "alice: hi\n")
+
+	// The JSON variants.
+	var sent struct {
+		Seq    uint64 `json:"seq"`
+		Status string `json:"status"`
+	}
+	jsonLine(t, bob.ok(t, "--json", "send", "--timeout", "1m", "alice", "yo", "there").stdout, &sent)
+	if sent.Status != "sent" || sent.Seq == 0 {
+		t.Errorf("send --json: %+v, want a sequence number and status sent", sent)
+	}
+	var got []map[string]any
+	for range 30 {
+		r := alice.ok(t, "--json", "receive", "--wait", "1s")
+		found := false
+		for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+			if line == "" {
+				continue
+			}
+			var ev map[string]any
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				t.Fatalf("receive --json printed %q: %v", line, err)
+			}
+			got = append(got, ev)
+			if ev["event"] == "message" && ev["contact"] == "bob" && ev["text"] == "yo there" && ev["seq"] == float64(sent.Seq) {
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		if len(got) > 100 {
+			t.Fatal("too many events")
+		}
+	}
+	if len(got) == 0 || got[len(got)-1]["event"] != "message" {
+		t.Fatalf("alice's receive --json printed %v, want bob's message last", got)
+	}
+
+	// Messages are shown once.
+	r = alice.ok(t, "receive", "--wait", "1s")
+	if strings.Contains(r.stdout, "yo there") {
+		t.Errorf("a second receive shows the message again:\n%s", r.stdout)
+	}
+
+	for _, u := range []*user{alice, bob} {
+		other := map[*user]string{alice: "bob", bob: "alice"}[u]
+		if got := u.states(t); got[other] != "connected" || len(got) != 1 {
+			t.Errorf("%s's contacts: %v, want %s connected", u.name, got, other)
+		}
+		r := u.ok(t, "contacts")
+		if !strings.Contains(r.stdout, other) || !strings.Contains(r.stdout, "connected") {
+			t.Errorf("%s's contacts printed:\n%s", u.name, r.stdout)
+		}
+	}
+
+	// A link works once.
+	carol := newUser(t, "carol")
+	carol.ok(t, "init", "--no-passphrase")
+	carol.ok(t, "relays", "add", r1.String())
+	carol.ok(t, "relays", "add", r2.String())
+	mustFail(t, carol.run(t, "", "accept", link), 1, "invitation was already used")
+
+	// The passphrase: wrong, missing, from the environment.
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	if err := os.WriteFile(wrong, []byte("incorrect horse\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustFail(t, hush(t, nil, "", "--home", bob.home, "--passphrase-file", wrong, "contacts"), 1, "wrong passphrase")
+	mustFail(t, hush(t, []string{"HUSH_PASSPHRASE=nope"}, "", "--home", bob.home, "contacts"), 1, "wrong passphrase", "$HUSH_PASSPHRASE")
+	mustFail(t, hush(t, nil, "", "--home", bob.home, "contacts"), 1, "passphrase", "--passphrase-file")
+	r = hush(t, []string{"HUSH_PASSPHRASE=correct horse battery staple", "HUSH_HOME=" + bob.home}, "", "contacts")
+	mustSucceed(t, r, []string{"contacts"})
+	if !strings.Contains(r.stdout, "alice") {
+		t.Errorf("contacts with $HUSH_HOME and $HUSH_PASSPHRASE printed:\n%s", r.stdout)
+	}
+	// $HUSH_PASSPHRASE does not get in the way of a store with a key file.
+	r = hush(t, []string{"HUSH_PASSPHRASE=for another store"}, "", "--home", alice.home, "contacts")
+	mustSucceed(t, r, []string{"contacts"})
+}
+
+// pair makes two users who know the relays and are connected to each
+// other, a calling b "b" and b calling a "a".
+func pair(t *testing.T, relays ...queue.Address) (a, b *user) {
+	t.Helper()
+	a, b = newUser(t, "a"), newUser(t, "b")
+	for _, u := range []*user{a, b} {
+		u.ok(t, "init", "--no-passphrase")
+		for _, r := range relays {
+			u.ok(t, "relays", "add", r.String())
+		}
+	}
+	var inv struct {
+		Link string `json:"link"`
+	}
+	r := a.ok(t, "--json", "invite", "--name", "b")
+	jsonLine(t, r.stdout, &inv)
+	if inv.Link == "" {
+		t.Fatalf("invite --json printed %s", r.stdout)
+	}
+	b.ok(t, "accept", "--name", "a", inv.Link)
+	a.receiveUntil(t, "b connected")
+	b.receiveUntil(t, "a connected")
+	return a, b
+}
+
+func TestSingleRelay(t *testing.T) {
+	relay := startRelay(t)
+	a, b := newUser(t, "a"), newUser(t, "b")
+	for _, u := range []*user{a, b} {
+		u.ok(t, "init", "--no-passphrase")
+		u.ok(t, "relays", "add", relay.String())
+	}
+	r := a.ok(t, "invite")
+	link, _, _ := strings.Cut(r.stdout, "\n")
+	if !strings.Contains(r.stderr, "warning") || !strings.Contains(r.stderr, "share") {
+		t.Errorf("invite with one relay does not warn:\n%s", r.stderr)
+	}
+	r = b.ok(t, "accept", link)
+	if !strings.Contains(r.stderr, "warning") || !strings.Contains(r.stderr, "share") {
+		t.Errorf("accept with one relay does not warn:\n%s", r.stderr)
+	}
+	// Automatic names: one contact each, whatever it is called.
+	names := func(u *user) string {
+		var out contactsJSON
+		jsonLine(t, u.ok(t, "--json", "contacts").stdout, &out)
+		if len(out.Contacts) != 1 || out.Contacts[0].Name == "" {
+			t.Fatalf("%s's contacts: %+v, want one", u.name, out)
+		}
+		return out.Contacts[0].Name
+	}
+	toB, toA := names(a), names(b)
+	a.receiveUntil(t, toB+" connected")
+	b.receiveUntil(t, toA+" connected")
+	a.ok(t, "send", toB, "over", "one", "relay")
+	b.receiveUntil(t, toA+": over one relay\n")
+
+	var out contactsJSON
+	jsonLine(t, b.ok(t, "--json", "contacts").stdout, &out)
+	if !out.Contacts[0].SharedRelay || out.Contacts[0].State != "connected" {
+		t.Errorf("b's contacts: %+v, want a connected contact sharing one relay", out)
+	}
+	if r := b.ok(t, "contacts"); !strings.Contains(r.stdout, "share") {
+		t.Errorf("contacts does not show the shared relay:\n%s", r.stdout)
+	}
+}
+
+func TestChat(t *testing.T) {
+	a, b := pair(t, startRelay(t), startRelay(t))
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hushBinary, "--home", a.home, "chat", "b")
+	cmd.Env = baseEnv()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 100)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	defer func() {
+		cancel()
+		wg.Wait()
+		cmd.Wait()
+	}()
+
+	io.WriteString(stdin, "line one\n\n")
+	b.receiveUntil(t, "a: line one\n")
+	b.ok(t, "send", "a", "a reply")
+	var seen []string
+	for found := false; !found; {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("chat ended before showing the reply; it printed %q\nstderr:\n%s", seen, stderr.String())
+			}
+			seen = append(seen, line)
+			found = line == "b: a reply"
+		case <-ctx.Done():
+			t.Fatalf("chat did not show the reply; it printed %q", seen)
+		}
+	}
+	io.WriteString(stdin, "line two\r\n")
+	stdin.Close()
+	for range lines {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("chat after the end of its input: %v\nstderr:\n%s", err, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "queued") {
+		t.Errorf("chat left messages queued:\n%s", stderr.String())
+	}
+	out := b.receiveUntil(t, "a: line two\n")
+	if strings.Contains(out, "a: \n") {
+		t.Errorf("the empty line was sent:\n%s", out)
+	}
+}
+
+// TestRelayDown checks that a message sent while the relays are down is
+// queued, and sent by the next receive once they are back.
+func TestRelayDown(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGTERM on Windows")
+	}
+	dirs := []string{filepath.Join(t.TempDir(), "r1"), filepath.Join(t.TempDir(), "r2")}
+	p1, p2 := runRelay(t, dirs[0], "127.0.0.1:0"), runRelay(t, dirs[1], "127.0.0.1:0")
+	a, b := pair(t, p1.addr, p2.addr)
+	p1.stop(t)
+	p2.stop(t)
+
+	var sent struct {
+		Status string `json:"status"`
+	}
+	jsonLine(t, a.ok(t, "--json", "send", "--timeout", "2s", "b", "while down").stdout, &sent)
+	if sent.Status != "queued" {
+		t.Fatalf("send while the relays are down: status %q, want queued", sent.Status)
+	}
+	if r := a.ok(t, "send", "--timeout", "1s", "b", "still down"); !strings.Contains(r.stdout, "queued: will be retried") {
+		t.Errorf("send while the relays are down printed:\n%s", r.stdout)
+	}
+	var out contactsJSON
+	jsonLine(t, a.ok(t, "--json", "contacts").stdout, &out)
+	if len(out.Contacts) != 1 || out.Contacts[0].Outbox != 2 {
+		t.Errorf("contacts while the relays are down: %+v, want 2 messages queued", out)
+	}
+	r := a.ok(t, "receive", "--wait", "10ms", "--timeout", "10ms")
+	if !strings.Contains(r.stderr, "2 messages are still queued") {
+		t.Errorf("receive while the relays are down does not warn about the queue:\n%s", r.stderr)
+	}
+	mustFail(t, a.run(t, "", "invite", "--timeout", "2s"), 1, "could not reach the relay within 2s")
+
+	// Back, on the same ports and with the same identities.
+	runRelay(t, dirs[0], p1.addr.HostPort())
+	runRelay(t, dirs[1], p2.addr.HostPort())
+	for range 30 {
+		a.ok(t, "receive", "--wait", "1s")
+		jsonLine(t, a.ok(t, "--json", "contacts").stdout, &out)
+		if out.Contacts[0].Outbox == 0 {
+			break
+		}
+	}
+	b.receiveUntil(t, "a: while down\na: still down\n")
+}
+
+func TestDemo(t *testing.T) {
+	r := hush(t, nil, "", "demo")
+	mustSucceed(t, r, []string{"demo"})
+	for _, want := range []string{"hello bob", "hello alice", "alice: bob connected", "bob: alice connected"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("demo did not print %q:\n%s", want, r.stdout)
+		}
+	}
+	r = hush(t, nil, "", "--json", "--transport", "tcp", "demo")
+	mustSucceed(t, r, []string{"--json", "demo"})
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var step struct {
+			MS   *int64 `json:"ms"`
+			Step string `json:"step"`
+		}
+		if err := json.Unmarshal([]byte(line), &step); err != nil || step.MS == nil || step.Step == "" {
+			t.Errorf("demo --json printed %q (%v)", line, err)
+		}
+	}
+	if !strings.Contains(r.stdout, "hello alice") {
+		t.Errorf("demo --json did not print the second message:\n%s", r.stdout)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "usage: hush"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"--home", home, "send", "bob"}, 2, "missing NAME TEXT"},
+		{[]string{"--home", home, "contacts", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"--home", home, "relays"}, 2, "add or list"},
+		{[]string{"--home", home, "invite", "--bogus"}, 2, "usage: hush invite"},
+		{[]string{"--transport", "udp", "demo"}, 2, "--transport"},
+		{[]string{"--home", home, "init", "--no-passphrase", "--passphrase-file", "x"}, 2, "only one of"},
+		{[]string{"--home", home, "contacts"}, 1, `run "hush init"`},
+		{[]string{"--home", home, "init"}, 1, "--no-passphrase"}, // no terminal to ask
+	} {
+		mustFail(t, hush(t, nil, "", tc.args...), tc.code, tc.want)
+	}
+	for _, args := range [][]string{{"help"}, {"-h"}, {"send", "-h"}, {"relays", "help"}} {
+		r := hush(t, nil, "", args...)
+		mustSucceed(t, r, args)
+		if !strings.Contains(r.stdout, "usage: hush") {
+			t.Errorf("%v printed no usage:\n%s", args, r.stdout)
+		}
+	}
+
+	// $HUSH_PASSPHRASE for init; a second init is refused.
+	r := hush(t, []string{"HUSH_PASSPHRASE=from the environment"}, "", "--home", home, "--json", "init")
+	mustSucceed(t, r, []string{"init"})
+	var init struct {
+		Home       string `json:"home"`
+		Passphrase bool   `json:"passphrase"`
+	}
+	jsonLine(t, r.stdout, &init)
+	if init.Home != home || !init.Passphrase {
+		t.Errorf("init --json: %+v", init)
+	}
+	mustFail(t, hush(t, nil, "", "--home", home, "init", "--no-passphrase"), 1, "already initialized")
+	env := []string{"HUSH_PASSPHRASE=from the environment"}
+	mustFail(t, hush(t, env, "", "--home", home, "relays", "add", "hush://nonsense"), 1, "not a relay address")
+	mustFail(t, hush(t, env, "", "--home", home, "invite"), 1, "no relay configured", "hush relays add")
+	mustFail(t, hush(t, env, "", "--home", home, "accept", "hush:/invite#garbage"), 1, "no relay configured")
+	mustFail(t, hush(t, env, "", "--home", home, "send", "nobody", "hi"), 1, `no contact named "nobody"`)
+	mustFail(t, hush(t, env, "", "--home", home, "chat", "nobody"), 1, `no contact named "nobody"`)
+	r = hush(t, env, "", "--home", home, "receive", "--wait", "10ms")
+	mustSucceed(t, r, []string{"receive"})
+	if r.stdout != "" {
+		t.Errorf("receive with nothing to receive printed %q", r.stdout)
+	}
+}
+
+func TestBadLink(t *testing.T) {
+	relay := startRelay(t)
+	u := newUser(t, "u")
+	u.ok(t, "init", "--no-passphrase")
+	u.ok(t, "relays", "add", relay.String())
+	mustFail(t, u.run(t, "", "accept", "hush:/invite#garbage"), 1, "not a valid hush invitation link")
+	mustFail(t, u.run(t, "", "accept", "https://example.org/"), 1, "not a valid hush invitation link")
+	if got := u.states(t); len(got) != 0 {
+		t.Errorf("a bad link made contacts: %v", got)
+	}
+}
