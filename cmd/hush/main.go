@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	hush [--home DIR] [--json] [--transport quic|tcp] [--passphrase-file F] <command> ...
+//	hush [--home DIR] [--json] [--transport quic|tcp] [--tor off|prefer|required] [--socks ADDR] [--passphrase-file F] <command> ...
 //
 //	hush init [--passphrase-file F | --no-passphrase]   create the encrypted store
 //	hush relays add ADDRESS                             add a relay to keep queues on
@@ -62,6 +62,10 @@ Global flags (before or after the command):
   --home DIR           the store's directory (default $HUSH_HOME, else ~/.hush)
   --json               print one JSON object per line
   --transport T        "quic" or "tcp" only (default: QUIC, then TCP)
+  --tor MODE           off, prefer (onion hosts through Tor when it runs) or
+                       required (everything through Tor: no UDP, no direct
+                       connection, no local DNS lookup); default off
+  --socks ADDR         Tor's SOCKS5 proxy (default 127.0.0.1:9050)
   --passphrase-file F  read the store's passphrase from F's first line
                        (default: $HUSH_PASSPHRASE, else a prompt)
   --verbose            log the client library's details to standard error
@@ -136,6 +140,8 @@ type globals struct {
 	home           string
 	json           bool
 	transport      string
+	tor            string
+	socks          string
 	passphraseFile string
 	verbose        bool
 }
@@ -146,6 +152,8 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.home, "home", g.home, "the store's `directory`; the default comes from $HUSH_HOME if set, else ~/.hush")
 	fs.BoolVar(&g.json, "json", g.json, "print one JSON object per line")
 	fs.StringVar(&g.transport, "transport", g.transport, "`quic` or tcp only (default: QUIC first, then TCP)")
+	fs.StringVar(&g.tor, "tor", g.tor, "`off`, prefer or required: route relay connections through Tor")
+	fs.StringVar(&g.socks, "socks", g.socks, "Tor's SOCKS5 proxy `host:port` (default 127.0.0.1:9050)")
 	fs.StringVar(&g.passphraseFile, "passphrase-file", g.passphraseFile, "read the passphrase from the first line of `file`")
 	fs.BoolVar(&g.verbose, "verbose", g.verbose, "log the client library's details to standard error")
 }
@@ -284,6 +292,15 @@ func run(ctx context.Context, args []string, env environment) error {
 	case "", client.TransportQUIC, client.TransportTCP:
 	default:
 		return usageError{fmt.Sprintf("--transport must be %q or %q, not %q", client.TransportQUIC, client.TransportTCP, c.transport), fs.usage()}
+	}
+	switch c.tor {
+	case "", client.TorOff, client.TorPrefer:
+	case client.TorRequired:
+		if c.transport == client.TransportQUIC {
+			return usageError{"--tor=required cannot use QUIC: Tor carries TCP only", fs.usage()}
+		}
+	default:
+		return usageError{fmt.Sprintf("--tor must be off, prefer or required, not %q", c.tor), fs.usage()}
 	}
 	if needsHome && c.home == "" {
 		return usageError{"no home directory: pass --home DIR or set $HUSH_HOME", fs.usage()}

@@ -129,7 +129,7 @@ func (c *cmd) open(ctx context.Context, offline bool) (*client.Client, error) {
 	cfg := client.Config{
 		Home:       c.home,
 		Passphrase: pass,
-		Dial:       client.DialConfig{Transport: c.transport},
+		Dial:       client.DialConfig{Transport: c.transport, Tor: c.tor, SOCKS: c.socks},
 		Offline:    offline,
 		Logger:     c.logger(),
 	}
