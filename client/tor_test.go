@@ -146,6 +146,12 @@ func TestTorEndToEnd(t *testing.T) {
 
 	step = time.Now()
 	r.restart(ctx)
+	// The client tor caches the old descriptor, whose introduction points
+	// may accept an introduction for the stopped service and leave the
+	// client waiting minutes for a rendezvous: forget it.
+	if err := ctor.NewCircuits(); err != nil {
+		t.Fatal(err)
+	}
 	if r.addr.Onion != onion {
 		t.Fatalf("the onion host changed across the restart: %s, then %s", onion, r.addr.Onion)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
+	"time"
 
 	"golang.org/x/net/proxy"
 )
@@ -81,8 +83,49 @@ func (d Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn
 		// x/net/proxy reports an aborted handshake as the I/O error it
 		// caused; name the real cause.
 		return nil, fmt.Errorf("torutil: dial %s via %s: %w", addr, d.Proxy, ctx.Err())
+	case pastDeadline(ctx) && isTimeout(err):
+		// The connection's deadline, set from ctx's, can expire a moment
+		// before ctx reports it.
+		return nil, fmt.Errorf("torutil: dial %s via %s: %w", addr, d.Proxy, context.DeadlineExceeded)
+	}
+	if reason := torReply(err); reason != "" {
+		return nil, fmt.Errorf("torutil: dial %s via %s: %s: %w", addr, d.Proxy, reason, err)
 	}
 	return nil, fmt.Errorf("torutil: dial %s via %s: %w", addr, d.Proxy, err)
+}
+
+// torReplies are the meanings of the SOCKS5 reply codes that tor adds
+// for onion services on a SocksPort with ExtendedErrors (tor's
+// socks-extensions.txt).
+var torReplies = map[string]string{
+	"240": "onion service descriptor not found",
+	"241": "onion service descriptor invalid",
+	"242": "onion service introduction failed",
+	"243": "onion service rendezvous failed",
+	"244": "onion service client authorization missing",
+	"245": "onion service client authorization wrong",
+	"246": "invalid onion address",
+	"247": "onion service introduction timed out",
+}
+
+// torReply returns the meaning of tor's extended SOCKS reply in err,
+// which x/net/proxy reports as "unknown code: N", or "".
+func torReply(err error) string {
+	_, code, ok := strings.Cut(err.Error(), "unknown code: ")
+	if !ok {
+		return ""
+	}
+	return torReplies[code]
+}
+
+func pastDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // forwardDialer makes the TCP connection to the proxy and marks a failure

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +35,9 @@ type socksServer struct {
 	target string
 	reqs   chan socksRequest
 	wg     sync.WaitGroup
+	// fail maps host names to the reply code the server gives them
+	// instead of connecting.
+	fail map[string]byte
 }
 
 func newSOCKSServer(t *testing.T, target string) *socksServer {
@@ -42,7 +46,7 @@ func newSOCKSServer(t *testing.T, target string) *socksServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &socksServer{ln: ln, target: target, reqs: make(chan socksRequest, 16)}
+	s := &socksServer{ln: ln, target: target, reqs: make(chan socksRequest, 16), fail: make(map[string]byte)}
 	s.wg.Go(func() {
 		for {
 			c, err := ln.Accept()
@@ -118,6 +122,10 @@ func (s *socksServer) serve(c net.Conn) {
 	}
 	r.port = int(binary.BigEndian.Uint16(port[:]))
 	s.reqs <- r
+	if code := s.fail[r.host]; code != 0 {
+		c.Write([]byte{5, code, 0, 1, 0, 0, 0, 0, 0, 0})
+		return
+	}
 	up, err := net.Dial("tcp", s.target)
 	if err != nil {
 		c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0}) // connection refused
@@ -216,6 +224,33 @@ func TestDialerSOCKS(t *testing.T) {
 	}
 	if rd2 := dial(def, "127.0.0.1:80"); rd2.user != rd.user {
 		t.Errorf("the default isolation changed between dials: %q, %q", rd.user, rd2.user)
+	}
+}
+
+func TestDialerTorReplies(t *testing.T) {
+	srv := newSOCKSServer(t, echoServer(t))
+	srv.fail[testOnion] = 0xf0
+	srv.fail["refused.example"] = 5
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d := torutil.Dialer{Proxy: srv.ln.Addr().String()}
+	for host, want := range map[string]string{
+		testOnion:         "onion service descriptor not found",
+		"refused.example": "connection refused",
+	} {
+		c, err := d.DialContext(ctx, "tcp", host+":80")
+		if err == nil {
+			c.Close()
+			t.Fatalf("dial %s succeeded", host)
+		}
+		<-srv.reqs
+		t.Logf("%s: %v", host, err)
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("dial %s: %v, want %q", host, err, want)
+		}
+		if errors.Is(err, torutil.ErrProxyUnreachable) {
+			t.Errorf("dial %s: a refusal reported as an unreachable proxy", host)
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cretz/bine/control"
 	bineed25519 "github.com/cretz/bine/torutil/ed25519"
@@ -133,6 +134,10 @@ func writeNewFile(name string, data []byte) error {
 // control protocol uses.
 func serviceID(host string) string { return strings.TrimSuffix(host, ".onion") }
 
+// uploadGrace is how long Publish waits, after the first directory has
+// the descriptor, for uploads to the other directories to finish.
+const uploadGrace = 10 * time.Second
+
 // Publish publishes an onion service that forwards connections to its
 // port onionPort to target, a local TCP address given as IP:port (for
 // example the relay's TLS listener "127.0.0.1:5223"; no name is resolved).
@@ -141,11 +146,14 @@ func serviceID(host string) string { return strings.TrimSuffix(host, ".onion") }
 // the onion host stays the same across restarts.
 //
 // Publish returns the onion host ("<56 characters>.onion") once tor
-// reports that it has uploaded the service descriptor to a directory,
-// which is when clients can start to reach it. ctx bounds the wait; on
-// failure the service is removed again. remove removes the service
-// (DEL_ONION); it is idempotent and returns nil once the Tor is closed,
-// since closing it ends its services too.
+// reports that the service descriptor is on the onion service directories
+// it was sent to (waiting at most 10 s for the others once the first has
+// it), which is when clients can start to reach it. ctx bounds the wait;
+// on failure the service is removed again. Publishing a key that is
+// already published through the same tor fails.
+//
+// remove removes the service (DEL_ONION); it is idempotent and returns
+// nil once the Tor is closed, since closing it ends its services too.
 func (t *Tor) Publish(ctx context.Context, keyFile string, onionPort int, target string) (onion string, remove func() error, err error) {
 	if onionPort < 1 || onionPort > 65535 {
 		return "", nil, fmt.Errorf("torutil: onion port %d out of range", onionPort)
@@ -175,10 +183,12 @@ func (t *Tor) Publish(ctx context.Context, keyFile string, onionPort int, target
 		t.mu.Unlock()
 	}()
 
+	t.reqMu.Lock()
 	resp, err := t.ctl.AddOnion(&control.AddOnionRequest{
 		Key:   &control.ED25519Key{KeyPair: bineed25519.FromCryptoPrivateKey(key)},
 		Ports: []*control.KeyVal{{Key: strconv.Itoa(onionPort), Val: target}},
 	})
+	t.reqMu.Unlock()
 	if err != nil {
 		return "", nil, fmt.Errorf("torutil: publish onion %s: %w", host, t.ctlErr(err))
 	}
@@ -189,7 +199,10 @@ func (t *Tor) Publish(ctx context.Context, keyFile string, onionPort int, target
 		if closed {
 			return nil
 		}
-		if err := t.ctl.DelOnion(id); err != nil {
+		t.reqMu.Lock()
+		err := t.ctl.DelOnion(id)
+		t.reqMu.Unlock()
+		if err != nil {
 			return fmt.Errorf("torutil: remove onion %s: %w", host, t.ctlErr(err))
 		}
 		return nil
@@ -198,7 +211,14 @@ func (t *Tor) Publish(ctx context.Context, keyFile string, onionPort int, target
 		remove()
 		return "", nil, fmt.Errorf("torutil: tor published the key in %s as %s.onion, not %s", keyFile, resp.ServiceID, host)
 	}
-	err = t.wait(ctx, func() bool { return w.uploaded })
+	err = t.wait(ctx, func() bool { return w.uploaded > 0 })
+	if err == nil {
+		// tor uploads the descriptor to several directories at once; a
+		// client may ask any of them. Give the others a moment to finish.
+		gctx, cancel := context.WithTimeout(ctx, uploadGrace)
+		t.wait(gctx, func() bool { return !w.pending() })
+		cancel()
+	}
 	if err != nil {
 		t.mu.Lock()
 		msg := fmt.Sprintf("%d descriptor uploads started, %d failed", w.attempts, w.failures)
@@ -207,7 +227,11 @@ func (t *Tor) Publish(ctx context.Context, keyFile string, onionPort int, target
 		}
 		t.mu.Unlock()
 		remove()
-		return "", nil, fmt.Errorf("torutil: onion %s not published (%s): %w", host, msg, err)
+		err = fmt.Errorf("torutil: onion %s not published (%s): %w", host, msg, err)
+		if t.logs != nil {
+			err = fmt.Errorf("%w; tor's last log lines:\n%s", err, t.logs)
+		}
+		return "", nil, err
 	}
 	return host, remove, nil
 }

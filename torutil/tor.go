@@ -36,9 +36,8 @@ var (
 	// ErrTorFailed is returned (wrapped, with the cause and tor's last log
 	// lines where there are any) by Start when tor cannot be started,
 	// controlled or bootstrapped within the time allowed, and by Attach
-	// when tor's control port cannot be reached or authenticated to or has
-	// no SOCKS listener. It is also returned by Publish when the control
-	// connection to tor is lost.
+	// when tor's control port cannot be reached or authenticated to. It is
+	// also returned by Publish when the control connection to tor is lost.
 	ErrTorFailed = errors.New("torutil: tor failed")
 )
 
@@ -54,7 +53,7 @@ const closeTimeout = 10 * time.Second
 // error messages.
 const logLines = 40
 
-// events is the capacity of the channel that carries control-port events
+// eventBuffer is the capacity of the channel that carries control-port events
 // from the reading goroutine to the dispatching goroutine. The dispatcher
 // never blocks, so this only absorbs bursts.
 const eventBuffer = 64
@@ -89,11 +88,16 @@ type StartConfig struct {
 // A Tor runs two goroutines until Close: one reads the control
 // connection's asynchronous events and one dispatches them.
 type Tor struct {
-	ctl     *control.Conn
-	socks   string
+	socks   string      // set before Start or Attach returns
 	proc    *torProcess // set by Start only
+	logs    *logTail    // set by Start only: the tail of tor's log
 	netConn net.Conn    // set by Attach only
-	logs    *logTail    // set by Start only
+
+	// reqMu serializes control requests on ctl: bine's Conn takes its
+	// read lock before waiting for a reply's turn, so two requests at once
+	// can deadlock. The event reader uses ctl without it.
+	reqMu sync.Mutex
+	ctl   *control.Conn
 
 	events       chan control.Event
 	readerDone   chan struct{}
@@ -123,11 +127,14 @@ type bootStatus struct {
 // uploadWatch follows the descriptor uploads of one Publish call.
 type uploadWatch struct {
 	id       string // service ID, without ".onion"
-	attempts int
-	failures int
+	attempts int    // UPLOAD events: uploads started
+	uploaded int    // UPLOADED events
+	failures int    // FAILED events
 	reason   string // reason of the last failure
-	uploaded bool
 }
+
+// pending reports whether uploads that have started have not finished.
+func (w *uploadWatch) pending() bool { return w.uploaded+w.failures < w.attempts }
 
 // Start runs a new tor process, waits until it has bootstrapped (100%),
 // and returns it. tor runs with DataDir and, if set, TorrcFile; its
@@ -150,7 +157,7 @@ func Start(ctx context.Context, cfg StartConfig) (*Tor, error) {
 		cfg.Timeout = DefaultStartTimeout
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrTorFailed, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
@@ -182,10 +189,13 @@ func Start(ctx context.Context, cfg StartConfig) (*Tor, error) {
 	logs := newLogTail(logLines)
 	creator := &processCreator{exe: cfg.ExePath, out: logs}
 	bt, err := tor.Start(context.Background(), &tor.StartConf{
-		ProcessCreator: creator,
-		DataDir:        dataDir,
-		TorrcFile:      torrc,
+		ProcessCreator:  creator,
+		DataDir:         dataDir,
+		TorrcFile:       torrc,
+		NoAutoSocksPort: true,
 		ExtraArgs: []string{
+			// SOCKS replies tell why an onion could not be reached.
+			"--SocksPort", "127.0.0.1:auto ExtendedErrors",
 			"--defaults-torrc", empty,
 			// tor exits soon after this process dies, even if it is killed.
 			"--__OwningControllerProcess", strconv.Itoa(os.Getpid()),
@@ -233,7 +243,8 @@ func startError(err error, logs *logTail) error {
 // Attach connects to the control port of a running tor at controlAddr
 // (host:port, e.g. "127.0.0.1:9051"), authenticates with the cookie file
 // tor names or with no credentials if tor asks for none, and reads the
-// address of tor's SOCKS listener. ctx bounds connecting and setting up.
+// address of tor's SOCKS listener, if it has one (see SOCKSAddr). ctx
+// bounds connecting and setting up.
 // Close closes the control connection and leaves tor running; onion
 // services published through the Tor end with the connection.
 //
@@ -244,9 +255,7 @@ func Attach(ctx context.Context, controlAddr string) (*Tor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot reach tor's control port at %s: %w", ErrTorFailed, controlAddr, err)
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
-	}
+	// Setting up is bounded by ctx; the connection has no deadline after.
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	t := &Tor{ctl: control.NewConn(textproto.NewConn(c)), netConn: c}
 	err = t.ctl.Authenticate("")
@@ -258,6 +267,10 @@ func Attach(ctx context.Context, controlAddr string) (*Tor, error) {
 	}
 	if err == nil {
 		t.socks, err = t.socksListener()
+		if errors.Is(err, errNoSOCKS) {
+			// Fine for publishing onion services.
+			err = nil
+		}
 	}
 	if !stop() && err == nil {
 		err = ctx.Err()
@@ -273,7 +286,6 @@ func Attach(ctx context.Context, controlAddr string) (*Tor, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", ErrTorFailed, err)
 	}
-	c.SetDeadline(time.Time{})
 	return t, nil
 }
 
@@ -353,7 +365,7 @@ func (t *Tor) handleEvent(ev control.Event) {
 			case "UPLOAD":
 				w.attempts++
 			case "UPLOADED":
-				w.uploaded = true
+				w.uploaded++
 			case "FAILED":
 				w.failures++
 				w.reason = ev.Reason
@@ -418,12 +430,17 @@ func (t *Tor) wait(ctx context.Context, cond func() bool) error {
 
 // bootstrap enables tor's network and waits until tor reports 100%.
 func (t *Tor) bootstrap(ctx context.Context, progress func(int, string)) error {
-	if err := t.ctl.SetConf(control.KeyVals("DisableNetwork", "0")...); err != nil {
+	t.reqMu.Lock()
+	err := t.ctl.SetConf(control.KeyVals("DisableNetwork", "0")...)
+	t.reqMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("enable network: %w", err)
 	}
 	// Events since the subscription are already counted; the current
 	// phase covers a tor that got ahead of them.
+	t.reqMu.Lock()
 	kv, err := t.ctl.GetInfo("status/bootstrap-phase")
+	t.reqMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("read bootstrap phase: %w", err)
 	}
@@ -463,7 +480,9 @@ func (t *Tor) bootstrap(ctx context.Context, progress func(int, string)) error {
 
 // socksListener returns the first TCP SOCKS listener tor reports.
 func (t *Tor) socksListener() (string, error) {
+	t.reqMu.Lock()
 	resp, err := t.ctl.SendRequest("GETINFO net/listeners/socks")
+	t.reqMu.Unlock()
 	if err != nil {
 		return "", fmt.Errorf("read SOCKS listeners: %w", err)
 	}
@@ -484,10 +503,31 @@ func (t *Tor) socksListener() (string, error) {
 			}
 		}
 	}
-	return "", errors.New("tor has no TCP SOCKS listener (SocksPort 0 or DisableNetwork 1?)")
+	return "", errNoSOCKS
+}
+
+var errNoSOCKS = errors.New("tor has no TCP SOCKS listener (SocksPort 0 or DisableNetwork 1?)")
+
+// NewCircuits makes tor use new circuits for new streams and forget the
+// onion service descriptors and introduction-point failures it has cached
+// (SIGNAL NEWNYM). Call it when dials to an onion service keep timing out
+// after the service restarted: a client holding the old descriptor can
+// otherwise wait minutes for a rendezvous that an introduction point
+// still holding the old service's circuit acknowledged. tor applies at
+// most one NEWNYM every 10 s and delays later ones. It returns when tor
+// has answered.
+func (t *Tor) NewCircuits() error {
+	t.reqMu.Lock()
+	err := t.ctl.Signal("NEWNYM")
+	t.reqMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("torutil: new circuits: %w", t.ctlErr(err))
+	}
+	return nil
 }
 
 // SOCKSAddr returns the host:port of tor's SOCKS listener, for a Dialer.
+// It is "" for an attached tor with no TCP SOCKS listener.
 func (t *Tor) SOCKSAddr() string { return t.socks }
 
 // Close releases the Tor and waits for its goroutines. For a Tor from
@@ -515,16 +555,23 @@ func (t *Tor) close() error {
 	if t.proc != nil {
 		halted := make(chan struct{})
 		go func() {
-			// Returns once tor answers or the connection drops.
+			// Returns once tor answers or the connection drops, which
+			// it does when stop kills tor.
+			t.reqMu.Lock()
 			t.ctl.Signal("HALT")
+			t.ctl.Close()
+			t.reqMu.Unlock()
 			close(halted)
 		}()
 		err = t.proc.stop(closeTimeout)
 		<-halted
-		t.ctl.Close()
 	} else {
+		// A request in progress fails at the deadline at the latest.
 		t.netConn.SetDeadline(time.Now().Add(closeTimeout))
-		if cerr := t.ctl.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+		t.reqMu.Lock()
+		cerr := t.ctl.Close()
+		t.reqMu.Unlock()
+		if cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 			err = fmt.Errorf("torutil: close control connection: %w", cerr)
 		}
 	}

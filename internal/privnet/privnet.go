@@ -3,11 +3,11 @@
 // flags that make a fresh network usable for onion services at once.
 // Clients and onion services join it with the torrc from ClientTorrc.
 //
-// The recipe and its pitfalls are in shared/tor/README.md of the design
-// notes; comments below cite them as P1–P12 and B1–B8. Nothing leaves
-// 127.0.0.1: every port binds there, the network's own authorities
-// replace the public ones and the fallback directories are off, and no
-// tor reads /etc/tor/torrc or resolves names.
+// Nothing leaves 127.0.0.1: every port binds there, the network's own
+// authorities replace the public ones and the fallback directories are
+// off, and no tor reads /etc/tor/torrc or resolves names. A network
+// reaches a consensus listing every relay 10–35 s after Start begins
+// (keys included), on 2 cores.
 package privnet
 
 import (
@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -27,8 +28,9 @@ import (
 	"time"
 )
 
-// Sizes of the network. Onion services need at least 4 relays (P7); 3
-// authorities are needed for the bandwidth file to count (P6).
+// Sizes of the network. Onion services need at least 4 relays (client
+// introduction and service rendezvous circuits have 4 hops); the
+// authorities' measured bandwidths count only when 3 or more vote them.
 const (
 	numAuthorities = 3
 	numRelays      = 3
@@ -36,7 +38,7 @@ const (
 
 // stopTimeout bounds how long Close waits for a tor to exit after
 // SIGTERM before it kills it.
-const stopTimeout = 5 * time.Second
+const stopTimeout = 10 * time.Second
 
 // logTailLines is how many lines of each tor's notice log Logs returns.
 const logTailLines = 25
@@ -49,9 +51,9 @@ type Network struct {
 	nodes       []*node
 	keygen      time.Duration
 	consensus   time.Duration
+	microdescs  time.Duration
 
 	closeOnce sync.Once
-	closeErr  error
 }
 
 // node is one authority or relay.
@@ -85,8 +87,9 @@ func Available() error {
 }
 
 // Start starts a private Tor network with its files under dir (for
-// example t.TempDir()), and returns once the consensus lists every relay
-// (P4), so that clients started then bootstrap without stalls. It
+// example t.TempDir()), and returns once the consensus lists every relay:
+// a client that starts on a partial first consensus can pin a tiny set of
+// guards and stall for a minute or more. It
 // generates fresh keys every time and picks free ports on 127.0.0.1.
 // ctx bounds the start only; the network runs until Close, or until
 // shortly after this process dies. On failure Start stops whatever it
@@ -102,27 +105,54 @@ func Start(ctx context.Context, dir string) (*Network, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("privnet: %w", err)
 	}
-	n := &Network{dir: dir, clientTorrc: filepath.Join(dir, "client.torrc")}
+	for attempt := 1; ; attempt++ {
+		n := &Network{dir: dir, clientTorrc: filepath.Join(dir, "client.torrc")}
+		err := n.start(ctx)
+		if err == nil {
+			return n, nil
+		}
+		// A port picked as free can be taken before tor binds it (by
+		// another test process starting a network at the same time):
+		// start again with fresh ports and keys.
+		if !errors.Is(err, errPortTaken) || attempt == startAttempts || ctx.Err() != nil {
+			return nil, err
+		}
+		for _, nd := range n.nodes {
+			os.RemoveAll(nd.dir)
+		}
+	}
+}
+
+// startAttempts is how often Start tries when a port was taken.
+const startAttempts = 3
+
+// errPortTaken is returned by start when a tor could not bind its ports.
+var errPortTaken = errors.New("port taken")
+
+func (n *Network) start(ctx context.Context) error {
 	t0 := time.Now()
 	if err := n.generate(ctx); err != nil {
-		return nil, fmt.Errorf("privnet: %w", err)
+		return fmt.Errorf("privnet: %w", err)
 	}
 	n.keygen = time.Since(t0)
 	t1 := time.Now()
 	if err := n.launch(); err != nil {
 		n.Close()
-		return nil, fmt.Errorf("privnet: %w\n%s", err, n.Logs())
+		return fmt.Errorf("privnet: %w\n%s", err, n.Logs())
 	}
 	if err := n.waitConsensus(ctx); err != nil {
 		n.Close()
-		return nil, fmt.Errorf("privnet: %w\n%s", err, n.Logs())
+		return fmt.Errorf("privnet: %w\n%s", err, n.Logs())
 	}
 	n.consensus = time.Since(t1)
-	return n, nil
+	t2 := time.Now()
+	n.waitMicrodescs(ctx)
+	n.microdescs = time.Since(t2)
+	return nil
 }
 
 // emptyTorrc is an empty regular file, used for -f and --defaults-torrc
-// so that no tor reads /etc/tor/torrc (P1: tor refuses /dev/null).
+// so that no tor reads /etc/tor/torrc (tor refuses -f /dev/null).
 func (n *Network) emptyTorrc() string { return filepath.Join(n.dir, "empty.torrc") }
 
 // generate picks ports, makes every key and writes the torrc files.
@@ -166,8 +196,11 @@ func (n *Network) generate(ctx context.Context) error {
 		return fmt.Errorf("generate keys: %w", err)
 	}
 
-	// A fresh, equal measured bandwidth for every relay (P6), in the
+	// A fresh, equal measured bandwidth for every relay, in the
 	// bandwidth-file-spec format: a Unix time, then one line per relay.
+	// Without it, path selection weighted by the advertised bandwidths of
+	// a fresh network picks one relay nearly every time, and onion
+	// service circuits fail when their guard is also their last hop.
 	var bw bytes.Buffer
 	fmt.Fprintf(&bw, "%d\n", time.Now().Unix())
 	for _, nd := range n.nodes {
@@ -184,14 +217,21 @@ func (n *Network) generate(ctx context.Context) error {
 	return os.WriteFile(n.clientTorrc, []byte(n.clientLines()), 0o600)
 }
 
-// freePorts returns count distinct free TCP ports on 127.0.0.1. They are
-// free when this returns; tor binds them a moment later.
+// freePorts returns count distinct ports that are free on 127.0.0.1 when
+// it returns; tor binds them a moment later. They are drawn at random
+// below the usual ephemeral ranges (Linux 32768–60999, others from
+// 49152), so that outgoing connections and other programs asking the
+// kernel for any free port do not take them in that moment.
 func freePorts(count int) ([]int, error) {
+	const lo, hi = 10000, 32768
 	var ports []int
-	for range count {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < count; tries++ {
+		if tries == 1000 {
+			return nil, errors.New("no free ports on 127.0.0.1")
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(lo+rand.IntN(hi-lo)))
 		if err != nil {
-			return nil, err
+			continue
 		}
 		defer l.Close()
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
@@ -277,7 +317,7 @@ func (n *Network) dirAuthorityLines() string {
 	return b.String()
 }
 
-// torrc returns the configuration of an authority or relay (README §4).
+// torrc returns the configuration of an authority or relay.
 func (n *Network) torrc(nd *node) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `TestingTorNetwork 1
@@ -310,8 +350,10 @@ ContactInfo %[2]s@test.invalid
 `, nd.dir, nd.name, os.Getpid(), nd.orPort)
 	b.WriteString(n.dirAuthorityLines())
 	if nd.authority {
-		// 10/2/2 voting (P3); every relay Stable at once (P5); equal
-		// measured bandwidths (P6).
+		// Votes every 10 s (the first consensus lands on a multiple of
+		// the interval); every relay Stable at once, since onion
+		// service circuits need Stable last hops; equal measured
+		// bandwidths.
 		fmt.Fprintf(&b, `DirPort 127.0.0.1:%d
 AuthoritativeDirectory 1
 V3AuthoritativeDirectory 1
@@ -366,7 +408,7 @@ func (n *Network) launch() error {
 }
 
 // waitConsensus waits until the first authority's microdescriptor
-// consensus lists every relay (P4), failing early if a tor exits.
+// consensus lists every relay, failing early if a tor exits.
 func (n *Network) waitConsensus(ctx context.Context) error {
 	file := filepath.Join(n.nodes[0].dir, "cached-microdesc-consensus")
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -382,13 +424,60 @@ func (n *Network) waitConsensus(ctx context.Context) error {
 		for _, nd := range n.nodes {
 			select {
 			case <-nd.done:
-				return fmt.Errorf("%s exited: %v", nd.name, nd.cmd.ProcessState)
+				err := fmt.Errorf("%s exited: %v", nd.name, nd.cmd.ProcessState)
+				// tor binds its ports before it opens its log, and reports
+				// a failure on stdout: "Could not bind to 127.0.0.1:N:
+				// Address already in use".
+				if out, _ := os.ReadFile(filepath.Join(nd.dir, "stdout.log")); bytes.Contains(out, []byte("Could not bind")) {
+					err = fmt.Errorf("%w: %w", err, errPortTaken)
+				}
+				return err
 			default:
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("consensus lists %d of %d relays: %w", listed, len(n.nodes), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// microdescWait bounds how long Start waits for the directory caches.
+const microdescWait = 30 * time.Second
+
+// waitMicrodescs waits, for at most microdescWait, until every tor's
+// directory cache holds the microdescriptor of every relay. A client that
+// asks a cache that does not have them yet gets 404 and retries only
+// about 10 s later; waiting here once saves that in every client that
+// bootstraps on the network. The network works without, so this does not
+// fail.
+func (n *Network) waitMicrodescs(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, microdescWait)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		complete := true
+		for _, nd := range n.nodes {
+			// Each microdescriptor has one ntor-onion-key line; new
+			// ones are appended to the .new journal.
+			count := 0
+			for _, f := range []string{"cached-microdescs", "cached-microdescs.new"} {
+				b, _ := os.ReadFile(filepath.Join(nd.dir, f))
+				count += bytes.Count(b, []byte("\nntor-onion-key "))
+			}
+			if count < len(n.nodes) {
+				complete = false
+				break
+			}
+		}
+		if complete {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
 		case <-tick.C:
 		}
 	}
@@ -401,17 +490,18 @@ func (n *Network) waitConsensus(ctx context.Context) error {
 func (n *Network) ClientTorrc() string { return n.clientTorrc }
 
 // Timing returns how long Start spent generating keys and waiting, from
-// launching the tors, for the consensus to list every relay.
+// launching the tors, for the consensus to list every relay. Start then
+// waits, at most 30 s more, for the directory caches to fill.
 func (n *Network) Timing() (keygen, consensus time.Duration) { return n.keygen, n.consensus }
 
-// Close stops exactly the tor processes Start started (SIGTERM, then
-// SIGKILL after 5 s) and waits for them to exit. It leaves the files in
-// place. It is idempotent.
+// Close stops exactly the tor processes Start started and waits for them
+// to exit: SIGTERM, then SIGKILL for any still running after 10 s (a busy
+// authority can take a while to handle the signal). It leaves the files
+// in place. It is idempotent and returns nil.
 func (n *Network) Close() error {
 	n.closeOnce.Do(func() {
 		var wg sync.WaitGroup
-		errs := make([]error, len(n.nodes))
-		for i, nd := range n.nodes {
+		for _, nd := range n.nodes {
 			if nd.cmd == nil {
 				continue
 			}
@@ -422,14 +512,12 @@ func (n *Network) Close() error {
 				case <-time.After(stopTimeout):
 					nd.cmd.Process.Kill()
 					<-nd.done
-					errs[i] = fmt.Errorf("privnet: %s did not exit on SIGTERM; killed", nd.name)
 				}
 			})
 		}
 		wg.Wait()
-		n.closeErr = errors.Join(errs...)
 	})
-	return n.closeErr
+	return nil
 }
 
 // Logs returns the last lines of each tor's notice log, and of its

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestNetwork starts a network through Shared, checks its configuration
@@ -22,8 +23,9 @@ func TestNetwork(t *testing.T) {
 	if again := s.Get(t); again != n {
 		t.Fatal("a second Get started another network")
 	}
+	logged := false
 	defer func() {
-		if t.Failed() {
+		if t.Failed() && !logged {
 			t.Logf("logs:\n%s", n.Logs())
 		}
 	}()
@@ -69,6 +71,7 @@ func TestNetwork(t *testing.T) {
 		}
 	}
 
+	t.Logf("checks start at %v", time.Now().Format("15:04:05.000"))
 	// Every socket of every tor is on 127.0.0.1 (Linux only).
 	if _, err := os.Stat("/proc/net/tcp"); err == nil {
 		socks := loopbackSockets(t)
@@ -97,15 +100,24 @@ func TestNetwork(t *testing.T) {
 		}
 	}
 
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
+	tc := time.Now()
+	if err := n.Close(); err != nil {
+		t.Errorf("Close: %v", err)
 	}
+	t.Logf("Close took %v", time.Since(tc).Round(time.Millisecond))
 	for _, nd := range n.nodes {
 		select {
 		case <-nd.done:
 		default:
 			t.Errorf("%s still runs after Close", nd.name)
 		}
+	}
+	if t.Failed() {
+		t.Logf("logs:\n%s", n.Logs())
+		logged = true
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Shared.Close: %v", err)
 	}
 	if _, err := os.Stat(n.dir); !os.IsNotExist(err) {
 		t.Errorf("network directory after Close: %v", err)

@@ -68,9 +68,9 @@ func (s *Shared) Get(t testing.TB) *Network {
 			cancel()
 			if s.err == nil {
 				keygen, consensus := s.net.Timing()
-				t.Logf("privnet: started in %v (keys %v, full consensus %v after launch); files in %s",
+				t.Logf("privnet: started in %v (keys %v, full consensus %v after launch, directory caches %v later); files in %s",
 					time.Since(start).Round(time.Millisecond), keygen.Round(time.Millisecond),
-					consensus.Round(time.Millisecond), s.dir)
+					consensus.Round(time.Millisecond), s.net.microdescs.Round(time.Millisecond), s.dir)
 			}
 		}
 	}
