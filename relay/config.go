@@ -52,6 +52,11 @@ type Config struct {
 	// Default 16384; SUB beyond it gets ERR PROHIBITED.
 	MaxSubscriptions int
 
+	// Drain starts the relay in drain mode: NEW is answered ERR PROHIBITED
+	// while existing queues are served as usual, for decommissioning a
+	// relay. SetDraining changes it at run time.
+	Drain bool
+
 	// Logger receives operational logs. At Info and above they never hold
 	// IP addresses, queue IDs or message sizes. Default: discard.
 	Logger *slog.Logger

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -33,6 +34,15 @@ type Relay struct {
 	// against it so that they cost the same work as real ones.
 	dummyKey queue.Key
 
+	metrics  *metrics
+	cert     atomic.Pointer[certState] // the certificate served; see SetCertificate
+	draining atomic.Bool               // NEW is refused; see SetDraining
+	started  time.Time
+	// accepting counts the accept loops (TCP and QUIC) not yet ended, for
+	// Health.
+	accepting atomic.Int32
+	health    healthProbe
+
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // accept loops, sessions, sweeper
@@ -54,19 +64,15 @@ func New(cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := CertificateFingerprint(cfg.Certificate); err != nil {
+	cs, err := newCertState(cfg.Certificate)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	st, err := openStore(cfg.StorePath, storeOptions{})
-	if err != nil {
-		return nil, err
-	}
 	r := &Relay{
-		cfg:   cfg,
-		store: st,
+		cfg:     cfg,
+		started: time.Now(),
 		tlsConf: &tls.Config{
 			MinVersion:             tls.VersionTLS13,
-			Certificates:           []tls.Certificate{cfg.Certificate},
 			NextProtos:             []string{queue.ALPN},
 			SessionTicketsDisabled: true,
 			// One block, one TLS record of one size, from the first block on.
@@ -75,6 +81,17 @@ func New(cfg Config) (*Relay, error) {
 		subs:     make(map[queue.ID]*subscription),
 		sessions: make(map[*session]struct{}),
 	}
+	r.cert.Store(cs)
+	r.tlsConf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return &r.cert.Load().cert, nil
+	}
+	r.draining.Store(cfg.Drain)
+	r.metrics = newMetrics(r)
+	st, err := openStore(cfg.StorePath, storeOptions{OnCommit: r.metrics.observeCommit})
+	if err != nil {
+		return nil, err
+	}
+	r.store = st
 	dk, err := queue.GenerateKey()
 	if err != nil {
 		st.Close()
@@ -87,11 +104,15 @@ func New(cfg Config) (*Relay, error) {
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.wg.Add(3)
+	r.accepting.Store(2)
 	go r.acceptTCP()
 	go r.acceptQUIC()
 	go r.sweepLoop()
 	cfg.Logger.Info("relay started", "quic", true, "tcp", true,
 		"policy", "logs never record IP addresses, queue IDs or message sizes")
+	if cfg.Drain {
+		cfg.Logger.Info("drain mode: new queues are refused, existing queues are served")
+	}
 	return r, nil
 }
 
@@ -172,6 +193,7 @@ func (r *Relay) Close() error {
 
 func (r *Relay) acceptTCP() {
 	defer r.wg.Done()
+	defer r.accepting.Add(-1)
 	for {
 		c, err := r.tcpLn.Accept()
 		if err != nil {
@@ -209,6 +231,7 @@ func (r *Relay) acceptTCP() {
 
 func (r *Relay) acceptQUIC() {
 	defer r.wg.Done()
+	defer r.accepting.Add(-1)
 	for {
 		qc, err := r.quicLn.Accept(r.ctx)
 		if err != nil {
@@ -255,6 +278,7 @@ func (r *Relay) startSession(open func(context.Context) (io.ReadWriteCloser, []b
 		conn, binding, err := open(ctx)
 		cancel()
 		if err != nil {
+			r.metrics.handshakeFailures.Inc()
 			r.cfg.Logger.Debug("transport handshake failed", "err", err)
 			return
 		}
@@ -280,6 +304,7 @@ func (r *Relay) addSession(s *session) bool {
 		return false
 	}
 	r.sessions[s] = struct{}{}
+	r.metrics.sessionsTotal.Inc()
 	return true
 }
 
@@ -333,10 +358,12 @@ func (r *Relay) sweepLoop() {
 		now := time.Now()
 		msgs, queues, err := r.store.sweep(r.ctx,
 			now.Add(-r.cfg.MessageTTL).Unix(), now.Add(-r.cfg.UnsecuredTTL).Unix(), sweepBatch)
-		switch {
-		case err != nil && r.ctx.Err() == nil:
+		if err != nil && r.ctx.Err() == nil {
 			r.cfg.Logger.Error("expiry sweep", "err", err)
-		case msgs+queues > 0:
+		}
+		r.metrics.messagesExpired.Add(float64(msgs))
+		r.metrics.queuesExpired.Add(float64(queues))
+		if msgs+queues > 0 {
 			r.cfg.Logger.Info("expired", "messages", msgs, "queues", queues)
 		}
 		select {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/hushrelay/hush/queue"
@@ -184,6 +185,7 @@ func (s *session) reply(corrID, entity []byte, cmd queue.Command) error {
 }
 
 func (s *session) replyErr(corrID, entity []byte, code queue.ErrorCode) error {
+	s.r.metrics.countError(code)
 	return s.reply(corrID, entity, queue.Command{Tag: queue.TagERR, Error: code})
 }
 
@@ -222,6 +224,7 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 	// copy what outlives this call.
 	corrID := clone(t.CorrID)
 	entity := clone(t.Entity)
+	s.r.metrics.countCommand(cmd.Tag)
 	if cmd.Tag == queue.TagPING {
 		if t.Auth != nil || t.Entity != nil {
 			return s.replyErr(corrID, entity, queue.SYNTAX)
@@ -262,29 +265,29 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 	switch cmd.Tag {
 	case queue.TagKEY:
 		ch, err := s.r.store.secureQueue(s.ctx, id, cmd.SenderKey)
-		return s.await(ch, err, corrID, entity, queue.AUTH, nil)
+		return s.await(ch, err, corrID, entity, queue.AUTH, nil, nil)
 	case queue.TagSUB:
 		return s.handleSub(corrID, entity, rec)
 	case queue.TagACK:
 		ch, err := s.r.store.ackMessage(s.ctx, id, cmd.MsgID)
-		return s.await(ch, err, corrID, entity, queue.NO_MSG, func() { s.acked(id, cmd.MsgID) })
+		return s.await(ch, err, corrID, entity, queue.NO_MSG, s.r.metrics.messagesAcked, func() { s.acked(id, cmd.MsgID) })
 	case queue.TagGET:
 		return s.handleGet(corrID, entity, rec)
 	case queue.TagOFF:
 		ch, err := s.r.store.suspendQueue(s.ctx, id)
-		return s.await(ch, err, corrID, entity, queue.AUTH, nil)
+		return s.await(ch, err, corrID, entity, queue.AUTH, nil, nil)
 	case queue.TagDEL:
 		ch, err := s.r.store.deleteQueue(s.ctx, id)
-		return s.await(ch, err, corrID, entity, queue.AUTH, func() { s.deleted(id) })
+		return s.await(ch, err, corrID, entity, queue.AUTH, s.r.metrics.queuesDeleted, func() { s.deleted(id) })
 	}
 	return errMalformed // unreachable: IsCommand covers every tag above
 }
 
 // await answers a store operation once it is durable: OK, or the error
-// code its error maps to, with notFound for errNotFound. then, if not nil,
-// runs after a successful OK is queued. It blocks while maxInFlight
-// operations are pending.
-func (s *session) await(ch <-chan error, err error, corrID, entity []byte, notFound queue.ErrorCode, then func()) error {
+// code its error maps to, with notFound for errNotFound. done, if not nil,
+// counts the durable successes. then, if not nil, runs after a successful
+// OK is queued. It blocks while maxInFlight operations are pending.
+func (s *session) await(ch <-chan error, err error, corrID, entity []byte, notFound queue.ErrorCode, done prometheus.Counter, then func()) error {
 	if err != nil {
 		return s.replyErr(corrID, entity, errorCode(err))
 	}
@@ -296,6 +299,9 @@ func (s *session) await(ch <-chan error, err error, corrID, entity []byte, notFo
 			}
 			s.replyErr(corrID, entity, code)
 			return
+		}
+		if done != nil {
+			done.Inc()
 		}
 		if s.reply(corrID, entity, queue.Command{Tag: queue.TagOK}) == nil && then != nil {
 			then()
@@ -343,6 +349,9 @@ func (s *session) handleNew(corrID []byte, cmd queue.Command, signed, auth []byt
 	if !ok {
 		return s.replyErr(corrID, nil, queue.AUTH)
 	}
+	if s.r.draining.Load() {
+		return s.replyErr(corrID, nil, queue.PROHIBITED)
+	}
 	relayKey, err := queue.GenerateKey()
 	if err != nil {
 		return s.replyErr(corrID, nil, queue.INTERNAL)
@@ -367,6 +376,7 @@ func (s *session) handleNew(corrID []byte, cmd queue.Command, signed, auth []byt
 			s.replyErr(corrID, nil, queue.INTERNAL)
 			return
 		}
+		s.r.metrics.queuesCreated.Inc()
 		s.reply(corrID, nil, queue.Command{
 			Tag: queue.TagIDS, RecipientID: rec.RecipientID, SenderID: rec.SenderID,
 			RelayDHKey: queue.PublicKey(relayKey),
@@ -384,7 +394,7 @@ func (s *session) handleSKey(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 		return s.replyErr(corrID, entity, queue.AUTH)
 	}
 	ch, err := s.r.store.secureBySender(s.ctx, sid, cmd.SenderKey)
-	return s.await(ch, err, corrID, entity, queue.AUTH, nil)
+	return s.await(ch, err, corrID, entity, queue.AUTH, nil, nil)
 }
 
 func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Command, signed, auth []byte) error {
@@ -416,6 +426,7 @@ func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 			s.replyErr(corrID, entity, errorCode(res.Err))
 			return
 		}
+		s.r.metrics.messagesReceived.Inc()
 		s.reply(corrID, entity, queue.Command{Tag: queue.TagOK})
 		s.r.notify(res.RecipientID)
 	})
@@ -458,7 +469,11 @@ func (s *session) handleGet(corrID, entity []byte, rec queueRecord) error {
 	case !ok:
 		return s.replyErr(corrID, entity, queue.NO_MSG)
 	}
-	return s.reply(corrID, entity, msgCommand(&rec.MessageKey, m))
+	if err := s.reply(corrID, entity, msgCommand(&rec.MessageKey, m)); err != nil {
+		return err
+	}
+	s.r.metrics.messagesDelivered.Inc()
+	return nil
 }
 
 func msgCommand(key *[32]byte, m storedMessage) queue.Command {
@@ -639,6 +654,7 @@ func (s *session) delivery(sub *subscription) ([]byte, bool) {
 	}
 	sub.delivered, sub.hasDelivered = m.ID, true
 	t := queue.Transmission{Entity: sub.rid[:], Command: msgCommand(&sub.msgKey, m)}
+	s.r.metrics.messagesDelivered.Inc()
 	return t.Append(nil), true
 }
 

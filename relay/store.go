@@ -126,6 +126,10 @@ type storeOptions struct {
 	LockTimeout time.Duration // bbolt open lock timeout; default 2s
 	MaxBatch    int           // most operations per group commit; default 512
 	QueueLen    int           // bound of the pending-operation queue; default 4096; submitters block (ctx) when full
+	// OnCommit, if not nil, is called on the commit loop's goroutine after
+	// each group transaction with its duration and its commit error (nil
+	// once committed). It must not block.
+	OnCommit func(d time.Duration, err error)
 }
 
 // Errors. The first six are outcomes of one operation ("domain errors"): the
@@ -198,6 +202,7 @@ type store struct {
 	closing  chan struct{} // closed when Close starts
 	loopDone chan struct{} // closed when the commit loop has returned
 	commits  atomic.Uint64 // group transactions committed, for tests and metrics
+	onCommit func(time.Duration, error)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -232,7 +237,7 @@ func openStore(path string, opts storeOptions) (*store, error) {
 	if opts.QueueLen <= 0 {
 		opts.QueueLen = defaultStoreQueueLen
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+	db, err := openBolt(path, &bbolt.Options{
 		Timeout: opts.LockTimeout,
 		// The map freelist stays fast when constant deletes fragment the
 		// file; the freelist is synced, so opening does not scan the file.
@@ -251,6 +256,7 @@ func openStore(path string, opts storeOptions) (*store, error) {
 		ops:      make(chan *storeOp, opts.QueueLen),
 		closing:  make(chan struct{}),
 		loopDone: make(chan struct{}),
+		onCommit: opts.OnCommit,
 	}
 	go s.loop()
 	return s, nil
@@ -385,6 +391,7 @@ func (s *store) loop() {
 // have written part of its changes: the transaction is rolled back, that
 // operation gets its error and the others are applied again without it.
 func (s *store) commit(batch []*storeOp) {
+	start := time.Now()
 	for len(batch) > 0 {
 		failed := -1
 		err := s.db.Update(func(tx *bbolt.Tx) error {
@@ -405,12 +412,18 @@ func (s *store) commit(batch []*storeOp) {
 		}
 		if err != nil {
 			err = fmt.Errorf("relay store: commit: %w", err)
+			if s.onCommit != nil {
+				s.onCommit(time.Since(start), err)
+			}
 			for _, op := range batch {
 				op.finish(err)
 			}
 			return
 		}
 		s.commits.Add(1)
+		if s.onCommit != nil {
+			s.onCommit(time.Since(start), nil)
+		}
 		for _, op := range batch {
 			op.finish(op.err)
 		}
@@ -745,11 +758,12 @@ func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch i
 
 // storeTx holds the buckets of one transaction.
 type storeTx struct {
-	queues, senders, messages, expiry, unsecured *bbolt.Bucket
+	meta, queues, senders, messages, expiry, unsecured *bbolt.Bucket
 }
 
 func bucketsOf(tx *bbolt.Tx) storeTx {
 	return storeTx{
+		meta:      tx.Bucket(bucketMeta),
 		queues:    tx.Bucket(bucketQueues),
 		senders:   tx.Bucket(bucketSenders),
 		messages:  tx.Bucket(bucketMessages),

@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	"github.com/mdp/qrterminal/v3"
 
@@ -69,14 +73,13 @@ func cmdInit(o *options, env environment) error {
 }
 
 // cmdStart is "hush-relay start".
-func cmdStart(ctx context.Context, o *options, t *torOptions, env environment) error {
-	switch t.mode {
-	case "off", "embedded", "system":
-	default:
-		return fmt.Errorf("--tor must be off, embedded or system, not %q", t.mode)
-	}
+func cmdStart(ctx context.Context, o *options, env environment) error {
 	dir := o.dataDir
 	if isEmpty(dir) {
+		// Check the settings first: a typo must not leave a new identity.
+		if _, err := loadConfig(filepath.Join(dir, configFile), o.environ); err != nil {
+			return err
+		}
 		if _, err := initialize(o, false); err != nil {
 			return err
 		}
@@ -105,6 +108,12 @@ func cmdStart(ctx context.Context, o *options, t *torOptions, env environment) e
 	if err != nil {
 		return err
 	}
+	var token string
+	if s.admin != "" {
+		if token, err = ensureAdminToken(dir); err != nil {
+			return err
+		}
+	}
 
 	logger := s.newLogger(env.stderr)
 	cfg := s.relayConfig()
@@ -112,7 +121,7 @@ func cmdStart(ctx context.Context, o *options, t *torOptions, env environment) e
 	cfg.StorePath = filepath.Join(dir, storeFile)
 	cfg.Logger = logger
 
-	if s.file.LogLevel == "debug" {
+	if s.logLevel == "debug" {
 		fmt.Fprintln(env.stdout, "hush-relay: log_level is debug: logs may record IP addresses, queue IDs and message sizes")
 	} else {
 		fmt.Fprintln(env.stdout, policy)
@@ -121,20 +130,45 @@ func cmdStart(ctx context.Context, o *options, t *torOptions, env environment) e
 	if err != nil {
 		return err
 	}
+	defer r.Close()
 	tcp, ok := r.Addr().(*net.TCPAddr)
 	if !ok {
-		r.Close()
 		return fmt.Errorf("relay listens on %v, not a TCP address", r.Addr())
 	}
 	addr, err := s.address(fp, uint16(tcp.Port))
 	if err != nil {
-		r.Close()
 		return err
 	}
-	if t.mode != "off" {
-		tor, onion, err := publishOnion(ctx, dir, t, tcp, env)
+	reload := func() error {
+		c, err := readCertificate(dir)
 		if err != nil {
-			r.Close()
+			return err
+		}
+		return r.SetCertificate(c)
+	}
+	var adminSrv *http.Server
+	if s.admin != "" {
+		srv, ln, err := startAdmin(r, &s, token, reload, logger)
+		switch {
+		case err != nil && s.adminSet:
+			return fmt.Errorf("admin listener: %w", err)
+		case err != nil:
+			fmt.Fprintf(env.stderr, "hush-relay: warning: no admin listener (no metrics, health or hot backups): %v; set admin in %s or pass --admin\n", err, configFile)
+		default:
+			adminSrv = srv
+			defer srv.Close()
+			if ap := ln.Addr().(*net.TCPAddr).AddrPort(); !ap.Addr().IsLoopback() {
+				fmt.Fprintf(env.stderr, "hush-relay: warning: the admin listener %s is not on a loopback address: anyone who reaches it sees the metrics and status\n", ln.Addr())
+			}
+			fmt.Fprintf(env.stdout, "admin: http://%s/ (/metrics, /healthz, /status)\n", ln.Addr())
+		}
+	}
+	if s.drain {
+		fmt.Fprintln(env.stdout, "hush-relay: drain mode: new queues are refused, existing queues are served")
+	}
+	if s.tor.mode != "off" {
+		tor, onion, err := publishOnion(ctx, dir, &s.tor, tcp, env)
+		if err != nil {
 			return err
 		}
 		defer tor.Close()
@@ -145,11 +179,25 @@ func cmdStart(ctx context.Context, o *options, t *torOptions, env environment) e
 		fmt.Fprintln(env.stdout, "hush-relay: the address holds the password needed to create queues: give it only to people who may use this relay")
 	}
 
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-hup:
+			if err := reload(); err != nil {
+				logger.Error("SIGHUP: the online certificate was not reloaded", "err", err)
+			}
+		}
+	}
 	if env.stopSignals != nil {
 		env.stopSignals() // a second signal ends the process at once
 	}
 	fmt.Fprintln(env.stdout, "hush-relay: shutting down")
+	if adminSrv != nil {
+		adminSrv.Close()
+	}
 	if err := r.Close(); err != nil {
 		return fmt.Errorf("shutting down: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -41,7 +42,18 @@ type fileConfig struct {
 	MaxSubscriptions int      `toml:"max_subscriptions"`
 	LogLevel         string   `toml:"log_level"`
 	LogFormat        string   `toml:"log_format"`
+	Admin            string   `toml:"admin"`
+	Drain            bool     `toml:"drain"`
+	Tor              string   `toml:"tor"`
+	TorControl       string   `toml:"tor_control"`
+	Torrc            string   `toml:"torrc"`
 }
+
+// Defaults of the options that the relay package does not know.
+const (
+	defaultAdmin      = "127.0.0.1:5224"
+	defaultTorControl = "127.0.0.1:9051"
+)
 
 // duration is a time.Duration written as a Go duration string ("504h").
 type duration time.Duration
@@ -116,6 +128,21 @@ ERR PROHIBITED.`, strconv.Itoa(relay.DefaultMaxSubscriptions)},
 		{"log_level", `"info" or "debug" ("warn" and "error" log less). At info and above the
 logs never hold IP addresses, queue IDs or message sizes; debug logs may.`, `"info"`},
 		{"log_format", `"text" or "json". Logs go to the standard error.`, `"text"`},
+		{"admin", `The admin listener, host:port: /metrics (Prometheus), /healthz and /status
+for "hush-relay status", and, with the token in admin.token, /drain and
+/backup for "hush-relay drain" and "hush-relay backup". Keep it on a
+loopback address. "off" turns it off. If the default address is taken the
+relay starts without it (with a warning); an address set here, in the
+environment or by --admin must be free.`, q(defaultAdmin)},
+		{"drain", `Drain mode, for decommissioning the relay: new queues are refused (ERR
+PROHIBITED) while existing queues are served. "hush-relay drain" turns it
+on and off while the relay runs.`, "false"},
+		{"tor", `Publish the relay as a Tor onion service: "off", "embedded" (start a tor
+program of the relay's own, state in <data>/tor) or "system" (use a
+running tor through its control port, see tor_control).`, `"off"`},
+		{"tor_control", `The system tor's control port, host:port (when tor is "system").`, q(defaultTorControl)},
+		{"torrc", `Extra torrc lines for the embedded tor, from this file (bridges, for
+example); a relative path is relative to the data directory.`, `""`},
 	}
 }
 
@@ -128,8 +155,12 @@ func configText(set map[string]string) []byte {
 #
 # Every option is listed with its default. To change one, remove the "#" in
 # front of it and edit the value; restart the relay to apply the change.
-# Command-line flags (--listen, --host, --password, --password-file,
-# --no-password) override this file.
+# An environment variable HUSH_RELAY_<OPTION> (HUSH_RELAY_LISTEN,
+# HUSH_RELAY_QUEUE_QUOTA, ...) overrides the option in this file, and a
+# command-line flag (--listen, --host, --password, --password-file,
+# --no-password, --admin, --drain, --log-level, --log-format, --tor,
+# --tor-control, --torrc) overrides both: flags, then the environment, then
+# this file, then the defaults.
 `)
 	for _, opt := range configOptions() {
 		b.WriteString("\n")
@@ -164,15 +195,13 @@ func tomlString(s string) string {
 	return b.String()
 }
 
-// loadConfig reads path. A missing file is the default configuration.
-// Errors name the file and, where known, the line.
-func loadConfig(path string) (fileConfig, error) {
+// loadConfig reads config.toml at path (a missing file is the default
+// configuration) and applies the HUSH_RELAY_<OPTION> variables of environ
+// over it. Errors name the file and line, or the variable.
+func loadConfig(path string, environ []string) (fileConfig, error) {
 	var fc fileConfig
 	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fc, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fc, err
 	}
 	err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(&fc)
@@ -196,6 +225,20 @@ func loadConfig(path string) (fileConfig, error) {
 	case err != nil:
 		return fc, fmt.Errorf("%s: %w", path, err)
 	}
+	fromEnv, err := applyEnv(&fc, environ)
+	if err != nil {
+		return fc, err
+	}
+	// where names the origin of key's value in error messages.
+	where := func(key string) string {
+		if v, ok := fromEnv[key]; ok {
+			return "environment variable " + v
+		}
+		if line := optionLine(data, key); line > 0 {
+			return fmt.Sprintf("%s line %d: %s", path, line, key)
+		}
+		return path + ": " + key
+	}
 	for _, v := range []struct {
 		key string
 		n   float64
@@ -207,25 +250,135 @@ func loadConfig(path string) (fileConfig, error) {
 		{"max_subscriptions", float64(fc.MaxSubscriptions)},
 	} {
 		if v.n < 0 {
-			return fc, fmt.Errorf("%s: %s must not be negative", path, v.key)
+			return fc, fmt.Errorf("%s must not be negative", where(v.key))
 		}
 	}
 	if fc.MaxMessageSize > queue.MaxMessageSize {
-		return fc, fmt.Errorf("%s: max_message_size must be at most %d", path, queue.MaxMessageSize)
+		return fc, fmt.Errorf("%s must be at most %d", where("max_message_size"), queue.MaxMessageSize)
 	}
 	if fc.Password != "" && fc.PasswordFile != "" {
-		return fc, fmt.Errorf("%s: set password or password_file, not both", path)
+		return fc, fmt.Errorf("%s: set password or password_file, not both", where("password_file"))
 	}
 	if fc.Password != "" && !queue.ValidPassword(fc.Password) {
-		return fc, fmt.Errorf("%s: password: %s", path, errPasswordChars)
+		return fc, fmt.Errorf("%s: %s", where("password"), errPasswordChars)
 	}
 	if _, err := logLevel(fc.LogLevel); err != nil {
-		return fc, fmt.Errorf("%s: %w", path, err)
+		return fc, fmt.Errorf("%s: %w", where("log_level"), err)
 	}
 	if fc.LogFormat != "" && fc.LogFormat != "text" && fc.LogFormat != "json" {
-		return fc, fmt.Errorf("%s: log_format must be \"text\" or \"json\", not %q", path, fc.LogFormat)
+		return fc, fmt.Errorf("%s must be \"text\" or \"json\", not %q", where("log_format"), fc.LogFormat)
+	}
+	if fc.Admin != "" && fc.Admin != "off" {
+		if _, _, err := splitListen(fc.Admin); err != nil {
+			return fc, fmt.Errorf("%s: %q is not host:port or \"off\"", where("admin"), fc.Admin)
+		}
+	}
+	if err := checkTorMode(fc.Tor); err != nil {
+		return fc, fmt.Errorf("%s: %w", where("tor"), err)
+	}
+	if fc.TorControl != "" {
+		if _, _, err := splitListen(fc.TorControl); err != nil {
+			return fc, fmt.Errorf("%s: %q is not host:port", where("tor_control"), fc.TorControl)
+		}
 	}
 	return fc, nil
+}
+
+// envPrefix starts the environment variables that set options.
+const envPrefix = "HUSH_RELAY_"
+
+// envName returns the environment variable of option key.
+func envName(key string) string { return envPrefix + strings.ToUpper(key) }
+
+// applyEnv sets the options of fc named by HUSH_RELAY_<OPTION> variables in
+// environ ("NAME=value" entries; an empty value counts as unset) and
+// returns the options it set, with their variables. An unknown
+// HUSH_RELAY_ variable or a malformed value is an error naming the
+// variable.
+func applyEnv(fc *fileConfig, environ []string) (map[string]string, error) {
+	fields := map[string]reflect.Value{}
+	v := reflect.ValueOf(fc).Elem()
+	for i := range v.NumField() {
+		fields[v.Type().Field(i).Tag.Get("toml")] = v.Field(i)
+	}
+	set := map[string]string{}
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, envPrefix) || name == dataEnv {
+			continue
+		}
+		key := strings.ToLower(strings.TrimPrefix(name, envPrefix))
+		f, ok := fields[key]
+		if !ok || envName(key) != name {
+			return nil, fmt.Errorf("unknown environment variable %s (the options are those of config.toml, as %sLISTEN, %sQUEUE_QUOTA, ...)", name, envPrefix, envPrefix)
+		}
+		if value == "" {
+			continue
+		}
+		bad := func(what string) error {
+			return fmt.Errorf("environment variable %s: %q is not %s", name, value, what)
+		}
+		switch p := f.Addr().Interface().(type) {
+		case *duration:
+			if err := p.UnmarshalText([]byte(value)); err != nil {
+				return nil, fmt.Errorf("environment variable %s: %w", name, err)
+			}
+		case *string:
+			*p = value
+		case *int:
+			n, err := strconv.Atoi(value)
+			if err != nil {
+				return nil, bad("a whole number")
+			}
+			*p = n
+		case *float64:
+			n, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				return nil, bad("a number")
+			}
+			*p = n
+		case *bool:
+			b, err := strconv.ParseBool(value)
+			if err != nil {
+				return nil, bad("true or false")
+			}
+			*p = b
+		default:
+			panic("config option of an unhandled type: " + key)
+		}
+		set[key] = name
+	}
+	// One source of the password overrides the other's file setting.
+	_, pw := set["password"]
+	_, pwFile := set["password_file"]
+	switch {
+	case pw && pwFile:
+		return nil, fmt.Errorf("set %s or %s, not both", envName("password"), envName("password_file"))
+	case pw:
+		fc.PasswordFile = ""
+	case pwFile:
+		fc.Password = ""
+	}
+	return set, nil
+}
+
+// optionLine returns the line of config.toml data that sets key, or 0.
+func optionLine(data []byte, key string) int {
+	for i, line := range strings.Split(string(data), "\n") {
+		k, _, ok := strings.Cut(line, "=")
+		if ok && strings.Trim(strings.TrimSpace(k), `"'`) == key {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func checkTorMode(mode string) error {
+	switch mode {
+	case "", "off", "embedded", "system":
+		return nil
+	}
+	return fmt.Errorf("must be off, embedded or system, not %q", mode)
 }
 
 func logLevel(s string) (slog.Level, error) {
@@ -242,22 +395,31 @@ func logLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("log_level must be \"info\", \"debug\", \"warn\" or \"error\", not %q", s)
 }
 
-// settings are the options in force: flags over config.toml over defaults.
+// settings are the options in force: flags over the environment over
+// config.toml over defaults.
 type settings struct {
 	dir      string
-	file     fileConfig
+	file     fileConfig // config.toml with the environment applied
 	listen   string
 	host     string // for the address
 	password string // "" for none
 	// hostWarning is set when host is a stand-in because neither --host,
 	// host in config.toml nor the listen address named one.
 	hostWarning bool
+	// admin is the admin listener's address, "" for none; adminSet says
+	// that it was chosen (flag, environment or file), not the default.
+	admin               string
+	adminSet            bool
+	drain               bool
+	logLevel, logFormat string
+	tor                 torOptions
 }
 
-// loadSettings reads the data directory's config.toml and applies o.
+// loadSettings reads the data directory's config.toml, applies the
+// environment and then the flags of o.
 func loadSettings(o *options) (settings, error) {
 	s := settings{dir: o.dataDir}
-	fc, err := loadConfig(filepath.Join(o.dataDir, configFile))
+	fc, err := loadConfig(filepath.Join(o.dataDir, configFile), o.environ)
 	if err != nil {
 		return s, err
 	}
@@ -284,6 +446,47 @@ func loadSettings(o *options) (settings, error) {
 	check := queue.Address{Host: s.host, Port: queue.DefaultPort}
 	if _, err := queue.ParseAddress(check.String()); err != nil {
 		return s, fmt.Errorf("host %q: %w", s.host, err)
+	}
+
+	s.admin, s.adminSet = fc.Admin, fc.Admin != ""
+	if o.set["admin"] {
+		s.admin, s.adminSet = o.admin, true
+	}
+	switch s.admin {
+	case "":
+		s.admin = defaultAdmin
+	case "off":
+		s.admin = ""
+	default:
+		if _, _, err := splitListen(s.admin); err != nil {
+			return s, fmt.Errorf("--admin: %q is not host:port or \"off\"", s.admin)
+		}
+	}
+	s.drain = fc.Drain
+	if o.set["drain"] {
+		s.drain = o.drain
+	}
+	s.logLevel = firstNonEmpty(o.logLevel, fc.LogLevel, "info")
+	if _, err := logLevel(s.logLevel); err != nil {
+		return s, fmt.Errorf("--log-level: %w", err)
+	}
+	s.logFormat = firstNonEmpty(o.logFormat, fc.LogFormat, "text")
+	if s.logFormat != "text" && s.logFormat != "json" {
+		return s, fmt.Errorf("--log-format must be text or json, not %q", s.logFormat)
+	}
+	s.tor = torOptions{
+		mode:    firstNonEmpty(o.tor.mode, fc.Tor, "off"),
+		control: firstNonEmpty(o.tor.control, fc.TorControl, defaultTorControl),
+		torrc:   o.tor.torrc,
+	}
+	if s.tor.torrc == "" && fc.Torrc != "" {
+		s.tor.torrc = fc.Torrc
+		if !filepath.IsAbs(s.tor.torrc) {
+			s.tor.torrc = filepath.Join(o.dataDir, s.tor.torrc)
+		}
+	}
+	if err := checkTorMode(s.tor.mode); err != nil {
+		return s, fmt.Errorf("--tor %w", err)
 	}
 
 	switch {
@@ -330,14 +533,15 @@ func (s *settings) relayConfig() relay.Config {
 		NewRate:          fc.NewRate,
 		SendRate:         fc.SendRate,
 		MaxSubscriptions: fc.MaxSubscriptions,
+		Drain:            s.drain,
 	}
 }
 
 // newLogger returns the logger the settings ask for, writing to w.
 func (s *settings) newLogger(w io.Writer) *slog.Logger {
-	level, _ := logLevel(s.file.LogLevel) // checked by loadConfig
+	level, _ := logLevel(s.logLevel) // checked by loadSettings
 	opts := &slog.HandlerOptions{Level: level}
-	if s.file.LogFormat == "json" {
+	if s.logFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))

@@ -715,7 +715,7 @@ func TestConfigDefaults(t *testing.T) {
 	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fc, err := loadConfig(path)
+	fc, err := loadConfig(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -737,13 +737,15 @@ func TestConfigDefaults(t *testing.T) {
 	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Errorf("the documented defaults give\n%+v\nwant\n%+v", got, want)
 	}
-	if fc.Host != "" || fc.Password != "" || fc.PasswordFile != "" || fc.LogLevel != "info" || fc.LogFormat != "text" {
+	if fc.Host != "" || fc.Password != "" || fc.PasswordFile != "" || fc.LogLevel != "info" || fc.LogFormat != "text" ||
+		fc.Admin != defaultAdmin || fc.Drain || fc.Tor != "off" || fc.TorControl != defaultTorControl || fc.Torrc != "" {
 		t.Errorf("documented defaults: %+v", fc)
 	}
 	// Every field of fileConfig is documented.
 	for _, f := range []string{"listen", "host", "password", "password_file", "queue_quota", "max_message_size",
 		"message_ttl", "unsecured_ttl", "sweep_interval", "handshake_timeout", "idle_timeout",
-		"new_rate", "send_rate", "max_subscriptions", "log_level", "log_format"} {
+		"new_rate", "send_rate", "max_subscriptions", "log_level", "log_format",
+		"admin", "drain", "tor", "tor_control", "torrc"} {
 		if !strings.Contains(string(configText(nil)), "\n# "+f+" = ") {
 			t.Errorf("config.toml does not document %s", f)
 		}

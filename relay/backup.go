@@ -1,0 +1,495 @@
+package relay
+
+// Offline and online operations on the store file: backup, check,
+// compaction and restore.
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/hushrelay/hush/queue"
+)
+
+var (
+	// ErrStoreInUse is returned by BackupStore, CheckStore, CompactStore
+	// and RestoreStore when another process (a running relay) holds the
+	// store file.
+	ErrStoreInUse = errors.New("the store is in use by a running relay")
+	// ErrStoreDamaged is returned (wrapped, with what was found) by
+	// CheckStore, CompactStore and RestoreStore for a store file that is
+	// not consistent.
+	ErrStoreDamaged = errors.New("the store is damaged")
+)
+
+// compactTxSize bounds the writes of one compaction transaction.
+const compactTxSize = 64 << 20
+
+// StoreReport describes a consistent store file.
+type StoreReport struct {
+	Queues    int // every queue
+	Unsecured int // queues never secured
+	Suspended int // suspended queues
+	Messages  int // undelivered messages
+	Size      int64
+	// Free is the part of Size held by free pages and unused space at the
+	// end of the file: what CompactStore reclaims.
+	Free int64
+}
+
+// Backup writes a consistent copy of the store to w while the relay runs:
+// the state of one moment, in one read transaction, while writes go on.
+// The copy is a store file: a relay can open it, and CheckStore checks
+// it. It returns the number of bytes written. It blocks until the copy is
+// written, or until a write to w fails or ctx is done (it then returns
+// their error). Writes are never refused during a backup, but they may
+// wait while the store's file has to grow.
+func (r *Relay) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	return r.store.writeTo(ctx, w)
+}
+
+// BackupStore writes a consistent copy of the store file at path, which no
+// relay may have open (else ErrStoreInUse), to w. It blocks like Backup.
+func BackupStore(ctx context.Context, path string, w io.Writer) (int64, error) {
+	db, err := openOffline(path, true)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var n int64
+	err = db.View(func(tx *bbolt.Tx) error {
+		n, err = tx.WriteTo(ctxWriter{ctx, w})
+		return err
+	})
+	return n, err
+}
+
+// openBolt opens a bbolt file (mode 0600 if new). bbolt panics on some
+// damaged files: that is an error wrapping ErrStoreDamaged here.
+func openBolt(path string, opts *bbolt.Options) (db *bbolt.DB, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			db, err = nil, fmt.Errorf("%w: %v (hush-relay check tells more)", ErrStoreDamaged, p)
+		}
+	}()
+	return bbolt.Open(path, 0o600, opts)
+}
+
+// openOffline opens the store at path for an offline operation: a
+// relay holding it gives ErrStoreInUse.
+func openOffline(path string, readOnly bool) (*bbolt.DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	db, err := openBolt(path, &bbolt.Options{
+		ReadOnly:     readOnly,
+		Timeout:      defaultStoreLockTimeout,
+		FreelistType: bbolt.FreelistMapType,
+	})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("%s: %w", path, ErrStoreInUse)
+	}
+	if err != nil && !errors.Is(err, ErrStoreDamaged) {
+		err = fmt.Errorf("%w: %w", ErrStoreDamaged, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return db, nil
+}
+
+// CheckStore checks the store file at path, which no relay may have open
+// (else ErrStoreInUse): bbolt's page structure, and the relay's layout
+// and indexes (every queue in the sender index, every message in the
+// expiry index and counted by its queue, nothing left over). It returns
+// ErrStoreDamaged, wrapped with the first problems found, for an
+// inconsistent file, and the report for a consistent one. Problems name
+// no queue ID. A fault while reading a damaged file is reported, not
+// fatal.
+func CheckStore(path string) (StoreReport, error) {
+	var (
+		rep StoreReport
+		err error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// A damaged file can send reads outside the mapping: make such a
+		// fault a panic that checkStore recovers, on this goroutine.
+		debug.SetPanicOnFault(true)
+		rep, err = checkStore(path)
+	}()
+	<-done
+	return rep, err
+}
+
+func checkStore(path string) (rep StoreReport, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s: %w: %v", path, ErrStoreDamaged, p)
+		}
+	}()
+	fi, err := os.Stat(path)
+	if err != nil {
+		return rep, err
+	}
+	rep.Size = fi.Size()
+	db, err := openOffline(path, true)
+	if err != nil {
+		return rep, err
+	}
+	defer db.Close()
+	var p problems
+	err = db.View(func(tx *bbolt.Tx) error {
+		if tx.Size() > rep.Size {
+			p.add("the file is truncated: %d bytes, its pages need %d", rep.Size, tx.Size())
+			return nil
+		}
+		if err := checkLayout(tx); err != nil {
+			return err
+		}
+		checkContents(bucketsOf(tx), &rep, &p)
+		if p.n > 0 {
+			return nil // the page check could fault on what was found
+		}
+		for err := range tx.Check() {
+			p.add("%v", err)
+		}
+		if p.n == 0 {
+			st := db.Stats()
+			rep.Free = int64(st.FreePageN+st.PendingPageN)*int64(db.Info().PageSize) + rep.Size - tx.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, fmt.Errorf("%s: %w", path, err)
+	}
+	if p.n > 0 {
+		return rep, fmt.Errorf("%s: %w: %s", path, ErrStoreDamaged, &p)
+	}
+	return rep, nil
+}
+
+// checkLayout checks the format version and that every bucket exists,
+// without writing.
+func checkLayout(tx *bbolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return fmt.Errorf("%w: no version (not a relay store?)", errStoreVersion)
+	}
+	switch v := meta.Get(metaVersionKey); {
+	case len(v) != 1:
+		return fmt.Errorf("%w: %w: malformed version", ErrStoreDamaged, errStoreVersion)
+	case v[0] != storeVersion:
+		return fmt.Errorf("%w: version %d, this relay reads version %d", errStoreVersion, v[0], storeVersion)
+	}
+	for _, name := range [][]byte{bucketQueues, bucketSenders, bucketMessages, bucketExpiry, bucketUnsecured} {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("%w: bucket %q missing", ErrStoreDamaged, name)
+		}
+	}
+	return nil
+}
+
+// checkContents checks every queue with its messages and index entries,
+// and counts what it finds into rep.
+func checkContents(b storeTx, rep *StoreReport, p *problems) {
+	i := 0
+	b.queues.ForEach(func(k, v []byte) error {
+		i++
+		if len(k) != queue.IDSize {
+			p.add("queue %d: key of %d bytes", i, len(k))
+			return nil
+		}
+		var rid queue.ID
+		copy(rid[:], k)
+		q, err := decodeQueue(rid, v)
+		if err != nil {
+			p.add("queue %d: malformed record", i)
+			return nil
+		}
+		rep.Queues++
+		if !q.Secured {
+			rep.Unsecured++
+		}
+		if q.Suspended {
+			rep.Suspended++
+		}
+		if got, ok := b.ridBySender(q.SenderID); !ok || got != rid {
+			p.add("queue %d: missing from the sender index", i)
+		}
+		if inIndex := b.unsecured.Get(unsecuredKey(q.Created, rid)) != nil; inIndex == q.Secured {
+			p.add("queue %d: the index of unsecured queues disagrees with its record", i)
+		}
+		n := 0
+		c := b.messages.Cursor()
+		for k, v := c.Seek(rid[:]); k != nil && bytes.HasPrefix(k, rid[:]); k, v = c.Next() {
+			n++
+			if len(k) != messageKeySize {
+				p.add("queue %d: message key of %d bytes", i, len(k))
+				continue
+			}
+			m, err := decodeMessage(v)
+			if err != nil {
+				p.add("queue %d: malformed message", i)
+				continue
+			}
+			seq := binary.BigEndian.Uint64(k[queue.IDSize:])
+			if seq >= q.nextSeq {
+				p.add("queue %d: a message numbered beyond the queue's counter", i)
+			}
+			if b.expiry.Get(expiryKey(m.Timestamp, rid, seq)) == nil {
+				p.add("queue %d: a message missing from the expiry index", i)
+			}
+		}
+		if uint64(n) != uint64(q.count) {
+			p.add("queue %d: holds %d messages, its record counts %d", i, n, q.count)
+		}
+		rep.Messages += n
+		return nil
+	})
+	for _, c := range []struct {
+		what   string
+		bucket *bbolt.Bucket
+		want   int
+	}{
+		{"messages", b.messages, rep.Messages},
+		{"sender index entries", b.senders, rep.Queues},
+		{"expiry index entries", b.expiry, rep.Messages},
+		{"unsecured index entries", b.unsecured, rep.Unsecured},
+	} {
+		if n := c.bucket.Stats().KeyN; n != c.want {
+			p.add("%d %s, want %d: entries that belong to no queue", n, c.what, c.want)
+		}
+	}
+}
+
+// problems collects what a check found; it keeps the first few.
+type problems struct {
+	list []string
+	n    int
+}
+
+func (p *problems) add(format string, args ...any) {
+	p.n++
+	if len(p.list) < 8 {
+		p.list = append(p.list, fmt.Sprintf(format, args...))
+	}
+}
+
+func (p *problems) String() string {
+	s := strings.Join(p.list, "; ")
+	if more := p.n - len(p.list); more > 0 {
+		s += fmt.Sprintf("; and %d more", more)
+	}
+	return s
+}
+
+// CompactStore rewrites the store file at path without its free pages,
+// which gives back the space of a backlog that has drained. No relay may
+// have the file open (ErrStoreInUse); it must be consistent (see
+// CheckStore). The new file is written beside the old one, checked, and
+// renamed over it, so a crash leaves one or the other; it keeps the old
+// file's owner when run as root. It returns the sizes before and after.
+func CompactStore(path string) (before, after int64, err error) {
+	rep, err := CheckStore(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	before = rep.Size
+	src, err := openOffline(path, false)
+	if err != nil {
+		return before, 0, err
+	}
+	defer src.Close()
+	tmp := path + ".compact"
+	os.Remove(tmp) // left by an interrupted run
+	dst, err := bbolt.Open(tmp, 0o600, &bbolt.Options{FreelistType: bbolt.FreelistMapType})
+	if err != nil {
+		return before, 0, err
+	}
+	err = bbolt.Compact(dst, src, compactTxSize)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		_, err = CheckStore(tmp)
+	}
+	if err == nil {
+		err = replaceFile(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return before, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return before, 0, err
+	}
+	return before, fi.Size(), nil
+}
+
+// RestoreStore puts a copy of the store file from (a backup) at path,
+// replacing the file there, if any. from must be consistent (see
+// CheckStore); no relay may have path open (ErrStoreInUse). The copy is
+// written beside path, synced, and renamed over it, so a crash leaves the
+// old file or the new one; it keeps the owner of the file it replaces (or
+// of the directory) when run as root. It returns the report of from.
+func RestoreStore(from, path string) (StoreReport, error) {
+	rep, err := CheckStore(from)
+	if err != nil {
+		return rep, fmt.Errorf("backup %w", err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		// Hold the old file while it is replaced: a relay that holds it
+		// makes this fail, and none can open it meanwhile.
+		db, err := openOffline(path, false)
+		if errors.Is(err, ErrStoreInUse) {
+			return rep, err
+		}
+		if err == nil {
+			defer db.Close()
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return rep, err
+	}
+	tmp := path + ".restore"
+	if err := copyFile(from, tmp); err != nil {
+		os.Remove(tmp)
+		return rep, err
+	}
+	if err := replaceFile(tmp, path); err != nil {
+		os.Remove(tmp)
+		return rep, err
+	}
+	return rep, nil
+}
+
+// copyFile copies from to a new file to (mode 0600), synced.
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	os.Remove(to)
+	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	if err := dst.Sync(); err != nil {
+		dst.Close()
+		return err
+	}
+	return dst.Close()
+}
+
+// replaceFile renames tmp over path durably, giving it the owner of the
+// file it replaces, or of the directory.
+func replaceFile(tmp, path string) error {
+	owner := path
+	if _, err := os.Stat(path); err != nil {
+		owner = filepath.Dir(path)
+	}
+	if err := keepOwner(tmp, owner); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// ctxWriter fails writes once ctx is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
+// writeTo writes a consistent copy of the store to w, in one read
+// transaction.
+func (s *store) writeTo(ctx context.Context, w io.Writer) (n int64, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		n, err = tx.WriteTo(ctxWriter{ctx, w})
+		return err
+	})
+	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+		err = errClosed
+	}
+	return n, err
+}
+
+// probeKey is written and deleted again by probe, in the meta bucket.
+var probeKey = []byte("probe")
+
+// probe commits a write that leaves nothing behind, through the commit
+// loop, and waits until it is durable or ctx is done.
+func (s *store) probe(ctx context.Context) error {
+	ch, err := s.submitErr(ctx, func(b storeTx) error {
+		if err := b.meta.Put(probeKey, []byte{1}); err != nil {
+			return err
+		}
+		return b.meta.Delete(probeKey)
+	})
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("no commit: %w", ctx.Err())
+	}
+}
+
+// counts returns the numbers of queues and of undelivered messages, from
+// one read transaction that walks the pages of two buckets.
+func (s *store) counts() (queues, messages int, err error) {
+	err = s.view(func(b storeTx) error {
+		queues = b.queues.Stats().KeyN
+		messages = b.expiry.Stats().KeyN // one entry per message, keys only
+		return nil
+	})
+	return queues, messages, err
+}
+
+// sizes returns the size of the store file and the bytes of its free
+// pages.
+func (s *store) sizes() (size, free int64, err error) {
+	fi, err := os.Stat(s.db.Path())
+	if err != nil {
+		return 0, 0, err
+	}
+	st := s.db.Stats()
+	return fi.Size(), int64(st.FreePageN+st.PendingPageN) * int64(s.db.Info().PageSize), nil
+}

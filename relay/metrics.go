@@ -1,0 +1,164 @@
+package relay
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hushrelay/hush/queue"
+)
+
+// metrics are a relay's Prometheus metrics, in a registry of their own.
+//
+// They are aggregate only: no metric is labelled by queue, session or
+// address, and the only labels are the command name and the error code,
+// each from a fixed set. Counting on the hot path is an atomic add on a
+// counter created in advance: nothing is allocated per command or
+// message. Gauges that need the store or the relay's lock are computed
+// when scraped.
+type metrics struct {
+	reg *prometheus.Registry
+
+	sessionsTotal     prometheus.Counter
+	handshakeFailures prometheus.Counter
+	queuesCreated     prometheus.Counter
+	queuesDeleted     prometheus.Counter
+	queuesExpired     prometheus.Counter
+	messagesReceived  prometheus.Counter
+	messagesDelivered prometheus.Counter
+	messagesAcked     prometheus.Counter
+	messagesExpired   prometheus.Counter
+	commitSeconds     prometheus.Histogram
+	commitErrors      prometheus.Counter
+
+	// commands and errors are indexed by tag and by code; the entries for
+	// values that are not commands or codes are nil.
+	commands [queue.TagPING + 1]prometheus.Counter
+	errors   [queue.INTERNAL + 1]prometheus.Counter
+}
+
+// newMetrics creates the metrics of r. The gauges computed at scrape time
+// read r's fields, so r must be complete before the first scrape.
+func newMetrics(r *Relay) *metrics {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "hush_relay", Name: name, Help: help})
+	}
+	m := &metrics{
+		reg:               prometheus.NewRegistry(),
+		sessionsTotal:     counter("sessions_total", "Sessions that completed the transport handshake."),
+		handshakeFailures: counter("handshake_failures_total", "Connections that failed the TLS handshake or its deadline."),
+		queuesCreated:     counter("queues_created_total", "Queues created (NEW answered IDS)."),
+		queuesDeleted:     counter("queues_deleted_total", "Queues deleted by their recipient (DEL)."),
+		queuesExpired:     counter("queues_expired_total", "Queues never secured that expired."),
+		messagesReceived:  counter("messages_received_total", "Messages stored durably (SEND answered OK)."),
+		messagesDelivered: counter("messages_delivered_total", "Messages handed to recipients (MSG events and GET answers, redeliveries included)."),
+		messagesAcked:     counter("messages_acknowledged_total", "Messages acknowledged and deleted (ACK answered OK)."),
+		messagesExpired:   counter("messages_expired_total", "Undelivered messages deleted at the end of their lifetime."),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "hush_relay", Name: "store_commit_seconds",
+			Help:    "Duration of the store's group commits, fsync included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5 ms to 4 s
+		}),
+		commitErrors: counter("store_commit_errors_total", "Group commits that failed (every command in them was answered ERR INTERNAL)."),
+	}
+	commands := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "hush_relay", Name: "commands_total", Help: "Commands received, by command.",
+	}, []string{"command"})
+	for tag := queue.TagNEW; tag <= queue.TagPING; tag++ {
+		m.commands[tag] = commands.WithLabelValues(tag.String())
+	}
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "hush_relay", Name: "errors_total", Help: "ERR responses sent, by error code.",
+	}, []string{"code"})
+	for code := queue.AUTH; code <= queue.INTERNAL; code++ {
+		m.errors[code] = errs.WithLabelValues(code.String())
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "hush_relay", Name: name, Help: help}, f)
+	}
+	m.reg.MustRegister(
+		m.sessionsTotal, m.handshakeFailures, m.queuesCreated, m.queuesDeleted, m.queuesExpired,
+		m.messagesReceived, m.messagesDelivered, m.messagesAcked, m.messagesExpired,
+		m.commitSeconds, m.commitErrors, commands, errs,
+		gauge("sessions", "Sessions open now.", func() float64 {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return float64(len(r.sessions))
+		}),
+		gauge("subscriptions", "Queues with a subscriber now.", func() float64 {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return float64(len(r.subs))
+		}),
+		gauge("draining", "1 in drain mode (NEW refused), else 0.", func() float64 {
+			if r.draining.Load() {
+				return 1
+			}
+			return 0
+		}),
+		gauge("certificate_expiry_timestamp_seconds", "When the online TLS certificate ends (Unix time): rotate it before.", func() float64 {
+			return float64(r.cert.Load().notAfter.Unix())
+		}),
+		gauge("start_time_seconds", "When the relay started (Unix time).", func() float64 {
+			return float64(r.started.Unix())
+		}),
+		storeCollector{r},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// countCommand counts a command by its tag.
+func (m *metrics) countCommand(tag queue.Tag) {
+	if int(tag) < len(m.commands) && m.commands[tag] != nil {
+		m.commands[tag].Inc()
+	}
+}
+
+// countError counts an ERR response by its code.
+func (m *metrics) countError(code queue.ErrorCode) {
+	if int(code) < len(m.errors) && m.errors[code] != nil {
+		m.errors[code].Inc()
+	}
+}
+
+// observeCommit is the store's OnCommit hook.
+func (m *metrics) observeCommit(d time.Duration, err error) {
+	m.commitSeconds.Observe(d.Seconds())
+	if err != nil {
+		m.commitErrors.Inc()
+	}
+}
+
+// storeCollector reports the store's contents and size when scraped: the
+// queue and message counts come from one read transaction, which walks
+// the pages (not the values) of two buckets.
+type storeCollector struct{ r *Relay }
+
+var (
+	descQueues = prometheus.NewDesc("hush_relay_queues", "Queues in the store.", nil, nil)
+	descStored = prometheus.NewDesc("hush_relay_messages_stored", "Undelivered messages in the store.", nil, nil)
+	descSize   = prometheus.NewDesc("hush_relay_store_size_bytes", "Size of the store file.", nil, nil)
+	descFree   = prometheus.NewDesc("hush_relay_store_free_bytes", "Free space inside the store file, which compact reclaims.", nil, nil)
+)
+
+func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descQueues
+	ch <- descStored
+	ch <- descSize
+	ch <- descFree
+}
+
+func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.r.store
+	if queues, msgs, err := st.counts(); err == nil {
+		ch <- prometheus.MustNewConstMetric(descQueues, prometheus.GaugeValue, float64(queues))
+		ch <- prometheus.MustNewConstMetric(descStored, prometheus.GaugeValue, float64(msgs))
+	}
+	if size, free, err := st.sizes(); err == nil {
+		ch <- prometheus.MustNewConstMetric(descSize, prometheus.GaugeValue, float64(size))
+		ch <- prometheus.MustNewConstMetric(descFree, prometheus.GaugeValue, float64(free))
+	}
+}
