@@ -1,0 +1,452 @@
+package main
+
+// The relay child: hush-bench runs the relay in a separate process (itself,
+// with the hidden relay-child command) so that the relay's CPU time and
+// memory can be read from /proc apart from the load generator's.
+//
+// The child prints "addr <hush address>" and "open_us <µs>" (how long
+// relay.New took) on stdout once it serves, then reads commands on stdin,
+// one per line:
+//
+//	gc      run the garbage collector and return freed memory to the OS;
+//	        answers "ok"
+//	stats   answers "stats <JSON of childStats>"
+//	heap F  writes a heap profile to the file F; answers "ok"
+//
+// End of stdin (the parent closed it, or died) shuts the relay down
+// cleanly, stops the CPU profile and exits.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hushrelay/hush/queue"
+	"github.com/hushrelay/hush/relay"
+)
+
+// Files in the child's data directory.
+const (
+	childSeedFile  = "identity.seed" // the Ed25519 identity seed, so that restarts keep the address
+	childStoreFile = "relay.db"      // the relay's bbolt store
+)
+
+// childStats is the child's answer to "stats": its Go runtime's view of
+// its memory.
+type childStats struct {
+	HeapInuse  uint64 `json:"heap_inuse"`
+	StackInuse uint64 `json:"stack_inuse"`
+	Sys        uint64 `json:"sys"`
+	Goroutines int    `json:"goroutines"`
+}
+
+// runChild is the relay-child command.
+func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("relay-child", flag.ContinueOnError)
+	dir := fs.String("data", "", "data directory (required)")
+	listen := fs.String("listen", "127.0.0.1:0", "host:port of both listeners")
+	newRate := fs.Float64("new-rate", 0, "NEW per second per session (0: relay default)")
+	sendRate := fs.Float64("send-rate", 0, "SEND per second per session (0: relay default)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here until shutdown")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if *dir == "" {
+		return usageError{"relay-child: --data is required"}
+	}
+	// Ctrl-C reaches the whole process group: the parent shuts the child
+	// down through stdin, so that the CPU profile is complete.
+	signal.Ignore(os.Interrupt)
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return err
+	}
+	identity, err := loadOrCreateIdentity(filepath.Join(*dir, childSeedFile))
+	if err != nil {
+		return err
+	}
+	cert, err := relay.IssueCertificate(identity, 0)
+	if err != nil {
+		return err
+	}
+	fp, err := relay.CertificateFingerprint(cert)
+	if err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	start := time.Now()
+	r, err := relay.New(relay.Config{
+		Listen:      *listen,
+		Certificate: cert,
+		StorePath:   filepath.Join(*dir, childStoreFile),
+		NewRate:     *newRate,
+		SendRate:    *sendRate,
+	})
+	if err != nil {
+		return err
+	}
+	open := time.Since(start)
+	defer r.Close()
+	tcp := r.Addr().(*net.TCPAddr)
+	addr := queue.Address{Fingerprint: fp, Host: tcp.IP.String(), Port: uint16(tcp.Port)}
+	out := bufio.NewWriter(stdout)
+	fmt.Fprintf(out, "addr %s\nopen_us %d\n", addr, open.Microseconds())
+	if err := out.Flush(); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(stdin)
+	for sc.Scan() {
+		switch sc.Text() {
+		case "gc":
+			debug.FreeOSMemory()
+			fmt.Fprintln(out, "ok")
+		case "stats":
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			b, _ := json.Marshal(childStats{
+				HeapInuse: m.HeapInuse, StackInuse: m.StackInuse, Sys: m.Sys,
+				Goroutines: runtime.NumGoroutine(),
+			})
+			fmt.Fprintf(out, "stats %s\n", b)
+		default:
+			path, ok := strings.CutPrefix(sc.Text(), "heap ")
+			if !ok {
+				fmt.Fprintln(out, "error unknown command")
+				break
+			}
+			if err := writeHeapProfile(path); err != nil {
+				fmt.Fprintf(out, "error %v\n", err)
+				break
+			}
+			fmt.Fprintln(out, "ok")
+		}
+		if err := out.Flush(); err != nil {
+			return err
+		}
+	}
+	return r.Close()
+}
+
+// writeHeapProfile writes a heap profile (in use after a collection) to
+// path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// loadOrCreateIdentity reads the identity seed at path, creating it first
+// if it does not exist.
+func loadOrCreateIdentity(path string) (ed25519.PrivateKey, error) {
+	seed, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		seed = make([]byte, ed25519.SeedSize)
+		rand.Read(seed)
+		err = os.WriteFile(path, seed, 0o600)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("%s: not an identity seed", path)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// childOptions configures startChild.
+type childOptions struct {
+	dataDir    string
+	newRate    float64
+	sendRate   float64
+	cpuProfile string
+}
+
+// childTimeout bounds the child's start, each command and its shutdown.
+const childTimeout = 60 * time.Second
+
+// relayChild is a running relay-child process. Its methods are not safe
+// for concurrent use.
+type relayChild struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string // stdout lines; closed at EOF
+	done  chan struct{}
+	err   error // the process's exit status; set before done is closed
+
+	addr     queue.Address
+	openTime time.Duration // relay.New in the child
+	started  time.Time     // when the process was started
+}
+
+// startChild starts a relay child on 127.0.0.1 with a free port and waits
+// until it serves (or ctx ends, or childTimeout passes).
+func startChild(ctx context.Context, o childOptions) (*relayChild, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"relay-child", "--data", o.dataDir, "--listen", "127.0.0.1:0",
+		"--new-rate", strconv.FormatFloat(o.newRate, 'g', -1, 64),
+		"--send-rate", strconv.FormatFloat(o.sendRate, 'g', -1, 64)}
+	if o.cpuProfile != "" {
+		args = append(args, "--cpuprofile", o.cpuProfile)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	c := &relayChild{cmd: cmd, stdin: stdin, lines: make(chan string, 16), done: make(chan struct{}), started: time.Now()}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start relay child: %w", err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			c.lines <- sc.Text()
+		}
+		close(c.lines)
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	fail := func(err error) (*relayChild, error) {
+		c.kill()
+		return nil, fmt.Errorf("start relay child: %w", err)
+	}
+	line, err := c.readLine(ctx, "addr ")
+	if err != nil {
+		return fail(err)
+	}
+	if c.addr, err = queue.ParseAddress(strings.TrimPrefix(line, "addr ")); err != nil {
+		return fail(err)
+	}
+	if line, err = c.readLine(ctx, "open_us "); err != nil {
+		return fail(err)
+	}
+	us, err := strconv.ParseInt(strings.TrimPrefix(line, "open_us "), 10, 64)
+	if err != nil {
+		return fail(err)
+	}
+	c.openTime = time.Duration(us) * time.Microsecond
+	return c, nil
+}
+
+// readLine returns the next stdout line, which must start with prefix.
+func (c *relayChild) readLine(ctx context.Context, prefix string) (string, error) {
+	t := time.NewTimer(childTimeout)
+	defer t.Stop()
+	select {
+	case line, ok := <-c.lines:
+		switch {
+		case !ok:
+			<-c.done
+			return "", fmt.Errorf("relay child exited: %v", c.err)
+		case !strings.HasPrefix(line, prefix):
+			return "", fmt.Errorf("relay child said %q, want %q", line, prefix+"...")
+		}
+		return line, nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-t.C:
+		return "", errors.New("relay child did not answer in time")
+	}
+}
+
+// command sends one command line and returns the answer line, which must
+// start with prefix.
+func (c *relayChild) command(ctx context.Context, cmd, prefix string) (string, error) {
+	if _, err := io.WriteString(c.stdin, cmd+"\n"); err != nil {
+		return "", fmt.Errorf("relay child: %w", err)
+	}
+	return c.readLine(ctx, prefix)
+}
+
+// GC makes the child collect garbage and return free memory to the OS.
+func (c *relayChild) GC(ctx context.Context) error {
+	_, err := c.command(ctx, "gc", "ok")
+	return err
+}
+
+// WriteHeapProfile makes the child write a heap profile to path.
+func (c *relayChild) WriteHeapProfile(ctx context.Context, path string) error {
+	_, err := c.command(ctx, "heap "+path, "ok")
+	return err
+}
+
+// Stats returns the child's Go runtime memory figures.
+func (c *relayChild) Stats(ctx context.Context) (childStats, error) {
+	var s childStats
+	line, err := c.command(ctx, "stats", "stats ")
+	if err != nil {
+		return s, err
+	}
+	err = json.Unmarshal([]byte(strings.TrimPrefix(line, "stats ")), &s)
+	return s, err
+}
+
+// Sample reads the child's CPU time and memory from /proc.
+func (c *relayChild) Sample() (procSample, error) {
+	return readProc(c.cmd.Process.Pid)
+}
+
+// Stop shuts the child down cleanly (closing its stdin) and waits for it;
+// after childTimeout it kills it. It is idempotent.
+func (c *relayChild) Stop() error {
+	c.stdin.Close()
+	t := time.NewTimer(childTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case _, ok := <-c.lines: // drain, so that the reader reaches EOF
+			if ok {
+				continue
+			}
+			<-c.done
+			return c.err
+		case <-t.C:
+			c.kill()
+			return errors.New("relay child did not stop in time: killed")
+		}
+	}
+}
+
+func (c *relayChild) kill() {
+	c.cmd.Process.Kill()
+	c.stdin.Close()
+	for range c.lines {
+	}
+	<-c.done
+}
+
+// procSample is one reading of a process's /proc files.
+type procSample struct {
+	CPU     time.Duration // user + system time so far
+	RSS     int64         // VmRSS, bytes
+	RSSAnon int64         // RssAnon: heap, stacks (bytes)
+	RSSFile int64         // RssFile: mapped files, such as the bbolt file (bytes)
+	Peak    int64         // VmHWM, the peak RSS (bytes)
+}
+
+// clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat:
+// 100 on Linux.
+const clockTicks = 100
+
+// readProc reads /proc/<pid>/stat and /proc/<pid>/status (Linux).
+func readProc(pid int) (procSample, error) {
+	var s procSample
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces:
+	// fields are counted from the last ')'.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return s, errors.New("unreadable /proc stat")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return s, errors.New("unreadable /proc stat")
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err := errors.Join(err1, err2); err != nil {
+		return s, err
+	}
+	s.CPU = time.Duration(utime+stime) * time.Second / clockTicks
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, err
+	}
+	for line := range strings.Lines(string(status)) {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch name {
+		case "VmRSS":
+			dst = &s.RSS
+		case "RssAnon":
+			dst = &s.RSSAnon
+		case "RssFile":
+			dst = &s.RSSFile
+		case "VmHWM":
+			dst = &s.Peak
+		default:
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("/proc status %s: %w", name, err)
+		}
+		*dst = kb << 10
+	}
+	return s, nil
+}
+
+// machineBusy returns the CPU time all processes of the machine have used
+// (the "cpu" line of /proc/stat, without idle and iowait).
+func machineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, errors.New("unreadable /proc/stat")
+	}
+	var busy int64
+	// user nice system idle iowait irq softirq steal ...
+	for i, v := range f[1:min(len(f), 9)] {
+		if i == 3 || i == 4 {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		busy += n
+	}
+	return time.Duration(busy) * time.Second / clockTicks, nil
+}

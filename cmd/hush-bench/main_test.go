@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// benchBinary is the hush-bench executable built by TestMain: the scenarios
+// run it as a real process, and it runs itself again as the relay child.
+var benchBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hush-bench-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	benchBinary = filepath.Join(dir, "hush-bench")
+	args := []string{"build", "-o", benchBinary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building hush-bench:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// bench runs hush-bench with args and --json and returns the decoded
+// object. The run is bounded in time.
+func bench(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, benchBinary, append(args, "--json")...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("hush-bench %v: %v\nstderr:\n%s", args, err, stderr.String())
+	}
+	var res map[string]any
+	dec := json.NewDecoder(&stdout)
+	if err := dec.Decode(&res); err != nil {
+		t.Fatalf("hush-bench %v: output is not JSON: %v\n%s", args, err, stdout.String())
+	}
+	if dec.More() {
+		t.Fatalf("hush-bench %v: more than one JSON value on stdout", args)
+	}
+	return res
+}
+
+// number returns res[key] as a number, failing if it is missing or not a
+// number.
+func number(t *testing.T, res map[string]any, key string) float64 {
+	t.Helper()
+	v, ok := res[key]
+	if !ok {
+		t.Fatalf("no %q in %v", key, res)
+	}
+	f, ok := v.(float64)
+	if !ok {
+		t.Fatalf("%q is %v (%T), want a number", key, v, v)
+	}
+	return f
+}
+
+// checkNoLoss checks that nothing was lost or duplicated.
+func checkNoLoss(t *testing.T, res map[string]any) {
+	t.Helper()
+	if lost, dup := number(t, res, "lost"), number(t, res, "duplicated"); lost != 0 || dup != 0 {
+		t.Errorf("lost %v, duplicated %v; want 0 and 0", lost, dup)
+	}
+}
+
+func TestThroughput(t *testing.T) {
+	for _, transport := range []string{"tcp", "quic"} {
+		t.Run(transport, func(t *testing.T) {
+			t.Parallel()
+			res := bench(t, "throughput", "--transport", transport, "--duration", "2s", "--warmup", "0",
+				"--senders", "2", "--receivers", "2", "--queues", "8", "--window", "4", "--drain", "30s")
+			for _, key := range []string{"msgs_per_sec", "p50_ms", "p90_ms", "p99_ms", "cpu_us_per_msg", "rss_bytes"} {
+				number(t, res, key)
+			}
+			checkNoLoss(t, res)
+			if sent, got := number(t, res, "sent_ok"), number(t, res, "delivered"); sent < 1 || got != sent {
+				t.Errorf("sent %v messages, %v delivered; want at least one, all delivered", sent, got)
+			}
+			if n := number(t, res, "latency_samples"); n < 1 {
+				t.Errorf("%v latency samples", n)
+			}
+			if rss := number(t, res, "rss_bytes"); rss <= 0 {
+				t.Errorf("relay RSS %v", rss)
+			}
+			if u := number(t, res, "unexpected"); u != 0 {
+				t.Errorf("%v unexpected events", u)
+			}
+		})
+	}
+}
+
+// TestThroughputRate offers a fixed load and checks that the relay's CPU
+// profile is written.
+func TestThroughputRate(t *testing.T) {
+	t.Parallel()
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	res := bench(t, "throughput", "--transport", "tcp", "--duration", "2s", "--warmup", "0",
+		"--senders", "1", "--receivers", "1", "--queues", "4", "--rate", "20", "--cpuprofile", prof)
+	checkNoLoss(t, res)
+	if r := number(t, res, "offered_rate"); r != 20 {
+		t.Errorf("offered_rate %v, want 20", r)
+	}
+	if sent := number(t, res, "sent_ok"); sent < 1 || sent > 60 {
+		t.Errorf("sent %v messages at 20/s for 2 s", sent)
+	}
+	if st, err := os.Stat(prof); err != nil || st.Size() == 0 {
+		t.Errorf("CPU profile: %v", err)
+	}
+}
+
+func TestIdle(t *testing.T) {
+	for _, transport := range []string{"tcp", "quic"} {
+		t.Run(transport, func(t *testing.T) {
+			t.Parallel()
+			res := bench(t, "idle", "--transport", transport, "--sessions", "20", "--settle", "100ms")
+			checkNoLoss(t, res)
+			if n := number(t, res, "sessions"); n != 20 {
+				t.Errorf("sessions %v, want 20", n)
+			}
+			number(t, res, "rss_per_session_bytes")
+			if rss := number(t, res, "rss_bytes"); rss <= 0 {
+				t.Errorf("relay RSS %v", rss)
+			}
+		})
+	}
+}
+
+func TestQueues(t *testing.T) {
+	t.Parallel()
+	res := bench(t, "queues", "--transport", "tcp", "--queues", "200", "--restarts", "2", "--sample", "50")
+	checkNoLoss(t, res)
+	if n := number(t, res, "queues"); n != 200 {
+		t.Errorf("queues %v, want 200", n)
+	}
+	if n := number(t, res, "checked"); n < 50 {
+		t.Errorf("checked %v queues after the restart, want at least 50", n)
+	}
+	for _, key := range []string{"rss_bytes", "db_bytes", "restart_ms"} {
+		if v := number(t, res, key); v <= 0 {
+			t.Errorf("%s %v, want more than 0", key, v)
+		}
+	}
+	if r, ok := res["restarts_ms"].([]any); !ok || len(r) != 2 {
+		t.Errorf("restarts_ms %v, want 2 values", res["restarts_ms"])
+	}
+}
+
+func TestUsage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, args := range [][]string{
+		{"nosuch"},
+		{"throughput", "--transport", "udp"},
+		{"throughput", "--body", "16001"},
+		{"idle", "--relay", "hush://AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA@127.0.0.1:1"},
+	} {
+		err := exec.CommandContext(ctx, benchBinary, args...).Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Errorf("hush-bench %v: %v, want exit status 2", args, err)
+		}
+	}
+}

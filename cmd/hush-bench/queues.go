@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hushrelay/hush/client"
+)
+
+// queuesOptions are the flags of the queues scenario.
+type queuesOptions struct {
+	commonOptions
+	queues   int
+	conns    int
+	workers  int
+	restarts int
+	sample   int
+}
+
+// queuesResult is the queues scenario's report.
+type queuesResult struct {
+	Scenario      string  `json:"scenario"`
+	Transport     string  `json:"transport"`
+	Queues        int     `json:"queues"`
+	CreateSeconds float64 `json:"create_s"`
+	QueuesPerSec  float64 `json:"queues_per_sec"`
+
+	// Relay memory once the queues exist (connections closed, garbage
+	// collected): RSS, its anonymous part and its part mapped from files
+	// (the bbolt file), and the peak during creation.
+	RSS     int64 `json:"rss_bytes"`
+	RSSAnon int64 `json:"rss_anon_bytes"`
+	RSSFile int64 `json:"rss_file_bytes"`
+	RSSPeak int64 `json:"rss_peak_bytes"`
+	DBBytes int64 `json:"db_bytes"` // the store file's size
+
+	// Restarts: from starting the relay process to the answer of the first
+	// command on a stored queue (a GET, answered NO_MSG), dial included.
+	RestartMS       float64   `json:"restart_ms"` // the median
+	RestartsMS      []float64 `json:"restarts_ms"`
+	OpenMS          float64   `json:"open_ms"` // relay.New inside the process, the median
+	RSSAfterRestart int64     `json:"rss_after_restart_bytes"`
+	RSSAfterCheck   int64     `json:"rss_after_check_bytes"` // after the sampled queues were read
+
+	Checked    int   `json:"checked"`    // queues checked after the restart (a sample)
+	Lost       int64 `json:"lost"`       // checked queues the restarted relay did not know
+	Duplicated int64 `json:"duplicated"` // queue IDs issued twice
+}
+
+func runQueuesCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o queuesOptions
+	fs := flag.NewFlagSet("queues", flag.ContinueOnError)
+	addCommonFlags(fs, &o.commonOptions)
+	fs.IntVar(&o.queues, "queues", 100000, "queues to create (N)")
+	fs.IntVar(&o.conns, "conns", 16, "connections creating queues")
+	fs.IntVar(&o.workers, "workers", 128, "NEW commands in flight, over all connections")
+	fs.IntVar(&o.restarts, "restarts", 3, "relay restarts to time")
+	fs.IntVar(&o.sample, "sample", 1000, "queues checked after the first restart")
+	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	switch {
+	case o.queues < 1 || o.conns < 1 || o.workers < 1 || o.restarts < 1 || o.sample < 1:
+		return usageError{"--queues, --conns, --workers, --restarts and --sample must be at least 1"}
+	case o.relayAddr != "":
+		return usageError{"the queues scenario restarts the started relay: --relay is not supported"}
+	}
+	res, err := runQueues(ctx, &o)
+	if err != nil {
+		return err
+	}
+	if o.jsonOut {
+		return writeJSON(stdout, res)
+	}
+	fmt.Fprintf(stdout, "queues over %s: %d created in %.1f s (%.0f/s)\n", res.Transport, res.Queues, res.CreateSeconds, res.QueuesPerSec)
+	fmt.Fprintf(stdout, "relay RSS      %s (anonymous %s, files %s; peak %s)\n", mib(res.RSS), mib(res.RSSAnon), mib(res.RSSFile), mib(res.RSSPeak))
+	fmt.Fprintf(stdout, "database       %s\n", mib(res.DBBytes))
+	fmt.Fprintf(stdout, "restart        %.1f ms to the first served command (median of %d; relay.New %.1f ms); RSS then %s, %s after reading %d queues\n",
+		res.RestartMS, len(res.RestartsMS), res.OpenMS, mib(res.RSSAfterRestart), mib(res.RSSAfterCheck), res.Checked)
+	fmt.Fprintf(stdout, "lost           %d of %d checked\n", res.Lost, res.Checked)
+	fmt.Fprintf(stdout, "duplicated     %d IDs\n", res.Duplicated)
+	return nil
+}
+
+func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
+	target, err := startTarget(ctx, &o.commonOptions)
+	if err != nil {
+		return nil, err
+	}
+	defer target.Close()
+	cfg := client.DialConfig{Transport: o.transport}
+	res := &queuesResult{Scenario: "queues", Transport: o.transport, Queues: o.queues}
+
+	conns, err := dialMany(ctx, target.addr, cfg, o.conns)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(conns)
+	o.progressf("creating %d queues over %s", o.queues, o.transport)
+	every := max(1, o.queues/o.sample)
+	var (
+		mu      sync.Mutex
+		ids     = make([]uint64, 0, 2*o.queues) // the first 8 bytes of every ID, to find duplicates
+		sample  []client.RecipientQueue
+		created atomic.Int64
+	)
+	start := time.Now()
+	err = parallel(ctx, o.queues, o.workers, func(ctx context.Context, i int) error {
+		rq, err := conns[i%len(conns)].Create(ctx)
+		if err != nil {
+			return fmt.Errorf("create queue: %w", err)
+		}
+		mu.Lock()
+		ids = append(ids, binary.BigEndian.Uint64(rq.RecipientID[:]), binary.BigEndian.Uint64(rq.SenderID[:]))
+		if i%every == 0 {
+			sample = append(sample, rq)
+		}
+		mu.Unlock()
+		if n := created.Add(1); n%max(int64(o.queues)/10, 1) == 0 {
+			o.progressf("%d queues (%.0f/s)", n, float64(n)/time.Since(start).Seconds())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	elapsed := time.Since(start)
+	res.CreateSeconds = elapsed.Seconds()
+	res.QueuesPerSec = float64(o.queues) / elapsed.Seconds()
+	slices.Sort(ids)
+	for i := 1; i < len(ids); i++ {
+		if ids[i] == ids[i-1] {
+			res.Duplicated++
+		}
+	}
+	ids = nil
+	closeAll(conns)
+
+	time.Sleep(500 * time.Millisecond)
+	p, _, err := settledSample(ctx, target.child)
+	if err != nil {
+		return nil, err
+	}
+	res.RSS, res.RSSAnon, res.RSSFile, res.RSSPeak = p.RSS, p.RSSAnon, p.RSSFile, p.Peak
+	if err := target.child.Stop(); err != nil {
+		return nil, fmt.Errorf("stop relay: %w", err)
+	}
+	target.child = nil
+	st, err := os.Stat(filepath.Join(target.dataDir, childStoreFile))
+	if err != nil {
+		return nil, err
+	}
+	res.DBBytes = st.Size()
+
+	var opens []float64
+	for r := range o.restarts {
+		o.progressf("restart %d of %d", r+1, o.restarts)
+		rr, err := restartOnce(ctx, target, cfg, sample, r == 0)
+		if err != nil {
+			return nil, err
+		}
+		res.RestartsMS = append(res.RestartsMS, ms(rr.restart))
+		opens = append(opens, ms(rr.open))
+		if r == 0 {
+			res.Checked, res.Lost = len(sample), rr.lost
+			res.RSSAfterRestart, res.RSSAfterCheck = rr.rss, rr.rssChecked
+		}
+	}
+	res.RestartMS = median(res.RestartsMS)
+	res.OpenMS = median(opens)
+	return res, nil
+}
+
+// restartResult is what restartOnce measured.
+type restartResult struct {
+	restart    time.Duration // process start to the first answer
+	open       time.Duration // relay.New in the process
+	rss        int64         // relay RSS after the first answer
+	rssChecked int64         // relay RSS after the check
+	lost       int64         // sampled queues the relay did not know
+}
+
+// restartOnce starts the relay on target's data directory, times the first
+// served command (GET on a stored queue: NO_MSG) and, if check, checks that
+// the relay knows every sampled queue. It stops the relay again.
+func restartOnce(ctx context.Context, target *relayTarget, cfg client.DialConfig, sample []client.RecipientQueue, check bool) (restartResult, error) {
+	var rr restartResult
+	start := time.Now()
+	c, err := startChild(ctx, childOptions{dataDir: target.dataDir})
+	if err != nil {
+		return rr, err
+	}
+	defer c.Stop()
+	conn, err := client.Dial(ctx, c.addr, cfg)
+	if err != nil {
+		return rr, err
+	}
+	defer conn.Close()
+	if _, err := conn.Get(ctx, sample[0]); !errors.Is(err, client.ErrNoMessage) {
+		return rr, fmt.Errorf("first command after the restart: %v", err)
+	}
+	rr.restart, rr.open = time.Since(start), c.openTime
+	p, err := c.Sample()
+	if err != nil {
+		return rr, err
+	}
+	rr.rss = p.RSS
+	if check {
+		var n atomic.Int64
+		err := parallel(ctx, len(sample), 32, func(ctx context.Context, i int) error {
+			_, err := conn.Get(ctx, sample[i])
+			switch {
+			case errors.Is(err, client.ErrNoMessage):
+			case errors.Is(err, client.ErrClosed), ctx.Err() != nil:
+				return err
+			default:
+				n.Add(1)
+			}
+			return nil
+		})
+		if err != nil {
+			return rr, err
+		}
+		rr.lost = n.Load()
+		if p, err = c.Sample(); err != nil {
+			return rr, err
+		}
+		rr.rssChecked = p.RSS
+	}
+	return rr, c.Stop()
+}
+
+// median returns the median of v (the mean of the middle two for an even
+// count), or 0 for none.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

@@ -1,0 +1,571 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/queue"
+)
+
+// throughputOptions are the flags of the throughput scenario.
+type throughputOptions struct {
+	commonOptions
+	senders    int
+	receivers  int
+	queues     int
+	window     int
+	backlog    int
+	rate       float64
+	body       int
+	duration   time.Duration
+	warmup     time.Duration
+	drain      time.Duration
+	clientProf string
+}
+
+// throughputResult is the throughput scenario's report. Relay-side figures
+// are null with --relay.
+type throughputResult struct {
+	Scenario  string  `json:"scenario"`
+	Transport string  `json:"transport"`
+	Senders   int     `json:"senders"`
+	Receivers int     `json:"receivers"`
+	Queues    int     `json:"queues"`
+	Window    int     `json:"window"`
+	Body      int     `json:"body_bytes"`
+	Rate      float64 `json:"offered_rate"` // msgs/s offered; 0: as fast as possible
+	Seconds   float64 `json:"duration_s"`   // the measured window, after the warm-up
+
+	MsgsPerSec  float64 `json:"msgs_per_sec"` // first deliveries in the window per second
+	SentPerSec  float64 `json:"sent_per_sec"` // SENDs answered OK in the window per second
+	P50         float64 `json:"p50_ms"`
+	P90         float64 `json:"p90_ms"`
+	P99         float64 `json:"p99_ms"`
+	Max         float64 `json:"max_ms"`
+	LatencyN    int     `json:"latency_samples"`
+	SentOK      int64   `json:"sent_ok"`   // SENDs answered OK, over the whole run
+	Delivered   int64   `json:"delivered"` // distinct messages delivered, over the whole run
+	Lost        int64   `json:"lost"`
+	Duplicated  int64   `json:"duplicated"`
+	Unexpected  int64   `json:"unexpected"`   // deliveries of messages never answered OK, unreadable MSGs, END or DELD events
+	QuotaErrors int64   `json:"quota_errors"` // SENDs answered QUOTA (retried later, not counted as sent)
+	SendErrors  int64   `json:"send_errors"`  // SENDs that failed otherwise
+	AckErrors   int64   `json:"ack_errors"`
+
+	CPUPerMsg       *float64 `json:"cpu_us_per_msg"`    // relay CPU µs per delivered message, in the window
+	RelayCPUPercent *float64 `json:"relay_cpu_percent"` // relay CPU time / wall time, in the window (200 = 2 cores)
+	RSS             *int64   `json:"rss_bytes"`         // relay VmRSS at the end of the window
+	RSSAnon         *int64   `json:"rss_anon_bytes"`
+	RSSFile         *int64   `json:"rss_file_bytes"`
+	RSSPeak         *int64   `json:"rss_peak_bytes"`
+	ClientCPUPerMsg float64  `json:"client_cpu_us_per_msg"` // this process (senders and receivers), in the window
+	// OthersCPUPercent is the CPU time that processes other than the relay
+	// and this one used during the window, over wall time (200 = 2
+	// cores): other work on a shared machine.
+	OthersCPUPercent *float64 `json:"others_cpu_percent"`
+}
+
+func runThroughputCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o throughputOptions
+	fs := flag.NewFlagSet("throughput", flag.ContinueOnError)
+	addCommonFlags(fs, &o.commonOptions)
+	fs.IntVar(&o.senders, "senders", 2, "sender connections (S)")
+	fs.IntVar(&o.receivers, "receivers", 2, "receiver connections (R), each subscribed to Q/R queues")
+	fs.IntVar(&o.queues, "queues", 1024, "queues (Q); senders send to all of them in turn")
+	fs.IntVar(&o.window, "window", 32, "SENDs in flight per sender connection")
+	fs.IntVar(&o.backlog, "backlog", 0, "most messages sent and not yet delivered, over all queues; senders wait beyond (0: 4 per queue)")
+	fs.Float64Var(&o.rate, "rate", 0, "offer this many messages per second in total (0: as fast as possible)")
+	fs.IntVar(&o.body, "body", queue.MaxMessageSize, "SEND body size in bytes (at least 20)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long senders send, warm-up included")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "time excluded from the figures at the start (at most half of --duration)")
+	fs.DurationVar(&o.drain, "drain", 15*time.Second, "how long to wait, after sending, for every message to be delivered")
+	fs.StringVar(&o.clientProf, "client-cpuprofile", "", "write a CPU profile of the load generator (this process) to this file")
+	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	switch {
+	case o.senders < 1 || o.receivers < 1 || o.window < 1:
+		return usageError{"--senders, --receivers and --window must be at least 1"}
+	case o.queues < o.receivers:
+		return usageError{"--queues must be at least --receivers"}
+	case o.body < bodyHeaderSize || o.body > queue.MaxMessageSize:
+		return usageError{fmt.Sprintf("--body must be %d to %d", bodyHeaderSize, queue.MaxMessageSize)}
+	case o.duration <= 0 || o.rate < 0 || o.backlog < 0:
+		return usageError{"--duration must be positive, --rate and --backlog not negative"}
+	}
+	o.warmup = min(max(o.warmup, 0), o.duration/2)
+	if o.backlog == 0 {
+		o.backlog = 4 * o.queues
+	}
+	res, err := runThroughput(ctx, &o)
+	if err != nil {
+		return err
+	}
+	if o.jsonOut {
+		return writeJSON(stdout, res)
+	}
+	printThroughput(stdout, res)
+	return nil
+}
+
+// Message bodies start with a header that makes every message unique and
+// carries its send time:
+//
+//	sender uint32 | seq uint64 | sent int64 (ns since the run's base time)
+//
+// and are padded with random bytes to the body size.
+const bodyHeaderSize = 4 + 8 + 8
+
+// msgKey identifies a message: sender << 40 | seq.
+type msgKey uint64
+
+// benchQueue is one queue with what its sender and recipient need.
+type benchQueue struct {
+	rq        client.RecipientQueue
+	senderKey *ecdh.PrivateKey
+	recv      int // index of the receiver connection subscribed to it
+}
+
+// tracker records sends and deliveries. Its methods are safe for
+// concurrent use.
+type tracker struct {
+	base    time.Time
+	credits chan struct{} // the backlog: a token per message sent and not yet delivered
+
+	// The measured window, in ns since base; set before the senders start.
+	winStart, winEnd atomic.Int64
+
+	sentInWin atomic.Int64
+	quota     atomic.Int64
+	sendErrs  atomic.Int64
+	ackErrs   atomic.Int64
+
+	mu sync.Mutex
+	// state holds, per message, bit 0: answered OK; the rest: the
+	// number of deliveries.
+	state      map[msgKey]uint32
+	sentOK     int64
+	delivered  int64 // distinct messages delivered
+	dups       int64
+	unexpected int64
+	delivInWin int64
+	latencies  []time.Duration // of messages sent in the window
+}
+
+func (t *tracker) now() int64 { return int64(time.Since(t.base)) }
+
+func (t *tracker) inWindow(ns int64) bool {
+	return ns >= t.winStart.Load() && ns < t.winEnd.Load()
+}
+
+// sent records a SEND answered OK.
+func (t *tracker) sent(k msgKey, sentAt int64) {
+	if t.inWindow(sentAt) {
+		t.sentInWin.Add(1)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.state[k] |= 1
+	t.sentOK++
+}
+
+// deliveredMsg records a delivered body.
+func (t *tracker) deliveredMsg(body []byte, at int64) {
+	if len(body) < bodyHeaderSize {
+		t.mu.Lock()
+		t.unexpected++
+		t.mu.Unlock()
+		return
+	}
+	k := msgKey(uint64(binary.BigEndian.Uint32(body))<<40 | binary.BigEndian.Uint64(body[4:]))
+	sentAt := int64(binary.BigEndian.Uint64(body[12:]))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.state[k]
+	t.state[k] = s + 2
+	if s>>1 > 0 {
+		t.dups++
+		return
+	}
+	t.delivered++
+	if t.inWindow(at) {
+		t.delivInWin++
+	}
+	if t.inWindow(sentAt) {
+		t.latencies = append(t.latencies, time.Duration(at-sentAt))
+	}
+	select {
+	case <-t.credits:
+	default:
+	}
+}
+
+// missing returns the messages answered OK and never delivered, and the
+// deliveries of messages never answered OK.
+func (t *tracker) missing() (lost, unknown int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.state {
+		switch {
+		case s&1 != 0 && s>>1 == 0:
+			lost++
+		case s&1 == 0 && s>>1 > 0:
+			unknown++
+		}
+	}
+	return lost, unknown
+}
+
+func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult, error) {
+	target, err := startTarget(ctx, &o.commonOptions)
+	if err != nil {
+		return nil, err
+	}
+	defer target.Close()
+
+	perRecv := (o.queues + o.receivers - 1) / o.receivers
+	rcfg := client.DialConfig{Transport: o.transport, Events: perRecv + 64}
+	receivers, err := dialMany(ctx, target.addr, rcfg, o.receivers)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(receivers)
+	senders, err := dialMany(ctx, target.addr, client.DialConfig{Transport: o.transport}, o.senders)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(senders)
+
+	o.progressf("creating %d queues over %s", o.queues, o.transport)
+	queues := make([]*benchQueue, o.queues)
+	err = parallel(ctx, o.queues, 64, func(ctx context.Context, i int) error {
+		rc := receivers[i%o.receivers]
+		rq, err := rc.Create(ctx)
+		if err != nil {
+			return fmt.Errorf("create queue: %w", err)
+		}
+		sk, err := queue.GenerateKey()
+		if err != nil {
+			return err
+		}
+		if err := rc.Secure(ctx, rq, queue.PublicKey(sk)); err != nil {
+			return fmt.Errorf("secure queue: %w", err)
+		}
+		queues[i] = &benchQueue{rq: rq, senderKey: sk, recv: i % o.receivers}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	byRID := make(map[queue.ID]*benchQueue, len(queues))
+	for _, q := range queues {
+		byRID[q.rq.RecipientID] = q
+	}
+
+	t := &tracker{
+		base:    time.Now(),
+		credits: make(chan struct{}, o.backlog),
+		state:   make(map[msgKey]uint32),
+	}
+	t.winStart.Store(math.MaxInt64)
+	t.winEnd.Store(math.MaxInt64)
+
+	// Receivers: record each message and acknowledge it at once, in its
+	// own goroutine (the relay allows one unacknowledged message per
+	// queue, so at most Q acknowledgements are in flight).
+	ackCtx, stopAcks := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAcks()
+	var recvWG, ackWG sync.WaitGroup
+	for _, rc := range receivers {
+		recvWG.Add(1)
+		go func() {
+			defer recvWG.Done()
+			for ev := range rc.Events() {
+				at := t.now()
+				if ev.Kind != client.RelayEventMessage || ev.Err != nil {
+					t.mu.Lock()
+					t.unexpected++
+					t.mu.Unlock()
+					if ev.Kind != client.RelayEventMessage {
+						continue
+					}
+				} else {
+					t.deliveredMsg(ev.Message.Body, at)
+				}
+				q := byRID[ev.RecipientID]
+				if q == nil {
+					continue
+				}
+				ackWG.Add(1)
+				go func() {
+					defer ackWG.Done()
+					if err := rc.Ack(ackCtx, q.rq, ev.Message.ID); err != nil && ackCtx.Err() == nil {
+						t.ackErrs.Add(1)
+					}
+				}()
+			}
+		}()
+	}
+	defer func() {
+		stopAcks()
+		closeAll(receivers) // ends the event loops, and so new acknowledgements
+		recvWG.Wait()
+		ackWG.Wait()
+	}()
+	err = parallel(ctx, o.queues, 64, func(ctx context.Context, i int) error {
+		q := queues[i]
+		if err := receivers[q.recv].Subscribe(ctx, q.rq); err != nil {
+			return fmt.Errorf("subscribe: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	if o.rate > 0 {
+		o.progressf("sending %d-byte messages at %.0f msgs/s for %v", o.body, o.rate, o.duration)
+	} else {
+		o.progressf("sending %d-byte messages as fast as possible for %v", o.body, o.duration)
+	}
+	// The window starts after the warm-up and ends when the senders stop.
+	start := t.now()
+	t.winStart.Store(start + int64(o.warmup))
+	stopAt := start + int64(o.duration)
+	sendCtx, cancelSends := context.WithTimeout(ctx, o.duration+childTimeout)
+	defer cancelSends()
+	stopCtx, stopSending := context.WithTimeout(ctx, o.duration)
+	defer stopSending()
+	var (
+		fatalOnce sync.Once
+		fatal     error
+		next      atomic.Uint64
+		sendWG    sync.WaitGroup
+	)
+	fail := func(err error) {
+		fatalOnce.Do(func() { fatal = err; stopSending() })
+	}
+	for si, sc := range senders {
+		var lim *rate.Limiter
+		if o.rate > 0 {
+			lim = rate.NewLimiter(rate.Limit(o.rate/float64(o.senders)), 1)
+		}
+		var seq atomic.Uint64
+		for range o.window {
+			sendWG.Add(1)
+			go func() {
+				defer sendWG.Done()
+				body := make([]byte, o.body)
+				rand.Read(body)
+				binary.BigEndian.PutUint32(body, uint32(si))
+				for {
+					select {
+					case t.credits <- struct{}{}:
+					case <-stopCtx.Done():
+						return
+					}
+					if lim != nil && lim.Wait(stopCtx) != nil {
+						<-t.credits
+						return
+					}
+					if t.now() >= stopAt || stopCtx.Err() != nil {
+						<-t.credits
+						return
+					}
+					q := queues[next.Add(1)%uint64(len(queues))]
+					s := seq.Add(1)
+					sentAt := t.now()
+					binary.BigEndian.PutUint64(body[4:], s)
+					binary.BigEndian.PutUint64(body[12:], uint64(sentAt))
+					// In-flight SENDs finish after the window: their
+					// outcome must be known to count losses.
+					err := sc.Send(sendCtx, q.rq.SenderID, q.senderKey, body)
+					switch {
+					case err == nil:
+						t.sent(msgKey(uint64(si)<<40|s), sentAt)
+						continue
+					case errors.Is(err, queue.QUOTA):
+						t.quota.Add(1)
+						time.Sleep(5 * time.Millisecond)
+					case errors.Is(err, client.ErrClosed), sendCtx.Err() != nil:
+						fail(fmt.Errorf("send: %w", err))
+					default:
+						t.sendErrs.Add(1)
+					}
+					<-t.credits
+				}
+			}()
+		}
+	}
+	select {
+	case <-time.After(o.warmup):
+	case <-stopCtx.Done():
+	}
+	cpu0, rus0 := sampleCPU(target), clientCPU()
+	busy0, busyErr0 := machineBusy()
+	if o.clientProf != "" {
+		f, err := os.Create(o.clientProf)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	<-stopCtx.Done()
+	if o.clientProf != "" {
+		pprof.StopCPUProfile()
+	}
+	winEnd := t.now()
+	t.winEnd.Store(winEnd)
+	cpu1, rus1 := sampleCPU(target), clientCPU()
+	busy1, busyErr1 := machineBusy()
+	var mem procSample
+	if target.child != nil {
+		mem, _ = target.child.Sample()
+	}
+	sendWG.Wait()
+	if fatal != nil {
+		return nil, fatal
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	// Drain: wait until every message answered OK has been delivered.
+	o.progressf("draining")
+	deadline := time.Now().Add(o.drain)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		t.mu.Lock()
+		done := t.delivered >= t.sentOK
+		t.mu.Unlock()
+		if done {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A little more, so that duplicates would show.
+	time.Sleep(200 * time.Millisecond)
+	lost, unknown := t.missing()
+
+	win := time.Duration(winEnd - t.winStart.Load())
+	t.mu.Lock()
+	lat := slices.Clone(t.latencies)
+	delivInWin := t.delivInWin
+	res := &throughputResult{
+		Scenario: "throughput", Transport: o.transport,
+		Senders: o.senders, Receivers: o.receivers, Queues: o.queues, Window: o.window,
+		Body: o.body, Rate: o.rate, Seconds: win.Seconds(),
+		MsgsPerSec:  float64(delivInWin) / win.Seconds(),
+		SentPerSec:  float64(t.sentInWin.Load()) / win.Seconds(),
+		SentOK:      t.sentOK,
+		Delivered:   t.delivered,
+		Lost:        lost,
+		Duplicated:  t.dups,
+		Unexpected:  t.unexpected + unknown,
+		QuotaErrors: t.quota.Load(),
+		SendErrors:  t.sendErrs.Load(),
+		AckErrors:   t.ackErrs.Load(),
+		LatencyN:    len(lat),
+	}
+	t.mu.Unlock()
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		res.P50 = ms(percentile(lat, 50))
+		res.P90 = ms(percentile(lat, 90))
+		res.P99 = ms(percentile(lat, 99))
+		res.Max = ms(lat[len(lat)-1])
+	}
+	if delivInWin > 0 {
+		res.ClientCPUPerMsg = float64((rus1 - rus0).Microseconds()) / float64(delivInWin)
+	}
+	if target.child != nil && cpu0 >= 0 && cpu1 >= 0 {
+		cpu := cpu1 - cpu0
+		pct := 100 * cpu.Seconds() / win.Seconds()
+		res.RelayCPUPercent = &pct
+		if delivInWin > 0 {
+			per := float64(cpu.Microseconds()) / float64(delivInWin)
+			res.CPUPerMsg = &per
+		}
+		res.RSS, res.RSSAnon, res.RSSFile, res.RSSPeak = &mem.RSS, &mem.RSSAnon, &mem.RSSFile, &mem.Peak
+		if busyErr0 == nil && busyErr1 == nil {
+			others := 100 * max(0, (busy1-busy0)-cpu-(rus1-rus0)).Seconds() / win.Seconds()
+			res.OthersCPUPercent = &others
+		}
+	}
+	return res, nil
+}
+
+// sampleCPU returns the relay child's CPU time, or -1 without a child.
+func sampleCPU(target *relayTarget) time.Duration {
+	if target.child == nil {
+		return -1
+	}
+	s, err := target.child.Sample()
+	if err != nil {
+		return -1
+	}
+	return s.CPU
+}
+
+// clientCPU returns this process's user and system CPU time.
+func clientCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// percentile returns the p-th percentile (nearest rank) of sorted.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func printThroughput(w io.Writer, r *throughputResult) {
+	fmt.Fprintf(w, "throughput over %s: %d senders (window %d), %d receivers, %d queues, %d-byte bodies", r.Transport, r.Senders, r.Window, r.Receivers, r.Queues, r.Body)
+	if r.Rate > 0 {
+		fmt.Fprintf(w, ", offered %.0f msgs/s", r.Rate)
+	}
+	fmt.Fprintf(w, ", %.1f s measured\n", r.Seconds)
+	fmt.Fprintf(w, "delivered      %.0f msgs/s (sent %.0f msgs/s)\n", r.MsgsPerSec, r.SentPerSec)
+	fmt.Fprintf(w, "latency        p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms (%d samples)\n", r.P50, r.P90, r.P99, r.Max, r.LatencyN)
+	if r.CPUPerMsg != nil {
+		fmt.Fprintf(w, "relay CPU      %.0f µs/msg (%.0f%% of one core)\n", *r.CPUPerMsg, *r.RelayCPUPercent)
+	}
+	if r.RSS != nil {
+		fmt.Fprintf(w, "relay RSS      %s (anonymous %s, files %s; peak %s)\n", mib(*r.RSS), mib(*r.RSSAnon), mib(*r.RSSFile), mib(*r.RSSPeak))
+	}
+	fmt.Fprintf(w, "client CPU     %.0f µs/msg\n", r.ClientCPUPerMsg)
+	if r.OthersCPUPercent != nil {
+		fmt.Fprintf(w, "other work     %.0f%% of one core (other processes on this machine)\n", *r.OthersCPUPercent)
+	}
+	fmt.Fprintf(w, "lost           %d of %d sent\n", r.Lost, r.SentOK)
+	fmt.Fprintf(w, "duplicated     %d\n", r.Duplicated)
+	if r.Unexpected+r.QuotaErrors+r.SendErrors+r.AckErrors > 0 {
+		fmt.Fprintf(w, "other          %d unexpected events, %d QUOTA, %d send errors, %d ack errors\n", r.Unexpected, r.QuotaErrors, r.SendErrors, r.AckErrors)
+	}
+}
