@@ -66,6 +66,7 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 	newRate := fs.Float64("new-rate", 0, "NEW per second per session (0: relay default)")
 	sendRate := fs.Float64("send-rate", 0, "SEND per second per session (0: relay default)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here until shutdown")
+	memRate := fs.Int("memprofilerate", 0, "runtime.MemProfileRate (0: the Go default); 1 records every allocation for exact heap profiles")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
@@ -89,6 +90,9 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 	fp, err := relay.CertificateFingerprint(cert)
 	if err != nil {
 		return err
+	}
+	if *memRate > 0 {
+		runtime.MemProfileRate = *memRate
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -193,6 +197,8 @@ type childOptions struct {
 	newRate    float64
 	sendRate   float64
 	cpuProfile string
+	// memProfileRate, if not 0, is the child's runtime.MemProfileRate.
+	memProfileRate int
 }
 
 // childTimeout bounds the child's start, each command and its shutdown.
@@ -224,6 +230,9 @@ func startChild(ctx context.Context, o childOptions) (*relayChild, error) {
 		"--send-rate", strconv.FormatFloat(o.sendRate, 'g', -1, 64)}
 	if o.cpuProfile != "" {
 		args = append(args, "--cpuprofile", o.cpuProfile)
+	}
+	if o.memProfileRate != 0 {
+		args = append(args, "--memprofilerate", strconv.Itoa(o.memProfileRate))
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stderr = os.Stderr

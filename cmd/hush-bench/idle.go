@@ -75,7 +75,11 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
-	target, err := startTarget(ctx, &o.commonOptions)
+	rate := 0
+	if o.memProfile != "" {
+		rate = 1 // exact: the sessions' allocations are few
+	}
+	target, err := startTarget(ctx, &o.commonOptions, rate)
 	if err != nil {
 		return nil, err
 	}

@@ -157,8 +157,9 @@ type relayTarget struct {
 	cleanup func()
 }
 
-// startTarget starts the relay child, or parses --relay.
-func startTarget(ctx context.Context, o *commonOptions) (*relayTarget, error) {
+// startTarget starts the relay child, or parses --relay. memProfileRate,
+// if not 0, is the child's runtime.MemProfileRate.
+func startTarget(ctx context.Context, o *commonOptions, memProfileRate int) (*relayTarget, error) {
 	if o.relayAddr != "" {
 		a, err := queue.ParseAddress(o.relayAddr)
 		if err != nil {
@@ -179,6 +180,8 @@ func startTarget(ctx context.Context, o *commonOptions) (*relayTarget, error) {
 		newRate:    o.newRate,
 		sendRate:   o.sendRate,
 		cpuProfile: o.cpuProfile,
+
+		memProfileRate: memProfileRate,
 	})
 	if err != nil {
 		cleanup()

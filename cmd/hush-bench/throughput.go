@@ -237,7 +237,7 @@ func (t *tracker) missing() (lost, unknown int64) {
 }
 
 func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult, error) {
-	target, err := startTarget(ctx, &o.commonOptions)
+	target, err := startTarget(ctx, &o.commonOptions, 0)
 	if err != nil {
 		return nil, err
 	}
