@@ -248,3 +248,71 @@ func TestParseBlockBoundaries(t *testing.T) {
 		t.Errorf("one byte of padding: %d, %v", len(txs), err)
 	}
 }
+
+// TestBlockBuilderUse checks that a lent buffer is built in place and that
+// Block pads it there, with the same bytes as AppendBlock.
+func TestBlockBuilderUse(t *testing.T) {
+	lent := make([]byte, 0, queue.BlockSize)
+	var bb queue.BlockBuilder
+	bb.Use(lent)
+	mustPanic(t, "Block on an empty builder", func() { bb.Block() })
+	tx := []byte("in place")
+	if !bb.Add(tx) {
+		t.Fatal("Add failed")
+	}
+	want := bb.AppendBlock(nil)
+	block := bb.Block()
+	if !bytes.Equal(block, want) {
+		t.Fatal("Block differs from AppendBlock")
+	}
+	if len(block) != queue.BlockSize || &block[0] != &lent[:1][0] {
+		t.Fatal("Block is not the lent buffer")
+	}
+	if bb.Add([]byte("x")) {
+		t.Error("Add after Block succeeded")
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		bb.Reset()
+		bb.Add(tx)
+		bb.Block()
+	}); n != 0 {
+		t.Errorf("building in a lent buffer allocates %v times", n)
+	}
+	// Use(nil) gives the buffer back: the builder allocates its own.
+	bb.Use(nil)
+	bb.Add([]byte("own"))
+	if b := bb.Block(); &b[0] == &lent[:1][0] {
+		t.Error("builder still uses the lent buffer after Use(nil)")
+	}
+	// A buffer too small to hold a block is replaced, not overrun.
+	small := make([]byte, 0, 10)
+	bb.Use(small)
+	bb.Add(seq(1, 100))
+	if b := bb.Block(); len(b) != queue.BlockSize || cap(small) != 10 {
+		t.Errorf("small buffer: block of %d bytes", len(b))
+	}
+}
+
+// TestParseBlockPaddingEveryByte sets padding bytes in turn, at every
+// alignment: each one alone makes the block invalid. It checks the first
+// and last 100 bytes of padding, and every 61st between them.
+func TestParseBlockPaddingEveryByte(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 5, 7, 12, 29, 31, 32, 33} {
+		var bb queue.BlockBuilder
+		bb.Add(seq(1, n))
+		block := bb.AppendBlock(nil)
+		if _, err := queue.ParseBlock(nil, block); err != nil {
+			t.Fatalf("tx of %d bytes: %v", n, err)
+		}
+		for i := 4 + n; i < queue.BlockSize; i++ {
+			if i >= 4+n+100 && i < queue.BlockSize-100 && i%61 != 0 {
+				continue
+			}
+			block[i] = 1 << (i % 8)
+			if _, err := queue.ParseBlock(nil, block); err == nil {
+				t.Fatalf("tx of %d bytes: non-zero padding at %d accepted", n, i)
+			}
+			block[i] = 0
+		}
+	}
+}

@@ -35,6 +35,7 @@ type Relay struct {
 	dummyKey queue.Key
 
 	metrics  *metrics
+	blocks   sync.Pool                 // *[]byte of queue.BlockSize; see getBlock
 	cert     atomic.Pointer[certState] // the certificate served; see SetCertificate
 	draining atomic.Bool               // NEW is refused; see SetDraining
 	started  time.Time
@@ -291,9 +292,16 @@ func (r *Relay) startSession(open func(context.Context) (io.ReadWriteCloser, []b
 			conn.Close()
 			return
 		}
-		defer r.removeSession(s)
-		err = s.run()
-		r.cfg.Logger.Debug("session ended", "err", err)
+		// The session runs on a goroutine of its own: this one's stack
+		// grew for the TLS handshake and goes away with it, so that an
+		// idle session's reader keeps a small stack.
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			defer r.removeSession(s)
+			err := s.run()
+			r.cfg.Logger.Debug("session ended", "err", err)
+		}()
 	}()
 }
 

@@ -21,10 +21,15 @@ const (
 	// maxInFlight bounds the commands of one session waiting for the store.
 	// When it is reached the session stops reading (backpressure).
 	maxInFlight = 64
-	// replyQueue bounds the encoded replies waiting for the writer. When it
-	// is full, the session stops reading (backpressure): a client that does
-	// not read cannot make the relay buffer more than this.
+	// replyQueue bounds the encoded replies queued for the writer or being
+	// written. When it is reached, the session stops reading
+	// (backpressure): a client that does not read cannot make the relay
+	// buffer more than this.
 	replyQueue = 64
+	// maxKeptTransmissions bounds the scratch slice of parsed transmissions
+	// a session keeps between blocks; a block of many small commands makes
+	// a larger one that is dropped afterwards.
+	maxKeptTransmissions = 64
 	// maxAuthCache bounds the cached authorization keys of one session;
 	// when full it is emptied.
 	maxAuthCache = 4096
@@ -34,9 +39,11 @@ const (
 var errMalformed = errors.New("malformed block")
 
 // session serves one client connection. Its reader goroutine (run) parses
-// blocks and handles commands in order; its writer goroutine packs replies,
-// events and deliveries into blocks. Store operations complete in their own
-// goroutines, at most maxInFlight at a time.
+// blocks and handles commands in order. A writer goroutine packs replies,
+// events and deliveries into blocks; it runs only while there is something
+// to write, so an idle session has one goroutine and no block buffer. Store
+// operations complete in their own goroutines, at most maxInFlight at a
+// time.
 type session struct {
 	r       *Relay
 	conn    io.ReadWriteCloser
@@ -54,12 +61,20 @@ type session struct {
 	// Only the reader goroutine uses it.
 	authCache map[queue.Key][32]byte
 
-	replies chan []byte   // encoded transmissions for the writer
-	wake    chan struct{} // capacity 1: the writer has pending work
+	// replySlots holds one token per reply queued or being written: at
+	// most replyQueue.
+	replySlots chan struct{}
 
 	closeOnce sync.Once
 
 	mu sync.Mutex
+	// closed is set by close: no writer starts after it.
+	closed bool
+	// writing is set while a writer goroutine runs; it clears it, under
+	// mu, only when it finds nothing left to write.
+	writing bool
+	// replies are encoded transmissions for the writer, in order.
+	replies [][]byte
 	// subs are this session's subscriptions, by recipient ID.
 	subs map[queue.ID]*subscription
 	// pending are subscriptions that may have a message to deliver.
@@ -86,18 +101,17 @@ func newSession(r *Relay, conn io.ReadWriteCloser, binding []byte) (*session, er
 		return nil, err
 	}
 	s := &session{
-		r:         r,
-		conn:      conn,
-		binding:   binding,
-		key:       key,
-		newLimit:  rate.NewLimiter(rate.Limit(r.cfg.NewRate), max(1, int(r.cfg.NewRate))),
-		sendLimit: rate.NewLimiter(rate.Limit(r.cfg.SendRate), max(1, int(r.cfg.SendRate))),
-		inFlight:  make(chan struct{}, maxInFlight),
-		authCache: make(map[queue.Key][32]byte),
-		replies:   make(chan []byte, replyQueue),
-		wake:      make(chan struct{}, 1),
-		subs:      make(map[queue.ID]*subscription),
-		pending:   make(map[*subscription]struct{}),
+		r:          r,
+		conn:       conn,
+		binding:    binding,
+		key:        key,
+		newLimit:   rate.NewLimiter(rate.Limit(r.cfg.NewRate), max(1, int(r.cfg.NewRate))),
+		sendLimit:  rate.NewLimiter(rate.Limit(r.cfg.SendRate), max(1, int(r.cfg.SendRate))),
+		inFlight:   make(chan struct{}, maxInFlight),
+		authCache:  make(map[queue.Key][32]byte),
+		replySlots: make(chan struct{}, replyQueue),
+		subs:       make(map[queue.ID]*subscription),
+		pending:    make(map[*subscription]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(r.ctx)
 	return s, nil
@@ -107,6 +121,9 @@ func newSession(r *Relay, conn io.ReadWriteCloser, binding []byte) (*session, er
 // goroutines. It is idempotent and does not wait.
 func (s *session) close() {
 	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		s.cancel()
 		s.conn.Close()
 	})
@@ -123,13 +140,13 @@ func (s *session) run() error {
 	if err != nil {
 		return err
 	}
-	s.wg.Add(1)
-	go s.writeLoop()
 	return s.readLoop()
 }
 
 func (s *session) handshake() error {
-	buf := make([]byte, queue.BlockSize)
+	bp := s.r.getBlock()
+	defer s.r.putBlock(bp)
+	buf := *bp
 	if _, err := io.ReadFull(s.conn, buf); err != nil {
 		return err
 	}
@@ -148,40 +165,98 @@ func (s *session) handshake() error {
 func (s *session) readLoop() error {
 	idle := time.AfterFunc(s.r.cfg.IdleTimeout, s.close)
 	defer idle.Stop()
-	buf := make([]byte, queue.BlockSize)
+	first := make([]byte, 1)
+	served := make(chan error, 1)
 	var txs [][]byte
 	for {
-		if _, err := io.ReadFull(s.conn, buf); err != nil {
+		// Wait for the next block holding only its first byte: an idle
+		// session holds no block buffer.
+		if _, err := io.ReadFull(s.conn, first); err != nil {
+			return err
+		}
+		bp := s.r.getBlock()
+		buf := *bp
+		buf[0] = first[0]
+		if _, err := io.ReadFull(s.conn, buf[1:]); err != nil {
+			s.r.putBlock(bp)
+			return err
+		}
+		// The block is served on a goroutine of its own that ends with
+		// it: handling commands takes a deep stack (cryptography, the
+		// store), and this goroutine, which spends most of its life
+		// waiting for the next block, keeps a small one. It waits, so
+		// commands are still handled one block at a time, in order.
+		go func() {
+			var err error
+			txs, err = s.serveBlock(buf, txs)
+			served <- err
+		}()
+		err := <-served
+		s.r.putBlock(bp)
+		if err != nil {
 			return err
 		}
 		idle.Reset(s.r.cfg.IdleTimeout)
-		var err error
-		if txs, err = queue.ParseBlock(txs[:0], buf); err != nil {
-			return errMalformed
-		}
-		for _, raw := range txs {
-			t, signed, err := queue.ParseTransmission(raw)
-			if err != nil || !t.Command.Tag.IsCommand() {
-				return errMalformed
-			}
-			if err := s.handle(t, signed); err != nil {
-				return err
-			}
+		if cap(txs) > maxKeptTransmissions {
+			txs = nil
 		}
 	}
 }
 
-// reply queues a response for the writer, blocking while the reply queue
-// is full. It returns an error once the session has ended.
+// serveBlock handles the commands of block in order. txs is scratch space
+// for the parsed transmissions, returned for reuse. Nothing handle starts
+// keeps a reference to block: it is reused once serveBlock returns.
+func (s *session) serveBlock(block []byte, txs [][]byte) ([][]byte, error) {
+	txs, err := queue.ParseBlock(txs[:0], block)
+	if err != nil {
+		return txs, errMalformed
+	}
+	for _, raw := range txs {
+		t, signed, err := queue.ParseTransmission(raw)
+		if err != nil || !t.Command.Tag.IsCommand() {
+			return txs, errMalformed
+		}
+		if err := s.handle(t, signed); err != nil {
+			return txs, err
+		}
+	}
+	return txs, nil
+}
+
+// getBlock returns a BlockSize buffer from the relay's pool. Sessions hold
+// block buffers only while they read or write a block, so idle sessions
+// cost none. Its contents are arbitrary: readers overwrite all of it and
+// BlockBuilder pads what it builds.
+func (r *Relay) getBlock() *[]byte {
+	if bp, ok := r.blocks.Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, queue.BlockSize)
+	return &b
+}
+
+// putBlock returns a buffer from getBlock to the pool. The caller must no
+// longer use it.
+func (r *Relay) putBlock(bp *[]byte) {
+	r.blocks.Put(bp)
+}
+
+// reply queues a response for the writer, blocking while replyQueue
+// replies are queued or being written. It returns an error once the
+// session has ended.
 func (s *session) reply(corrID, entity []byte, cmd queue.Command) error {
 	t := queue.Transmission{CorrID: corrID, Entity: entity, Command: cmd}
 	b := t.Append(nil)
 	select {
-	case s.replies <- b:
-		return nil
+	case s.replySlots <- struct{}{}:
 	case <-s.ctx.Done():
 		return s.ctx.Err()
 	}
+	s.mu.Lock()
+	s.replies = append(s.replies, b)
+	s.startWriterLocked()
+	s.mu.Unlock()
+	return nil
 }
 
 func (s *session) replyErr(corrID, entity []byte, code queue.ErrorCode) error {
@@ -525,8 +600,8 @@ func (s *session) ended(sub *subscription, tag queue.Tag) {
 	}
 	delete(s.pending, sub)
 	s.events = append(s.events, t.Append(nil))
+	s.startWriterLocked()
 	s.mu.Unlock()
-	s.signal()
 }
 
 // markPending asks the writer to deliver sub's head message, unless one is
@@ -538,15 +613,21 @@ func (s *session) markPending(sub *subscription) {
 		return
 	}
 	s.pending[sub] = struct{}{}
+	s.startWriterLocked()
 	s.mu.Unlock()
-	s.signal()
 }
 
-func (s *session) signal() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
+// startWriterLocked starts a writer goroutine unless one is running or the
+// session has ended. s.mu must be held. A running writer looks for work
+// under s.mu before it exits, so whatever the caller queued under the same
+// lock gets written.
+func (s *session) startWriterLocked() {
+	if s.writing || s.closed {
+		return
 	}
+	s.writing = true
+	s.wg.Add(1) // before close sets closed, so before run's wg.Wait
+	go s.writeLoop()
 }
 
 // subscriptions returns a copy of the session's subscriptions.
@@ -557,22 +638,32 @@ func (s *session) subscriptions() map[queue.ID]*subscription {
 }
 
 // writeLoop packs replies, events and deliveries into blocks and writes
-// them. Replies come first, so an OK precedes the MSG it makes possible.
+// them, until it finds nothing left to write. Replies come first, so an OK
+// precedes the MSG it makes possible.
 func (s *session) writeLoop() {
 	defer s.wg.Done()
-	defer s.close()
+	// The builder borrows a pooled block buffer while there is something to
+	// write.
 	var b queue.BlockBuilder
-	out := make([]byte, 0, queue.BlockSize)
+	var held *[]byte
+	defer func() {
+		if held != nil {
+			s.r.putBlock(held)
+		}
+	}()
 	flush := func() bool {
 		if b.Count() == 0 {
 			return true
 		}
-		out = b.AppendBlock(out[:0])
+		_, err := s.conn.Write(b.Block())
 		b.Reset()
-		_, err := s.conn.Write(out)
 		return err == nil
 	}
 	add := func(tx []byte) bool {
+		if held == nil {
+			held = s.r.getBlock()
+			b.Use(*held)
+		}
 		if !b.Fits(len(tx)) && !flush() {
 			return false
 		}
@@ -580,64 +671,58 @@ func (s *session) writeLoop() {
 		return true
 	}
 	for {
-		select {
-		case <-s.ctx.Done():
+		replies, events, pending, ok := s.takeWork()
+		if !ok {
 			return
-		case tx := <-s.replies:
-			if !add(tx) {
-				return
-			}
-		case <-s.wake:
 		}
-		// Take whatever else is ready without waiting.
-	drain:
-		for {
-			select {
-			case tx := <-s.replies:
-				if !add(tx) {
-					return
-				}
-			default:
-				break drain
-			}
-		}
-		for _, tx := range s.takeEvents() {
+		for _, tx := range replies {
 			if !add(tx) {
+				s.close()
 				return
 			}
 		}
-		for _, sub := range s.takePending() {
+		for _, tx := range events {
+			if !add(tx) {
+				s.close()
+				return
+			}
+		}
+		for _, sub := range pending {
 			tx, ok := s.delivery(sub)
 			if ok && !add(tx) {
+				s.close()
 				return
 			}
 		}
 		if !flush() {
+			s.close()
 			return
+		}
+		for range replies {
+			<-s.replySlots
 		}
 	}
 }
 
-func (s *session) takeEvents() [][]byte {
+// takeWork takes the queued replies, events and subscriptions to deliver.
+// When there are none it marks the writer stopped and returns false.
+func (s *session) takeWork() (replies, events [][]byte, pending []*subscription, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ev := s.events
-	s.events = nil
-	return ev
-}
-
-func (s *session) takePending() []*subscription {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.pending) == 0 {
-		return nil
+	if len(s.replies) == 0 && len(s.events) == 0 && len(s.pending) == 0 {
+		s.writing = false
+		return nil, nil, nil, false
 	}
-	subs := make([]*subscription, 0, len(s.pending))
-	for sub := range s.pending {
-		subs = append(subs, sub)
+	replies, s.replies = s.replies, nil
+	events, s.events = s.events, nil
+	if len(s.pending) > 0 {
+		pending = make([]*subscription, 0, len(s.pending))
+		for sub := range s.pending {
+			pending = append(pending, sub)
+		}
+		clear(s.pending)
 	}
-	clear(s.pending)
-	return subs
+	return replies, events, pending, true
 }
 
 // delivery returns the MSG event for sub's head message, and false if

@@ -129,6 +129,11 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 	for sc.Scan() {
 		switch sc.Text() {
 		case "gc":
+			// Two collections: sync.Pool keeps what it holds through one
+			// (crypto/tls, quic-go and the relay pool buffers), and an
+			// idle relay goes through several (Go forces one every two
+			// minutes). FreeOSMemory collects and returns free pages.
+			runtime.GC()
 			debug.FreeOSMemory()
 			fmt.Fprintln(out, "ok")
 		case "stats":
