@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -9,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/big"
@@ -421,5 +423,76 @@ func TestDialConfig(t *testing.T) {
 	}
 	if _, err := Dial(ctx, queue.Address{Fingerprint: id.fp}, DialConfig{}); err == nil || errors.Is(err, ErrUnreachable) {
 		t.Fatalf("no host: %v", err)
+	}
+}
+
+// sentRecorder is a net.Conn that keeps a copy of everything written to it.
+type sentRecorder struct {
+	net.Conn
+	mu   sync.Mutex
+	sent []byte
+}
+
+func (c *sentRecorder) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	c.sent = append(c.sent, b...)
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+func (c *sentRecorder) bytes() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return bytes.Clone(c.sent)
+}
+
+// TestTCPRecordFraming checks the client's TLS records on the wire
+// (queue/PROTOCOL.md section 2): after its handshake records, every record
+// the client sends carries 4,096 bytes of plaintext, four per block.
+func TestTCPRecordFraming(t *testing.T) {
+	ctx := testContext(t)
+	addr := startRelay(t, nil)
+	var conn *sentRecorder
+	cfg := DialConfig{Transport: TransportTCP, DialTCP: func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil {
+			return nil, err
+		}
+		conn = &sentRecorder{Conn: c}
+		return conn, nil
+	}}
+	c := dialPeer(t, ctx, addr, cfg)
+	const pings = 3
+	for range pings {
+		if err := c.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wire := conn.bytes()
+	// TLS records: type(1) version(2) length(2) then length bytes.
+	var appLens []int
+	for len(wire) > 0 {
+		if len(wire) < 5 {
+			t.Fatalf("%d bytes left after the last whole record", len(wire))
+		}
+		typ, n := wire[0], int(binary.BigEndian.Uint16(wire[3:5]))
+		if len(wire) < 5+n {
+			t.Fatalf("record of %d bytes cut short", n)
+		}
+		if typ == 23 { // application_data: everything after the ClientHello
+			appLens = append(appLens, n)
+		}
+		wire = wire[5+n:]
+	}
+	// The first encrypted record is the client's Finished message; then
+	// come the ClientHello block and one block per PING.
+	const want = clientRecordSize + 1 + 16 // plaintext, content type, AEAD tag
+	if len(appLens) != 1+4*(1+pings) {
+		t.Fatalf("client sent %d encrypted records %v, want 1 + 4 x %d", len(appLens), appLens, 1+pings)
+	}
+	for i, n := range appLens[1:] {
+		if n != want {
+			t.Errorf("record %d: length %d, want %d", i+1, n, want)
+		}
 	}
 }
