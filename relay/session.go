@@ -30,9 +30,13 @@ const (
 	// a session keeps between blocks; a block of many small commands makes
 	// a larger one that is dropped afterwards.
 	maxKeptTransmissions = 64
-	// maxAuthCache bounds the cached authorization keys of one session;
-	// when full it is emptied.
-	maxAuthCache = 4096
+	// maxAuthCache bounds the cached authorization keys of one session
+	// (about 1.3 MiB when full; a session pays only for the queues it
+	// uses). When it is full, an eighth of it, chosen by the map's random
+	// iteration order, is evicted: random eviction keeps a hit rate of
+	// about maxAuthCache/n for a session cycling through n > maxAuthCache
+	// queues, where emptying it would keep none.
+	maxAuthCache = 16384
 )
 
 // errMalformed closes a session that sent an invalid block or transmission.
@@ -58,7 +62,8 @@ type session struct {
 	wg                  sync.WaitGroup
 
 	// authCache maps a queue key to its authorization key on this session.
-	// Only the reader goroutine uses it.
+	// Only the goroutine serving the session's current block uses it (see
+	// readLoop: one at a time, in order).
 	authCache map[queue.Key][32]byte
 
 	// replySlots holds one token per reply queued or being written: at
@@ -273,12 +278,24 @@ func (s *session) verify(k queue.Key, signed, auth []byte) bool {
 		if err != nil {
 			return false
 		}
-		if len(s.authCache) >= maxAuthCache {
-			clear(s.authCache)
-		}
-		s.authCache[k] = ak
+		s.cacheAuthKey(k, ak)
 	}
 	return queue.VerifyAuth(&ak, signed, auth)
+}
+
+// cacheAuthKey adds ak, the authorization key for queue key k, to the
+// session's cache, evicting an eighth of the cache first if it is full.
+func (s *session) cacheAuthKey(k queue.Key, ak [32]byte) {
+	if len(s.authCache) >= maxAuthCache {
+		evict := maxAuthCache / 8
+		for old := range s.authCache {
+			delete(s.authCache, old)
+			if evict--; evict == 0 {
+				break
+			}
+		}
+	}
+	s.authCache[k] = ak
 }
 
 // entityID returns t's entity as an ID, and false if it has none.
