@@ -27,10 +27,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
-	"strings"
 	"syscall"
 
+	"github.com/hushrelay/hush/internal/cli"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 )
@@ -115,7 +114,7 @@ func run(ctx context.Context, args []string, env environment) error {
 	}
 	verb, args := args[0], args[1:]
 	var (
-		fs   *flagSet
+		fs   *cli.FlagSet
 		o    *options
 		exec func() error
 	)
@@ -126,7 +125,7 @@ func run(ctx context.Context, args []string, env environment) error {
 	case "version", "-version", "--version":
 		fs = newFlagSet("version", "print the version of hush-relay and of the queue protocol")
 		exec = func() error {
-			fmt.Fprintf(env.stdout, "hush-relay %s (queue protocol versions %d..%d)\n", version(), queue.MinVersion, queue.MaxVersion)
+			fmt.Fprintf(env.stdout, "hush-relay %s (queue protocol versions %d..%d)\n", cli.Version(), queue.MinVersion, queue.MaxVersion)
 			return nil
 		}
 	case "init":
@@ -188,12 +187,12 @@ func run(ctx context.Context, args []string, env environment) error {
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		io.WriteString(env.stdout, fs.usage())
+		io.WriteString(env.stdout, fs.Help())
 		return nil
 	case err != nil:
-		return usageError{err.Error(), fs.usage()}
+		return usageError{err.Error(), fs.Help()}
 	case fs.NArg() > 0:
-		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0)), fs.usage()}
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0)), fs.Help()}
 	}
 	if o != nil {
 		o.set = map[string]bool{}
@@ -223,7 +222,7 @@ type options struct {
 	environ []string
 }
 
-func addDataFlag(fs *flagSet, env environment) *options {
+func addDataFlag(fs *cli.FlagSet, env environment) *options {
 	o := &options{environ: env.environ}
 	def := env.getenv(dataEnv)
 	if def == "" {
@@ -233,7 +232,7 @@ func addDataFlag(fs *flagSet, env environment) *options {
 	return o
 }
 
-func addCommonFlags(fs *flagSet, env environment) *options {
+func addCommonFlags(fs *cli.FlagSet, env environment) *options {
 	o := addDataFlag(fs, env)
 	fs.StringVar(&o.listen, "listen", "", "listen on `host:port`, UDP (QUIC) and TCP (default \""+relay.DefaultListen+"\")")
 	fs.StringVar(&o.host, "host", "", "the public DNS `name` or IP written into the address\n(default: the listen host if it is specific, else localhost)")
@@ -243,7 +242,7 @@ func addCommonFlags(fs *flagSet, env environment) *options {
 	return o
 }
 
-func addAdminFlag(fs *flagSet, o *options) {
+func addAdminFlag(fs *cli.FlagSet, o *options) {
 	fs.StringVar(&o.admin, "admin", "", "the admin listener's `host:port`, or off (default: admin in config.toml,\nelse \""+defaultAdmin+"\")")
 }
 
@@ -254,7 +253,7 @@ type torOptions struct {
 	torrc   string // extra torrc lines for the embedded tor
 }
 
-func addStartFlags(fs *flagSet, o *options) {
+func addStartFlags(fs *cli.FlagSet, o *options) {
 	addAdminFlag(fs, o)
 	fs.BoolVar(&o.drain, "drain", false, "start in drain mode: refuse new queues, serve existing ones")
 	fs.StringVar(&o.logLevel, "log-level", "", "`level` of the logs: info, debug, warn or error (default info); debug logs\nmay record IP addresses, queue IDs and message sizes")
@@ -265,7 +264,7 @@ func addStartFlags(fs *flagSet, o *options) {
 }
 
 // check rejects contradictory or malformed flags.
-func (o *options) check(fs *flagSet) error {
+func (o *options) check(fs *cli.FlagSet) error {
 	n := 0
 	for _, set := range []bool{o.password != "", o.passwordFile != "", o.noPassword} {
 		if set {
@@ -273,72 +272,17 @@ func (o *options) check(fs *flagSet) error {
 		}
 	}
 	if n > 1 {
-		return usageError{"use only one of --password, --password-file and --no-password", fs.usage()}
+		return usageError{"use only one of --password, --password-file and --no-password", fs.Help()}
 	}
 	if o.password != "" && !queue.ValidPassword(o.password) {
 		return fmt.Errorf("--password: %s", errPasswordChars)
 	}
 	if o.dataDir == "" {
-		return usageError{"--data must not be empty", fs.usage()}
+		return usageError{"--data must not be empty", fs.Help()}
 	}
 	return nil
 }
 
-// flagSet is a command's flags and the head of its usage text.
-type flagSet struct {
-	*flag.FlagSet
-	header string
-}
-
-func newFlagSet(name, doc string) *flagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // run prints errors and usage itself
-	fs.Usage = func() {}
-	return &flagSet{fs, fmt.Sprintf("usage: hush-relay %s [flags]\n\n%s\n", name, doc)}
-}
-
-// usage returns the command's usage text with its flags.
-func (fs *flagSet) usage() string {
-	var b strings.Builder
-	b.WriteString(fs.header)
-	n := 0
-	fs.VisitAll(func(*flag.Flag) { n++ })
-	if n > 0 {
-		b.WriteString("\nFlags:\n")
-		fs.SetOutput(&b)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	return b.String()
-}
-
-// version returns the module version, or the VCS revision for a build from
-// a work tree, or "devel".
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "devel"
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	var rev, modified string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			modified = s.Value
-		}
-	}
-	if rev == "" {
-		return "devel"
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if modified == "true" {
-		rev += "-dirty"
-	}
-	return "devel-" + rev
+func newFlagSet(name, doc string) *cli.FlagSet {
+	return cli.NewFlagSet("hush-relay", name, "", doc)
 }

@@ -30,13 +30,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
 	"golang.org/x/term"
 
 	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/internal/cli"
 )
 
 const usageText = `usage: hush [global flags] <command> [flags] [arguments]
@@ -190,7 +190,7 @@ func run(ctx context.Context, args []string, env environment) error {
 	verb, args := args[0], args[1:]
 	c := &cmd{env: env}
 	var (
-		fs        *flagSet
+		fs        *cli.FlagSet
 		exec      func(args []string) error
 		nargs     = 0 // the number of arguments; negative: at least -nargs
 		argsUsage = ""
@@ -204,7 +204,7 @@ func run(ctx context.Context, args []string, env environment) error {
 		fs = newFlagSet("version", "", "print the version")
 		needsHome = false
 		exec = func([]string) error {
-			fmt.Fprintf(env.stdout, "hush %s\n", version())
+			fmt.Fprintf(env.stdout, "hush %s\n", cli.Version())
 			return nil
 		}
 	case "init":
@@ -212,7 +212,7 @@ func run(ctx context.Context, args []string, env environment) error {
 		noPass := fs.Bool("no-passphrase", false, "no passphrase: keep the store's key in the file hush.key in --home")
 		exec = func([]string) error {
 			if *noPass && c.passphraseFile != "" {
-				return usageError{"use only one of --passphrase-file and --no-passphrase", fs.usage()}
+				return usageError{"use only one of --passphrase-file and --no-passphrase", fs.Help()}
 			}
 			return c.init(*noPass)
 		}
@@ -276,34 +276,34 @@ func run(ctx context.Context, args []string, env environment) error {
 	rest, err := parseInterspersed(fs.FlagSet, args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		io.WriteString(env.stdout, fs.usage())
+		io.WriteString(env.stdout, fs.Help())
 		return nil
 	case err != nil:
-		return usageError{err.Error(), fs.usage()}
+		return usageError{err.Error(), fs.Help()}
 	}
 	switch {
 	case nargs >= 0 && len(rest) > nargs:
-		return usageError{fmt.Sprintf("unexpected argument %q", rest[nargs]), fs.usage()}
+		return usageError{fmt.Sprintf("unexpected argument %q", rest[nargs]), fs.Help()}
 	case nargs >= 0 && len(rest) < nargs, nargs < 0 && len(rest) < -nargs:
-		return usageError{fmt.Sprintf("missing %s", argsUsage), fs.usage()}
+		return usageError{fmt.Sprintf("missing %s", argsUsage), fs.Help()}
 	}
 	c.globals = g
 	switch c.transport {
 	case "", client.TransportQUIC, client.TransportTCP:
 	default:
-		return usageError{fmt.Sprintf("--transport must be %q or %q, not %q", client.TransportQUIC, client.TransportTCP, c.transport), fs.usage()}
+		return usageError{fmt.Sprintf("--transport must be %q or %q, not %q", client.TransportQUIC, client.TransportTCP, c.transport), fs.Help()}
 	}
 	switch c.tor {
 	case "", client.TorOff, client.TorPrefer:
 	case client.TorRequired:
 		if c.transport == client.TransportQUIC {
-			return usageError{"--tor=required cannot use QUIC: Tor carries TCP only", fs.usage()}
+			return usageError{"--tor=required cannot use QUIC: Tor carries TCP only", fs.Help()}
 		}
 	default:
-		return usageError{fmt.Sprintf("--tor must be off, prefer or required, not %q", c.tor), fs.usage()}
+		return usageError{fmt.Sprintf("--tor must be off, prefer or required, not %q", c.tor), fs.Help()}
 	}
 	if needsHome && c.home == "" {
-		return usageError{"no home directory: pass --home DIR or set $HUSH_HOME", fs.usage()}
+		return usageError{"no home directory: pass --home DIR or set $HUSH_HOME", fs.Help()}
 	}
 	return exec(rest)
 }
@@ -337,31 +337,8 @@ operators you trust not to collude: each contact then uses one relay per
 direction, and no single relay sees both.
 `
 
-// flagSet is a command's flags and the head of its usage text.
-type flagSet struct {
-	*flag.FlagSet
-	header string
-}
-
-func newFlagSet(name, args, doc string) *flagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // run prints errors and usage itself
-	fs.Usage = func() {}
-	if args != "" {
-		args = " " + args
-	}
-	return &flagSet{fs, fmt.Sprintf("usage: hush %s [flags]%s\n\n%s\n", name, args, doc)}
-}
-
-// usage returns the command's usage text with its flags.
-func (fs *flagSet) usage() string {
-	var b strings.Builder
-	b.WriteString(fs.header)
-	b.WriteString("\nFlags:\n")
-	fs.SetOutput(&b)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
-	return b.String()
+func newFlagSet(name, args, doc string) *cli.FlagSet {
+	return cli.NewFlagSet("hush", name, args, doc)
 }
 
 // logger returns the client library's logger: warnings and errors on
@@ -372,35 +349,4 @@ func (c *cmd) logger() *slog.Logger {
 		level = slog.LevelDebug
 	}
 	return slog.New(slog.NewTextHandler(c.env.stderr, &slog.HandlerOptions{Level: level}))
-}
-
-// version returns the module version, or the VCS revision for a build from
-// a work tree, or "devel".
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "devel"
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	var rev, modified string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			modified = s.Value
-		}
-	}
-	if rev == "" {
-		return "devel"
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if modified == "true" {
-		rev += "-dirty"
-	}
-	return "devel-" + rev
 }
