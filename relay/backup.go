@@ -490,6 +490,15 @@ func (s *store) sizes() (size, free int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	// The page size is read inside a read transaction: DB.Info reads the
+	// mapping, which a concurrent remap may move.
+	var pageSize int64
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		pageSize = int64(tx.DB().Info().PageSize)
+		return nil
+	}); err != nil {
+		return 0, 0, err
+	}
 	st := s.db.Stats()
-	return fi.Size(), int64(st.FreePageN+st.PendingPageN) * int64(s.db.Info().PageSize), nil
+	return fi.Size(), int64(st.FreePageN+st.PendingPageN) * pageSize, nil
 }

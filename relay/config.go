@@ -52,6 +52,17 @@ type Config struct {
 	// Default 16384; SUB beyond it gets ERR PROHIBITED.
 	MaxSubscriptions int
 
+	// MappedStoreLimit bounds, in bytes, the relay process's file-backed
+	// resident memory: bbolt reads the store through a memory mapping, and
+	// the pages it reads stay mapped into the relay (counted in its RSS and
+	// in the OOM killer's score) although they are page cache. Once a
+	// second, on Linux, when that memory is above the limit, the relay
+	// drops the store file's pages from its mapping; they stay in the page
+	// cache, and later reads map them again with minor faults. Default
+	// 64 MiB (DefaultMappedStoreLimit); negative: never. Elsewhere than
+	// Linux it has no effect.
+	MappedStoreLimit int64
+
 	// Drain starts the relay in drain mode: NEW is answered ERR PROHIBITED
 	// while existing queues are served as usual, for decommissioning a
 	// relay. SetDraining changes it at run time.
@@ -74,6 +85,7 @@ const (
 	DefaultNewRate          = 10
 	DefaultSendRate         = 2000
 	DefaultMaxSubscriptions = 16384
+	DefaultMappedStoreLimit = 64 << 20
 )
 
 // ErrConfig is returned (wrapped, with the reason) by New for an invalid
@@ -117,6 +129,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxSubscriptions == 0 {
 		c.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if c.MappedStoreLimit == 0 {
+		c.MappedStoreLimit = DefaultMappedStoreLimit
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

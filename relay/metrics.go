@@ -31,6 +31,8 @@ type metrics struct {
 	messagesExpired   prometheus.Counter
 	commitSeconds     prometheus.Histogram
 	commitErrors      prometheus.Counter
+	trims             prometheus.Counter
+	trimErrors        prometheus.Counter
 
 	// commands and errors are indexed by tag and by code; the entries for
 	// values that are not commands or codes are nil.
@@ -61,6 +63,8 @@ func newMetrics(r *Relay) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5 ms to 4 s
 		}),
 		commitErrors: counter("store_commit_errors_total", "Group commits that failed (every command in them was answered ERR INTERNAL)."),
+		trims:        counter("store_mapping_trims_total", "Times the store file's pages were dropped from the relay's memory mapping (file-backed memory above the mapped store limit)."),
+		trimErrors:   counter("store_mapping_trim_errors_total", "Checks of the relay's file-backed memory, or drops of the mapping, that failed (at most one a second)."),
 	}
 	commands := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "hush_relay", Name: "commands_total", Help: "Commands received, by command.",
@@ -80,7 +84,7 @@ func newMetrics(r *Relay) *metrics {
 	m.reg.MustRegister(
 		m.sessionsTotal, m.handshakeFailures, m.queuesCreated, m.queuesDeleted, m.queuesExpired,
 		m.messagesReceived, m.messagesDelivered, m.messagesAcked, m.messagesExpired,
-		m.commitSeconds, m.commitErrors, commands, errs,
+		m.commitSeconds, m.commitErrors, m.trims, m.trimErrors, commands, errs,
 		gauge("sessions", "Sessions open now.", func() float64 {
 			r.mu.Lock()
 			defer r.mu.Unlock()
@@ -130,6 +134,15 @@ func (m *metrics) observeCommit(d time.Duration, err error) {
 	if err != nil {
 		m.commitErrors.Inc()
 	}
+}
+
+// observeTrim is the store's OnTrim hook.
+func (m *metrics) observeTrim(_ int64, _ time.Duration, err error) {
+	if err != nil {
+		m.trimErrors.Inc()
+		return
+	}
+	m.trims.Inc()
 }
 
 // storeCollector reports the store's contents and size when scraped: the

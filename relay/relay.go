@@ -88,7 +88,11 @@ func New(cfg Config) (*Relay, error) {
 	}
 	r.draining.Store(cfg.Drain)
 	r.metrics = newMetrics(r)
-	st, err := openStore(cfg.StorePath, storeOptions{OnCommit: r.metrics.observeCommit})
+	st, err := openStore(cfg.StorePath, storeOptions{
+		OnCommit:    r.metrics.observeCommit,
+		MappedLimit: cfg.MappedStoreLimit,
+		OnTrim:      r.metrics.observeTrim,
+	})
 	if err != nil {
 		return nil, err
 	}

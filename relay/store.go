@@ -63,6 +63,37 @@ package relay
 // reports each result only after the transaction has been committed, which
 // bbolt follows with fsync. So a SEND is answered only once durable, and
 // concurrent SENDs share one fsync.
+//
+// # Memory
+//
+// bbolt reads every page through a read-only shared mapping of the file, so
+// the pages a relay has read stay mapped into it: random queue IDs touch
+// every leaf, and a relay with a million queues would count most of its
+// 420 MB file in its RSS (and in the OOM killer's score) although that
+// memory is page cache. So, on Linux, a goroutine of the store (trimLoop)
+// reads the process's file-backed resident memory (/proc/self/statm, about
+// 10µs) once a second (storeTrimInterval) and, when it is above
+// storeOptions.MappedLimit (default 64 MiB), drops the file's pages from
+// the process with madvise(MADV_DONTNEED), which costs about 0.2µs per
+// resident 4 KiB page (20ms for 420 MB). The pages stay in the page cache;
+// later reads map them again with minor faults (about 2µs each, and the
+// kernel maps up to 16 neighbouring pages with each). The limit is a
+// periodic trim, not a hard bound: between two checks residency grows by
+// what the relay reads in a second, which under a sustained load of
+// random writes can be most of the file. It counts all file-backed memory
+// of the process, its executable's included; several stores in one
+// process each drop their own mapping.
+//
+// The drop runs inside a read transaction, which holds bbolt's mmap lock
+// shared; bbolt takes that lock exclusively to remap the file (to grow it)
+// or to unmap it (Close), so the range dropped, from DB.Info().Data for the
+// transaction's Tx.Size and clamped to the mapping's extent in
+// /proc/self/maps, stays mapped to the file throughout. (A commit that must
+// grow the mapping waits for a drop in progress; other commits and reads
+// do not.) The mapping is PROT_READ and MAP_SHARED, and bbolt writes with
+// pwrite and fdatasync, never through it, so dropping its pages loses
+// nothing: readers, including concurrent transactions holding values that
+// alias the mapping, see the same bytes after a drop.
 
 import (
 	"bytes"
@@ -101,6 +132,10 @@ const (
 	defaultStoreMaxBatch    = 512
 	defaultStoreQueueLen    = 4096
 	defaultSweepBatch       = 1000
+	defaultMappedLimit      = 64 << 20
+	// storeTrimInterval is how often trimLoop compares the process's
+	// file-backed resident memory with the limit.
+	storeTrimInterval = time.Second
 )
 
 // queueRecord is one queue as stored.
@@ -130,6 +165,17 @@ type storeOptions struct {
 	// each group transaction with its duration and its commit error (nil
 	// once committed). It must not block.
 	OnCommit func(d time.Duration, err error)
+	// MappedLimit bounds, in bytes, the process's file-backed resident
+	// memory above which the store drops its file's pages from the process
+	// (see "Memory" in the file comment); default 64 MiB; negative: never.
+	// It does nothing except on Linux.
+	MappedLimit int64
+	// OnTrim, if not nil, is called on the store's trimming goroutine
+	// after each drop of the mapping, or failed attempt, with the
+	// file-backed resident memory that exceeded the limit (0 if it could
+	// not be read) and the time spent. A failure is reported at every
+	// check, once a second; nothing else changes. It must not block.
+	OnTrim func(resident int64, d time.Duration, err error)
 }
 
 // Errors. The first six are outcomes of one operation ("domain errors"): the
@@ -195,14 +241,23 @@ var errRetry = errors.New("relay store: retry without the failed operation")
 // operation runs even if ctx is canceled. Operations run in submission
 // order, so operations submitted one after the other by one goroutine are
 // applied in that order.
+//
+// On Linux a second goroutine (trimLoop) bounds how much of the file stays
+// mapped into the process; see "Memory" in the file comment.
 type store struct {
 	db       *bbolt.DB
 	maxBatch int
 	ops      chan *storeOp // pending writes, FIFO, bounded: submitters block when full
 	closing  chan struct{} // closed when Close starts
 	loopDone chan struct{} // closed when the commit loop has returned
+	trimDone chan struct{} // closed when trimLoop has returned, or was never started
 	commits  atomic.Uint64 // group transactions committed, for tests and metrics
 	onCommit func(time.Duration, error)
+	// mappedLimit is storeOptions.MappedLimit, negative for never; trims
+	// counts the drops of the mapping.
+	mappedLimit int64
+	trims       atomic.Uint64
+	onTrim      func(int64, time.Duration, error)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -237,6 +292,9 @@ func openStore(path string, opts storeOptions) (*store, error) {
 	if opts.QueueLen <= 0 {
 		opts.QueueLen = defaultStoreQueueLen
 	}
+	if opts.MappedLimit == 0 {
+		opts.MappedLimit = defaultMappedLimit
+	}
 	db, err := openBolt(path, &bbolt.Options{
 		Timeout: opts.LockTimeout,
 		// The map freelist stays fast when constant deletes fragment the
@@ -256,9 +314,18 @@ func openStore(path string, opts storeOptions) (*store, error) {
 		ops:      make(chan *storeOp, opts.QueueLen),
 		closing:  make(chan struct{}),
 		loopDone: make(chan struct{}),
+		trimDone: make(chan struct{}),
 		onCommit: opts.OnCommit,
+
+		mappedLimit: opts.MappedLimit,
+		onTrim:      opts.OnTrim,
 	}
 	go s.loop()
+	if canDropMapping && s.mappedLimit > 0 {
+		go s.trimLoop()
+	} else {
+		close(s.trimDone)
+	}
 	return s, nil
 }
 
@@ -299,17 +366,18 @@ func initStore(tx *bbolt.Tx) error {
 	return nil
 }
 
-// Close stops the commit loop and closes the file. Operations already in a
-// transaction finish normally; operations still queued, and all later
-// calls, get errClosed. It waits for the loop and is idempotent: every call
-// returns the first call's result.
+// Close stops the commit loop and trimLoop and closes the file. Operations
+// already in a transaction finish normally; operations still queued, and
+// all later calls, get errClosed. It waits for both goroutines and is
+// idempotent: every call returns the first call's result.
 func (s *store) Close() error {
 	s.closeOnce.Do(func() {
-		close(s.closing) // wakes blocked submitters and the loop
+		close(s.closing) // wakes blocked submitters, the loop and trimLoop
 		s.mu.Lock()      // waits for submitters still enqueueing
 		s.closed = true
 		s.mu.Unlock()
 		<-s.loopDone
+		<-s.trimDone
 		// Nothing can enter ops any more: fail what is left.
 		for {
 			select {
@@ -429,6 +497,57 @@ func (s *store) commit(batch []*storeOp) {
 		}
 		return
 	}
+}
+
+// trimLoop calls trimMapping every storeTrimInterval until Close. It runs
+// apart from the commit loop so that a drop delays no commit (except one
+// that must remap the file). See "Memory" in the file comment.
+func (s *store) trimLoop() {
+	defer close(s.trimDone)
+	t := time.NewTicker(storeTrimInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		resident, dropped, err := s.trimMapping(s.mappedLimit)
+		if (dropped || err != nil) && s.onTrim != nil {
+			s.onTrim(resident, time.Since(start), err)
+		}
+	}
+}
+
+// trimMapping drops the store file's pages from the process (see "Memory"
+// in the file comment) if the process's file-backed resident memory,
+// returned, is above limit. It is safe for concurrent use. On a system
+// other than Linux it returns errors.ErrUnsupported.
+func (s *store) trimMapping(limit int64) (resident int64, dropped bool, err error) {
+	resident, err = fileResident()
+	if err != nil {
+		return 0, false, fmt.Errorf("relay store: file-backed resident memory: %w", err)
+	}
+	if resident <= limit {
+		return resident, false, nil
+	}
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		// The transaction holds bbolt's mmap lock shared until it ends, so
+		// the mapping stays where Info says for the whole call. tx.Size is
+		// the end of the last page in use at the last commit (never beyond
+		// the mapping, which bbolt grows before it allocates past its
+		// end); pages a commit adds later are dropped by a later call.
+		return dropMapping(tx.DB().Info().Data, tx.Size())
+	})
+	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+		return resident, false, errClosed
+	}
+	if err != nil {
+		return resident, false, fmt.Errorf("relay store: drop mapping: %w", err)
+	}
+	s.trims.Add(1)
+	return resident, true, nil
 }
 
 // view runs fn in a read transaction.

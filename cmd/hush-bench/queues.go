@@ -149,7 +149,10 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 	ids = nil
 	closeAll(conns)
 
-	time.Sleep(500 * time.Millisecond)
+	// Longer than the relay's once-a-second check of its mapped store
+	// (relay.Config.MappedStoreLimit), so that the figure is the settled
+	// one; the peak while creating is reported apart.
+	time.Sleep(settleMapped)
 	p, _, err := settledSample(ctx, target.child)
 	if err != nil {
 		return nil, err
@@ -235,6 +238,7 @@ func restartOnce(ctx context.Context, target *relayTarget, cfg client.DialConfig
 			return rr, err
 		}
 		rr.lost = n.Load()
+		time.Sleep(settleMapped)
 		if p, err = c.Sample(); err != nil {
 			return rr, err
 		}
@@ -242,6 +246,11 @@ func restartOnce(ctx context.Context, target *relayTarget, cfg client.DialConfig
 	}
 	return rr, c.Stop()
 }
+
+// settleMapped is how long the queues scenario waits before it reads the
+// relay's memory: longer than the relay's once-a-second trim of the pages
+// of its store file mapped into it.
+const settleMapped = 1500 * time.Millisecond
 
 // median returns the median of v (the mean of the middle two for an even
 // count), or 0 for none.
