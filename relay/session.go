@@ -269,18 +269,25 @@ func (s *session) replyErr(corrID, entity []byte, code queue.ErrorCode) error {
 	return s.reply(corrID, entity, queue.Command{Tag: queue.TagERR, Error: code})
 }
 
-// verify reports whether auth authorizes signed under the queue key k.
-func (s *session) verify(k queue.Key, signed, auth []byte) bool {
-	ak, ok := s.authCache[k]
-	if !ok {
+// verify reports whether auth authorizes signed under the queue key k. The
+// authorization key is cached for the next commands when keep is set and
+// auth is valid: callers set keep only for the key of a queue that exists
+// (or that NEW is creating), so that the cache holds keys of queues the
+// session really uses, not keys a client makes up to fill it.
+func (s *session) verify(k queue.Key, signed, auth []byte, keep bool) bool {
+	ak, cached := s.authCache[k]
+	if !cached {
 		var err error
 		ak, err = queue.AuthKey(s.key, k, s.binding)
 		if err != nil {
 			return false
 		}
+	}
+	ok := queue.VerifyAuth(&ak, signed, auth)
+	if ok && keep && !cached {
 		s.cacheAuthKey(k, ak)
 	}
-	return queue.VerifyAuth(&ak, signed, auth)
+	return ok
 }
 
 // cacheAuthKey adds ak, the authorization key for queue key k, to the
@@ -351,7 +358,7 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 	if found {
 		key = rec.RecipientKey
 	}
-	if !s.verify(key, signed, t.Auth) || !found {
+	if !s.verify(key, signed, t.Auth, found) || !found {
 		return s.replyErr(corrID, entity, queue.AUTH)
 	}
 	switch cmd.Tag {
@@ -434,7 +441,7 @@ func (s *session) handleNew(corrID []byte, cmd queue.Command, signed, auth []byt
 	if err := s.newLimit.Wait(s.ctx); err != nil {
 		return err
 	}
-	ok := s.verify(cmd.RecipientKey, signed, auth)
+	ok := s.verify(cmd.RecipientKey, signed, auth, true)
 	if pw := s.r.cfg.Password; pw != "" {
 		ok = subtle.ConstantTimeCompare([]byte(pw), cmd.Password) == 1 && ok
 	}
@@ -482,7 +489,7 @@ func (s *session) handleSKey(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 		return s.replyErr(corrID, entity, queue.INTERNAL)
 	}
 	// The key is in the command: the same work whether or not the queue exists.
-	if !s.verify(cmd.SenderKey, signed, auth) || !found || rec.Suspended {
+	if !s.verify(cmd.SenderKey, signed, auth, found) || !found || rec.Suspended {
 		return s.replyErr(corrID, entity, queue.AUTH)
 	}
 	ch, err := s.r.store.secureBySender(s.ctx, sid, cmd.SenderKey)
@@ -504,7 +511,7 @@ func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 	if found && rec.Secured {
 		key = rec.SenderKey
 	}
-	if !s.verify(key, signed, auth) || !found || !rec.Secured || rec.Suspended {
+	if !s.verify(key, signed, auth, found && rec.Secured) || !found || !rec.Secured || rec.Suspended {
 		return s.replyErr(corrID, entity, queue.AUTH)
 	}
 	msg := storedMessage{ID: queue.NewID(), Timestamp: time.Now().Unix(), Body: cmd.Body} // addMessage copies it

@@ -47,3 +47,49 @@ func TestAuthCacheEvictsPart(t *testing.T) {
 		t.Errorf("%d old keys kept, want %d", kept, maxAuthCache-maxAuthCache/8)
 	}
 }
+
+// TestVerifyCachesOnlyProvenKeys checks that a session caches a queue's
+// authorization key only after that key authorized a command it was told
+// to keep: failed attempts and keys of unknown queues leave no entry, so
+// neither a client nor the timing of later commands can use the cache to
+// learn whether a queue exists.
+func TestVerifyCachesOnlyProvenKeys(t *testing.T) {
+	relayKey, err := queue.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	binding := make([]byte, queue.BindingSize)
+	s := &session{key: relayKey, binding: binding, authCache: make(map[queue.Key][32]byte)}
+	clientKey, err := queue.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := queue.PublicKey(clientKey)
+	ak, err := queue.AuthKey(clientKey, queue.PublicKey(relayKey), binding)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := []byte("a signed transmission")
+	good := queue.AppendAuth(nil, &ak, signed)
+	bad := append([]byte(nil), good...)
+	bad[0] ^= 1
+
+	if s.verify(k, signed, bad, true) {
+		t.Fatal("a wrong authenticator verified")
+	}
+	if s.verify(k, signed, good, false) != true {
+		t.Fatal("a right authenticator did not verify")
+	}
+	if len(s.authCache) != 0 {
+		t.Fatalf("%d keys cached after a failure and an unkept success", len(s.authCache))
+	}
+	if !s.verify(k, signed, good, true) {
+		t.Fatal("a right authenticator did not verify")
+	}
+	if got, ok := s.authCache[k]; !ok || got != ak {
+		t.Fatal("the proven key is not cached")
+	}
+	if s.verify(k, signed, bad, true) || !s.verify(k, signed, good, false) {
+		t.Error("the cached key verifies wrongly")
+	}
+}
