@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -40,14 +41,20 @@ type fileConfig struct {
 	NewRate          float64  `toml:"new_rate"`
 	SendRate         float64  `toml:"send_rate"`
 	MaxSubscriptions int      `toml:"max_subscriptions"`
-	LogLevel         string   `toml:"log_level"`
-	LogFormat        string   `toml:"log_format"`
-	Admin            string   `toml:"admin"`
-	Drain            bool     `toml:"drain"`
-	Tor              string   `toml:"tor"`
-	TorControl       string   `toml:"tor_control"`
-	Torrc            string   `toml:"torrc"`
+	// MappedStoreLimitMiB is in MiB; negative means never.
+	MappedStoreLimitMiB int    `toml:"mapped_store_limit_mib"`
+	LogLevel            string `toml:"log_level"`
+	LogFormat           string `toml:"log_format"`
+	Admin               string `toml:"admin"`
+	Drain               bool   `toml:"drain"`
+	Tor                 string `toml:"tor"`
+	TorControl          string `toml:"tor_control"`
+	Torrc               string `toml:"torrc"`
 }
+
+// maxMappedStoreLimitMiB is the largest mapped_store_limit_mib whose byte
+// count fits an int64.
+const maxMappedStoreLimitMiB = math.MaxInt64 >> 20
 
 // Defaults of the options that the relay package does not know.
 const (
@@ -125,6 +132,11 @@ is slowed down, not refused.`, strconv.Itoa(relay.DefaultNewRate)},
 is slowed down, not refused.`, strconv.Itoa(relay.DefaultSendRate)},
 		{"max_subscriptions", `The most queues one session may subscribe to; SUB beyond it gets
 ERR PROHIBITED.`, strconv.Itoa(relay.DefaultMaxSubscriptions)},
+		{"mapped_store_limit_mib", `The relay reads its store through a memory mapping: the pages it has
+read stay counted in its RSS and in the OOM killer's score, although they
+are page cache. Above this many MiB of them the relay drops them from its
+mapping, once a second (Linux only). A negative value turns this off.`,
+			strconv.Itoa(relay.DefaultMappedStoreLimit >> 20)},
 		{"log_level", `"info" or "debug" ("warn" and "error" log less). At info and above the
 logs never hold IP addresses, queue IDs or message sizes; debug logs may.`, `"info"`},
 		{"log_format", `"text" or "json". Logs go to the standard error.`, `"text"`},
@@ -255,6 +267,9 @@ func loadConfig(path string, environ []string) (fileConfig, error) {
 	}
 	if fc.MaxMessageSize > queue.MaxMessageSize {
 		return fc, fmt.Errorf("%s must be at most %d", where("max_message_size"), queue.MaxMessageSize)
+	}
+	if int64(fc.MappedStoreLimitMiB) > maxMappedStoreLimitMiB {
+		return fc, fmt.Errorf("%s must be at most %d", where("mapped_store_limit_mib"), maxMappedStoreLimitMiB)
 	}
 	if fc.Password != "" && fc.PasswordFile != "" {
 		return fc, fmt.Errorf("%s: set password or password_file, not both", where("password_file"))
@@ -517,9 +532,13 @@ func (s *settings) address(fp queue.Fingerprint, port uint16) (queue.Address, er
 }
 
 // relayConfig returns the relay.Config for s, without the certificate,
-// store and logger.
+// store and logger. s.file must have been checked by loadConfig.
 func (s *settings) relayConfig() relay.Config {
 	fc := s.file
+	mapped := int64(fc.MappedStoreLimitMiB) << 20 // at most maxMappedStoreLimitMiB
+	if fc.MappedStoreLimitMiB < 0 {
+		mapped = -1 // never, however negative
+	}
 	return relay.Config{
 		Listen:           s.listen,
 		Password:         s.password,
@@ -533,6 +552,7 @@ func (s *settings) relayConfig() relay.Config {
 		NewRate:          fc.NewRate,
 		SendRate:         fc.SendRate,
 		MaxSubscriptions: fc.MaxSubscriptions,
+		MappedStoreLimit: mapped,
 		Drain:            s.drain,
 	}
 }

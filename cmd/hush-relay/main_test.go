@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -467,6 +468,91 @@ func TestBadConfigValue(t *testing.T) {
 	}
 	mustFail(t, hushRelay(t, nil, "start", "--data", dir), 1,
 		fmt.Sprintf("config.toml line %d: message_ttl", line), `"21d" is not a duration`)
+
+	config = bytes.Replace(config, []byte(`message_ttl = "21d"`), []byte(`# message_ttl = "504h"`), 1)
+	config = bytes.Replace(config, []byte("# mapped_store_limit_mib = 64"), []byte(`mapped_store_limit_mib = "64MiB"`), 1)
+	line = 1 + bytes.Count(config[:bytes.Index(config, []byte("mapped_store_limit_mib = "))], []byte("\n"))
+	if err := os.WriteFile(path, config, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustFail(t, hushRelay(t, nil, "start", "--data", dir), 1, fmt.Sprintf("config.toml line %d: mapped_store_limit_mib", line))
+	config = bytes.Replace(config, []byte(`mapped_store_limit_mib = "64MiB"`), []byte("mapped_store_limit_mib = 8796093022208"), 1)
+	if err := os.WriteFile(path, config, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustFail(t, hushRelay(t, nil, "address", "--data", dir), 1,
+		fmt.Sprintf("config.toml line %d: mapped_store_limit_mib must be at most 8796093022207", line))
+	// The environment overrides the bad value; its own bad values name it.
+	mustSucceed(t, hushRelay(t, []string{"HUSH_RELAY_MAPPED_STORE_LIMIT_MIB=-1", "HUSH_RELAY_LISTEN=127.0.0.1:5223"}, "address", "--data", dir))
+	mustFail(t, hushRelay(t, []string{"HUSH_RELAY_MAPPED_STORE_LIMIT_MIB=64MiB"}, "address", "--data", dir), 1,
+		"environment variable HUSH_RELAY_MAPPED_STORE_LIMIT_MIB", `"64MiB" is not a whole number`)
+}
+
+// TestMappedStoreLimit checks mapped_store_limit_mib from config.toml and
+// from the environment, and its conversion to bytes for the relay.
+func TestMappedStoreLimit(t *testing.T) {
+	const max = math.MaxInt64 >> 20 // the largest count of MiB that fits an int64 in bytes
+	for _, tc := range []struct {
+		file    string // config.toml
+		env     []string
+		want    int64  // relay.Config.MappedStoreLimit
+		wantErr string // or the error
+	}{
+		{file: "", want: 0}, // the relay's default
+		{file: "mapped_store_limit_mib = 0\n", want: 0},
+		{file: "mapped_store_limit_mib = 256\n", want: 256 << 20},
+		{file: "mapped_store_limit_mib = -1\n", want: -1},
+		{file: "mapped_store_limit_mib = -9223372036854775808\n", want: -1},
+		{file: fmt.Sprintf("mapped_store_limit_mib = %d\n", max), want: max << 20},
+		{file: "mapped_store_limit_mib = 256\n", env: []string{"HUSH_RELAY_MAPPED_STORE_LIMIT_MIB=16"}, want: 16 << 20},
+		{file: "mapped_store_limit_mib = 256\n", env: []string{"HUSH_RELAY_MAPPED_STORE_LIMIT_MIB=-3"}, want: -1},
+		{file: "mapped_store_limit_mib = 256\n", env: []string{"HUSH_RELAY_MAPPED_STORE_LIMIT_MIB="}, want: 256 << 20},
+		{env: []string{"HUSH_RELAY_MAPPED_STORE_LIMIT_MIB=0"}, want: 0},
+		{
+			file:    fmt.Sprintf("queue_quota = 5\nmapped_store_limit_mib = %d\n", max+1),
+			wantErr: fmt.Sprintf("config.toml line 2: mapped_store_limit_mib must be at most %d", max),
+		},
+		{
+			env:     []string{fmt.Sprintf("HUSH_RELAY_MAPPED_STORE_LIMIT_MIB=%d", max+1)},
+			wantErr: fmt.Sprintf("environment variable HUSH_RELAY_MAPPED_STORE_LIMIT_MIB must be at most %d", max),
+		},
+		{
+			file:    "mapped_store_limit_mib = 1.5\n",
+			wantErr: "config.toml line 1: mapped_store_limit_mib",
+		},
+		{
+			env:     []string{"HUSH_RELAY_MAPPED_STORE_LIMIT_MIB=lots"},
+			wantErr: `environment variable HUSH_RELAY_MAPPED_STORE_LIMIT_MIB: "lots" is not a whole number`,
+		},
+		{
+			env:     []string{"HUSH_RELAY_MAPPED_STORE_LIMIT=64"},
+			wantErr: "unknown environment variable HUSH_RELAY_MAPPED_STORE_LIMIT",
+		},
+		{
+			file:    "mapped_store_limit = 64\n",
+			wantErr: `config.toml line 1: unknown option "mapped_store_limit"`,
+		},
+	} {
+		path := filepath.Join(t.TempDir(), configFile)
+		if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fc, err := loadConfig(path, tc.env)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q with %q: error %v, want %q", tc.file, tc.env, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q with %q: %v", tc.file, tc.env, err)
+			continue
+		}
+		s := settings{file: fc}
+		if got := s.relayConfig().MappedStoreLimit; got != tc.want {
+			t.Errorf("%q with %q: MappedStoreLimit %d, want %d", tc.file, tc.env, got, tc.want)
+		}
+	}
 }
 
 func TestIdentityPermissions(t *testing.T) {
@@ -733,6 +819,7 @@ func TestConfigDefaults(t *testing.T) {
 		NewRate:          relay.DefaultNewRate,
 		SendRate:         relay.DefaultSendRate,
 		MaxSubscriptions: relay.DefaultMaxSubscriptions,
+		MappedStoreLimit: relay.DefaultMappedStoreLimit,
 	}
 	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Errorf("the documented defaults give\n%+v\nwant\n%+v", got, want)
@@ -744,7 +831,7 @@ func TestConfigDefaults(t *testing.T) {
 	// Every field of fileConfig is documented.
 	for _, f := range []string{"listen", "host", "password", "password_file", "queue_quota", "max_message_size",
 		"message_ttl", "unsecured_ttl", "sweep_interval", "handshake_timeout", "idle_timeout",
-		"new_rate", "send_rate", "max_subscriptions", "log_level", "log_format",
+		"new_rate", "send_rate", "max_subscriptions", "mapped_store_limit_mib", "log_level", "log_format",
 		"admin", "drain", "tor", "tor_control", "torrc"} {
 		if !strings.Contains(string(configText(nil)), "\n# "+f+" = ") {
 			t.Errorf("config.toml does not document %s", f)
