@@ -37,17 +37,23 @@ const (
 	// about maxAuthCache/n for a session cycling through n > maxAuthCache
 	// queues, where emptying it would keep none.
 	maxAuthCache = 16384
+	// workerLinger is how long a session's handler and writer goroutines
+	// wait for more work before they end. A busy session keeps them, with
+	// the stacks they have grown; an idle one has neither.
+	workerLinger = time.Second
 )
 
 // errMalformed closes a session that sent an invalid block or transmission.
 var errMalformed = errors.New("malformed block")
 
-// session serves one client connection. Its reader goroutine (run) parses
-// blocks and handles commands in order. A writer goroutine packs replies,
-// events and deliveries into blocks; it runs only while there is something
-// to write, so an idle session has one goroutine and no block buffer. Store
-// operations complete in their own goroutines, at most maxInFlight at a
-// time.
+// session serves one client connection. Its reader goroutine (run) reads
+// blocks and passes each to a handler goroutine, which handles its commands
+// in order while the reader waits. A writer goroutine packs replies, events
+// and deliveries into blocks. The handler and the writer run only while
+// the session is busy (they end after workerLinger without work), so an
+// idle session has one goroutine, with a small stack, and no block buffer.
+// Store operations complete in their own goroutines, at most maxInFlight
+// at a time.
 type session struct {
 	r       *Relay
 	conn    io.ReadWriteCloser
@@ -69,6 +75,12 @@ type session struct {
 	// replySlots holds one token per reply queued or being written: at
 	// most replyQueue.
 	replySlots chan struct{}
+	// work passes a block from the reader to the handler goroutine, and
+	// served its outcome back; each holds at most one.
+	work   chan []byte
+	served chan error
+	// wake tells a running writer that there is work (capacity 1).
+	wake chan struct{}
 
 	closeOnce sync.Once
 
@@ -78,6 +90,9 @@ type session struct {
 	// writing is set while a writer goroutine runs; it clears it, under
 	// mu, only when it finds nothing left to write.
 	writing bool
+	// handling is set while a handler goroutine runs; it clears it, under
+	// mu, only when no block is waiting in work.
+	handling bool
 	// replies are encoded transmissions for the writer, in order.
 	replies [][]byte
 	// subs are this session's subscriptions, by recipient ID.
@@ -115,6 +130,9 @@ func newSession(r *Relay, conn io.ReadWriteCloser, binding []byte) (*session, er
 		inFlight:   make(chan struct{}, maxInFlight),
 		authCache:  make(map[queue.Key][32]byte),
 		replySlots: make(chan struct{}, replyQueue),
+		work:       make(chan []byte, 1),
+		served:     make(chan error, 1),
+		wake:       make(chan struct{}, 1),
 		subs:       make(map[queue.ID]*subscription),
 		pending:    make(map[*subscription]struct{}),
 	}
@@ -171,8 +189,6 @@ func (s *session) readLoop() error {
 	idle := time.AfterFunc(s.r.cfg.IdleTimeout, s.close)
 	defer idle.Stop()
 	first := make([]byte, 1)
-	served := make(chan error, 1)
-	var txs [][]byte
 	for {
 		// Wait for the next block holding only its first byte: an idle
 		// session holds no block buffer.
@@ -186,24 +202,62 @@ func (s *session) readLoop() error {
 			s.r.putBlock(bp)
 			return err
 		}
-		// The block is served on a goroutine of its own that ends with
-		// it: handling commands takes a deep stack (cryptography, the
-		// store), and this goroutine, which spends most of its life
-		// waiting for the next block, keeps a small one. It waits, so
-		// commands are still handled one block at a time, in order.
-		go func() {
-			var err error
-			txs, err = s.serveBlock(buf, txs)
-			served <- err
-		}()
-		err := <-served
-		s.r.putBlock(bp)
-		if err != nil {
-			return err
+		// The block is served by the handler goroutine: handling commands
+		// takes a deep stack (cryptography, the store), and this
+		// goroutine, which spends most of its life waiting for the next
+		// block, keeps a small one. It waits, so commands are still
+		// handled one block at a time, in order.
+		s.mu.Lock()
+		s.work <- buf // never blocks: the previous block has been served
+		if !s.handling && !s.closed {
+			s.handling = true
+			s.wg.Add(1) // before close sets closed, so before run's wg.Wait
+			go s.handleLoop()
+		}
+		s.mu.Unlock()
+		select {
+		case err := <-s.served:
+			s.r.putBlock(bp)
+			if err != nil {
+				return err
+			}
+		case <-s.ctx.Done():
+			// The handler may still read buf: it is left to the garbage
+			// collector, not put back in the pool.
+			return s.ctx.Err()
 		}
 		idle.Reset(s.r.cfg.IdleTimeout)
-		if cap(txs) > maxKeptTransmissions {
-			txs = nil
+	}
+}
+
+// handleLoop serves the blocks the reader passes in s.work, answering each
+// on s.served, until none has come for workerLinger or the session ends.
+func (s *session) handleLoop() {
+	defer s.wg.Done()
+	linger := time.NewTimer(workerLinger)
+	defer linger.Stop()
+	var txs [][]byte // scratch for the parsed transmissions
+	for {
+		select {
+		case block := <-s.work:
+			var err error
+			txs, err = s.serveBlock(block, txs)
+			if cap(txs) > maxKeptTransmissions {
+				txs = nil
+			}
+			s.served <- err
+			linger.Reset(workerLinger)
+		case <-linger.C:
+			s.mu.Lock()
+			if len(s.work) == 0 {
+				s.handling = false
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+			linger.Reset(workerLinger)
+		case <-s.ctx.Done():
+			return
 		}
 	}
 }
@@ -641,12 +695,19 @@ func (s *session) markPending(sub *subscription) {
 	s.mu.Unlock()
 }
 
-// startWriterLocked starts a writer goroutine unless one is running or the
-// session has ended. s.mu must be held. A running writer looks for work
-// under s.mu before it exits, so whatever the caller queued under the same
-// lock gets written.
+// startWriterLocked starts a writer goroutine, or wakes the one running,
+// unless the session has ended. s.mu must be held. A running writer looks
+// for work under s.mu before it exits, so whatever the caller queued under
+// the same lock gets written.
 func (s *session) startWriterLocked() {
-	if s.writing || s.closed {
+	if s.closed {
+		return
+	}
+	if s.writing {
+		select {
+		case s.wake <- struct{}{}:
+		default: // already woken
+		}
 		return
 	}
 	s.writing = true
@@ -662,8 +723,8 @@ func (s *session) subscriptions() map[queue.ID]*subscription {
 }
 
 // writeLoop packs replies, events and deliveries into blocks and writes
-// them, until it finds nothing left to write. Replies come first, so an OK
-// precedes the MSG it makes possible.
+// them, until it has found nothing to write for workerLinger. Replies come
+// first, so an OK precedes the MSG it makes possible.
 func (s *session) writeLoop() {
 	defer s.wg.Done()
 	// The builder borrows a pooled block buffer while there is something to
@@ -694,10 +755,22 @@ func (s *session) writeLoop() {
 		b.Add(tx)
 		return true
 	}
+	linger := time.NewTimer(workerLinger)
+	defer linger.Stop()
 	for {
 		replies, events, pending, ok := s.takeWork()
 		if !ok {
-			return
+			select {
+			case <-s.wake:
+			case <-linger.C:
+				if s.stopWriting() {
+					return
+				}
+				linger.Reset(workerLinger)
+			case <-s.ctx.Done():
+				return
+			}
+			continue
 		}
 		for _, tx := range replies {
 			if !add(tx) {
@@ -725,16 +798,16 @@ func (s *session) writeLoop() {
 		for range replies {
 			<-s.replySlots
 		}
+		linger.Reset(workerLinger)
 	}
 }
 
-// takeWork takes the queued replies, events and subscriptions to deliver.
-// When there are none it marks the writer stopped and returns false.
+// takeWork takes the queued replies, events and subscriptions to deliver,
+// and returns false if there are none.
 func (s *session) takeWork() (replies, events [][]byte, pending []*subscription, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.replies) == 0 && len(s.events) == 0 && len(s.pending) == 0 {
-		s.writing = false
 		return nil, nil, nil, false
 	}
 	replies, s.replies = s.replies, nil
@@ -747,6 +820,18 @@ func (s *session) takeWork() (replies, events [][]byte, pending []*subscription,
 		clear(s.pending)
 	}
 	return replies, events, pending, true
+}
+
+// stopWriting marks the writer stopped and returns true, unless work has
+// been queued: the writer must then go on.
+func (s *session) stopWriting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.replies) > 0 || len(s.events) > 0 || len(s.pending) > 0 {
+		return false
+	}
+	s.writing = false
+	return true
 }
 
 // delivery returns the MSG event for sub's head message, and false if
