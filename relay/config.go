@@ -55,7 +55,7 @@ type Config struct {
 	// MappedStoreLimit bounds, in bytes, the relay process's file-backed
 	// resident memory: bbolt reads the store through a memory mapping, and
 	// the pages it reads stay mapped into the relay (counted in its RSS and
-	// in the OOM killer's score) although they are page cache. Once a
+	// in the OOM killer's score) although they are page cache. Ten times a
 	// second, on Linux, when that memory is above the limit, the relay
 	// drops the store file's pages from its mapping; they stay in the page
 	// cache, and later reads map them again with minor faults. Default

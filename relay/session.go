@@ -495,7 +495,10 @@ func (s *session) handleNew(corrID []byte, cmd queue.Command, signed, auth []byt
 	if err := s.newLimit.Wait(s.ctx); err != nil {
 		return err
 	}
-	ok := s.verify(cmd.RecipientKey, signed, auth, true)
+	// The key is not cached: a session creating many queues would fill
+	// its cache (and the relay's memory) with keys it may never use again;
+	// the first command on the new queue caches it.
+	ok := s.verify(cmd.RecipientKey, signed, auth, false)
 	if pw := s.r.cfg.Password; pw != "" {
 		ok = subtle.ConstantTimeCompare([]byte(pw), cmd.Password) == 1 && ok
 	}
