@@ -787,12 +787,21 @@ func (s *session) writeLoop() {
 				return
 			}
 		}
-		for _, sub := range pending {
-			tx, ok := s.delivery(sub)
-			if ok && !add(tx) {
-				s.close()
-				return
+		if len(pending) > 0 {
+			// Two more pooled block buffers, for this round only: one for
+			// the sealed body, one for the MSG it goes into.
+			sealBuf, txBuf := s.r.getBlock(), s.r.getBlock()
+			for _, sub := range pending {
+				tx, ok := s.delivery(sub, *sealBuf, *txBuf)
+				if ok && !add(tx) {
+					s.r.putBlock(sealBuf)
+					s.r.putBlock(txBuf)
+					s.close()
+					return
+				}
 			}
+			s.r.putBlock(sealBuf)
+			s.r.putBlock(txBuf)
 		}
 		if !flush() {
 			s.close()
@@ -838,9 +847,19 @@ func (s *session) stopWriting() bool {
 }
 
 // delivery returns the MSG event for sub's head message, and false if
-// there is none or sub no longer needs one.
-func (s *session) delivery(sub *subscription) ([]byte, bool) {
-	m, ok, err := s.r.store.firstMessage(sub.rid)
+// there is none or sub no longer needs one. The body is sealed into
+// sealBuf straight from the store's memory, and the event is encoded into
+// txBuf: both are scratch space (a block buffer each holds a MSG), reused
+// by the next call, so the caller copies the event before then.
+func (s *session) delivery(sub *subscription, sealBuf, txBuf []byte) ([]byte, bool) {
+	var (
+		id     queue.ID
+		sealed []byte
+	)
+	ok, err := s.r.store.readFirstMessage(sub.rid, func(m storedMessage) {
+		id = m.ID
+		sealed = queue.SealMessage(sealBuf[:0], &sub.msgKey, m.ID, m.Timestamp, m.Body)
+	})
 	if err != nil || !ok {
 		return nil, false
 	}
@@ -849,10 +868,13 @@ func (s *session) delivery(sub *subscription) ([]byte, bool) {
 	if s.subs[sub.rid] != sub || sub.hasDelivered {
 		return nil, false
 	}
-	sub.delivered, sub.hasDelivered = m.ID, true
-	t := queue.Transmission{Entity: sub.rid[:], Command: msgCommand(&sub.msgKey, m)}
+	sub.delivered, sub.hasDelivered = id, true
+	t := queue.Transmission{
+		Entity:  sub.rid[:],
+		Command: queue.Command{Tag: queue.TagMSG, MsgID: id, Body: sealed},
+	}
 	s.r.metrics.messagesDelivered.Inc()
-	return t.Append(nil), true
+	return t.Append(txBuf[:0]), true
 }
 
 func clone(b []byte) []byte {

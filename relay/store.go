@@ -260,6 +260,10 @@ type store struct {
 	mappedLimit int64
 	trims       atomic.Uint64
 	onTrim      func(int64, time.Duration, error)
+	// values holds *[]byte buffers of messageValueCap for the values
+	// addMessage stores: bbolt keeps a reference to a value until the
+	// commit, after which the buffer is free again.
+	values sync.Pool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -590,6 +594,23 @@ func (s *store) queueBySender(sid queue.ID) (rec queueRecord, ok bool, err error
 // firstMessage returns the oldest message of queue rid; ok is false when the
 // queue holds none (or does not exist). Body is a copy.
 func (s *store) firstMessage(rid queue.ID) (msg storedMessage, ok bool, err error) {
+	ok, err = s.readFirstMessage(rid, func(m storedMessage) {
+		m.Body = bytes.Clone(m.Body)
+		if m.Body == nil {
+			m.Body = []byte{}
+		}
+		msg = m
+	})
+	return msg, ok, err
+}
+
+// readFirstMessage calls fn with the oldest message of queue rid inside a
+// read transaction, and returns false, without calling fn, when the queue
+// has none or does not exist. m.Body aliases the store's memory map: fn
+// must not modify it or keep it after it returns, and must not block
+// (bbolt cannot grow its mapping while a read transaction is open).
+// Delivery seals the body straight from there, without a copy.
+func (s *store) readFirstMessage(rid queue.ID, fn func(m storedMessage)) (ok bool, err error) {
 	err = s.view(func(b storeTx) error {
 		_, v, found := b.head(rid)
 		if !found {
@@ -599,14 +620,11 @@ func (s *store) firstMessage(rid queue.ID) (msg storedMessage, ok bool, err erro
 		if err != nil {
 			return err
 		}
-		m.Body = bytes.Clone(m.Body)
-		if m.Body == nil {
-			m.Body = []byte{}
-		}
-		msg, ok = m, true
+		fn(m)
+		ok = true
 		return nil
 	})
-	return msg, ok, err
+	return ok, err
 }
 
 // countQueues returns the number of queues. It walks the pages of the
@@ -739,8 +757,14 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 		msg.Timestamp = time.Now().Unix()
 	}
 	// bbolt keeps a reference to a value until the commit: build it now,
-	// which also frees the caller's buffer.
-	val := appendMessage(make([]byte, 0, messageHeaderSize+len(msg.Body)), msg)
+	// which also frees the caller's buffer, in a pooled buffer that finish
+	// returns (it runs once, when bbolt no longer holds the value).
+	vp, _ := s.values.Get().(*[]byte)
+	if vp == nil {
+		b := make([]byte, 0, messageValueCap)
+		vp = &b
+	}
+	val := appendMessage((*vp)[:0], msg)
 	ts := msg.Timestamp
 	ch := make(chan sendResult, 1)
 	var (
@@ -783,6 +807,7 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 			return b.putQueue(&q)
 		},
 		finish: func(err error) {
+			s.values.Put(vp)
 			r := sendResult{Err: err}
 			if found {
 				r.RecipientID = rid
@@ -1114,6 +1139,9 @@ const (
 	expiryKeySize     = 8 + queue.IDSize + 8
 	unsecuredKeySize  = 8 + queue.IDSize
 	messageHeaderSize = queue.IDSize + 8
+	// messageValueCap is the capacity of addMessage's pooled value
+	// buffers: a stored message of the largest body.
+	messageValueCap = messageHeaderSize + queue.MaxMessageSize
 )
 
 func messageKey(rid queue.ID, seq uint64) []byte {

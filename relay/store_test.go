@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -1018,4 +1019,63 @@ func BenchmarkStoreAddAck(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 	b.ReportMetric(float64(s.commits.Load()-before)/float64(b.N), "commits/op")
+}
+
+// TestStoreMessageValuesReused sends messages of many sizes, concurrently
+// and each waiting for its commit, so that addMessage's pooled value
+// buffers are reused across commits (and after a failed SEND), and checks
+// that every stored body reads back intact and in order.
+func TestStoreMessageValuesReused(t *testing.T) {
+	s := openTestStore(t, "", storeOptions{})
+	ctx := context.Background()
+	k := testKey(9)
+	const queues, perQueue = 4, 40
+	const quota = perQueue
+	recs := make([]queueRecord, queues)
+	for i := range recs {
+		recs[i] = createTestQueue(t, s, 100, &k)
+	}
+	bodies := make([][][]byte, queues)
+	var wg sync.WaitGroup
+	for i, rec := range recs {
+		wg.Go(func() {
+			for j := range perQueue + 1 {
+				body := make([]byte, (j*397+i*4001)%(queue.MaxMessageSize+1))
+				rand.Read(body)
+				m := storedMessage{ID: queue.NewID(), Timestamp: 200, Body: body}
+				want := bytes.Clone(body)
+				ch, err := s.addMessage(ctx, rec.SenderID, m, quota)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				// The caller's buffer is free once addMessage returns.
+				clear(body)
+				r := <-ch
+				switch {
+				case j < perQueue && r.Err != nil:
+					t.Errorf("send %d: %v", j, r.Err)
+				case j == perQueue && !errors.Is(r.Err, errQuota):
+					t.Errorf("send over the quota: %v, want errQuota", r.Err)
+				case j < perQueue:
+					bodies[i] = append(bodies[i], want)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, rec := range recs {
+		for j, want := range bodies[i] {
+			m, ok, err := s.firstMessage(rec.RecipientID)
+			if err != nil || !ok {
+				t.Fatalf("queue %d message %d: %v, %v", i, j, ok, err)
+			}
+			if !bytes.Equal(m.Body, want) {
+				t.Fatalf("queue %d message %d: body of %d bytes differs from the %d sent", i, j, len(m.Body), len(want))
+			}
+			if err := waiter[error](t)(s.ackMessage(ctx, rec.RecipientID, m.ID)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }
