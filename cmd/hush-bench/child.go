@@ -438,29 +438,25 @@ func readProc(pid int) (procSample, error) {
 	return s, nil
 }
 
-// machineBusy returns the CPU time all processes of the machine have used
-// (the "cpu" line of /proc/stat, without idle and iowait).
-func machineBusy() (time.Duration, error) {
+// machineCPU returns the CPU time all processes of the machine have used,
+// and the time the hypervisor gave to other guests while this one had
+// work (steal), from the "cpu" line of /proc/stat.
+func machineCPU() (busy, steal time.Duration, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0, errors.New("unreadable /proc/stat")
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, errors.New("unreadable /proc/stat")
 	}
-	var busy int64
-	// user nice system idle iowait irq softirq steal ...
-	for i, v := range f[1:min(len(f), 9)] {
-		if i == 3 || i == 4 {
-			continue
+	var ticks [8]int64 // user nice system idle iowait irq softirq steal
+	for i := range ticks {
+		if ticks[i], err = strconv.ParseInt(f[1+i], 10, 64); err != nil {
+			return 0, 0, err
 		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, err
-		}
-		busy += n
 	}
-	return time.Duration(busy) * time.Second / clockTicks, nil
+	used := ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]
+	return time.Duration(used) * time.Second / clockTicks, time.Duration(ticks[7]) * time.Second / clockTicks, nil
 }

@@ -108,6 +108,11 @@ func TestThroughput(t *testing.T) {
 			if u := number(t, res, "unexpected"); u != 0 {
 				t.Errorf("%v unexpected events", u)
 			}
+			for _, key := range []string{"others_cpu_percent", "steal_cpu_percent"} {
+				if v := number(t, res, key); v < 0 {
+					t.Errorf("%s = %v", key, v)
+				}
+			}
 		})
 	}
 }

@@ -149,8 +149,8 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 	ids = nil
 	closeAll(conns)
 
-	// Longer than the relay's once-a-second check of its mapped store
-	// (relay.Config.MappedStoreLimit), so that the figure is the settled
+	// Several of the relay's checks of its mapped store (ten a second,
+	// relay.Config.MappedStoreLimit), so that the figure is the settled
 	// one; the peak while creating is reported apart.
 	time.Sleep(settleMapped)
 	p, _, err := settledSample(ctx, target.child)
@@ -248,8 +248,8 @@ func restartOnce(ctx context.Context, target *relayTarget, cfg client.DialConfig
 }
 
 // settleMapped is how long the queues scenario waits before it reads the
-// relay's memory: longer than the relay's once-a-second trim of the pages
-// of its store file mapped into it.
+// relay's memory: several periods of the relay's trim (ten a second) of
+// the pages of its store file mapped into it, and of its workers' linger.
 const settleMapped = 1500 * time.Millisecond
 
 // median returns the median of v (the mean of the middle two for an even

@@ -80,6 +80,11 @@ type throughputResult struct {
 	// and this one used during the window, over wall time (200 = 2
 	// cores): other work on a shared machine.
 	OthersCPUPercent *float64 `json:"others_cpu_percent"`
+	// StealCPUPercent is the CPU time, over wall time, that the hypervisor
+	// of a virtual machine gave to other guests while this one had work
+	// (steal in /proc/stat): it slows the relay and the load generator
+	// alike, and no process here is charged for it.
+	StealCPUPercent *float64 `json:"steal_cpu_percent"`
 }
 
 func runThroughputCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -422,7 +427,7 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	case <-stopCtx.Done():
 	}
 	cpu0, rus0 := sampleCPU(target), clientCPU()
-	busy0, busyErr0 := machineBusy()
+	busy0, steal0, busyErr0 := machineCPU()
 	if o.clientProf != "" {
 		f, err := os.Create(o.clientProf)
 		if err != nil {
@@ -441,7 +446,7 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	winEnd := t.now()
 	t.winEnd.Store(winEnd)
 	cpu1, rus1 := sampleCPU(target), clientCPU()
-	busy1, busyErr1 := machineBusy()
+	busy1, steal1, busyErr1 := machineCPU()
 	var mem procSample
 	if target.child != nil {
 		mem, _ = target.child.Sample()
@@ -512,7 +517,8 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 		res.RSS, res.RSSAnon, res.RSSFile, res.RSSPeak = &mem.RSS, &mem.RSSAnon, &mem.RSSFile, &mem.Peak
 		if busyErr0 == nil && busyErr1 == nil {
 			others := 100 * max(0, (busy1-busy0)-cpu-(rus1-rus0)).Seconds() / win.Seconds()
-			res.OthersCPUPercent = &others
+			steal := 100 * (steal1 - steal0).Seconds() / win.Seconds()
+			res.OthersCPUPercent, res.StealCPUPercent = &others, &steal
 		}
 	}
 	return res, nil
@@ -561,7 +567,7 @@ func printThroughput(w io.Writer, r *throughputResult) {
 	}
 	fmt.Fprintf(w, "client CPU     %.0f µs/msg\n", r.ClientCPUPerMsg)
 	if r.OthersCPUPercent != nil {
-		fmt.Fprintf(w, "other work     %.0f%% of one core (other processes on this machine)\n", *r.OthersCPUPercent)
+		fmt.Fprintf(w, "other work     %.0f%% of one core (other processes on this machine), %.0f%% stolen by the hypervisor\n", *r.OthersCPUPercent, *r.StealCPUPercent)
 	}
 	fmt.Fprintf(w, "lost           %d of %d sent\n", r.Lost, r.SentOK)
 	fmt.Fprintf(w, "duplicated     %d\n", r.Duplicated)
