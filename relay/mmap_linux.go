@@ -37,17 +37,20 @@ func fileResident() (int64, error) {
 	return pages * int64(os.Getpagesize()), nil
 }
 
-// dropMapping removes the resident pages of the file mapping that starts at
-// addr, up to size bytes, from the process's page tables with
+// dropMapping removes the resident pages of bytes [off, off+size) of the
+// file mapping that starts at addr from the process's page tables with
 // madvise(MADV_DONTNEED). For a shared file mapping this discards nothing:
 // the pages stay in the page cache, and a later access maps them again
-// (a minor fault). The length is clamped to the mapping's extent as the
+// (a minor fault). The range is clamped to the mapping's extent as the
 // kernel records it in /proc/self/maps, so that no other mapping, such as
-// the Go heap, is ever touched.
+// the Go heap, is ever touched. off must be a multiple of the page size.
 //
 // The caller must keep the mapping in place for the duration of the call:
 // for bbolt, by calling it inside a read transaction.
-func dropMapping(addr uintptr, size int64) error {
+func dropMapping(addr uintptr, off, size int64) error {
+	if off < 0 || off%int64(os.Getpagesize()) != 0 {
+		panic("relay: dropMapping offset not page-aligned")
+	}
 	if size <= 0 {
 		return nil
 	}
@@ -55,12 +58,16 @@ func dropMapping(addr uintptr, size int64) error {
 	if err != nil {
 		return err
 	}
-	if n := end - addr; uint64(size) > uint64(n) {
-		size = int64(n)
+	n := uint64(end - addr)
+	if uint64(off) >= n {
+		return nil
+	}
+	if uint64(size) > n-uint64(off) {
+		size = int64(n - uint64(off))
 	}
 	// A raw system call: unix.Madvise takes a []byte, which would have to be
 	// made from addr, a uintptr, by a conversion go vet rightly flags.
-	_, _, errno := unix.Syscall(unix.SYS_MADVISE, addr, uintptr(size), unix.MADV_DONTNEED)
+	_, _, errno := unix.Syscall(unix.SYS_MADVISE, addr+uintptr(off), uintptr(size), unix.MADV_DONTNEED)
 	if errno != 0 {
 		return fmt.Errorf("madvise: %w", errno)
 	}

@@ -12,4 +12,4 @@ const canDropMapping = false
 func fileResident() (int64, error) { return 0, errors.ErrUnsupported }
 
 // dropMapping is not implemented here.
-func dropMapping(addr uintptr, size int64) error { return errors.ErrUnsupported }
+func dropMapping(addr uintptr, off, size int64) error { return errors.ErrUnsupported }

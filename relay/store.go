@@ -86,13 +86,15 @@ package relay
 // It counts all file-backed memory of the process, its executable's
 // included; several stores in one process each drop their own mapping.
 //
-// The drop runs inside a read transaction, which holds bbolt's mmap lock
-// shared; bbolt takes that lock exclusively to remap the file (to grow it)
-// or to unmap it (Close), so the range dropped, from DB.Info().Data for the
-// transaction's Tx.Size and clamped to the mapping's extent in
-// /proc/self/maps, stays mapped to the file throughout. (A commit that must
-// grow the mapping waits for a drop in progress; other commits and reads
-// do not.) The mapping is PROT_READ and MAP_SHARED, and bbolt writes with
+// The drop runs in 8 MiB chunks (storeTrimChunk), each inside a read
+// transaction, which holds bbolt's mmap lock shared; bbolt takes that lock
+// exclusively to remap the file (to grow it) or to unmap it (Close), so the
+// range dropped, from DB.Info().Data for the transaction's Tx.Size and
+// clamped to the mapping's extent in /proc/self/maps, stays mapped to the
+// file throughout. (A commit that must grow the mapping waits for the chunk
+// in progress, and new read transactions wait behind it: a sync.RWMutex
+// lets no reader in while a writer waits. Other commits and reads do not
+// wait for a drop.) The mapping is PROT_READ and MAP_SHARED, and bbolt writes with
 // pwrite and fdatasync, never through it, so dropping its pages loses
 // nothing: readers, including concurrent transactions holding values that
 // alias the mapping, see the same bytes after a drop.
@@ -138,6 +140,9 @@ const (
 	// storeTrimInterval is how often trimLoop compares the process's
 	// file-backed resident memory with the limit.
 	storeTrimInterval = 100 * time.Millisecond
+	// storeTrimChunk is how much of the mapping one read transaction of a
+	// trim drops: at most about 0.4ms of madvise (see "Memory" above).
+	storeTrimChunk = 8 << 20
 )
 
 // queueRecord is one queue as stored.
@@ -538,14 +543,28 @@ func (s *store) trimMapping(limit int64) (resident int64, dropped bool, err erro
 	if resident <= limit {
 		return resident, false, nil
 	}
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		// The transaction holds bbolt's mmap lock shared until it ends, so
-		// the mapping stays where Info says for the whole call. tx.Size is
-		// the end of the last page in use at the last commit (never beyond
-		// the mapping, which bbolt grows before it allocates past its
-		// end); pages a commit adds later are dropped by a later call.
-		return dropMapping(tx.DB().Info().Data, tx.Size())
-	})
+	// One read transaction per storeTrimChunk. A transaction holds bbolt's
+	// mmap lock shared until it ends, so the mapping stays where Info says
+	// for the chunk; a commit that must grow the mapping waits for the
+	// chunk in progress, and while it waits the lock (a sync.RWMutex) holds
+	// new read transactions back too, so a chunk is kept short. tx.Size is
+	// the end of the last page in use at the last commit (never beyond the
+	// mapping, which bbolt grows before it allocates past its end); pages a
+	// commit adds later are dropped by a later call.
+	for off := int64(0); ; off += storeTrimChunk {
+		more := false
+		err = s.db.View(func(tx *bbolt.Tx) error {
+			size := tx.Size()
+			if off >= size {
+				return nil
+			}
+			more = size-off > storeTrimChunk
+			return dropMapping(tx.DB().Info().Data, off, min(size-off, storeTrimChunk))
+		})
+		if err != nil || !more {
+			break
+		}
+	}
 	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
 		return resident, false, errClosed
 	}
@@ -757,14 +776,25 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 		msg.Timestamp = time.Now().Unix()
 	}
 	// bbolt keeps a reference to a value until the commit: build it now,
-	// which also frees the caller's buffer, in a pooled buffer that finish
-	// returns (it runs once, when bbolt no longer holds the value).
-	vp, _ := s.values.Get().(*[]byte)
-	if vp == nil {
-		b := make([]byte, 0, messageValueCap)
-		vp = &b
+	// which also frees the caller's buffer. A value of more than half the
+	// largest size (clients pad their messages to it) goes in a pooled
+	// buffer that finish returns (it runs once, when bbolt no longer holds
+	// the value); a smaller one in a buffer of its own size, so that the
+	// operations waiting for a commit do not each hold 16 KiB.
+	var vp *[]byte
+	if messageHeaderSize+len(msg.Body) > messageValueCap/2 {
+		vp, _ = s.values.Get().(*[]byte)
+		if vp == nil {
+			b := make([]byte, 0, messageValueCap)
+			vp = &b
+		}
 	}
-	val := appendMessage((*vp)[:0], msg)
+	var val []byte
+	if vp != nil {
+		val = appendMessage((*vp)[:0], msg)
+	} else {
+		val = appendMessage(make([]byte, 0, messageHeaderSize+len(msg.Body)), msg)
+	}
 	ts := msg.Timestamp
 	ch := make(chan sendResult, 1)
 	var (
@@ -807,7 +837,9 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 			return b.putQueue(&q)
 		},
 		finish: func(err error) {
-			s.values.Put(vp)
+			if vp != nil {
+				s.values.Put(vp)
+			}
 			r := sendResult{Err: err}
 			if found {
 				r.RecipientID = rid
@@ -1172,7 +1204,7 @@ func appendMessage(dst []byte, m storedMessage) []byte {
 // decodeMessage parses a message value; Body aliases v.
 func decodeMessage(v []byte) (storedMessage, error) {
 	var m storedMessage
-	if len(v) < messageHeaderSize {
+	if len(v) < messageHeaderSize || len(v)-messageHeaderSize > queue.MaxMessageSize {
 		return m, fmt.Errorf("%w: message", errCorrupt)
 	}
 	copy(m.ID[:], v)
