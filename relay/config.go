@@ -59,8 +59,10 @@ type Config struct {
 	// second, on Linux, when that memory is above the limit, the relay
 	// drops the store file's pages from its mapping; they stay in the page
 	// cache, and later reads map them again with minor faults. Default
-	// 64 MiB (DefaultMappedStoreLimit); negative: never. Elsewhere than
-	// Linux it has no effect.
+	// 64 MiB (DefaultMappedStoreLimit); negative: never. The process's
+	// executable counts too (about 11 MiB of hush-relay), so a limit near
+	// that drops the store's pages at every check. Elsewhere than Linux it
+	// has no effect.
 	MappedStoreLimit int64
 
 	// Drain starts the relay in drain mode: NEW is answered ERR PROHIBITED

@@ -135,7 +135,9 @@ ERR PROHIBITED.`, strconv.Itoa(relay.DefaultMaxSubscriptions)},
 		{"mapped_store_limit_mib", `The relay reads its store through a memory mapping: the pages it has
 read stay counted in its RSS and in the OOM killer's score, although they
 are page cache. Above this many MiB of them the relay drops them from its
-mapping, checking ten times a second (Linux only). A negative value turns this off.`,
+mapping, checking ten times a second (Linux only). The count includes the
+relay's own executable (about 11 MiB), so a limit near that trims at every
+check. A negative value turns this off.`,
 			strconv.Itoa(relay.DefaultMappedStoreLimit >> 20)},
 		{"log_level", `"info" or "debug" ("warn" and "error" log less). At info and above the
 logs never hold IP addresses, queue IDs or message sizes; debug logs may.`, `"info"`},
