@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // The relay child: hush-bench runs the relay in a separate process (itself,

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command hush-bench measures a hush relay: message throughput and
 // send-to-deliver latency, the memory of idle sessions, and the cost of
 // storing many queues.
@@ -15,6 +17,9 @@
 // reports only what a client can see. --json prints one JSON object for
 // scripts. docs/performance.md has the measured figures and the commands
 // that produced them.
+//
+// It builds on Linux only: every figure it reports about the relay and the
+// machine comes from /proc.
 package main
 
 import (
