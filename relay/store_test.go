@@ -1079,3 +1079,89 @@ func TestStoreMessageValuesReused(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreGather checks when the commit loop waits for more operations
+// (see "Writes" in the file comment): not under light load, where a lone
+// operation commits at once; under load, until the batch holds GatherOps;
+// and never past Close, which commits what was taken and returns.
+func TestStoreGather(t *testing.T) {
+	noop := func(storeTx) error { return nil }
+	submit := func(t *testing.T, s *store) <-chan error {
+		t.Helper()
+		ch, err := s.submitErr(context.Background(), noop)
+		if err != nil {
+			t.Fatalf("submit: %v", err)
+		}
+		return ch
+	}
+	wait := func(t *testing.T, ch <-chan error) {
+		t.Helper()
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatalf("operation: %v", err)
+			}
+		case <-time.After(storeTestWait):
+			t.Fatalf("operation not committed within %v", storeTestWait)
+		}
+	}
+	// engage makes the loop gather: one operation after a rate window,
+	// at a rate above the tiny GatherRate of these stores.
+	engage := func(t *testing.T, s *store) {
+		t.Helper()
+		time.Sleep(gatherWindow + 10*time.Millisecond)
+		wait(t, submit(t, s))
+	}
+	// A GatherWait longer than storeTestWait: waiting for it would fail.
+	const long = 2 * storeTestWait
+
+	t.Run("light load", func(t *testing.T) {
+		s := openTestStore(t, "", storeOptions{GatherWait: long, GatherOps: 4, GatherRate: 1e9})
+		engage(t, s)
+		for range 5 {
+			wait(t, submit(t, s))
+		}
+	})
+	t.Run("under load", func(t *testing.T) {
+		s := openTestStore(t, "", storeOptions{GatherWait: long, GatherOps: 4, GatherRate: 1e-3})
+		engage(t, s)
+		before := s.commits.Load()
+		first := submit(t, s)
+		time.Sleep(20 * time.Millisecond) // the loop holds first and waits
+		select {
+		case err := <-first:
+			t.Fatalf("a lone operation under load committed at once (%v)", err)
+		default:
+		}
+		rest := []<-chan error{submit(t, s), submit(t, s), submit(t, s)}
+		wait(t, first)
+		for _, ch := range rest {
+			wait(t, ch)
+		}
+		if n := s.commits.Load() - before; n != 1 {
+			t.Errorf("4 operations took %d commits, want 1", n)
+		}
+	})
+	t.Run("close", func(t *testing.T) {
+		s := openTestStore(t, "", storeOptions{GatherWait: long, GatherOps: 4, GatherRate: 1e-3})
+		engage(t, s)
+		ch := submit(t, s)
+		time.Sleep(20 * time.Millisecond)
+		closed := make(chan error, 1)
+		go func() { closed <- s.Close() }()
+		wait(t, ch) // committed, not failed with errClosed
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		case <-time.After(storeTestWait):
+			t.Fatal("Close waited for the gathering")
+		}
+	})
+	t.Run("disabled", func(t *testing.T) {
+		s := openTestStore(t, "", storeOptions{GatherWait: -1, GatherOps: 4, GatherRate: 1e-3})
+		engage(t, s)
+		wait(t, submit(t, s))
+	})
+}
