@@ -484,7 +484,7 @@ func (s *store) loop() {
 		timer       *time.Timer // for gathering; made on first use
 		windowStart = time.Now()
 		windowOps   int  // operations taken since windowStart
-		gathering   bool // the last window's rate was at least gatherR
+		gathering   bool // the last full window's rate was at least gatherR
 	)
 	defer func() {
 		if timer != nil {
@@ -514,6 +514,12 @@ func (s *store) loop() {
 				break drain
 			}
 		}
+		// The rate of the window before this batch decides, so that a lone
+		// operation after a pause is not held back by the load before it.
+		if d := first.Sub(windowStart); d >= gatherWindow {
+			gathering = s.gather > 0 && float64(windowOps)/d.Seconds() >= s.gatherR
+			windowStart, windowOps = first, 0
+		}
 		if gathering && len(batch) < s.gatherN {
 			if timer == nil {
 				timer = time.NewTimer(s.gather - time.Since(first))
@@ -534,11 +540,6 @@ func (s *store) loop() {
 			timer.Stop()
 		}
 		windowOps += len(batch)
-		if now := time.Now(); now.Sub(windowStart) >= gatherWindow {
-			rate := float64(windowOps) / now.Sub(windowStart).Seconds()
-			gathering = s.gather > 0 && rate >= s.gatherR
-			windowStart, windowOps = now, 0
-		}
 		s.commit(batch)
 		clear(batch) // drop references to finished operations
 	}

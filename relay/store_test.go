@@ -1105,12 +1105,13 @@ func TestStoreGather(t *testing.T) {
 			t.Fatalf("operation not committed within %v", storeTestWait)
 		}
 	}
-	// engage makes the loop gather: one operation after a rate window,
-	// at a rate above the tiny GatherRate of these stores.
+	// engage commits one operation and lets a rate window pass: with the
+	// tiny GatherRate of these stores, the loop gathers from the next
+	// operation on.
 	engage := func(t *testing.T, s *store) {
 		t.Helper()
-		time.Sleep(gatherWindow + 10*time.Millisecond)
 		wait(t, submit(t, s))
+		time.Sleep(gatherWindow + 10*time.Millisecond)
 	}
 	// A GatherWait longer than storeTestWait: waiting for it would fail.
 	const long = 2 * storeTestWait
@@ -1158,6 +1159,28 @@ func TestStoreGather(t *testing.T) {
 		case <-time.After(storeTestWait):
 			t.Fatal("Close waited for the gathering")
 		}
+	})
+	t.Run("pause", func(t *testing.T) {
+		// 50 operations a second turn gathering on; after a pause the
+		// rate of the window before a lone operation is below that.
+		s := openTestStore(t, "", storeOptions{GatherWait: long, GatherOps: 4, GatherRate: 50})
+		var chs []<-chan error
+		for range 20 {
+			chs = append(chs, submit(t, s))
+		}
+		for _, ch := range chs {
+			wait(t, ch)
+		}
+		time.Sleep(gatherWindow + 10*time.Millisecond)
+		chs = chs[:0]
+		for range 4 { // about 180 a second in the window before: gathered
+			chs = append(chs, submit(t, s))
+		}
+		for _, ch := range chs {
+			wait(t, ch)
+		}
+		time.Sleep(3 * gatherWindow)
+		wait(t, submit(t, s)) // 4 in 300ms before it: at once
 	})
 	t.Run("disabled", func(t *testing.T) {
 		s := openTestStore(t, "", storeOptions{GatherWait: -1, GatherOps: 4, GatherRate: 1e-3})
