@@ -30,6 +30,7 @@ type metrics struct {
 	messagesAcked     prometheus.Counter
 	messagesExpired   prometheus.Counter
 	commitSeconds     prometheus.Histogram
+	commitOps         prometheus.Histogram
 	commitErrors      prometheus.Counter
 	trims             prometheus.Counter
 	trimErrors        prometheus.Counter
@@ -62,6 +63,11 @@ func newMetrics(r *Relay) *metrics {
 			Help:    "Duration of the store's group commits, fsync included.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5 ms to 4 s
 		}),
+		commitOps: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "hush_relay", Name: "store_commit_operations",
+			Help:    "Store operations (a stored message, an acknowledgement, a new queue...) per group commit: above about 2,000 a second the relay waits up to 2 ms to gather 16.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10), // 1 to 512, the most per commit
+		}),
 		commitErrors: counter("store_commit_errors_total", "Group commits that failed (every command in them was answered ERR INTERNAL)."),
 		trims:        counter("store_mapping_trims_total", "Times the store file's pages were dropped from the relay's memory mapping (file-backed memory above the mapped store limit)."),
 		trimErrors:   counter("store_mapping_trim_errors_total", "Checks of the relay's file-backed memory, or drops of the mapping, that failed (at most one a second)."),
@@ -84,7 +90,7 @@ func newMetrics(r *Relay) *metrics {
 	m.reg.MustRegister(
 		m.sessionsTotal, m.handshakeFailures, m.queuesCreated, m.queuesDeleted, m.queuesExpired,
 		m.messagesReceived, m.messagesDelivered, m.messagesAcked, m.messagesExpired,
-		m.commitSeconds, m.commitErrors, m.trims, m.trimErrors, commands, errs,
+		m.commitSeconds, m.commitOps, m.commitErrors, m.trims, m.trimErrors, commands, errs,
 		gauge("sessions", "Sessions open now.", func() float64 {
 			r.mu.Lock()
 			defer r.mu.Unlock()
@@ -129,8 +135,9 @@ func (m *metrics) countError(code queue.ErrorCode) {
 }
 
 // observeCommit is the store's OnCommit hook.
-func (m *metrics) observeCommit(d time.Duration, err error) {
+func (m *metrics) observeCommit(d time.Duration, ops int, err error) {
 	m.commitSeconds.Observe(d.Seconds())
+	m.commitOps.Observe(float64(ops))
 	if err != nil {
 		m.commitErrors.Inc()
 	}

@@ -221,6 +221,18 @@ func TestMetricsCountWorkload(t *testing.T) {
 	if n := metricValue(t, fams, "hush_relay_store_commit_seconds", ""); n < 1 {
 		t.Errorf("hush_relay_store_commit_seconds counts %v commits", n)
 	}
+	// Every committed operation is counted once: at least the 7 stored
+	// messages, 6 acknowledgements and 3 new queues, in as many commits as
+	// the duration histogram counts.
+	if f := fams["hush_relay_store_commit_operations"]; f == nil || len(f.GetMetric()) != 1 {
+		t.Error("no hush_relay_store_commit_operations")
+	} else {
+		h := f.GetMetric()[0].GetHistogram()
+		commits := metricValue(t, fams, "hush_relay_store_commit_seconds", "")
+		if float64(h.GetSampleCount()) != commits || h.GetSampleSum() < 7+6+3 || h.GetSampleSum() < commits {
+			t.Errorf("hush_relay_store_commit_operations: %d commits (%v timed), %v operations", h.GetSampleCount(), commits, h.GetSampleSum())
+		}
+	}
 	if v := metricValue(t, fams, "hush_relay_store_size_bytes", ""); v < 4096 {
 		t.Errorf("hush_relay_store_size_bytes = %v", v)
 	}

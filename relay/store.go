@@ -194,9 +194,9 @@ type storeOptions struct {
 	GatherOps  int
 	GatherRate float64
 	// OnCommit, if not nil, is called on the commit loop's goroutine after
-	// each group transaction with its duration and its commit error (nil
-	// once committed). It must not block.
-	OnCommit func(d time.Duration, err error)
+	// each group transaction with its duration, the number of operations
+	// in it and its commit error (nil once committed). It must not block.
+	OnCommit func(d time.Duration, ops int, err error)
 	// MappedLimit bounds, in bytes, the process's file-backed resident
 	// memory above which the store drops its file's pages from the process
 	// (see "Memory" in the file comment); default 64 MiB; negative: never.
@@ -289,7 +289,7 @@ type store struct {
 	loopDone chan struct{} // closed when the commit loop has returned
 	trimDone chan struct{} // closed when trimLoop has returned, or was never started
 	commits  atomic.Uint64 // group transactions committed, for tests and metrics
-	onCommit func(time.Duration, error)
+	onCommit func(time.Duration, int, error)
 	// mappedLimit is storeOptions.MappedLimit, negative for never; trims
 	// counts the drops of the mapping.
 	mappedLimit int64
@@ -572,7 +572,7 @@ func (s *store) commit(batch []*storeOp) {
 		if err != nil {
 			err = fmt.Errorf("relay store: commit: %w", err)
 			if s.onCommit != nil {
-				s.onCommit(time.Since(start), err)
+				s.onCommit(time.Since(start), len(batch), err)
 			}
 			for _, op := range batch {
 				op.finish(err)
@@ -581,7 +581,7 @@ func (s *store) commit(batch []*storeOp) {
 		}
 		s.commits.Add(1)
 		if s.onCommit != nil {
-			s.onCommit(time.Since(start), nil)
+			s.onCommit(time.Since(start), len(batch), nil)
 		}
 		for _, op := range batch {
 			op.finish(op.err)
