@@ -70,7 +70,7 @@ func newMetrics(r *Relay) *metrics {
 		}),
 		commitErrors: counter("store_commit_errors_total", "Group commits that failed (every command in them was answered ERR INTERNAL)."),
 		trims:        counter("store_mapping_trims_total", "Times the store file's pages were dropped from the relay's memory mapping (file-backed memory above the mapped store limit)."),
-		trimErrors:   counter("store_mapping_trim_errors_total", "Checks of the relay's file-backed memory, or drops of the mapping, that failed (at most one a second)."),
+		trimErrors:   counter("store_mapping_trim_errors_total", "Checks of the relay's file-backed memory, or drops of the mapping, that failed (at most ten a second)."),
 	}
 	commands := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "hush_relay", Name: "commands_total", Help: "Commands received, by command.",

@@ -41,22 +41,20 @@ func fileResident() (int64, error) {
 // file mapping that starts at addr from the process's page tables with
 // madvise(MADV_DONTNEED). For a shared file mapping this discards nothing:
 // the pages stay in the page cache, and a later access maps them again
-// (a minor fault). The range is clamped to the mapping's extent as the
-// kernel records it in /proc/self/maps, so that no other mapping, such as
-// the Go heap, is ever touched. off must be a multiple of the page size.
+// (a minor fault). The range is clamped to end, the mapping's end as
+// mappingEnd read it, so that no other mapping, such as the Go heap, is
+// ever touched: an end read earlier for the same addr is never beyond the
+// current one, because bbolt's mapping only grows while the file is open
+// (it never truncates the file). off must be a multiple of the page size.
 //
 // The caller must keep the mapping in place for the duration of the call:
 // for bbolt, by calling it inside a read transaction.
-func dropMapping(addr uintptr, off, size int64) error {
+func dropMapping(addr, end uintptr, off, size int64) error {
 	if off < 0 || off%int64(os.Getpagesize()) != 0 {
 		panic("relay: dropMapping offset not page-aligned")
 	}
-	if size <= 0 {
+	if size <= 0 || end <= addr {
 		return nil
-	}
-	end, err := mappingEnd(addr)
-	if err != nil {
-		return err
 	}
 	n := uint64(end - addr)
 	if uint64(off) >= n {

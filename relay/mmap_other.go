@@ -11,5 +11,8 @@ const canDropMapping = false
 // fileResident is not implemented here.
 func fileResident() (int64, error) { return 0, errors.ErrUnsupported }
 
+// mappingEnd is not implemented here.
+func mappingEnd(addr uintptr) (uintptr, error) { return 0, errors.ErrUnsupported }
+
 // dropMapping is not implemented here.
-func dropMapping(addr uintptr, off, size int64) error { return errors.ErrUnsupported }
+func dropMapping(addr, end uintptr, off, size int64) error { return errors.ErrUnsupported }

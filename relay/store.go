@@ -481,16 +481,13 @@ func (s *store) loop() {
 	defer close(s.loopDone)
 	batch := make([]*storeOp, 0, s.maxBatch)
 	var (
-		timer       *time.Timer // for gathering; made on first use
+		timer       = time.NewTimer(time.Hour) // for gathering; stopped between uses
 		windowStart = time.Now()
 		windowOps   int  // operations taken since windowStart
 		gathering   bool // the last full window's rate was at least gatherR
 	)
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	timer.Stop()
+	defer timer.Stop()
 	for {
 		select {
 		case <-s.closing:
@@ -521,11 +518,7 @@ func (s *store) loop() {
 			windowStart, windowOps = first, 0
 		}
 		if gathering && len(batch) < s.gatherN {
-			if timer == nil {
-				timer = time.NewTimer(s.gather - time.Since(first))
-			} else {
-				timer.Reset(s.gather - time.Since(first))
-			}
+			timer.Reset(s.gather - time.Since(first))
 		gather:
 			for len(batch) < s.gatherN {
 				select {
@@ -631,6 +624,8 @@ func (s *store) trimMapping(limit int64) (resident int64, dropped bool, err erro
 	// the end of the last page in use at the last commit (never beyond the
 	// mapping, which bbolt grows before it allocates past its end); pages a
 	// commit adds later are dropped by a later call.
+	// /proc/self/maps is read again only if a remap moved the mapping.
+	var addr, end uintptr
 	for off := int64(0); ; off += storeTrimChunk {
 		more := false
 		err = s.db.View(func(tx *bbolt.Tx) error {
@@ -639,7 +634,14 @@ func (s *store) trimMapping(limit int64) (resident int64, dropped bool, err erro
 				return nil
 			}
 			more = size-off > storeTrimChunk
-			return dropMapping(tx.DB().Info().Data, off, min(size-off, storeTrimChunk))
+			if data := tx.DB().Info().Data; data != addr {
+				e, err := mappingEnd(data)
+				if err != nil {
+					return err
+				}
+				addr, end = data, e
+			}
+			return dropMapping(addr, end, off, min(size-off, storeTrimChunk))
 		})
 		if err != nil || !more {
 			break
@@ -861,19 +863,19 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 	// buffer that finish returns (it runs once, when bbolt no longer holds
 	// the value); a smaller one in a buffer of its own size, so that the
 	// operations waiting for a commit do not each hold 16 KiB.
-	var vp *[]byte
-	if messageHeaderSize+len(msg.Body) > messageValueCap/2 {
+	var (
+		vp  *[]byte // the pooled buffer, if val is in one
+		val []byte
+	)
+	if n := messageHeaderSize + len(msg.Body); n > messageValueCap/2 {
 		vp, _ = s.values.Get().(*[]byte)
 		if vp == nil {
 			b := make([]byte, 0, messageValueCap)
 			vp = &b
 		}
-	}
-	var val []byte
-	if vp != nil {
 		val = appendMessage((*vp)[:0], msg)
 	} else {
-		val = appendMessage(make([]byte, 0, messageHeaderSize+len(msg.Body)), msg)
+		val = appendMessage(make([]byte, 0, n), msg)
 	}
 	ts := msg.Timestamp
 	ch := make(chan sendResult, 1)

@@ -1182,9 +1182,4 @@ func TestStoreGather(t *testing.T) {
 		time.Sleep(3 * gatherWindow)
 		wait(t, submit(t, s)) // 4 in 300ms before it: at once
 	})
-	t.Run("disabled", func(t *testing.T) {
-		s := openTestStore(t, "", storeOptions{GatherWait: -1, GatherOps: 4, GatherRate: 1e-3})
-		engage(t, s)
-		wait(t, submit(t, s))
-	})
 }
