@@ -80,8 +80,18 @@
 //	KDF_RK(rk, dh)  = HKDF-SHA256(salt = rk, ikm = dh, info = "hush/1 ratchet", length = 96)
 //	                  split into new root key [0:32], chain key [32:64], next header key [64:96]
 //	KDF_CK(ck)      : message key MK = HMAC-SHA256(ck, 0x01), next chain key = HMAC-SHA256(ck, 0x02)
-//	MK_key|MK_nonce = HKDF-SHA256(salt = none (32 zero bytes), ikm = MK, info = "hush/1 message", length = 56)
+//	MK_key|MK_nonce = HKDF-SHA256(salt = none (32 zero bytes), ikm = MK,
+//	                              info = "hush/1 message" | header nonce [24], length = 56)
 //	                  split into the 32-byte body key and the 24-byte body nonce
+//
+// The body key and nonce depend on the message's random header nonce as
+// well as on MK. A state restored from an older copy (a backup of the
+// local store, a virtual machine snapshot) derives message keys that were
+// used before, but every message it encrypts draws a new header nonce, so
+// no (body key, body nonce) pair is ever used twice; the peer decrypts the
+// first message sent under such an MK and reports later ones as
+// duplicates (ErrDuplicate). The header key HKs is used for many messages
+// by design: its nonce is the random header nonce.
 //
 // Each DH ratchet step generates a fresh X25519 ratchet key. Decrypt tries
 // the header under the current receiving header key HKr, under the header

@@ -33,8 +33,9 @@ const (
 	MaxSkip = 1000
 
 	adSize          = 2 * keySize
+	headerNonceSize = chacha20poly1305.NonceSizeX
 	headerPlainSize = keySize + 4 + 4
-	headerSize      = chacha20poly1305.NonceSizeX + headerPlainSize + chacha20poly1305.Overhead
+	headerSize      = headerNonceSize + headerPlainSize + chacha20poly1305.Overhead
 	lengthSize      = 2
 	bodyPlainSize   = lengthSize + MaxPlaintext
 
@@ -189,7 +190,7 @@ func (r *Ratchet) Encrypt(plaintext []byte) ([]byte, error) {
 		return nil, ErrTooLarge
 	}
 	out := make([]byte, MessageSize)
-	nonce := out[:chacha20poly1305.NonceSizeX]
+	nonce := out[:headerNonceSize]
 	if _, err := io.ReadFull(r.rand, nonce); err != nil {
 		return nil, fmt.Errorf("ratchet: reading randomness: %w", err)
 	}
@@ -200,7 +201,7 @@ func (r *Ratchet) Encrypt(plaintext []byte) ([]byte, error) {
 	newAEAD(&st.hks).Seal(out[len(nonce):len(nonce)], nonce, hdr[:], st.ad[:])
 
 	mk, ck := kdfCK(&st.cks)
-	aead, bodyNonce, err := messageAEAD(&mk)
+	aead, bodyNonce, err := messageAEAD(&mk, nonce)
 	if err != nil {
 		return nil, err
 	}
@@ -408,17 +409,36 @@ func kdfCK(ck *[keySize]byte) (mk, next [keySize]byte) {
 	return mk, next
 }
 
-// messageAEAD returns the body cipher and nonce of message key mk.
-func messageAEAD(mk *[keySize]byte) (cipher.AEAD, []byte, error) {
-	out, err := hkdf.Key(sha256.New, mk[:], nil, messageInfo, chacha20poly1305.KeySize+chacha20poly1305.NonceSizeX)
+// messageKeys derives the body key and body nonce of a message from its
+// message key mk and its random header nonce (headerNonceSize bytes):
+// HKDF-SHA256(salt = none, ikm = MK, info = messageInfo | header nonce).
+// The header nonce makes them differ for every message even when mk is
+// used again, as it is after a state is restored from an older copy.
+func messageKeys(mk *[keySize]byte, headerNonce []byte) (key [chacha20poly1305.KeySize]byte, nonce [chacha20poly1305.NonceSizeX]byte, err error) {
+	var info [len(messageInfo) + headerNonceSize]byte
+	copy(info[:], messageInfo)
+	copy(info[len(messageInfo):], headerNonce)
+	out, err := hkdf.Key(sha256.New, mk[:], nil, string(info[:]), len(key)+len(nonce))
 	if err != nil {
-		return nil, nil, fmt.Errorf("ratchet: hkdf: %w", err)
+		return key, nonce, fmt.Errorf("ratchet: hkdf: %w", err)
 	}
-	aead, err := chacha20poly1305.NewX(out[:chacha20poly1305.KeySize])
+	copy(key[:], out)
+	copy(nonce[:], out[len(key):])
+	return key, nonce, nil
+}
+
+// messageAEAD returns the body cipher and nonce of message key mk and the
+// message's header nonce.
+func messageAEAD(mk *[keySize]byte, headerNonce []byte) (cipher.AEAD, []byte, error) {
+	key, nonce, err := messageKeys(mk, headerNonce)
+	if err != nil {
+		return nil, nil, err
+	}
+	aead, err := chacha20poly1305.NewX(key[:])
 	if err != nil {
 		return nil, nil, fmt.Errorf("ratchet: %w", err)
 	}
-	return aead, out[chacha20poly1305.KeySize:], nil
+	return aead, nonce[:], nil
 }
 
 // newAEAD returns the header cipher of header key hk.
@@ -434,7 +454,7 @@ func newAEAD(hk *[keySize]byte) cipher.AEAD {
 func openHeader(hk *[keySize]byte, ad *[adSize]byte, encHeader []byte) (header, bool) {
 	var h header
 	var buf [headerPlainSize]byte
-	n := chacha20poly1305.NonceSizeX
+	n := headerNonceSize
 	p, err := newAEAD(hk).Open(buf[:0], encHeader[:n], encHeader[n:], ad[:])
 	if err != nil {
 		return h, false
@@ -447,7 +467,7 @@ func openHeader(hk *[keySize]byte, ad *[adSize]byte, encHeader []byte) (header, 
 
 // openBody decrypts the body of msg with message key mk.
 func openBody(mk *[keySize]byte, ad *[adSize]byte, msg []byte) ([]byte, error) {
-	aead, nonce, err := messageAEAD(mk)
+	aead, nonce, err := messageAEAD(mk, msg[:headerNonceSize])
 	if err != nil {
 		return nil, err
 	}

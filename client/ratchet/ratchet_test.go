@@ -5,6 +5,8 @@ import (
 	"crypto/ecdh"
 	mathrand "math/rand/v2"
 	"testing"
+
+	"golang.org/x/crypto/chacha20poly1305"
 )
 
 func TestSizes(t *testing.T) {
@@ -217,6 +219,74 @@ func TestKeysDeleted(t *testing.T) {
 		t.Fatalf("%d keys left", restored.nskipped)
 	}
 	failUnchanged(t, restored, msgs[0], ErrDuplicate)
+}
+
+// TestRestoredState encrypts from two copies restored from an older
+// state (as after restoring the local store from a backup or a snapshot)
+// and from the live ratchet: all three use the same message key, yet no
+// two messages share a body key or nonce, or any ciphertext byte run; the
+// receiver decrypts the first and reports the others as duplicates.
+func TestRestoredState(t *testing.T) {
+	joiner, inviter := newPair(t)
+	send(t, joiner, inviter, "first")
+	send(t, inviter, joiner, "reply")
+	snapshot := marshal(t, joiner)
+
+	type sent struct {
+		msg   []byte
+		mk    [keySize]byte
+		key   [32]byte
+		nonce [24]byte
+	}
+	var all []sent
+	for i, r := range []*Ratchet{joiner, nil, nil} {
+		if r == nil {
+			var err error
+			if r, err = UnmarshalRatchet(snapshot); err != nil { // crypto/rand, as in the client
+				t.Fatal(err)
+			}
+		}
+		mk, _ := kdfCK(&r.st.cks)
+		msg := encrypt(t, r, "the same text")
+		key, nonce, err := messageKeys(&mk, msg[:headerNonceSize])
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The derived pair is the one the body was sealed with.
+		aead, err := chacha20poly1305.NewX(key[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := bodyAD(&r.st.ad, msg[:headerSize])
+		if _, err := aead.Open(nil, nonce[:], msg[headerSize:], bad[:]); err != nil {
+			t.Fatalf("message %d: the body does not open with the derived key and nonce: %v", i, err)
+		}
+		all = append(all, sent{msg, mk, key, nonce})
+	}
+	for i := range all {
+		for j := range i {
+			a, b := all[i], all[j]
+			if a.mk != b.mk {
+				t.Fatalf("messages %d and %d: different message keys; the test needs the same one", j, i)
+			}
+			if a.key == b.key || a.nonce == b.nonce {
+				t.Fatalf("messages %d and %d share a body key (%v) or nonce (%v)", j, i, a.key == b.key, a.nonce == b.nonce)
+			}
+			if bytes.Equal(a.msg[:headerNonceSize], b.msg[:headerNonceSize]) {
+				t.Fatalf("messages %d and %d share a header nonce", j, i)
+			}
+			// No 16-byte run of the sealed bodies agrees: equal (key, nonce)
+			// would give equal keystream over the equal plaintext.
+			for k := headerSize; k+16 <= MessageSize; k += 16 {
+				if bytes.Equal(a.msg[k:k+16], b.msg[k:k+16]) {
+					t.Fatalf("messages %d and %d agree at body bytes %d..%d", j, i, k, k+16)
+				}
+			}
+		}
+	}
+	decrypt(t, inviter, all[1].msg, "the same text")
+	failUnchanged(t, inviter, all[0].msg, ErrDuplicate)
+	failUnchanged(t, inviter, all[2].msg, ErrDuplicate)
 }
 
 // TestMaxSkip checks both bounds: per message within one chain, and in
