@@ -42,8 +42,15 @@ type Config struct {
 	// HandshakeTimeout bounds the TLS and hush handshakes. Default 10 s.
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a session that sent nothing for this long.
-	// Default 5 minutes; clients PING more often.
+	// Default 5 minutes; clients PING more often. It is also the QUIC
+	// max_idle_timeout the relay advertises (the QUIC connection's idle
+	// timeout is the smaller of the two sides', RFC 9000 section 10.1).
 	IdleTimeout time.Duration
+	// StatelessResetKey is the QUIC stateless reset key, from
+	// StatelessResetKey(identity), so that it survives restarts. Zero: a
+	// random key for this run (connections of an earlier run then end only
+	// at their idle timeout).
+	StatelessResetKey [32]byte
 	// NewRate and SendRate are the per-session sustained rates, per second,
 	// of NEW and SEND. A session over its rate is slowed down (its commands
 	// wait), never answered with an error. Defaults 10 and 2000.

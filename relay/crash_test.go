@@ -35,15 +35,16 @@ var buildRelay = sync.OnceValues(func() (string, error) {
 
 var addressLine = regexp.MustCompile(`hush://\S+`)
 
-// startRelayProcess runs `hush-relay start` on dataDir and returns the
-// process and the address it printed.
-func startRelayProcess(t *testing.T, dataDir string) (*exec.Cmd, queue.Address) {
+// startRelayProcess runs `hush-relay start` on dataDir, listening on
+// listen ("127.0.0.1:0" for a free port), and returns the process and the
+// address it printed.
+func startRelayProcess(t *testing.T, dataDir, listen string) (*exec.Cmd, queue.Address) {
 	t.Helper()
 	bin, err := buildRelay()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "start", "--data", dataDir, "--listen", "127.0.0.1:0", "--host", "127.0.0.1", "--no-password")
+	cmd := exec.Command(bin, "start", "--data", dataDir, "--listen", listen, "--host", "127.0.0.1", "--no-password")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +94,7 @@ func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	data := t.TempDir()
-	proc, addr := startRelayProcess(t, data)
+	proc, addr := startRelayProcess(t, data, "127.0.0.1:0")
 
 	const senders = 8
 	recv, err := client.Dial(ctx, addr, client.DialConfig{})
@@ -225,7 +226,7 @@ func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
 	<-recvDone
 
 	// Restart on the same data directory and drain every queue.
-	_, addr2 := startRelayProcess(t, data)
+	_, addr2 := startRelayProcess(t, data, "127.0.0.1:0")
 	if addr2.Fingerprint != addr.Fingerprint {
 		t.Fatalf("the identity changed across the restart")
 	}

@@ -2,7 +2,9 @@ package relay
 
 import (
 	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -89,6 +91,30 @@ func CertificateFingerprint(cert tls.Certificate) (queue.Fingerprint, error) {
 		return queue.Fingerprint{}, fmt.Errorf("relay certificate: the identity key is not Ed25519")
 	}
 	return queue.FingerprintOf(pub), nil
+}
+
+// statelessResetInfo is the HKDF info of StatelessResetKey.
+const statelessResetInfo = "hush/1 stateless reset"
+
+// StatelessResetKey returns the QUIC stateless reset key (RFC 9000
+// section 10.3) of the relay whose identity is identity:
+//
+//	HKDF-SHA256(IKM = the identity's 32-byte Ed25519 seed, salt = none,
+//	            info = "hush/1 stateless reset", L = 32)
+//
+// It is the same at every start, so a relay that restarts answers a
+// client still sending on a connection of its previous run with a
+// stateless reset, which ends that connection at once instead of after the
+// client's idle timeout. The key reveals nothing about the identity key
+// (HKDF is one-way).
+func StatelessResetKey(identity ed25519.PrivateKey) [32]byte {
+	var k [32]byte
+	out, err := hkdf.Key(sha256.New, identity.Seed(), nil, statelessResetInfo, len(k))
+	if err != nil {
+		panic(err) // unreachable: 32 bytes of SHA-256 HKDF
+	}
+	copy(k[:], out)
+	return k
 }
 
 func randomSerial() *big.Int {

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -155,9 +156,19 @@ func (r *Relay) listen() error {
 		r.tcpLn, r.udpConn = tcpLn, udpConn
 		break
 	}
-	r.quicTr = &quic.Transport{Conn: r.udpConn}
+	resetKey := quic.StatelessResetKey(r.cfg.StatelessResetKey)
+	if resetKey == (quic.StatelessResetKey{}) {
+		if _, err := rand.Read(resetKey[:]); err != nil {
+			r.tcpLn.Close()
+			r.udpConn.Close()
+			return err
+		}
+	}
+	r.quicTr = &quic.Transport{Conn: r.udpConn, StatelessResetKey: &resetKey}
 	ln, err := r.quicTr.Listen(r.tlsConf, &quic.Config{
-		HandshakeIdleTimeout:  r.cfg.HandshakeTimeout,
+		HandshakeIdleTimeout: r.cfg.HandshakeTimeout,
+		// The QUIC idle timeout is the session's (PROTOCOL.md section 2):
+		// a client that advertises less sends keep-alives.
 		MaxIdleTimeout:        r.cfg.IdleTimeout,
 		MaxIncomingStreams:    1,
 		MaxIncomingUniStreams: -1,

@@ -118,6 +118,7 @@ func cmdStart(ctx context.Context, o *options, env environment) error {
 	logger := s.newLogger(env.stderr)
 	cfg := s.relayConfig()
 	cfg.Certificate = cert
+	cfg.StatelessResetKey = resetKey(identity, cert)
 	cfg.StorePath = filepath.Join(dir, storeFile)
 	cfg.Logger = logger
 

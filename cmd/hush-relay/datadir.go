@@ -385,3 +385,18 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// resetKey returns the relay's QUIC stateless reset key: derived from the
+// identity key, so that it survives restarts and rotations. When the
+// identity is kept offline it is derived from the online key instead
+// (relay.StatelessResetKey of that key): it then survives restarts, not
+// rotations.
+func resetKey(identity ed25519.PrivateKey, cert tls.Certificate) [32]byte {
+	if identity != nil {
+		return relay.StatelessResetKey(identity)
+	}
+	if k, ok := cert.PrivateKey.(ed25519.PrivateKey); ok {
+		return relay.StatelessResetKey(k)
+	}
+	return [32]byte{} // a random key for this run
+}
