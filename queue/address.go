@@ -32,7 +32,8 @@ func (f Fingerprint) String() string { return base64.RawURLEncoding.EncodeToStri
 //
 // fingerprint is 43 characters of unpadded base64url; password is 1 to
 // MaxPasswordSize characters of [A-Za-z0-9._~-]; host is a DNS name, an IPv4
-// address, a bracketed IPv6 address or an onion host; the optional second
+// address (dotted quad, no leading zeros; a name whose last label is
+// numeric must be one), a bracketed IPv6 address or an onion host; the optional second
 // host is a v3 onion host (56 base32 characters and ".onion"); port is
 // decimal, DefaultPort when absent.
 type Address struct {
@@ -163,7 +164,15 @@ func parseHost(h string) (string, error) {
 	if strings.HasSuffix(h, ".onion") && !IsOnion(h) {
 		return "", errors.New("the onion host must be 56 base32 characters and .onion")
 	}
-	for _, label := range strings.Split(h, ".") {
+	labels := strings.Split(h, ".")
+	if allDigits(labels[len(labels)-1]) {
+		// Numeric: an IPv4 address, in its one spelling.
+		if !canonicalIPv4(labels) {
+			return "", errors.New("a numeric host must be an IPv4 address in dotted-quad form (four numbers 0 to 255, no leading zeros)")
+		}
+		return h, nil
+	}
+	for _, label := range labels {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return "", errors.New("the host is not a valid name")
 		}
@@ -174,6 +183,36 @@ func parseHost(h string) (string, error) {
 		}
 	}
 	return h, nil
+}
+
+// allDigits reports whether s is one or more ASCII digits.
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// canonicalIPv4 reports whether labels are the four numbers of an IPv4
+// address in dotted-quad form: each 0 to 255, without leading zeros.
+func canonicalIPv4(labels []string) bool {
+	if len(labels) != 4 {
+		return false
+	}
+	for _, l := range labels {
+		if !allDigits(l) || len(l) > 3 || len(l) > 1 && l[0] == '0' {
+			return false
+		}
+		if n, _ := strconv.Atoi(l); n > 255 {
+			return false
+		}
+	}
+	return true
 }
 
 // IsOnion reports whether host is a v3 onion host name: 56 lower-case

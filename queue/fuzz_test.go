@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -220,6 +221,13 @@ func FuzzParseAddress(f *testing.F) {
 		// The only freedom in an address is leaving out the default port.
 		if s1 != s && s1 != s+fmt.Sprintf(":%d", queue.DefaultPort) {
 			t.Fatalf("%q has canonical form %q", s, s1)
+		}
+		// One spelling of IPv4 (section 4): a numeric host is a dotted quad
+		// as netip prints it.
+		if labels := strings.Split(a.Host, "."); strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+			if ip, err := netip.ParseAddr(a.Host); err != nil || !ip.Is4() || ip.String() != a.Host {
+				t.Fatalf("ParseAddress(%q) accepted the numeric host %q", s, a.Host)
+			}
 		}
 		a.HostPort()
 		a.OnionHostPort()
