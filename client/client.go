@@ -42,9 +42,14 @@ var (
 	// ErrNotConnected is returned by Send while the contact has not
 	// accepted the invitation yet.
 	ErrNotConnected = errors.New("the contact has not accepted the invitation yet")
-	// ErrBadLink is returned by Accept for a link that is not a valid
-	// invitation.
+	// ErrBadLink is returned by Accept, before any network use, for a link
+	// that is not a whole, unchanged invitation link: its integrity check
+	// catches any changed character and any cut.
 	ErrBadLink = errors.New("not a valid hush invitation link")
+	// ErrOldLink is returned by Accept for a whole invitation link of an
+	// earlier format (one made by hush before links had an integrity
+	// check). It matches ErrBadLink too.
+	ErrOldLink = fmt.Errorf("%w: it was made by an older version of hush", ErrBadLink)
 	// ErrInvitationUsed is returned by Accept when the invitation was
 	// already accepted (or withdrawn): links work once.
 	ErrInvitationUsed = errors.New("this invitation was already used")

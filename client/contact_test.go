@@ -238,6 +238,64 @@ func TestReusedLinkFails(t *testing.T) {
 	bob.next(ctx, client.EventConnected)
 }
 
+// TestTamperedLinkKeepsInvitation gives Accept changed and cut copies of a
+// real link: each is refused with ErrBadLink alone, before any network
+// use (a client with no relay says ErrBadLink, not ErrNoRelay), makes no
+// contact, and leaves the invitation unused: the original link then
+// connects and carries messages both ways.
+func TestTamperedLinkKeepsInvitation(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r1, r2 := startRelay(t), startRelay(t)
+	alice, bob, nobody := newPerson(t, r1, r2), newPerson(t, r1, r2), newPerson(t)
+	link, err := alice.c.Invite(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const prefix = "hush:/invite#"
+	var bad []string
+	// One changed character in every part of the payload (address, queue
+	// ID and key, ratchet keys, check), and cuts.
+	for i := len(prefix); i < len(link); i += (len(link) - len(prefix)) / 16 {
+		b := []byte(link)
+		if b[i] == 'A' {
+			b[i] = 'B'
+		} else {
+			b[i] = 'A'
+		}
+		bad = append(bad, string(b))
+	}
+	bad = append(bad, link[:len(link)-1], link[:len(link)-30], link[:len(link)/2], link[1:])
+	for _, l := range bad {
+		for _, p := range []*person{bob, nobody} {
+			_, err := p.c.Accept(ctx, l, "a")
+			if !errors.Is(err, client.ErrBadLink) || err.Error() != client.ErrBadLink.Error() {
+				t.Fatalf("Accept of a changed link: %v, want ErrBadLink alone", err)
+			}
+		}
+	}
+	if cs, err := bob.c.Contacts(); err != nil || len(cs) != 0 {
+		t.Fatalf("refused links made contacts: %+v, %v", cs, err)
+	}
+	if _, err := nobody.c.Accept(ctx, link, "a"); !errors.Is(err, client.ErrNoRelay) {
+		t.Fatalf("the whole link without a relay: %v, want ErrNoRelay", err)
+	}
+
+	if _, err := bob.c.Accept(ctx, link, "a"); err != nil {
+		t.Fatalf("the original link after %d refused copies: %v", len(bad), err)
+	}
+	alice.next(ctx, client.EventConnected)
+	bob.next(ctx, client.EventConnected)
+	if _, err := bob.c.Send(ctx, "a", "after the typos"); err != nil {
+		t.Fatal(err)
+	}
+	expectMessage(ctx, t, alice, "b", "after the typos")
+	if _, err := alice.c.Send(ctx, "b", "got it"); err != nil {
+		t.Fatal(err)
+	}
+	expectMessage(ctx, t, bob, "a", "got it")
+}
+
 func TestSingleRelayShared(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

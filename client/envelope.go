@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/hkdf"
 	"crypto/rand"
@@ -223,12 +224,21 @@ func parseQueueInfo(b []byte) (queueInfo, []byte, error) {
 
 // Invitation links: hush:/invite#<base64url, no padding> of
 //
-//	version uint8 = 1
+//	version uint8 = linkVersion
 //	queue info of the inviter's queue (see queueInfo)
-//	inviter's public keys [ratchet.PublicKeysSize]
+//	keys    [ratchet.PublicKeysSize] the inviter's ratchet public keys
+//	check   [linkCheckSize] SHA-256(linkCheckLabel | all the bytes above), first 16 bytes
+//
+// The check catches a link changed or cut on its way (a typo, a lost end)
+// before any network use: such a link would otherwise use up the
+// invitation. It is not a MAC: whoever makes a link computes it.
+// Version 1 links (the same without check) are refused with ErrOldLink.
 const (
-	linkPrefix  = "hush:/invite#"
-	linkVersion = 1
+	linkPrefix     = "hush:/invite#"
+	linkVersion    = 2
+	linkVersionOld = 1
+	linkCheckSize  = 16
+	linkCheckLabel = "hush invitation link check"
 )
 
 type invitation struct {
@@ -240,10 +250,21 @@ func (inv invitation) String() string {
 	b := []byte{linkVersion}
 	b = inv.queue.append(b)
 	b = append(b, inv.keys...)
+	b = append(b, linkCheck(b)...)
 	return linkPrefix + base64.RawURLEncoding.EncodeToString(b)
 }
 
-// parseInvitation parses an invitation link. Errors are ErrBadLink.
+// linkCheck returns the check of a link's bytes b (without the check).
+func linkCheck(b []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(linkCheckLabel))
+	h.Write(b)
+	return h.Sum(nil)[:linkCheckSize]
+}
+
+// parseInvitation parses an invitation link. It returns ErrBadLink for
+// anything but a whole, unchanged link of the current version, and
+// ErrOldLink for a whole version 1 link.
 func parseInvitation(link string) (invitation, error) {
 	var inv invitation
 	enc, ok := strings.CutPrefix(strings.TrimSpace(link), linkPrefix)
@@ -251,13 +272,30 @@ func parseInvitation(link string) (invitation, error) {
 		return inv, ErrBadLink
 	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(enc)
-	if err != nil || len(b) < 1 || b[0] != linkVersion {
+	if err != nil || len(b) < 1+linkCheckSize {
 		return inv, ErrBadLink
 	}
-	q, rest, err := parseQueueInfo(b[1:])
+	body, check := b[:len(b)-linkCheckSize], b[len(b)-linkCheckSize:]
+	if !bytes.Equal(check, linkCheck(body)) {
+		if b[0] == linkVersionOld {
+			if _, err := parseLinkBody(b[1:]); err == nil {
+				return inv, ErrOldLink
+			}
+		}
+		return inv, ErrBadLink
+	}
+	if body[0] != linkVersion {
+		return inv, ErrBadLink
+	}
+	return parseLinkBody(body[1:])
+}
+
+// parseLinkBody parses the queue info and public keys of a link, which
+// must be all of b.
+func parseLinkBody(b []byte) (invitation, error) {
+	q, rest, err := parseQueueInfo(b)
 	if err != nil || len(rest) != ratchet.PublicKeysSize {
-		return inv, ErrBadLink
+		return invitation{}, ErrBadLink
 	}
-	inv.queue, inv.keys = q, rest
-	return inv, nil
+	return invitation{queue: q, keys: rest}, nil
 }

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -50,7 +53,8 @@ func TestInvitationRoundTrip(t *testing.T) {
 			t.Errorf("parseInvitation(%.40q) = %v, want ErrBadLink", bad, err)
 		}
 	}
-	// A link with a password in the address is refused: links never carry it.
+	// A link with a password in the address is refused, even with a
+	// correct check: links never carry it.
 	pw := inv
 	pw.queue.relay.Password = "secret"
 	b := []byte{linkVersion}
@@ -60,8 +64,70 @@ func TestInvitationRoundTrip(t *testing.T) {
 	b = append(b, pw.queue.senderID[:]...)
 	b = append(b, pw.queue.e2eKey[:]...)
 	b = append(b, pw.keys...)
-	if _, err := parseInvitation(linkPrefix + b64(b)); !errors.Is(err, ErrBadLink) {
+	if _, err := parseInvitation(linkPrefix + b64(append(b, linkCheck(b)...))); err != ErrBadLink {
 		t.Errorf("a link with a password: %v", err)
+	}
+}
+
+// oldLink returns inv as a version 1 link: the layout without the check.
+func oldLink(inv invitation) string {
+	b := []byte{linkVersionOld}
+	b = inv.queue.append(b)
+	b = append(b, inv.keys...)
+	return linkPrefix + b64(b)
+}
+
+// TestLinkTamper checks that the parser refuses, with exactly ErrBadLink,
+// every link made from a valid one by substituting one character (at
+// every position, prefix included, by every printable ASCII character and
+// space: exhaustive over the base64url alphabet and beyond) or by cutting
+// it (every proper prefix and every proper suffix).
+func TestLinkTamper(t *testing.T) {
+	link := testInvitation(t).String()
+	if _, err := parseInvitation(link); err != nil {
+		t.Fatal(err)
+	}
+	var alphabet []byte
+	for c := byte(' '); c <= '~'; c++ {
+		alphabet = append(alphabet, c)
+	}
+	buf := []byte(link)
+	substituted := 0
+	for i := range buf {
+		orig := buf[i]
+		for _, c := range alphabet {
+			if c == orig {
+				continue
+			}
+			buf[i] = c
+			if _, err := parseInvitation(string(buf)); err != ErrBadLink {
+				t.Fatalf("character %d changed from %q to %q: %v, want ErrBadLink", i, orig, c, err)
+			}
+			substituted++
+		}
+		buf[i] = orig
+	}
+	cut := 0
+	for i := range len(link) {
+		for _, bad := range []string{link[:i], link[i+1:]} {
+			if _, err := parseInvitation(bad); err != ErrBadLink {
+				t.Fatalf("link cut to %d characters: %v, want ErrBadLink", len(bad), err)
+			}
+			cut++
+		}
+	}
+	t.Logf("a %d-character link: %d substitutions and %d cuts refused", len(link), substituted, cut)
+}
+
+// TestOldLink checks that a whole version 1 link is refused with
+// ErrOldLink (which matches ErrBadLink), and a changed one with ErrBadLink.
+func TestOldLink(t *testing.T) {
+	link := oldLink(testInvitation(t))
+	if _, err := parseInvitation(link); err != ErrOldLink || !errors.Is(err, ErrBadLink) {
+		t.Fatalf("a version 1 link: %v, want ErrOldLink", err)
+	}
+	if _, err := parseInvitation(link[:len(link)-3]); err != ErrBadLink {
+		t.Fatalf("a cut version 1 link: %v, want ErrBadLink", err)
 	}
 }
 
@@ -113,16 +179,28 @@ func TestPayloadRoundTrip(t *testing.T) {
 	}
 }
 
+// FuzzParseInvitation checks that the link parser fails only with
+// ErrBadLink or ErrOldLink, and that a link it accepts is canonical: it is
+// exactly what the parsed invitation encodes to. Seeds: testdata/fuzz
+// (checked by TestLinkSeeds) and the ones added here.
 func FuzzParseInvitation(f *testing.F) {
-	f.Add(testInvitation(f).String())
+	inv := testInvitation(f)
+	f.Add(inv.String())
+	f.Add(oldLink(inv))
 	f.Add("hush:/invite#AQ")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, s string) {
 		inv, err := parseInvitation(s)
 		if err != nil {
+			if err != ErrBadLink && err != ErrOldLink {
+				t.Fatalf("error %v is neither ErrBadLink nor ErrOldLink", err)
+			}
 			return
 		}
 		link := inv.String()
+		if link != strings.TrimSpace(s) {
+			t.Fatalf("accepted %q, which encodes to %q", s, link)
+		}
 		again, err := parseInvitation(link)
 		if err != nil {
 			t.Fatalf("re-parse of %q: %v", link, err)
@@ -189,3 +267,27 @@ func FuzzOpenEnvelope(f *testing.F) {
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// TestLinkSeeds checks that the link parser's seed files still say what
+// their names say: "valid" parses, "old-version" is ErrOldLink, the others
+// are ErrBadLink.
+func TestLinkSeeds(t *testing.T) {
+	dir := filepath.Join("testdata", "fuzz", "FuzzParseInvitation")
+	want := map[string]error{"valid": nil, "old-version": ErrOldLink, "truncated": ErrBadLink,
+		"no-prefix": ErrBadLink, "one-character-changed": ErrBadLink}
+	for name, werr := range want {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, ok := strings.CutPrefix(string(b), "go test fuzz v1\nstring(")
+		q, ok2 := strings.CutSuffix(q, ")\n")
+		s, err := strconv.Unquote(q)
+		if !ok || !ok2 || err != nil {
+			t.Fatalf("%s is not one string in the Go corpus format", name)
+		}
+		if _, err := parseInvitation(s); err != werr {
+			t.Errorf("seed %s: %v, want %v", name, err, werr)
+		}
+	}
+}

@@ -209,8 +209,10 @@ func (c *cmd) contactError(err error, name string) error {
 		return errNoRelay
 	case errors.Is(err, client.ErrNameTaken):
 		return fmt.Errorf("a contact named %q already exists: choose another name with --name", name)
+	case errors.Is(err, client.ErrOldLink):
+		return errors.New("this invitation link was made by an older version of hush: ask for a new invitation")
 	case errors.Is(err, client.ErrBadLink):
-		return fmt.Errorf("not a valid hush invitation link (it should be copied whole, on one line): %w", err)
+		return errors.New("not a valid hush invitation link: it was changed or cut (copy it whole, on one line)")
 	case errors.Is(err, client.ErrInvitationUsed):
 		return errors.New("this invitation was already used (a link works once): ask for a new invitation")
 	case errors.Is(err, client.ErrNoContact):

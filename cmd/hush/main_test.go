@@ -737,8 +737,13 @@ func TestBadLink(t *testing.T) {
 	u := newUser(t, "u")
 	u.ok(t, "init", "--no-passphrase")
 	u.ok(t, "relays", "add", relay.String())
-	mustFail(t, u.run(t, "", "accept", "hush:/invite#garbage"), 1, "not a valid hush invitation link")
-	mustFail(t, u.run(t, "", "accept", "https://example.org/"), 1, "not a valid hush invitation link")
+	for _, link := range []string{"hush:/invite#garbage", "https://example.org/"} {
+		r := u.run(t, "", "accept", link)
+		mustFail(t, r, 1, "not a valid hush invitation link: it was changed or cut")
+		if n := strings.Count(r.stderr, "invitation link"); n != 1 {
+			t.Errorf("the message says \"invitation link\" %d times:\n%s", n, r.stderr)
+		}
+	}
 	if got := u.states(t); len(got) != 0 {
 		t.Errorf("a bad link made contacts: %v", got)
 	}
