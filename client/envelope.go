@@ -21,30 +21,32 @@ import (
 // described byte for byte in queue/PROTOCOL.md ("Client layer").
 
 // Envelope layout: every SEND body a client sends is exactly EnvelopeSize
-// bytes, so relays and observers see one size.
+// bytes, and its clear part is the same for every kind, so relays and
+// observers see one size and one header.
 //
-//	version   uint8 = 1
-//	kind      uint8: envelopeConfirmation or envelopeMessage
+//	version   uint8 = envelopeVersion
 //	senderKey [32]  the sender's X25519 key for this queue
-//	nonce     [24]
+//	nonce     [24]  random
 //	sealed    XChaCha20-Poly1305(key = HKDF-SHA256(X25519(senderKey,
-//	          queue end-to-end key), salt none, info "hush/1 envelope"),
-//	          nonce, ad = version|kind|senderKey) of the inner part,
+//	          queue end-to-end key), salt none, info envelopeInfo),
+//	          nonce, ad = version|senderKey) of the inner part,
 //	          envelopeInnerSize bytes:
+//	  kind uint8: envelopeConfirmation or envelopeMessage, then
 //	  confirmation: hello [ratchet.HelloSize] | ratchet message [ratchet.MessageSize] | zeros
 //	  message:      ratchet message [ratchet.MessageSize] | zeros
 const (
 	EnvelopeSize         = queue.MaxMessageSize
-	envelopeVersion      = 1
-	envelopeHeaderSize   = 1 + 1 + queue.KeySize + chacha20poly1305.NonceSizeX
+	envelopeVersion      = 2
+	envelopeClearSize    = 1 + queue.KeySize // version | senderKey: the associated data
+	envelopeHeaderSize   = envelopeClearSize + chacha20poly1305.NonceSizeX
 	envelopeInnerSize    = EnvelopeSize - envelopeHeaderSize - chacha20poly1305.Overhead
 	envelopeConfirmation = 1
 	envelopeMessage      = 2
 	envelopeInfo         = "hush/1 envelope"
 )
 
-// The inner part must hold a hello and a ratchet message.
-var _ = [envelopeInnerSize - ratchet.HelloSize - ratchet.MessageSize]struct{}{}
+// The inner part must hold a kind, a hello and a ratchet message.
+var _ = [envelopeInnerSize - 1 - ratchet.HelloSize - ratchet.MessageSize]struct{}{}
 
 // errEnvelope is returned for an envelope that is malformed or does not
 // open: opaque on purpose.
@@ -72,7 +74,7 @@ func envelopeKey(priv *ecdh.PrivateKey, peer queue.Key) ([]byte, error) {
 }
 
 // sealEnvelope builds an envelope of kind from sender (the sender's queue
-// key) to the queue's end-to-end key.
+// key) to the queue's end-to-end key. hello is nil for a message.
 func sealEnvelope(kind byte, sender *ecdh.PrivateKey, queueKey queue.Key, hello, message []byte) ([]byte, error) {
 	key, err := envelopeKey(sender, queueKey)
 	if err != nil {
@@ -83,16 +85,17 @@ func sealEnvelope(kind byte, sender *ecdh.PrivateKey, queueKey queue.Key, hello,
 		return nil, err
 	}
 	out := make([]byte, 0, EnvelopeSize)
-	out = append(out, envelopeVersion, kind)
+	out = append(out, envelopeVersion)
 	senderPub := queue.PublicKey(sender)
 	out = append(out, senderPub[:]...)
 	nonce := make([]byte, chacha20poly1305.NonceSizeX)
 	rand.Read(nonce)
 	out = append(out, nonce...)
 	inner := make([]byte, envelopeInnerSize)
-	n := copy(inner, hello)
+	inner[0] = kind
+	n := 1 + copy(inner[1:], hello)
 	copy(inner[n:], message)
-	return aead.Seal(out, nonce, inner, out[:2+queue.KeySize]), nil
+	return aead.Seal(out, nonce, inner, out[:envelopeClearSize]), nil
 }
 
 // openEnvelope opens an envelope with the queue's end-to-end private key.
@@ -101,11 +104,7 @@ func openEnvelope(b []byte, queuePriv *ecdh.PrivateKey) (envelope, error) {
 	if len(b) != EnvelopeSize || b[0] != envelopeVersion {
 		return e, errEnvelope
 	}
-	e.kind = b[1]
-	if e.kind != envelopeConfirmation && e.kind != envelopeMessage {
-		return e, errEnvelope
-	}
-	copy(e.senderKey[:], b[2:])
+	copy(e.senderKey[:], b[1:envelopeClearSize])
 	key, err := envelopeKey(queuePriv, e.senderKey)
 	if err != nil {
 		return e, err
@@ -114,17 +113,21 @@ func openEnvelope(b []byte, queuePriv *ecdh.PrivateKey) (envelope, error) {
 	if err != nil {
 		return e, err
 	}
-	nonce := b[2+queue.KeySize : envelopeHeaderSize]
-	inner, err := aead.Open(nil, nonce, b[envelopeHeaderSize:], b[:2+queue.KeySize])
+	nonce := b[envelopeClearSize:envelopeHeaderSize]
+	inner, err := aead.Open(nil, nonce, b[envelopeHeaderSize:], b[:envelopeClearSize])
 	if err != nil {
 		return e, errEnvelope
 	}
-	rest := inner
-	if e.kind == envelopeConfirmation {
-		e.hello, rest = rest[:ratchet.HelloSize], rest[ratchet.HelloSize:]
+	e.kind, inner = inner[0], inner[1:]
+	switch e.kind {
+	case envelopeConfirmation:
+		e.hello, inner = inner[:ratchet.HelloSize], inner[ratchet.HelloSize:]
+	case envelopeMessage:
+	default:
+		return envelope{}, errEnvelope
 	}
-	e.message, rest = rest[:ratchet.MessageSize], rest[ratchet.MessageSize:]
-	for _, c := range rest {
+	e.message, inner = inner[:ratchet.MessageSize], inner[ratchet.MessageSize:]
+	for _, c := range inner {
 		if c != 0 {
 			return envelope{}, errEnvelope
 		}

@@ -164,6 +164,66 @@ func TestEnvelopeSealOpenTamper(t *testing.T) {
 	}
 }
 
+// TestEnvelopeHeaderSameForEveryKind seals 32 confirmations and 32
+// messages from one sender to one queue: their clear part (version and
+// sender key) is the same bytes, and at no position do the envelopes of
+// one kind agree on a byte unless those of the other kind agree on the
+// same byte, so nothing outside the AEAD tells the kinds apart. An
+// authentic envelope of an unknown kind is refused.
+func TestEnvelopeHeaderSameForEveryKind(t *testing.T) {
+	recipient, sender := newKey(), newKey()
+	hello := bytes.Repeat([]byte{1}, ratchet.HelloSize)
+	msg := bytes.Repeat([]byte{2}, ratchet.MessageSize)
+	seal := func(kind byte, hello []byte) []byte {
+		t.Helper()
+		env, err := sealEnvelope(kind, sender, queue.PublicKey(recipient), hello, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	const n = 32
+	var byKind [2][][]byte
+	for range n {
+		byKind[0] = append(byKind[0], seal(envelopeConfirmation, hello))
+		byKind[1] = append(byKind[1], seal(envelopeMessage, nil))
+	}
+	clearPart := byKind[0][0][:envelopeClearSize]
+	for k, envs := range byKind {
+		for i, env := range envs {
+			if !bytes.Equal(env[:envelopeClearSize], clearPart) {
+				t.Fatalf("kind %d, envelope %d: clear part differs", k, i)
+			}
+		}
+	}
+	// constant reports whether all envelopes agree at byte p, and on what.
+	constant := func(envs [][]byte, p int) (byte, bool) {
+		for _, e := range envs[1:] {
+			if e[p] != envs[0][p] {
+				return 0, false
+			}
+		}
+		return envs[0][p], true
+	}
+	fixed := 0
+	for p := range EnvelopeSize {
+		c, cok := constant(byKind[0], p)
+		m, mok := constant(byKind[1], p)
+		if cok != mok || c != m {
+			t.Fatalf("byte %d tells the kinds apart: confirmations %d (constant %v), messages %d (constant %v)", p, c, cok, m, mok)
+		}
+		if cok {
+			fixed++
+		}
+	}
+	if fixed != envelopeClearSize {
+		t.Fatalf("%d fixed bytes, want the %d of the clear part", fixed, envelopeClearSize)
+	}
+	if _, err := openEnvelope(seal(3, nil), recipient); err == nil {
+		t.Fatal("an envelope of kind 3 opened")
+	}
+}
+
 func TestPayloadRoundTrip(t *testing.T) {
 	p := payload{seq: 42, kind: payloadText, time: 1700000000000, body: []byte("hi")}
 	p.prevHash[3] = 9

@@ -11,9 +11,11 @@ import (
 func TestSizesMatchProtocol(t *testing.T) {
 	for name, got := range map[string][2]int{
 		"envelope":            {EnvelopeSize, 16000},
-		"envelope inner":      {envelopeInnerSize, 15926},
-		"confirmation zeros":  {envelopeInnerSize - ratchet.HelloSize - ratchet.MessageSize, 273},
-		"message zeros":       {envelopeInnerSize - ratchet.MessageSize, 1426},
+		"link check":          {linkCheckSize, 16},
+		"envelope sealed":     {EnvelopeSize - envelopeHeaderSize, 15943},
+		"envelope inner":      {envelopeInnerSize, 15927},
+		"confirmation zeros":  {envelopeInnerSize - 1 - ratchet.HelloSize - ratchet.MessageSize, 273},
+		"message zeros":       {envelopeInnerSize - 1 - ratchet.MessageSize, 1426},
 		"max text":            {MaxTextSize, 14353},
 		"ratchet public keys": {ratchet.PublicKeysSize, 1249},
 		"ratchet hello":       {ratchet.HelloSize, 1153},

@@ -573,6 +573,7 @@ func TestStateMarshal(t *testing.T) {
 	send(t, inviter, joiner, "three")
 	send(t, joiner, inviter, "four")
 	joiner, inviter = restore(t, joiner), restore(t, inviter)
+	send(t, joiner, inviter, "five")
 	if inviter.st.flags != flagsAll || inviter.nskipped != 1 {
 		t.Fatalf("state flags %#x with %d stored keys; want all flags and 1 key", inviter.st.flags, inviter.nskipped)
 	}

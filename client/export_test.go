@@ -1,0 +1,26 @@
+package client
+
+import "github.com/hushrelay/hush/client/internal/vault"
+
+// Exported for the tests of package client_test.
+
+// EnvelopeClearSize is the size of an envelope's clear part before its
+// random nonce: what a relay sees that is not random or encrypted.
+const EnvelopeClearSize = envelopeClearSize
+
+// OutboxEnvelopes returns the envelopes waiting in c's outbox, oldest
+// first: exactly the SEND bodies c will give the relays.
+func OutboxEnvelopes(c *Client) ([][]byte, error) {
+	var envs [][]byte
+	err := c.store.View(func(tx *vault.Tx) error {
+		return tx.ForEach(bucketOutbox, nil, func(_, v []byte) error {
+			var e outboxEntry
+			if err := unmarshal(v, &e); err != nil {
+				return err
+			}
+			envs = append(envs, e.Envelope)
+			return nil
+		})
+	})
+	return envs, err
+}
