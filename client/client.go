@@ -1,3 +1,14 @@
+// Package client is the hush client library: the messenger.
+//
+// A Client (Init, Open) is one person's hush: contacts made from one-time
+// invitation links (Invite, Accept), each a pair of queues on two relays,
+// end-to-end encrypted with a hybrid X25519 + ML-KEM-768 agreement and a
+// double ratchet (package client/ratchet); messages to send (Send) wait in
+// an encrypted local store until a relay accepts them; received messages
+// are stored before they are acknowledged, and reach the application once
+// through Events. See the package example.
+//
+// Connections to relays are package client/link's.
 package client
 
 import (
@@ -14,6 +25,7 @@ import (
 	"time"
 
 	"github.com/hushrelay/hush/client/internal/vault"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -83,7 +95,7 @@ type Config struct {
 	// Passphrase unlocks the store; nil means the key file in Home.
 	Passphrase []byte
 	// Dial says how relays are reached.
-	Dial DialConfig
+	Dial link.Config
 	// Offline keeps the client from connecting to relays until a command
 	// needs one: no subscriptions, no background sending.
 	Offline bool
@@ -139,6 +151,11 @@ type Client struct {
 	mu sync.Mutex
 	// links are the relay connections, by relay fingerprint.
 	links map[linkKey]*relayLink
+
+	recvMu sync.Mutex
+	// recvIndex maps the recipient IDs of our receiving queues to contact
+	// IDs: a cache of the contacts bucket (see contactByRecipient).
+	recvIndex map[queue.ID]string
 }
 
 // Open opens the store in cfg.Home. Unless cfg.Offline, it connects to the
@@ -205,7 +222,7 @@ func (c *Client) goOnline() error {
 		if err != nil {
 			return fmt.Errorf("contact %q: %w", ct.Name, err)
 		}
-		c.link(addr, c.isolation(ct.ID))
+		c.linkTo(addr, c.isolation(ct.ID))
 	}
 	c.wg.Add(1)
 	go c.outboxLoop()

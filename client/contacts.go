@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hushrelay/hush/client/internal/vault"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/client/ratchet"
 	"github.com/hushrelay/hush/queue"
 )
@@ -33,7 +34,7 @@ func (c *Client) Invite(ctx context.Context, name string) (string, error) {
 	}
 	addr := relays[mrand.IntN(len(relays))]
 	id := randomID(16)
-	l := c.link(addr, c.isolation(id))
+	l := c.linkTo(addr, c.isolation(id))
 	conn, err := l.get(ctx)
 	if err != nil {
 		return "", err
@@ -77,7 +78,7 @@ func (c *Client) Invite(ctx context.Context, name string) (string, error) {
 	return inv.String(), nil
 }
 
-func recvQueueRecord(addr queue.Address, q RecipientQueue, e2e []byte) recvQueue {
+func recvQueueRecord(addr queue.Address, q link.Queue, e2e []byte) recvQueue {
 	return recvQueue{
 		Relay:        addr.String(),
 		RecipientID:  bytes.Clone(q.RecipientID[:]),
@@ -116,8 +117,8 @@ func (c *Client) freeName(name string) (string, error) {
 // us, creates our own queue on another relay (the same one if only that one
 // is configured: Contact.SharedRelay says so), and queues the
 // confirmation. The contact is StateJoining until the inviter confirms.
-func (c *Client) Accept(ctx context.Context, link, name string) (Contact, error) {
-	inv, err := parseInvitation(link)
+func (c *Client) Accept(ctx context.Context, inviteLink, name string) (Contact, error) {
+	inv, err := parseInvitation(inviteLink)
 	if err != nil {
 		return Contact{}, err
 	}
@@ -157,7 +158,7 @@ func (c *Client) Accept(ctx context.Context, link, name string) (Contact, error)
 	// Secure the inviter's queue first: it fails if the link was used.
 	authKey, envKey := newKey(), newKey()
 	id := randomID(16)
-	theirs := c.link(inv.queue.relay, c.isolation(id))
+	theirs := c.linkTo(inv.queue.relay, c.isolation(id))
 	tconn, err := theirs.get(ctx)
 	if err != nil {
 		return Contact{}, err
@@ -168,7 +169,7 @@ func (c *Client) Accept(ctx context.Context, link, name string) (Contact, error)
 		}
 		return Contact{}, err
 	}
-	oconn, err := c.link(ours, c.isolation(id)).get(ctx)
+	oconn, err := c.linkTo(ours, c.isolation(id)).get(ctx)
 	if err != nil {
 		return Contact{}, err
 	}
@@ -302,13 +303,16 @@ func (c *Client) Send(ctx context.Context, name, text string) (uint64, error) {
 }
 
 // receive handles a message delivered to one of our queues and reports
-// whether to acknowledge it to the relay: yes once its effects are stored,
-// or when it can never be processed.
-func (c *Client) receive(ev RelayEvent) (ack bool) {
+// whether to acknowledge it to the relay, on queue q: yes once its effects
+// are stored, or when it can never be processed.
+func (c *Client) receive(ev link.Event) (q link.Queue, ack bool) {
 	var connected string
 	err := c.store.Update(func(tx *vault.Tx) error {
-		rec, err := contactByRecipient(tx, ev.RecipientID)
+		rec, err := c.contactByRecipient(tx, ev.RecipientID)
 		if err != nil {
+			return err
+		}
+		if q, err = rec.Recv.queue(); err != nil {
 			return err
 		}
 		connected, err = c.process(tx, rec, ev)
@@ -317,22 +321,23 @@ func (c *Client) receive(ev RelayEvent) (ack bool) {
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrNoContact):
-		// Not ours (any more): nothing will ever process it.
+		// Not ours (any more): without its key, it cannot be acknowledged.
+		return q, false
 	default:
 		c.cfg.Logger.Error("processing a message", "err", err)
-		return false // the relay delivers it again
+		return q, false // the relay delivers it again
 	}
 	notify(c.wakeEvents)
 	if connected != "" {
 		notify(c.wakeOutbox)
 	}
-	return true
+	return q, true
 }
 
 // process applies one delivered message to rec, in tx: the handshake
 // steps, decryption, checks, and the events for the application. It
 // returns the contact's name if an outgoing message was queued.
-func (c *Client) process(tx *vault.Tx, rec *contactRecord, ev RelayEvent) (string, error) {
+func (c *Client) process(tx *vault.Tx, rec *contactRecord, ev link.Event) (string, error) {
 	for _, id := range rec.Recent {
 		if bytes.Equal(id, ev.Message.ID[:]) {
 			return "", nil // processed before; the ACK was lost

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -9,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hushrelay/hush/client/internal/vault"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -17,6 +18,10 @@ const (
 	minBackoff = 500 * time.Millisecond
 	maxBackoff = 30 * time.Second
 )
+
+// ackTimeout bounds the wait for an ACK's OK. A message whose ACK is lost
+// is delivered again, and recognised (contactRecord.Recent).
+const ackTimeout = 30 * time.Second
 
 // relayLink keeps one connection to one relay: it dials with backoff,
 // subscribes to our queues there after every (re)connection, and hands
@@ -32,7 +37,7 @@ type relayLink struct {
 
 	mu sync.Mutex
 	// conn is the live connection, nil while down.
-	conn *RelayConn
+	conn *link.Conn
 	// up is closed when conn is set; replaced when it is lost.
 	up chan struct{}
 	// lastErr is why the last dial failed.
@@ -50,15 +55,15 @@ type linkKey struct {
 // the given ID: a value of its own under Tor, "" (one shared connection
 // per relay) without.
 func (c *Client) isolation(contactID []byte) string {
-	if c.cfg.Dial.Tor == "" || c.cfg.Dial.Tor == TorOff {
+	if !c.cfg.Dial.Tor.On() {
 		return ""
 	}
 	return hex.EncodeToString(contactID)
 }
 
-// link returns the link to addr's relay for the isolation iso, starting
+// linkTo returns the link to addr's relay for the isolation iso, starting
 // it if needed. An address with a password replaces one without.
-func (c *Client) link(addr queue.Address, iso string) *relayLink {
+func (c *Client) linkTo(addr queue.Address, iso string) *relayLink {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if l, ok := c.links[linkKey{addr.Fingerprint, iso}]; ok {
@@ -91,7 +96,7 @@ func (l *relayLink) close() { l.cancel() }
 
 // get returns the live connection, waiting for it within ctx. While the
 // relay is down it returns the last dial error once ctx ends.
-func (l *relayLink) get(ctx context.Context) (*RelayConn, error) {
+func (l *relayLink) get(ctx context.Context) (*link.Conn, error) {
 	for {
 		l.mu.Lock()
 		conn, up := l.conn, l.up
@@ -110,7 +115,7 @@ func (l *relayLink) get(ctx context.Context) (*RelayConn, error) {
 			}
 			return nil, ctx.Err()
 		case <-l.ctx.Done():
-			return nil, ErrClosed
+			return nil, link.ErrClosed
 		}
 	}
 }
@@ -126,7 +131,7 @@ func (l *relayLink) run() {
 		dctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
 		dc := l.c.cfg.Dial
 		dc.Isolation = l.iso
-		conn, err := Dial(dctx, addr, dc)
+		conn, err := link.Dial(dctx, addr, dc)
 		cancel()
 		if err != nil {
 			l.mu.Lock()
@@ -148,17 +153,16 @@ func (l *relayLink) run() {
 
 // serve subscribes to our queues on conn, publishes it, and handles its
 // events until it ends.
-func (l *relayLink) serve(conn *RelayConn) {
+func (l *relayLink) serve(conn *link.Conn) {
 	defer conn.Close()
-	// Events must be read while subscribing: SUB may deliver at once.
+	// Events must be read while subscribing: SUB may deliver at once. The
+	// ACKs that handle starts are in wg too.
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		for ev := range conn.Events() {
-			l.handle(conn, ev)
+			l.handle(conn, ev, &wg)
 		}
-	}()
+	})
 	if err := l.subscribeAll(conn); err != nil {
 		l.c.cfg.Logger.Debug("subscribing", "err", err)
 		conn.Close()
@@ -181,7 +185,7 @@ func (l *relayLink) serve(conn *RelayConn) {
 }
 
 // subscribeAll subscribes to every queue we receive on at this relay.
-func (l *relayLink) subscribeAll(conn *RelayConn) error {
+func (l *relayLink) subscribeAll(conn *link.Conn) error {
 	recs, err := l.c.loadContacts()
 	if err != nil {
 		return err
@@ -209,59 +213,42 @@ func (l *relayLink) subscribeAll(conn *RelayConn) error {
 	return nil
 }
 
-// subscribe subscribes to q now if the link is up; otherwise the next
-// connection does.
-func (l *relayLink) subscribe(ctx context.Context, q RecipientQueue) error {
-	conn, err := l.get(ctx)
-	if err != nil {
-		return err
-	}
-	return conn.Subscribe(ctx, q)
-}
-
-func (l *relayLink) handle(conn *RelayConn, ev RelayEvent) {
+// handle processes one event from conn. A message is stored, then
+// acknowledged in a goroutine of its own (added to acks), so that one
+// queue's ACK never holds up the messages of others. There is at most one
+// such goroutine per subscription: the relay sends a queue's next message
+// only after the ACK of the previous one, which also keeps each queue's
+// messages in order.
+func (l *relayLink) handle(conn *link.Conn, ev link.Event, acks *sync.WaitGroup) {
 	switch ev.Kind {
-	case RelayEventMessage:
-		ack := l.c.receive(ev)
+	case link.EventMessage:
+		q, ack := l.c.receive(ev)
 		if !ack {
 			return
 		}
-		ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
-		defer cancel()
-		rec, err := l.c.recvQueueOf(ev.RecipientID)
-		if err != nil {
-			return
-		}
-		if err := conn.Ack(ctx, rec, ev.Message.ID); err != nil && !errors.Is(err, queue.NO_MSG) {
-			l.c.cfg.Logger.Debug("ack", "err", err)
-		}
-	case RelayEventEnd:
+		acks.Go(func() {
+			ctx, cancel := context.WithTimeout(l.ctx, ackTimeout)
+			defer cancel()
+			if err := conn.Ack(ctx, q, ev.Message.ID); err != nil && !errors.Is(err, queue.NO_MSG) {
+				l.c.cfg.Logger.Debug("ack", "err", err)
+			}
+		})
+	case link.EventEnd:
 		l.c.cfg.Logger.Warn("another client subscribed to one of our queues (is this home open twice?)")
-	case RelayEventDeleted:
+	case link.EventDeleted:
 		if r, err := l.c.recvQueueRecord(ev.RecipientID); err == nil {
 			l.c.queueGone(r.ID)
 		}
 	}
 }
 
-// recvQueueOf returns the RecipientQueue with ID rid.
-func (c *Client) recvQueueOf(rid queue.ID) (RecipientQueue, error) {
-	r, err := c.recvQueueRecord(rid)
-	if err != nil {
-		return RecipientQueue{}, err
-	}
-	return r.Recv.queue()
-}
-
+// recvQueueRecord returns the contact whose receiving queue is rid.
 func (c *Client) recvQueueRecord(rid queue.ID) (*contactRecord, error) {
-	recs, err := c.loadContacts()
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range recs {
-		if bytes.Equal(r.Recv.RecipientID, rid[:]) {
-			return r, nil
-		}
-	}
-	return nil, ErrNoContact
+	var rec *contactRecord
+	err := c.store.View(func(tx *vault.Tx) error {
+		var err error
+		rec, err = c.contactByRecipient(tx, rid)
+		return err
+	})
+	return rec, err
 }

@@ -113,7 +113,7 @@ func (c *Client) sendEntry(e outboxEntry) error {
 	copy(sid[:], e.SenderID)
 	ctx, cancel := context.WithTimeout(c.ctx, sendTimeout)
 	defer cancel()
-	conn, err := c.link(addr, c.isolation(e.Contact)).get(ctx)
+	conn, err := c.linkTo(addr, c.isolation(e.Contact)).get(ctx)
 	if err != nil {
 		return err
 	}

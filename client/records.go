@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hushrelay/hush/client/internal/vault"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -69,8 +70,8 @@ type sendQueue struct {
 	Confirmed bool   // the first message (confirmation or ready) was accepted
 }
 
-func (r *recvQueue) queue() (RecipientQueue, error) {
-	var q RecipientQueue
+func (r *recvQueue) queue() (link.Queue, error) {
+	var q link.Queue
 	k, err := queue.ParsePrivateKey(r.RecipientKey)
 	if err != nil {
 		return q, err
@@ -173,18 +174,52 @@ func contactByName(tx *vault.Tx, name string) (*contactRecord, error) {
 	return nil, ErrNoContact
 }
 
-// contactByRecipient finds the contact whose receiving queue is rid.
-func contactByRecipient(tx *vault.Tx, rid queue.ID) (*contactRecord, error) {
+// contactByRecipient finds the contact whose receiving queue is rid, in
+// tx. It looks in c.recvIndex first, and reads every contact (rebuilding
+// the index) only when the index does not know rid or is out of date.
+func (c *Client) contactByRecipient(tx *vault.Tx, rid queue.ID) (*contactRecord, error) {
+	c.recvMu.Lock()
+	id, ok := c.recvIndex[rid]
+	c.recvMu.Unlock()
+	if ok {
+		v, err := tx.Get(bucketContacts, []byte(id))
+		switch {
+		case err == nil:
+			r := new(contactRecord)
+			if err := unmarshal(v, r); err != nil {
+				return nil, err
+			}
+			if bytes.Equal(r.Recv.RecipientID, rid[:]) {
+				return r, nil
+			}
+		case !errors.Is(err, vault.ErrNotFound):
+			return nil, err
+		}
+	}
 	all, err := contactsIn(tx)
 	if err != nil {
 		return nil, err
 	}
+	index := make(map[queue.ID]string, len(all))
+	var found *contactRecord
 	for _, r := range all {
-		if bytes.Equal(r.Recv.RecipientID, rid[:]) {
-			return r, nil
+		var k queue.ID
+		if len(r.Recv.RecipientID) != len(k) {
+			continue
+		}
+		copy(k[:], r.Recv.RecipientID)
+		index[k] = string(r.ID)
+		if k == rid {
+			found = r
 		}
 	}
-	return nil, ErrNoContact
+	c.recvMu.Lock()
+	c.recvIndex = index
+	c.recvMu.Unlock()
+	if found == nil {
+		return nil, ErrNoContact
+	}
+	return found, nil
 }
 
 func putContact(tx *vault.Tx, r *contactRecord) error {

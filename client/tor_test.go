@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/internal/privnet"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/torutil"
@@ -89,7 +90,7 @@ func newTorPerson(t testing.TB, socks string, relays ...queue.Address) *person {
 		t.Fatal(err)
 	}
 	c, err := client.Open(context.Background(), client.Config{Home: p.home,
-		Dial: client.DialConfig{Tor: client.TorRequired, SOCKS: socks, HandshakeTimeout: time.Minute}})
+		Dial: link.Config{Tor: link.TorRequired, SOCKS: socks, HandshakeTimeout: time.Minute}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -97,12 +97,12 @@ func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
 	proc, addr := startRelayProcess(t, data, "127.0.0.1:0")
 
 	const senders = 8
-	recv, err := client.Dial(ctx, addr, client.DialConfig{})
+	recv, err := link.Dial(ctx, addr, link.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	queues := make(map[queue.ID]client.RecipientQueue)
-	var qs []client.RecipientQueue
+	queues := make(map[queue.ID]link.Queue)
+	var qs []link.Queue
 	var senderKeys []*ecdh.PrivateKey
 	for range senders {
 		q, err := recv.Create(ctx)
@@ -131,14 +131,14 @@ func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
 	)
 	// receive records deliveries from rc until it ends or idle passes
 	// without a message.
-	receive := func(rc *client.RelayConn, idle time.Duration) {
+	receive := func(rc *link.Conn, idle time.Duration) {
 		for {
 			select {
 			case ev, ok := <-rc.Events():
 				if !ok {
 					return
 				}
-				if ev.Kind != client.RelayEventMessage || ev.Err != nil {
+				if ev.Kind != link.EventMessage || ev.Err != nil {
 					t.Errorf("unexpected event %+v", ev)
 					return
 				}
@@ -170,11 +170,11 @@ func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
 	sendCtx, stopSending := context.WithCancel(ctx)
 	defer stopSending()
 	for g := range senders {
-		transport := "quic"
+		transport := link.TransportQUIC
 		if g%2 == 1 {
-			transport = "tcp"
+			transport = link.TransportTCP
 		}
-		sc, err := client.Dial(ctx, addr, client.DialConfig{Transport: transport})
+		sc, err := link.Dial(ctx, addr, link.Config{Transport: transport})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,7 +230,7 @@ func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
 	if addr2.Fingerprint != addr.Fingerprint {
 		t.Fatalf("the identity changed across the restart")
 	}
-	rc, err := client.Dial(ctx, addr2, client.DialConfig{})
+	rc, err := link.Dial(ctx, addr2, link.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

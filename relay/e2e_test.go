@@ -18,7 +18,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 )
@@ -27,9 +27,9 @@ import (
 const e2eTimeout = 30 * time.Second
 
 // e2eTransports runs f as one subtest per transport.
-func e2eTransports(t *testing.T, f func(t *testing.T, transport string)) {
-	for _, tr := range []string{client.TransportQUIC, client.TransportTCP} {
-		t.Run(tr, func(t *testing.T) { f(t, tr) })
+func e2eTransports(t *testing.T, f func(t *testing.T, transport link.Transport)) {
+	for _, tr := range []link.Transport{link.TransportQUIC, link.TransportTCP} {
+		t.Run(string(tr), func(t *testing.T) { f(t, tr) })
 	}
 }
 
@@ -107,14 +107,14 @@ func (e *e2eRelay) restart() {
 
 // dial connects to the relay over transport, closing the connection when
 // the test ends.
-func (e *e2eRelay) dial(ctx context.Context, transport string) *client.RelayConn {
+func (e *e2eRelay) dial(ctx context.Context, transport link.Transport) *link.Conn {
 	e.t.Helper()
 	return e2eDial(e.t, ctx, e.addr, transport)
 }
 
-func e2eDial(t *testing.T, ctx context.Context, addr queue.Address, transport string) *client.RelayConn {
+func e2eDial(t *testing.T, ctx context.Context, addr queue.Address, transport link.Transport) *link.Conn {
 	t.Helper()
-	c, err := client.Dial(ctx, addr, client.DialConfig{Transport: transport})
+	c, err := link.Dial(ctx, addr, link.Config{Transport: transport})
 	if err != nil {
 		t.Fatalf("dial %s: %v", transport, err)
 	}
@@ -127,7 +127,7 @@ func e2eDial(t *testing.T, ctx context.Context, addr queue.Address, transport st
 
 // e2eSecuredQueue creates a queue on rc and secures it (KEY) with a new
 // sender key.
-func e2eSecuredQueue(t *testing.T, ctx context.Context, rc *client.RelayConn) (client.RecipientQueue, *ecdh.PrivateKey) {
+func e2eSecuredQueue(t *testing.T, ctx context.Context, rc *link.Conn) (link.Queue, *ecdh.PrivateKey) {
 	t.Helper()
 	q, err := rc.Create(ctx)
 	if err != nil {
@@ -144,7 +144,7 @@ func e2eSecuredQueue(t *testing.T, ctx context.Context, rc *client.RelayConn) (c
 }
 
 // e2eEvent returns the next event of c.
-func e2eEvent(t *testing.T, ctx context.Context, c *client.RelayConn) client.RelayEvent {
+func e2eEvent(t *testing.T, ctx context.Context, c *link.Conn) link.Event {
 	t.Helper()
 	select {
 	case ev, ok := <-c.Events():
@@ -160,17 +160,17 @@ func e2eEvent(t *testing.T, ctx context.Context, c *client.RelayConn) client.Rel
 
 // e2eMessage returns the next event of c, which must be a message that
 // opened, from q.
-func e2eMessage(t *testing.T, ctx context.Context, c *client.RelayConn, q client.RecipientQueue) client.Message {
+func e2eMessage(t *testing.T, ctx context.Context, c *link.Conn, q link.Queue) link.Message {
 	t.Helper()
 	ev := e2eEvent(t, ctx, c)
-	if ev.Kind != client.RelayEventMessage || ev.Err != nil || ev.RecipientID != q.RecipientID {
+	if ev.Kind != link.EventMessage || ev.Err != nil || ev.RecipientID != q.RecipientID {
 		t.Fatalf("event %v (err %v) for %v, want a message for %v", ev.Kind, ev.Err, ev.RecipientID, q.RecipientID)
 	}
 	return ev.Message
 }
 
 // e2eNoEvent checks that c has no event waiting now.
-func e2eNoEvent(t *testing.T, c *client.RelayConn) {
+func e2eNoEvent(t *testing.T, c *link.Conn) {
 	t.Helper()
 	select {
 	case ev := <-c.Events():
@@ -187,7 +187,7 @@ func e2eBody(i int) []byte {
 // messages from another connection, subscribes, and receives them in
 // order, acknowledging each; the bodies arrive intact, whatever their size.
 func TestE2EDeliverInOrder(t *testing.T) {
-	e2eTransports(t, func(t *testing.T, transport string) {
+	e2eTransports(t, func(t *testing.T, transport link.Transport) {
 		ctx := e2eContext(t)
 		e := startE2ERelay(t, nil)
 		rc := e.dial(ctx, transport)
@@ -237,7 +237,7 @@ func TestE2EDeliverInOrder(t *testing.T) {
 		}
 		// Acknowledged messages are gone.
 		other := e.dial(ctx, transport)
-		if _, err := other.Get(ctx, q); !errors.Is(err, client.ErrNoMessage) {
+		if _, err := other.Get(ctx, q); !errors.Is(err, link.ErrNoMessage) {
 			t.Fatalf("get after acknowledging everything: %v, want ErrNoMessage", err)
 		}
 	})
@@ -247,7 +247,7 @@ func TestE2EDeliverInOrder(t *testing.T) {
 // connection (many commands in flight, several per block) and receives
 // them all.
 func TestE2EConcurrentCommands(t *testing.T) {
-	e2eTransports(t, func(t *testing.T, transport string) {
+	e2eTransports(t, func(t *testing.T, transport link.Transport) {
 		ctx := e2eContext(t)
 		e := startE2ERelay(t, nil)
 		rc := e.dial(ctx, transport)
@@ -293,7 +293,7 @@ func TestE2EConcurrentCommands(t *testing.T) {
 // TestE2ESenderSecures takes the SKEY path: the sender secures the queue
 // with its own key, then sends.
 func TestE2ESenderSecures(t *testing.T) {
-	e2eTransports(t, func(t *testing.T, transport string) {
+	e2eTransports(t, func(t *testing.T, transport link.Transport) {
 		ctx := e2eContext(t)
 		e := startE2ERelay(t, nil)
 		rc := e.dial(ctx, transport)
@@ -344,14 +344,14 @@ func TestE2ESenderSecures(t *testing.T) {
 
 // TestE2EGet reads a queue without subscribing.
 func TestE2EGet(t *testing.T) {
-	e2eTransports(t, func(t *testing.T, transport string) {
+	e2eTransports(t, func(t *testing.T, transport link.Transport) {
 		ctx := e2eContext(t)
 		e := startE2ERelay(t, nil)
 		rc := e.dial(ctx, transport)
 		q, sk := e2eSecuredQueue(t, ctx, rc)
 
 		_, err := rc.Get(ctx, q)
-		if !errors.Is(err, client.ErrNoMessage) || !errors.Is(err, queue.NO_MSG) {
+		if !errors.Is(err, link.ErrNoMessage) || !errors.Is(err, queue.NO_MSG) {
 			t.Fatalf("get on an empty queue: %v, want ErrNoMessage", err)
 		}
 		for i := range 2 {
@@ -380,7 +380,7 @@ func TestE2EGet(t *testing.T) {
 		if err := rc.Ack(ctx, q, m1.ID); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := rc.Get(ctx, q); !errors.Is(err, client.ErrNoMessage) {
+		if _, err := rc.Get(ctx, q); !errors.Is(err, link.ErrNoMessage) {
 			t.Fatalf("get on the emptied queue: %v, want ErrNoMessage", err)
 		}
 		// GET on a queue this connection subscribed to is prohibited.
@@ -392,7 +392,7 @@ func TestE2EGet(t *testing.T) {
 		}
 		// Another connection may still GET.
 		other := e.dial(ctx, transport)
-		if _, err := other.Get(ctx, q); !errors.Is(err, client.ErrNoMessage) {
+		if _, err := other.Get(ctx, q); !errors.Is(err, link.ErrNoMessage) {
 			t.Fatalf("get from another connection: %v, want ErrNoMessage", err)
 		}
 	})
@@ -401,7 +401,7 @@ func TestE2EGet(t *testing.T) {
 // TestE2ESuspend suspends a queue: senders get AUTH, the recipient still
 // reads what it holds.
 func TestE2ESuspend(t *testing.T) {
-	e2eTransports(t, func(t *testing.T, transport string) {
+	e2eTransports(t, func(t *testing.T, transport link.Transport) {
 		ctx := e2eContext(t)
 		e := startE2ERelay(t, nil)
 		rc := e.dial(ctx, transport)
@@ -423,7 +423,7 @@ func TestE2ESuspend(t *testing.T) {
 		if err := rc.Ack(ctx, q, m.ID); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := rc.Get(ctx, q); !errors.Is(err, client.ErrNoMessage) {
+		if _, err := rc.Get(ctx, q); !errors.Is(err, link.ErrNoMessage) {
 			t.Fatalf("get: %v, want ErrNoMessage (the refused message was not stored)", err)
 		}
 	})
@@ -432,7 +432,7 @@ func TestE2ESuspend(t *testing.T) {
 // TestE2EDelete deletes a queue: its subscriber on another connection gets
 // EventDeleted, and every later command for it gets AUTH.
 func TestE2EDelete(t *testing.T) {
-	e2eTransports(t, func(t *testing.T, transport string) {
+	e2eTransports(t, func(t *testing.T, transport link.Transport) {
 		ctx := e2eContext(t)
 		e := startE2ERelay(t, nil)
 		rc := e.dial(ctx, transport)
@@ -450,7 +450,7 @@ func TestE2EDelete(t *testing.T) {
 			t.Fatalf("del: %v", err)
 		}
 		ev := e2eEvent(t, ctx, sub)
-		if ev.Kind != client.RelayEventDeleted || ev.RecipientID != q.RecipientID {
+		if ev.Kind != link.EventDeleted || ev.RecipientID != q.RecipientID {
 			t.Fatalf("event %v for %v, want deleted for %v", ev.Kind, ev.RecipientID, q.RecipientID)
 		}
 		if err := sc.Send(ctx, q.SenderID, sk, e2eBody(1)); !errors.Is(err, queue.AUTH) {
@@ -471,7 +471,7 @@ func TestE2EDelete(t *testing.T) {
 // TestE2EAuthIndistinguishable checks that a wrong key and an unknown queue
 // get the same answer, for senders and recipients.
 func TestE2EAuthIndistinguishable(t *testing.T) {
-	e2eTransports(t, func(t *testing.T, transport string) {
+	e2eTransports(t, func(t *testing.T, transport link.Transport) {
 		ctx := e2eContext(t)
 		e := startE2ERelay(t, nil)
 		rc := e.dial(ctx, transport)
@@ -508,7 +508,7 @@ func TestE2EAuthIndistinguishable(t *testing.T) {
 // gets EventEnd, the second the messages, starting with the one the first
 // had not acknowledged.
 func TestE2ESecondSubscriber(t *testing.T) {
-	e2eTransports(t, func(t *testing.T, transport string) {
+	e2eTransports(t, func(t *testing.T, transport link.Transport) {
 		ctx := e2eContext(t)
 		e := startE2ERelay(t, nil)
 		first := e.dial(ctx, transport)
@@ -536,7 +536,7 @@ func TestE2ESecondSubscriber(t *testing.T) {
 			t.Fatal(err)
 		}
 		ev := e2eEvent(t, ctx, first)
-		if ev.Kind != client.RelayEventEnd || ev.RecipientID != q.RecipientID {
+		if ev.Kind != link.EventEnd || ev.RecipientID != q.RecipientID {
 			t.Fatalf("first subscriber: event %v for %v, want end", ev.Kind, ev.RecipientID)
 		}
 		for i := 1; i < 4; i++ {
@@ -563,7 +563,7 @@ func TestE2ESecondSubscriber(t *testing.T) {
 
 // TestE2ELimits checks QUOTA and LARGE.
 func TestE2ELimits(t *testing.T) {
-	e2eTransports(t, func(t *testing.T, transport string) {
+	e2eTransports(t, func(t *testing.T, transport link.Transport) {
 		ctx := e2eContext(t)
 		e := startE2ERelay(t, func(c *relay.Config) { c.QueueQuota = 3 })
 		rc := e.dial(ctx, transport)
@@ -600,18 +600,18 @@ func TestE2ELimits(t *testing.T) {
 // TestE2EPassword checks that NEW needs the relay's password and SEND
 // does not.
 func TestE2EPassword(t *testing.T) {
-	e2eTransports(t, func(t *testing.T, transport string) {
+	e2eTransports(t, func(t *testing.T, transport link.Transport) {
 		ctx := e2eContext(t)
 		e := startE2ERelay(t, func(c *relay.Config) { c.Password = "open-sesame" })
 
 		none := e2eDial(t, ctx, e.addr.WithoutPassword(), transport)
-		if _, err := none.Create(ctx); !errors.Is(err, client.ErrWrongPassword) {
+		if _, err := none.Create(ctx); !errors.Is(err, link.ErrWrongPassword) {
 			t.Fatalf("create without the password: %v, want ErrWrongPassword", err)
 		}
 		wrongAddr := e.addr
 		wrongAddr.Password = "open-barley"
 		wrong := e2eDial(t, ctx, wrongAddr, transport)
-		if _, err := wrong.Create(ctx); !errors.Is(err, client.ErrWrongPassword) || !errors.Is(err, queue.AUTH) {
+		if _, err := wrong.Create(ctx); !errors.Is(err, link.ErrWrongPassword) || !errors.Is(err, queue.AUTH) {
 			t.Fatalf("create with a wrong password: %v, want ErrWrongPassword", err)
 		}
 		rc := e.dial(ctx, transport)
@@ -628,7 +628,7 @@ func TestE2EPassword(t *testing.T) {
 // TestE2ERestart sends messages, restarts the relay on the same store and
 // receives them all, in order.
 func TestE2ERestart(t *testing.T) {
-	e2eTransports(t, func(t *testing.T, transport string) {
+	e2eTransports(t, func(t *testing.T, transport link.Transport) {
 		ctx := e2eContext(t)
 		e := startE2ERelay(t, nil)
 		rc := e.dial(ctx, transport)
@@ -645,7 +645,7 @@ func TestE2ERestart(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("the connection outlived the relay")
 		}
-		if err := rc.Ping(ctx); !errors.Is(err, client.ErrClosed) {
+		if err := rc.Ping(ctx); !errors.Is(err, link.ErrClosed) {
 			t.Fatalf("ping on a connection to a stopped relay: %v, want ErrClosed", err)
 		}
 
@@ -670,17 +670,17 @@ func TestE2ERestart(t *testing.T) {
 
 // TestE2EWrongFingerprint dials a relay with another relay's fingerprint.
 func TestE2EWrongFingerprint(t *testing.T) {
-	e2eTransports(t, func(t *testing.T, transport string) {
+	e2eTransports(t, func(t *testing.T, transport link.Transport) {
 		ctx := e2eContext(t)
 		e := startE2ERelay(t, nil)
 		addr := e.addr
 		addr.Fingerprint[0] ^= 1
-		c, err := client.Dial(ctx, addr, client.DialConfig{Transport: transport})
+		c, err := link.Dial(ctx, addr, link.Config{Transport: transport})
 		if err == nil {
 			c.Close()
 			t.Fatal("dial succeeded")
 		}
-		if !errors.Is(err, client.ErrWrongFingerprint) || errors.Is(err, client.ErrUnreachable) || errors.Is(err, client.ErrTLS) {
+		if !errors.Is(err, link.ErrWrongFingerprint) || errors.Is(err, link.ErrUnreachable) || errors.Is(err, link.ErrTLS) {
 			t.Fatalf("dial: %v, want only ErrWrongFingerprint", err)
 		}
 		// The relay is fine with the right fingerprint.
@@ -695,12 +695,12 @@ func TestE2EWrongFingerprint(t *testing.T) {
 func TestE2EDefaultTransport(t *testing.T) {
 	ctx := e2eContext(t)
 	e := startE2ERelay(t, nil)
-	c, err := client.Dial(ctx, e.addr, client.DialConfig{})
+	c, err := link.Dial(ctx, e.addr, link.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if c.Transport() != client.TransportQUIC {
+	if c.Transport() != link.TransportQUIC {
 		t.Fatalf("transport %s, want quic", c.Transport())
 	}
 	if err := c.Ping(ctx); err != nil {
@@ -718,7 +718,7 @@ type e2eRaw struct {
 
 // dialRawE2E opens a session by hand: the transport with the hush ALPN
 // (not checking the relay's identity), and the hush handshake.
-func dialRawE2E(t *testing.T, ctx context.Context, addr queue.Address, transport string) *e2eRaw {
+func dialRawE2E(t *testing.T, ctx context.Context, addr queue.Address, transport link.Transport) *e2eRaw {
 	t.Helper()
 	tlsConf := &tls.Config{
 		InsecureSkipVerify: true, // this test is about blocks, not identity
@@ -727,7 +727,7 @@ func dialRawE2E(t *testing.T, ctx context.Context, addr queue.Address, transport
 	}
 	var raw *e2eRaw
 	switch transport {
-	case client.TransportTCP:
+	case link.TransportTCP:
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr.HostPort())
 		if err != nil {
 			t.Fatal(err)
@@ -738,7 +738,7 @@ func dialRawE2E(t *testing.T, ctx context.Context, addr queue.Address, transport
 		}
 		t.Cleanup(func() { tc.Close() })
 		raw = &e2eRaw{rw: tc, closeW: tc.CloseWrite, deadline: tc.SetDeadline}
-	case client.TransportQUIC:
+	case link.TransportQUIC:
 		qc, err := quic.DialAddr(ctx, addr.HostPort(), tlsConf, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -814,7 +814,7 @@ func TestE2EMalformedInput(t *testing.T) {
 		{"non-zero padding", nonZeroPadding, false},
 		{"truncated", garbage[:100], true},
 	}
-	e2eTransports(t, func(t *testing.T, transport string) {
+	e2eTransports(t, func(t *testing.T, transport link.Transport) {
 		ctx := e2eContext(t)
 		e := startE2ERelay(t, nil)
 		rc := e.dial(ctx, transport)

@@ -31,7 +31,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 )
@@ -128,8 +128,8 @@ func TestMetricsCountWorkload(t *testing.T) {
 	ctx := e2eContext(t)
 	e := startE2ERelay(t, nil)
 	base := adminServer(t, e.r)
-	rc := e.dial(ctx, client.TransportTCP)
-	sc := e.dial(ctx, client.TransportQUIC)
+	rc := e.dial(ctx, link.TransportTCP)
+	sc := e.dial(ctx, link.TransportQUIC)
 
 	q1, sk1 := e2eSecuredQueue(t, ctx, rc)
 	q2, sk2 := e2eSecuredQueue(t, ctx, rc)
@@ -255,7 +255,7 @@ func TestMetricsCountWorkload(t *testing.T) {
 			}
 		}
 	}
-	for _, q := range []client.RecipientQueue{q1, q2, q3} {
+	for _, q := range []link.Queue{q1, q2, q3} {
 		for _, id := range []queue.ID{q.RecipientID, q.SenderID} {
 			if strings.Contains(text, id.String()) || strings.Contains(text, hex.EncodeToString(id[:])) {
 				t.Errorf("/metrics holds a queue ID")
@@ -273,7 +273,7 @@ func TestMetricsCountExpiry(t *testing.T) {
 		c.SweepInterval = 100 * time.Millisecond
 	})
 	base := adminServer(t, e.r)
-	rc := e.dial(ctx, client.TransportTCP)
+	rc := e.dial(ctx, link.TransportTCP)
 	q, sk := e2eSecuredQueue(t, ctx, rc)
 	if _, err := rc.Create(ctx); err != nil {
 		t.Fatal(err)
@@ -314,7 +314,7 @@ func TestHealthAndStatus(t *testing.T) {
 	ctx := e2eContext(t)
 	e := startE2ERelay(t, nil)
 	base := adminServer(t, e.r)
-	rc := e.dial(ctx, client.TransportQUIC)
+	rc := e.dial(ctx, link.TransportQUIC)
 	q, sk := e2eSecuredQueue(t, ctx, rc)
 	if err := rc.Send(ctx, q.SenderID, sk, []byte("hi")); err != nil {
 		t.Fatal(err)
@@ -367,8 +367,8 @@ func TestDrain(t *testing.T) {
 	ctx := e2eContext(t)
 	e := startE2ERelay(t, func(c *relay.Config) { c.Password = "secret" })
 	base := adminServer(t, e.r)
-	rc := e.dial(ctx, client.TransportTCP)
-	sc := e.dial(ctx, client.TransportQUIC)
+	rc := e.dial(ctx, link.TransportTCP)
+	sc := e.dial(ctx, link.TransportQUIC)
 	q, sk := e2eSecuredQueue(t, ctx, rc)
 	if err := sc.Send(ctx, q.SenderID, sk, e2eBody(0)); err != nil {
 		t.Fatal(err)
@@ -384,8 +384,8 @@ func TestDrain(t *testing.T) {
 	}
 	wrong := e.addr
 	wrong.Password = "not-it"
-	wc := e2eDial(t, ctx, wrong, client.TransportTCP)
-	if _, err := wc.Create(ctx); !errors.Is(err, client.ErrWrongPassword) {
+	wc := e2eDial(t, ctx, wrong, link.TransportTCP)
+	if _, err := wc.Create(ctx); !errors.Is(err, link.ErrWrongPassword) {
 		t.Fatalf("create with a wrong password while draining: %v, want ErrWrongPassword", err)
 	}
 	// Existing queues: sending, delivery and acknowledgement go on.
@@ -421,7 +421,7 @@ func TestDrain(t *testing.T) {
 
 	// Drain mode from the configuration.
 	d := startE2ERelay(t, func(c *relay.Config) { c.Drain = true })
-	dc := d.dial(ctx, client.TransportQUIC)
+	dc := d.dial(ctx, link.TransportQUIC)
 	if _, err := dc.Create(ctx); !errors.Is(err, queue.PROHIBITED) {
 		t.Fatalf("create on a relay started in drain mode: %v, want PROHIBITED", err)
 	}
@@ -441,10 +441,10 @@ func TestBackupUnderLoad(t *testing.T) {
 		c.SendRate = 1e6
 	})
 	base := adminServer(t, e.r)
-	rc := e.dial(ctx, client.TransportTCP)
+	rc := e.dial(ctx, link.TransportTCP)
 	const nq = 4
 	var (
-		queues [nq]client.RecipientQueue
+		queues [nq]link.Queue
 		keys   [nq]*ecdh.PrivateKey // sender keys
 	)
 	for i := range nq {
@@ -463,7 +463,7 @@ func TestBackupUnderLoad(t *testing.T) {
 	load, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for i := range nq {
-		transport := []string{client.TransportQUIC, client.TransportTCP}[i%2]
+		transport := []link.Transport{link.TransportQUIC, link.TransportTCP}[i%2]
 		c := e.dial(ctx, transport)
 		wg.Go(func() {
 			for n := 0; load.Err() == nil; n++ {
@@ -495,7 +495,7 @@ func TestBackupUnderLoad(t *testing.T) {
 			case <-load.Done():
 				return
 			case ev := <-rc.Events():
-				if ev.Kind != client.RelayEventMessage || ev.Err != nil {
+				if ev.Kind != link.EventMessage || ev.Err != nil {
 					t.Errorf("event %v: %v", ev.Kind, ev.Err)
 					return
 				}
@@ -577,7 +577,7 @@ func TestBackupUnderLoad(t *testing.T) {
 	defer r2.Close()
 	addr := e.addr
 	addr.Port = uint16(r2.Addr().(*net.TCPAddr).Port)
-	c2 := e2eDial(t, ctx, addr, client.TransportQUIC)
+	c2 := e2eDial(t, ctx, addr, link.TransportQUIC)
 	for _, q := range queues {
 		if err := c2.Subscribe(ctx, q); err != nil {
 			t.Fatal(err)
@@ -587,7 +587,7 @@ func TestBackupUnderLoad(t *testing.T) {
 	last := map[int]string{}
 	for len(delivered) < rep.Messages {
 		ev := e2eEvent(t, ctx, c2)
-		if ev.Kind != client.RelayEventMessage || ev.Err != nil {
+		if ev.Kind != link.EventMessage || ev.Err != nil {
 			t.Fatalf("event %v: %v", ev.Kind, ev.Err)
 		}
 		body := string(ev.Message.Body)
@@ -603,7 +603,7 @@ func TestBackupUnderLoad(t *testing.T) {
 			t.Fatalf("%q delivered after %q", body, last[qi])
 		}
 		delivered[body], last[qi] = true, body
-		var q client.RecipientQueue
+		var q link.Queue
 		for _, x := range queues {
 			if x.RecipientID == ev.RecipientID {
 				q = x
@@ -614,9 +614,9 @@ func TestBackupUnderLoad(t *testing.T) {
 		}
 	}
 	// Nothing more: every queue is empty now.
-	g := e2eDial(t, ctx, addr, client.TransportTCP)
+	g := e2eDial(t, ctx, addr, link.TransportTCP)
 	for i, q := range queues {
-		if _, err := g.Get(ctx, q); !errors.Is(err, client.ErrNoMessage) {
+		if _, err := g.Get(ctx, q); !errors.Is(err, link.ErrNoMessage) {
 			t.Errorf("queue %d after delivering the %d messages of the backup: %v, want ErrNoMessage", i, rep.Messages, err)
 		}
 	}
@@ -643,12 +643,12 @@ func TestBackupUnderLoad(t *testing.T) {
 
 // fillStore runs a relay on a new store, creates queues and messages on
 // it, closes it, and returns the store's path and the queues.
-func fillStore(t *testing.T) (string, []client.RecipientQueue) {
+func fillStore(t *testing.T) (string, []link.Queue) {
 	t.Helper()
 	ctx := e2eContext(t)
 	e := startE2ERelay(t, nil)
-	rc := e.dial(ctx, client.TransportTCP)
-	var qs []client.RecipientQueue
+	rc := e.dial(ctx, link.TransportTCP)
+	var qs []link.Queue
 	for i := range 3 {
 		q, sk := e2eSecuredQueue(t, ctx, rc)
 		for j := range 4 + i {
@@ -789,7 +789,7 @@ func TestStoreInUse(t *testing.T) {
 func TestCompactStore(t *testing.T) {
 	ctx := e2eContext(t)
 	e := startE2ERelay(t, func(c *relay.Config) { c.QueueQuota = 1000 })
-	rc := e.dial(ctx, client.TransportTCP)
+	rc := e.dial(ctx, link.TransportTCP)
 	q, sk := e2eSecuredQueue(t, ctx, rc)
 	const n = 300
 	body := bytes.Repeat([]byte{0xa5}, queue.MaxMessageSize)
@@ -829,7 +829,7 @@ func TestCompactStore(t *testing.T) {
 		t.Fatalf("after compaction: %+v, %v", rep, err)
 	}
 	e.restart()
-	rc = e.dial(ctx, client.TransportQUIC)
+	rc = e.dial(ctx, link.TransportQUIC)
 	if err := rc.Send(ctx, q.SenderID, sk, []byte("after")); err != nil {
 		t.Fatal(err)
 	}
@@ -852,7 +852,7 @@ func TestSetCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := startE2ERelay(t, func(c *relay.Config) { c.Certificate = first })
-	old := e.dial(ctx, client.TransportTCP)
+	old := e.dial(ctx, link.TransportTCP)
 	q, sk := e2eSecuredQueue(t, ctx, old)
 
 	second, err := relay.IssueCertificate(id, 0)
@@ -879,7 +879,7 @@ func TestSetCertificate(t *testing.T) {
 	}
 	// The address is the same: both transports connect, and the session
 	// opened before the rotation still works.
-	for _, tr := range []string{client.TransportQUIC, client.TransportTCP} {
+	for _, tr := range []link.Transport{link.TransportQUIC, link.TransportTCP} {
 		c := e.dial(ctx, tr)
 		if err := c.Send(ctx, q.SenderID, sk, []byte(tr)); err != nil {
 			t.Fatalf("send over %s after the rotation: %v", tr, err)
@@ -897,7 +897,7 @@ func TestSetCertificate(t *testing.T) {
 	if err := e.r.SetCertificate(foreign); !errors.Is(err, relay.ErrWrongIdentity) {
 		t.Errorf("SetCertificate of another identity: %v, want ErrWrongIdentity", err)
 	}
-	c := e.dial(ctx, client.TransportQUIC) // still the right identity
+	c := e.dial(ctx, link.TransportQUIC) // still the right identity
 	if _, err := c.Get(ctx, q); err != nil {
 		t.Fatal(err)
 	}

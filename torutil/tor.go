@@ -1,13 +1,13 @@
-// Package torutil runs or attaches to a tor process, publishes onion
-// services through its control port and dials through its SOCKS port.
+// Package torutil runs or attaches to a tor process and publishes onion
+// services through its control port.
 //
 // A Tor comes from Start, which runs a tor process of its own (through
 // github.com/cretz/bine) and owns it, or from Attach, which uses a tor
 // that is already running (a system tor) through its control port.
 // Either can publish onion services with Publish, whose ed25519 keys live
 // in files so that onion addresses survive restarts, and gives the SOCKS
-// address for a Dialer. Dialer dials through any SOCKS5 proxy with stream
-// isolation and never resolves names locally.
+// address for a socks.Dialer (package torutil/socks, which dials through
+// any SOCKS5 proxy without linking the process and control code here).
 package torutil
 
 import (
@@ -29,10 +29,6 @@ import (
 )
 
 var (
-	// ErrProxyUnreachable is returned (wrapped) by Dialer.DialContext when
-	// the SOCKS proxy does not accept a TCP connection, typically because
-	// tor is not running. The message names the proxy address.
-	ErrProxyUnreachable = errors.New("torutil: tor SOCKS proxy unreachable")
 	// ErrTorFailed is returned (wrapped, with the cause and tor's last log
 	// lines where there are any) by Start when tor cannot be started,
 	// controlled or bootstrapped within the time allowed, and by Attach
@@ -526,7 +522,8 @@ func (t *Tor) NewCircuits() error {
 	return nil
 }
 
-// SOCKSAddr returns the host:port of tor's SOCKS listener, for a Dialer.
+// SOCKSAddr returns the host:port of tor's SOCKS listener, for a
+// socks.Dialer.
 // It is "" for an attached tor with no TCP SOCKS listener.
 func (t *Tor) SOCKSAddr() string { return t.socks }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hushrelay/hush/internal/privnet"
 	"github.com/hushrelay/hush/torutil"
+	"github.com/hushrelay/hush/torutil/socks"
 )
 
 // tornet is the private Tor network of this package's tests.
@@ -65,7 +66,7 @@ func startTor(ctx context.Context, t *testing.T, tn *privnet.Network, dataDir st
 // echoThrough dials host:port through d, retrying until ctx ends (the
 // first attempts may meet a descriptor not yet on every directory), and
 // checks an echo.
-func echoThrough(ctx context.Context, t *testing.T, d torutil.Dialer, addr string) {
+func echoThrough(ctx context.Context, t *testing.T, d socks.Dialer, addr string) {
 	t.Helper()
 	for {
 		actx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -73,7 +74,7 @@ func echoThrough(ctx context.Context, t *testing.T, d torutil.Dialer, addr strin
 		cancel()
 		if err == nil {
 			defer c.Close()
-			roundTrip(t, c, "ping through tor\n")
+			privnet.RoundTrip(t, c, "ping through tor\n")
 			return
 		}
 		t.Logf("dial %s: %v", addr, err)
@@ -104,7 +105,7 @@ func TestPublishAndDial(t *testing.T) {
 
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "onion.key")
-	target := echoServer(t)
+	target := privnet.EchoServer(t)
 
 	// Start both tors at once: each bootstraps on its own.
 	t1 := time.Now()
@@ -140,14 +141,14 @@ func TestPublishAndDial(t *testing.T) {
 	}
 
 	t3 := time.Now()
-	echoThrough(ctx, t, torutil.Dialer{Proxy: client.SOCKSAddr(), Isolation: "test"}, onion+":5223")
+	echoThrough(ctx, t, socks.Dialer{Proxy: client.SOCKSAddr(), Isolation: "test"}, onion+":5223")
 	tEcho := time.Since(t3)
 
 	// An onion nobody publishes: tor's extended SOCKS reply says why.
 	tu := time.Now()
 	pub, _, _ := ed25519.GenerateKey(nil)
 	uctx, ucancel := context.WithTimeout(ctx, time.Minute)
-	c, err := torutil.Dialer{Proxy: client.SOCKSAddr()}.DialContext(uctx, "tcp", torutil.OnionHost(pub)+":5223")
+	c, err := socks.Dialer{Proxy: client.SOCKSAddr()}.DialContext(uctx, "tcp", torutil.OnionHost(pub)+":5223")
 	ucancel()
 	if err == nil {
 		c.Close()
@@ -207,14 +208,14 @@ func TestPublishAndDial(t *testing.T) {
 		t.Fatalf("onion after restart = %s, want %s", onion2, onion)
 	}
 	t6 := time.Now()
-	echoThrough(ctx, t, torutil.Dialer{Proxy: client2.SOCKSAddr()}, onion2+":5223")
+	echoThrough(ctx, t, socks.Dialer{Proxy: client2.SOCKSAddr()}, onion2+":5223")
 	tEcho2 := time.Since(t6)
 	// The first client reaches it too once it forgets the old descriptor.
 	t7 := time.Now()
 	if err := client.NewCircuits(); err != nil {
 		t.Fatalf("NewCircuits: %v", err)
 	}
-	echoThrough(ctx, t, torutil.Dialer{Proxy: client.SOCKSAddr(), Isolation: "test-3"}, onion2+":5223")
+	echoThrough(ctx, t, socks.Dialer{Proxy: client.SOCKSAddr(), Isolation: "test-3"}, onion2+":5223")
 	tEcho3 := time.Since(t7)
 
 	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
@@ -278,7 +279,7 @@ func TestAttach(t *testing.T) {
 	if _, _, err := net.SplitHostPort(tor.SOCKSAddr()); err != nil {
 		t.Fatalf("SOCKSAddr = %q: %v", tor.SOCKSAddr(), err)
 	}
-	target := echoServer(t)
+	target := privnet.EchoServer(t)
 	// A Publish that gives up removes the service again.
 	cctx, ccancel := context.WithCancel(ctx)
 	ccancel()
@@ -290,7 +291,7 @@ func TestAttach(t *testing.T) {
 		b, _ := os.ReadFile(filepath.Join(dir, "notice.log"))
 		t.Fatalf("Publish: %v\ntor's log:\n%s", err, b)
 	}
-	echoThrough(ctx, t, torutil.Dialer{Proxy: tor.SOCKSAddr()}, onion+":80")
+	echoThrough(ctx, t, socks.Dialer{Proxy: tor.SOCKSAddr()}, onion+":80")
 
 	if err := tor.Close(); err != nil {
 		t.Fatalf("Close: %v", err)

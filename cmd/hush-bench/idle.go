@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 )
 
 // idleOptions are the flags of the idle scenario.
@@ -87,7 +87,7 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 	}
 	defer target.Close()
 	child := target.child
-	cfg := client.DialConfig{Transport: o.transport}
+	cfg := link.Config{Transport: link.Transport(o.transport)}
 
 	// Warm up: the first sessions allocate what every later one shares.
 	warm, err := dialMany(ctx, target.addr, cfg, 8)
@@ -151,7 +151,7 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 
 // pingAll sends a PING on every connection, 64 at a time, and returns how
 // many got no PONG within 10 seconds.
-func pingAll(ctx context.Context, conns []*client.RelayConn) int64 {
+func pingAll(ctx context.Context, conns []*link.Conn) int64 {
 	var failed atomic.Int64
 	parallel(ctx, len(conns), 64, func(ctx context.Context, i int) error {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -37,7 +37,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -110,7 +110,7 @@ type commonOptions struct {
 }
 
 func addCommonFlags(fs *flag.FlagSet, o *commonOptions) {
-	fs.StringVar(&o.transport, "transport", client.TransportQUIC, "transport: quic or tcp")
+	fs.StringVar(&o.transport, "transport", string(link.TransportQUIC), "transport: quic or tcp")
 	fs.StringVar(&o.relayAddr, "relay", "", "drive the external relay at this hush:// address (with its password, if any) instead of starting one; relay CPU and memory are then not reported")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON object instead of text")
 	fs.StringVar(&o.dataDir, "data", "", "data directory of the started relay (default: a temporary directory, removed afterwards)")
@@ -131,8 +131,8 @@ func parseFlags(fs *flag.FlagSet, o *commonOptions, args []string, stderr io.Wri
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-	switch o.transport {
-	case client.TransportQUIC, client.TransportTCP:
+	switch link.Transport(o.transport) {
+	case link.TransportQUIC, link.TransportTCP:
 	default:
 		return usageError{fmt.Sprintf("--transport %q: want quic or tcp", o.transport)}
 	}
@@ -206,10 +206,10 @@ func (t *relayTarget) Close() error {
 }
 
 // dialMany opens n connections to addr, at most 32 dials at a time.
-func dialMany(ctx context.Context, addr queue.Address, cfg client.DialConfig, n int) ([]*client.RelayConn, error) {
-	conns := make([]*client.RelayConn, n)
+func dialMany(ctx context.Context, addr queue.Address, cfg link.Config, n int) ([]*link.Conn, error) {
+	conns := make([]*link.Conn, n)
 	err := parallel(ctx, n, 32, func(ctx context.Context, i int) error {
-		c, err := client.Dial(ctx, addr, cfg)
+		c, err := link.Dial(ctx, addr, cfg)
 		if err != nil {
 			return fmt.Errorf("dial %s: %w", cfg.Transport, err)
 		}
@@ -223,7 +223,7 @@ func dialMany(ctx context.Context, addr queue.Address, cfg client.DialConfig, n 
 	return conns, nil
 }
 
-func closeAll(conns []*client.RelayConn) {
+func closeAll(conns []*link.Conn) {
 	for _, c := range conns {
 		if c != nil {
 			c.Close()

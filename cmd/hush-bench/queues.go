@@ -16,7 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 )
 
 // queuesOptions are the flags of the queues scenario.
@@ -103,7 +103,7 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 		return nil, err
 	}
 	defer target.Close()
-	cfg := client.DialConfig{Transport: o.transport}
+	cfg := link.Config{Transport: link.Transport(o.transport)}
 	res := &queuesResult{Scenario: "queues", Transport: o.transport, Queues: o.queues}
 
 	conns, err := dialMany(ctx, target.addr, cfg, o.conns)
@@ -116,7 +116,7 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 	var (
 		mu      sync.Mutex
 		ids     = make([]uint64, 0, 2*o.queues) // the first 8 bytes of every ID, to find duplicates
-		sample  []client.RecipientQueue
+		sample  []link.Queue
 		created atomic.Int64
 	)
 	start := time.Now()
@@ -201,7 +201,7 @@ type restartResult struct {
 // restartOnce starts the relay on target's data directory, times the first
 // served command (GET on a stored queue: NO_MSG) and, if check, checks that
 // the relay knows every sampled queue. It stops the relay again.
-func restartOnce(ctx context.Context, target *relayTarget, cfg client.DialConfig, sample []client.RecipientQueue, check bool) (restartResult, error) {
+func restartOnce(ctx context.Context, target *relayTarget, cfg link.Config, sample []link.Queue, check bool) (restartResult, error) {
 	var rr restartResult
 	start := time.Now()
 	c, err := startChild(ctx, childOptions{dataDir: target.dataDir})
@@ -209,12 +209,12 @@ func restartOnce(ctx context.Context, target *relayTarget, cfg client.DialConfig
 		return rr, err
 	}
 	defer c.Stop()
-	conn, err := client.Dial(ctx, c.addr, cfg)
+	conn, err := link.Dial(ctx, c.addr, cfg)
 	if err != nil {
 		return rr, err
 	}
 	defer conn.Close()
-	if _, err := conn.Get(ctx, sample[0]); !errors.Is(err, client.ErrNoMessage) {
+	if _, err := conn.Get(ctx, sample[0]); !errors.Is(err, link.ErrNoMessage) {
 		return rr, fmt.Errorf("first command after the restart: %v", err)
 	}
 	rr.restart, rr.open = time.Since(start), c.openTime
@@ -228,8 +228,8 @@ func restartOnce(ctx context.Context, target *relayTarget, cfg client.DialConfig
 		err := parallel(ctx, len(sample), 32, func(ctx context.Context, i int) error {
 			_, err := conn.Get(ctx, sample[i])
 			switch {
-			case errors.Is(err, client.ErrNoMessage):
-			case errors.Is(err, client.ErrClosed), ctx.Err() != nil:
+			case errors.Is(err, link.ErrNoMessage):
+			case errors.Is(err, link.ErrClosed), ctx.Err() != nil:
 				return err
 			default:
 				n.Add(1)

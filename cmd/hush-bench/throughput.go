@@ -22,7 +22,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -148,7 +148,7 @@ type msgKey uint64
 
 // benchQueue is one queue with what its sender and recipient need.
 type benchQueue struct {
-	rq        client.RecipientQueue
+	rq        link.Queue
 	senderKey *ecdh.PrivateKey
 	recv      int // index of the receiver connection subscribed to it
 }
@@ -250,14 +250,13 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	}
 	defer target.Close()
 
-	perRecv := (o.queues + o.receivers - 1) / o.receivers
-	rcfg := client.DialConfig{Transport: o.transport, Events: perRecv + 64}
-	receivers, err := dialMany(ctx, target.addr, rcfg, o.receivers)
+	cfg := link.Config{Transport: link.Transport(o.transport)}
+	receivers, err := dialMany(ctx, target.addr, cfg, o.receivers)
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll(receivers)
-	senders, err := dialMany(ctx, target.addr, client.DialConfig{Transport: o.transport}, o.senders)
+	senders, err := dialMany(ctx, target.addr, cfg, o.senders)
 	if err != nil {
 		return nil, err
 	}
@@ -309,11 +308,11 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 			defer recvWG.Done()
 			for ev := range rc.Events() {
 				at := t.now()
-				if ev.Kind != client.RelayEventMessage || ev.Err != nil {
+				if ev.Kind != link.EventMessage || ev.Err != nil {
 					t.mu.Lock()
 					t.unexpected++
 					t.mu.Unlock()
-					if ev.Kind != client.RelayEventMessage {
+					if ev.Kind != link.EventMessage {
 						continue
 					}
 				} else {
@@ -414,7 +413,7 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 					case errors.Is(err, queue.QUOTA):
 						t.quota.Add(1)
 						time.Sleep(5 * time.Millisecond)
-					case errors.Is(err, client.ErrClosed), sendCtx.Err() != nil:
+					case errors.Is(err, link.ErrClosed), sendCtx.Err() != nil:
 						fail(fmt.Errorf("send: %w", err))
 					default:
 						t.sendErrs.Add(1)

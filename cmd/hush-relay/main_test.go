@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 )
@@ -846,8 +846,8 @@ func checkClient(t *testing.T, a queue.Address) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	for _, transport := range []string{client.TransportQUIC, client.TransportTCP} {
-		c, err := client.Dial(ctx, a, client.DialConfig{Transport: transport})
+	for _, transport := range []link.Transport{link.TransportQUIC, link.TransportTCP} {
+		c, err := link.Dial(ctx, a, link.Config{Transport: transport})
 		if err != nil {
 			t.Fatalf("dial %s over %s: %v", a, transport, err)
 		}
@@ -882,12 +882,12 @@ func checkClient(t *testing.T, a queue.Address) {
 	wrong := a
 	wrong.Password = "not-the-password"
 	for _, addr := range []queue.Address{wrong, a.WithoutPassword()} {
-		c, err := client.Dial(ctx, addr, client.DialConfig{})
+		c, err := link.Dial(ctx, addr, link.Config{})
 		if err != nil {
 			t.Fatalf("dial %s: %v", addr, err)
 		}
-		if _, err := c.Create(ctx); !errors.Is(err, client.ErrWrongPassword) {
-			t.Errorf("create with password %q: %v, want %v", addr.Password, err, client.ErrWrongPassword)
+		if _, err := c.Create(ctx); !errors.Is(err, link.ErrWrongPassword) {
+			t.Errorf("create with password %q: %v, want %v", addr.Password, err, link.ErrWrongPassword)
 		}
 		c.Close()
 	}

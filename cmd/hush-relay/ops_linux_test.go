@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 )
 
 // TestHealthzUnwritableStore makes the running relay's store unwritable
@@ -19,7 +19,7 @@ import (
 func TestHealthzUnwritableStore(t *testing.T) {
 	ctx := opsContext(t)
 	dir, p, a, admin := startOps(t)
-	c := dialRelay(t, ctx, a, client.TransportTCP)
+	c := dialRelay(t, ctx, a, link.TransportTCP)
 	securedQueue(t, ctx, c, "before")
 	if code, body := httpGet(t, "http://"+admin+"/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz: %d %q", code, body)

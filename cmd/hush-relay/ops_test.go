@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 )
@@ -61,9 +61,9 @@ func opsContext(t *testing.T) context.Context {
 	return ctx
 }
 
-func dialRelay(t *testing.T, ctx context.Context, a queue.Address, transport string) *client.RelayConn {
+func dialRelay(t *testing.T, ctx context.Context, a queue.Address, transport link.Transport) *link.Conn {
 	t.Helper()
-	c, err := client.Dial(ctx, a, client.DialConfig{Transport: transport})
+	c, err := link.Dial(ctx, a, link.Config{Transport: transport})
 	if err != nil {
 		t.Fatalf("dial %s: %v", a, err)
 	}
@@ -72,7 +72,7 @@ func dialRelay(t *testing.T, ctx context.Context, a queue.Address, transport str
 }
 
 // securedQueue creates and secures a queue and sends bodies to it.
-func securedQueue(t *testing.T, ctx context.Context, c *client.RelayConn, bodies ...string) (client.RecipientQueue, func(string) error) {
+func securedQueue(t *testing.T, ctx context.Context, c *link.Conn, bodies ...string) (link.Queue, func(string) error) {
 	t.Helper()
 	q, err := c.Create(ctx)
 	if err != nil {
@@ -146,7 +146,7 @@ func TestStatus(t *testing.T) {
 func TestLogsPolicyAndJSON(t *testing.T) {
 	ctx := opsContext(t)
 	dir, p, a, _ := startOps(t, "--log-format", "json")
-	c := dialRelay(t, ctx, a, client.TransportQUIC)
+	c := dialRelay(t, ctx, a, link.TransportQUIC)
 	securedQueue(t, ctx, c, "hello")
 	c.Close()
 	p.stop(t, syscall.SIGTERM)
@@ -234,7 +234,7 @@ func TestDrainCommand(t *testing.T) {
 	if !strings.Contains(p.output(), "drain mode") {
 		t.Errorf("start --drain does not say so:\n%s", p.output())
 	}
-	c := dialRelay(t, ctx, a, client.TransportTCP)
+	c := dialRelay(t, ctx, a, link.TransportTCP)
 	if _, err := c.Create(ctx); !errors.Is(err, queue.PROHIBITED) {
 		t.Fatalf("create on a draining relay: %v, want PROHIBITED", err)
 	}
@@ -273,7 +273,7 @@ func TestDrainCommand(t *testing.T) {
 func TestBackupAndRestore(t *testing.T) {
 	ctx := opsContext(t)
 	dir, p, a, admin := startOps(t)
-	c := dialRelay(t, ctx, a, client.TransportQUIC)
+	c := dialRelay(t, ctx, a, link.TransportQUIC)
 	q, _ := securedQueue(t, ctx, c, "one", "two", "three")
 	out := filepath.Join(t.TempDir(), "hot.db")
 	r := hushRelay(t, nil, "backup", "--data", dir, "--admin", admin, "--out", out)
@@ -323,7 +323,7 @@ func TestBackupAndRestore(t *testing.T) {
 	if a2.Fingerprint != a.Fingerprint {
 		t.Fatalf("the restored relay has the address %s, was %s", a2, a)
 	}
-	c2 := dialRelay(t, ctx, a2, client.TransportTCP)
+	c2 := dialRelay(t, ctx, a2, link.TransportTCP)
 	for _, want := range []string{"one", "two", "three"} {
 		m, err := c2.Get(ctx, q)
 		if err != nil || string(m.Body) != want {
@@ -339,7 +339,7 @@ func TestBackupAndRestore(t *testing.T) {
 func TestCheck(t *testing.T) {
 	ctx := opsContext(t)
 	dir, p, a, _ := startOps(t)
-	c := dialRelay(t, ctx, a, client.TransportTCP)
+	c := dialRelay(t, ctx, a, link.TransportTCP)
 	securedQueue(t, ctx, c, "a", "b")
 	c.Close()
 	p.stop(t, syscall.SIGTERM)
@@ -413,7 +413,7 @@ func TestCheck(t *testing.T) {
 func TestCompact(t *testing.T) {
 	ctx := opsContext(t)
 	dir, p, a, _ := startOps(t)
-	c := dialRelay(t, ctx, a, client.TransportQUIC)
+	c := dialRelay(t, ctx, a, link.TransportQUIC)
 	q, send := securedQueue(t, ctx, c)
 	const n = 100 // the default quota is 128
 	body := strings.Repeat("x", queue.MaxMessageSize)
@@ -454,8 +454,8 @@ func TestCompact(t *testing.T) {
 	checkMode(t, store, 0o600)
 	mustSucceed(t, hushRelay(t, nil, "check", "--data", dir))
 	p, a = startRelay(t, "--data", dir, "--admin", "off")
-	c = dialRelay(t, ctx, a, client.TransportTCP)
-	if _, err := c.Get(ctx, q); !errors.Is(err, client.ErrNoMessage) {
+	c = dialRelay(t, ctx, a, link.TransportTCP)
+	if _, err := c.Get(ctx, q); !errors.Is(err, link.ErrNoMessage) {
 		t.Errorf("the queue after compaction: %v, want ErrNoMessage", err)
 	}
 	p.stop(t, syscall.SIGTERM)

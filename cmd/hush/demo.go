@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 )
@@ -74,7 +75,7 @@ func (c *cmd) demo(ctx context.Context) (err error) {
 		}
 		cl, err := client.Open(ctx, client.Config{
 			Home:   home,
-			Dial:   client.DialConfig{Transport: c.transport},
+			Dial:   link.Config{Transport: link.Transport(c.transport)},
 			Logger: c.logger(),
 		})
 		if err != nil {

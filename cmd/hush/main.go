@@ -35,7 +35,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/internal/cli"
 )
 
@@ -288,15 +288,15 @@ func run(ctx context.Context, args []string, env environment) error {
 		return usageError{fmt.Sprintf("missing %s", argsUsage), fs.Help()}
 	}
 	c.globals = g
-	switch c.transport {
-	case "", client.TransportQUIC, client.TransportTCP:
+	switch link.Transport(c.transport) {
+	case link.TransportAuto, link.TransportQUIC, link.TransportTCP:
 	default:
-		return usageError{fmt.Sprintf("--transport must be %q or %q, not %q", client.TransportQUIC, client.TransportTCP, c.transport), fs.Help()}
+		return usageError{fmt.Sprintf("--transport must be %q or %q, not %q", link.TransportQUIC, link.TransportTCP, c.transport), fs.Help()}
 	}
-	switch c.tor {
-	case "", client.TorOff, client.TorPrefer:
-	case client.TorRequired:
-		if c.transport == client.TransportQUIC {
+	switch link.TorMode(c.tor) {
+	case "", link.TorOff, link.TorPrefer:
+	case link.TorRequired:
+		if link.Transport(c.transport) == link.TransportQUIC {
 			return usageError{"--tor=required cannot use QUIC: Tor carries TCP only", fs.Help()}
 		}
 	default:

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 )
 
 // passphraseEnv is the environment variable that may hold the store's
@@ -129,7 +130,7 @@ func (c *cmd) open(ctx context.Context, offline bool) (*client.Client, error) {
 	cfg := client.Config{
 		Home:       c.home,
 		Passphrase: pass,
-		Dial:       client.DialConfig{Transport: c.transport, Tor: c.tor, SOCKS: c.socks},
+		Dial:       link.Config{Transport: link.Transport(c.transport), Tor: link.TorMode(c.tor), SOCKS: c.socks},
 		Offline:    offline,
 		Logger:     c.logger(),
 	}

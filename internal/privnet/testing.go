@@ -3,6 +3,8 @@ package privnet
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"sync"
 	"testing"
@@ -96,4 +98,42 @@ func (s *Shared) Close() error {
 		s.dir = ""
 	}
 	return err
+}
+
+// EchoServer listens on 127.0.0.1 and echoes every connection until the
+// test ends, and returns its host:port.
+func EchoServer(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { defer c.Close(); io.Copy(c, c) })
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln.Addr().String()
+}
+
+// RoundTrip writes msg on c and expects it back.
+func RoundTrip(t testing.TB, c net.Conn, msg string) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if string(got) != msg {
+		t.Fatalf("echo = %q, want %q", got, msg)
+	}
 }

@@ -1,17 +1,17 @@
-// Package client is the hush client library.
+// Package link is the client side of the queue protocol (queue/PROTOCOL.md),
+// the mirror of the relay's sessions.
 //
-// A Client (Init, Open) is one person's hush: contacts made from one-time
-// invitation links (Invite, Accept), each a pair of queues on two relays,
-// end-to-end encrypted with a hybrid X25519 + ML-KEM-768 agreement and a
-// double ratchet (package client/ratchet); messages to send (Send) wait in
-// an encrypted local store until a relay accepts them; received messages
-// are stored before they are acknowledged, and reach the application once
-// through Events. See the package example.
+// A Conn, made by Dial, is one connection to one relay, over QUIC or TLS
+// over TCP, whose identity is checked against the fingerprint the address
+// pins. It creates, secures, sends to, subscribes to and reads queues;
+// many commands may be in flight at once. Its reader never waits for the
+// application: events are buffered, bounded by the number of
+// subscriptions, so a response never waits behind unread events.
 //
-// A RelayConn, made by Dial, is the client side of the queue protocol: one
-// connection to one relay, over QUIC or TLS over TCP, that creates,
-// secures, sends to, subscribes to and reads queues. Client builds on it.
-package client
+// The messenger, package client, builds on it. Dialing through Tor uses a
+// SOCKS proxy only (package torutil/socks): this package links no code
+// that starts or controls tor.
+package link
 
 import (
 	"context"
@@ -30,7 +30,7 @@ import (
 var (
 	// ErrUnreachable is returned by Dial when no transport could connect:
 	// the network failed, nothing answered in time, or the connection
-	// ended during the handshake. RelayConn.Err wraps it when the relay
+	// ended during the handshake. Conn.Err wraps it when the relay
 	// stopped answering keep-alives.
 	ErrUnreachable = errors.New("relay unreachable")
 	// ErrTLS is returned by Dial when the TLS handshake failed for a
@@ -63,7 +63,12 @@ var (
 // full, an arbitrary entry is evicted.
 const authCacheSize = 4096
 
-// RelayConn is a connection to one relay, made by Dial.
+// extraEvents is how many events beyond two per subscription a connection
+// buffers for the application before it takes the relay as broken (see
+// Conn.Events).
+const extraEvents = 64
+
+// Conn is a connection to one relay, made by Dial.
 //
 // Its methods are safe for concurrent use, and many commands may be in
 // flight at once: each carries a correlation ID that its response echoes.
@@ -72,13 +77,12 @@ const authCacheSize = 4096
 // relay's ERR is returned as its queue.ErrorCode, so that errors.Is(err,
 // queue.AUTH) and errors.Is(err, queue.QUOTA) work.
 //
-// Events (MSG, END, DELD) arrive on the Events channel, which the
-// connection's reader fills in the relay's order. The channel is bounded:
-// when it is full, the reader waits, and so do responses behind the event
-// on the wire. Receive events in a goroutine that does not wait for
-// commands, or give those commands a deadline.
-type RelayConn struct {
-	transport  string
+// Events (MSG, END, DELD) arrive on the Events channel in the relay's
+// order. The reader never waits for the application: a command's response
+// (an ACK's OK) is never held up by events the application has not read,
+// so a goroutine that receives events may send commands and wait for them.
+type Conn struct {
+	transport  Transport
 	conn       stream
 	sessionKey queue.Key
 	binding    []byte
@@ -88,15 +92,16 @@ type RelayConn struct {
 
 	// out hands encoded transmissions to the writer. It is unbuffered: a
 	// command waits, within its ctx, until the writer takes it.
-	out    chan []byte
-	events chan RelayEvent
+	out chan []byte
+	// events is unbuffered: deliverLoop hands the application the events
+	// in waiting, one at a time.
+	events chan Event
+	wake   chan struct{} // capacity 1: the reader added to waiting
 	done   chan struct{} // closed when the connection ends
 	wg     sync.WaitGroup
 
 	lastWrite  atomic.Int64  // UnixNano when the last block was written
 	blocksRead atomic.Uint64 // blocks read from the relay
-	stalls     atomic.Uint64 // times the reader waited for room in events
-	stalled    atomic.Bool   // the reader waits for room in events now
 
 	authMu   sync.Mutex
 	authKeys map[queue.Key][32]byte // by queue public key; at most authCacheSize
@@ -104,7 +109,10 @@ type RelayConn struct {
 	mu      sync.Mutex
 	pending map[[queue.CorrIDSize]byte]chan response // one per command awaiting its response
 	subs    map[queue.ID]*subscription               // by recipient ID; bounded by the relay's MaxSubscriptions
-	err     error                                    // why the connection ended; set once, then done is closed
+	// waiting holds the events read from the relay and not yet handed to
+	// the application, oldest first: at most 2*len(subs)+extraEvents.
+	waiting []Event
+	err     error // why the connection ended; set once, then done is closed
 }
 
 // response is a relay's answer to one command, copied out of the block.
@@ -121,8 +129,8 @@ type subscription struct {
 	inflight int      // Subscribe calls waiting for their SUB
 }
 
-// RecipientQueue is what a recipient keeps for one queue it created.
-type RecipientQueue struct {
+// Queue is what a recipient keeps for one queue it created.
+type Queue struct {
 	// RecipientID names the queue in the recipient's commands.
 	RecipientID queue.ID
 	// SenderID names the queue in SEND and SKEY: give it to the sender.
@@ -141,38 +149,38 @@ type Message struct {
 	Body      []byte    // as sent
 }
 
-// RelayEventKind says what a RelayEvent reports.
-type RelayEventKind int
+// EventKind says what a Event reports.
+type EventKind int
 
-// RelayEvent kinds.
+// Event kinds.
 const (
-	// RelayEventMessage: a message from a subscribed queue (MSG). Acknowledge
+	// EventMessage: a message from a subscribed queue (MSG). Acknowledge
 	// it with Ack to receive the next one.
-	RelayEventMessage RelayEventKind = iota + 1
-	// RelayEventEnd: another connection subscribed to the queue, and this one
+	EventMessage EventKind = iota + 1
+	// EventEnd: another connection subscribed to the queue, and this one
 	// receives no more from it (END).
-	RelayEventEnd
-	// RelayEventDeleted: the queue was deleted by another connection (DELD).
-	RelayEventDeleted
+	EventEnd
+	// EventDeleted: the queue was deleted by another connection (DELD).
+	EventDeleted
 )
 
-func (k RelayEventKind) String() string {
+func (k EventKind) String() string {
 	switch k {
-	case RelayEventMessage:
+	case EventMessage:
 		return "message"
-	case RelayEventEnd:
+	case EventEnd:
 		return "end"
-	case RelayEventDeleted:
+	case EventDeleted:
 		return "deleted"
 	}
-	return fmt.Sprintf("RelayEventKind(%d)", int(k))
+	return fmt.Sprintf("EventKind(%d)", int(k))
 }
 
-// RelayEvent is something the relay reported without being asked.
-type RelayEvent struct {
-	Kind        RelayEventKind
+// Event is something the relay reported without being asked.
+type Event struct {
+	Kind        EventKind
 	RecipientID queue.ID
-	// Message is the message of a RelayEventMessage. When Err is set, only its
+	// Message is the message of a EventMessage. When Err is set, only its
 	// ID is: the message can still be acknowledged.
 	Message Message
 	// Err is set when an MSG did not open: it wraps queue.ErrOpen (the
@@ -182,8 +190,8 @@ type RelayEvent struct {
 	Err error
 }
 
-func newRelayConn(s session, cfg DialConfig) *RelayConn {
-	c := &RelayConn{
+func newConn(s session, cfg Config) *Conn {
+	c := &Conn{
 		transport:  s.transport,
 		conn:       s.conn,
 		sessionKey: s.sessionKey,
@@ -192,16 +200,18 @@ func newRelayConn(s session, cfg DialConfig) *RelayConn {
 		keepAlive:  cfg.KeepAlive,
 		pingWait:   max(cfg.KeepAlive, cfg.HandshakeTimeout),
 		out:        make(chan []byte),
-		events:     make(chan RelayEvent, cfg.Events),
+		events:     make(chan Event),
+		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		authKeys:   make(map[queue.Key][32]byte),
 		pending:    make(map[[queue.CorrIDSize]byte]chan response),
 		subs:       make(map[queue.ID]*subscription),
 	}
 	c.lastWrite.Store(time.Now().UnixNano())
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.readLoop()
 	go c.writeLoop()
+	go c.deliverLoop()
 	if c.keepAlive > 0 {
 		c.wg.Add(1)
 		go c.keepAliveLoop()
@@ -210,21 +220,28 @@ func newRelayConn(s session, cfg DialConfig) *RelayConn {
 }
 
 // Transport returns the transport in use: TransportQUIC or TransportTCP.
-func (c *RelayConn) Transport() string { return c.transport }
+func (c *Conn) Transport() Transport { return c.transport }
 
-// Events returns the channel of events. It is closed when the connection
-// ends. Its capacity is DialConfig.Events; when it is full the connection
-// stops reading from the relay, which holds its messages: nothing is lost.
-func (c *RelayConn) Events() <-chan RelayEvent { return c.events }
+// Events returns the channel of events, in the relay's order. It is closed
+// when the connection ends; events not received by then are dropped, which
+// loses nothing: their messages were not acknowledged, and the relay
+// delivers them again after the next SUB.
+//
+// Until the application receives them, events wait in the connection. The
+// relay sends one MSG per subscription until it is acknowledged (one more
+// after a repeated SUB), then at most an END or DELD, so they are bounded:
+// a relay that leaves more than two per subscription plus 64 waiting has
+// broken the protocol, and the connection ends with ErrProtocol.
+func (c *Conn) Events() <-chan Event { return c.events }
 
 // Done returns a channel that is closed when the connection ends.
-func (c *RelayConn) Done() <-chan struct{} { return c.done }
+func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Err returns nil while the connection is open, and then why it ended:
 // ErrClosed after Close, an error wrapping ErrProtocol if the relay broke
 // the protocol, ErrUnreachable if it stopped answering keep-alives, or the
 // transport's error.
-func (c *RelayConn) Err() error {
+func (c *Conn) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
@@ -232,14 +249,14 @@ func (c *RelayConn) Err() error {
 
 // Close ends the connection and waits for its goroutines. Commands in
 // flight return ErrClosed. It is idempotent and always returns nil.
-func (c *RelayConn) Close() error {
+func (c *Conn) Close() error {
 	c.shutdown(ErrClosed)
 	c.wg.Wait()
 	return nil
 }
 
 // shutdown ends the connection for cause, unless it has ended already.
-func (c *RelayConn) shutdown(cause error) {
+func (c *Conn) shutdown(cause error) {
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
@@ -252,7 +269,7 @@ func (c *RelayConn) shutdown(cause error) {
 }
 
 // endedErr is returned by commands once the connection has ended.
-func (c *RelayConn) endedErr() error {
+func (c *Conn) endedErr() error {
 	err := c.Err()
 	if err == ErrClosed {
 		return ErrClosed
@@ -262,14 +279,14 @@ func (c *RelayConn) endedErr() error {
 
 // Create creates a queue (NEW), with the address's password if it has
 // one. It returns ErrWrongPassword if the relay refuses the password.
-func (c *RelayConn) Create(ctx context.Context) (RecipientQueue, error) {
+func (c *Conn) Create(ctx context.Context) (Queue, error) {
 	rkey, err := queue.GenerateKey()
 	if err != nil {
-		return RecipientQueue{}, err
+		return Queue{}, err
 	}
 	dh, err := queue.GenerateKey()
 	if err != nil {
-		return RecipientQueue{}, err
+		return Queue{}, err
 	}
 	r, err := c.do(ctx, rkey, nil, queue.Command{
 		Tag:            queue.TagNEW,
@@ -278,18 +295,18 @@ func (c *RelayConn) Create(ctx context.Context) (RecipientQueue, error) {
 		Password:       c.password,
 	}, queue.TagIDS)
 	if errors.Is(err, queue.AUTH) {
-		return RecipientQueue{}, ErrWrongPassword
+		return Queue{}, ErrWrongPassword
 	}
 	if err != nil {
-		return RecipientQueue{}, err
+		return Queue{}, err
 	}
 	mk, err := queue.MessageKey(dh, r.RelayDHKey)
 	if err != nil {
 		err = fmt.Errorf("%w: unusable relay DH key in IDS", ErrProtocol)
 		c.shutdown(err)
-		return RecipientQueue{}, err
+		return Queue{}, err
 	}
-	return RecipientQueue{
+	return Queue{
 		RecipientID:  r.RecipientID,
 		SenderID:     r.SenderID,
 		RecipientKey: rkey,
@@ -300,7 +317,7 @@ func (c *RelayConn) Create(ctx context.Context) (RecipientQueue, error) {
 // Secure gives the queue its sender key (KEY): from then on only SEND
 // commands authorized by that key are accepted. Securing again with the
 // same key succeeds; with another key it fails with queue.AUTH.
-func (c *RelayConn) Secure(ctx context.Context, q RecipientQueue, senderKey queue.Key) error {
+func (c *Conn) Secure(ctx context.Context, q Queue, senderKey queue.Key) error {
 	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagKEY, SenderKey: senderKey}, queue.TagOK)
 	return err
 }
@@ -308,7 +325,7 @@ func (c *RelayConn) Secure(ctx context.Context, q RecipientQueue, senderKey queu
 // SecureSender secures the queue with sender ID sid with the sender's own
 // key (SKEY), as the recipient's Secure would. Securing again with the
 // same key succeeds; another key, or a suspended queue, gets queue.AUTH.
-func (c *RelayConn) SecureSender(ctx context.Context, sid queue.ID, senderKey *ecdh.PrivateKey) error {
+func (c *Conn) SecureSender(ctx context.Context, sid queue.ID, senderKey *ecdh.PrivateKey) error {
 	_, err := c.do(ctx, senderKey, &sid, queue.Command{Tag: queue.TagSKEY, SenderKey: queue.PublicKey(senderKey)}, queue.TagOK)
 	return err
 }
@@ -318,7 +335,7 @@ func (c *RelayConn) SecureSender(ctx context.Context, sid queue.ID, senderKey *e
 // durably. A body larger than the relay accepts gets queue.LARGE (without
 // asking the relay when it could not fit in a block), a full queue
 // queue.QUOTA.
-func (c *RelayConn) Send(ctx context.Context, sid queue.ID, senderKey *ecdh.PrivateKey, body []byte) error {
+func (c *Conn) Send(ctx context.Context, sid queue.ID, senderKey *ecdh.PrivateKey, body []byte) error {
 	if len(body) > queue.MaxTransmissionSize {
 		return queue.LARGE
 	}
@@ -327,11 +344,11 @@ func (c *RelayConn) Send(ctx context.Context, sid queue.ID, senderKey *ecdh.Priv
 }
 
 // Subscribe subscribes this connection to the queue (SUB): its messages
-// arrive as RelayEventMessage events, one at a time, the next after Ack of the
+// arrive as EventMessage events, one at a time, the next after Ack of the
 // previous. The first may arrive before Subscribe returns. A subscription
 // from another connection ends this one (EventEnd). Subscribing again
 // redelivers the unacknowledged message.
-func (c *RelayConn) Subscribe(ctx context.Context, q RecipientQueue) error {
+func (c *Conn) Subscribe(ctx context.Context, q Queue) error {
 	c.mu.Lock()
 	s := c.subs[q.RecipientID]
 	if s == nil {
@@ -359,7 +376,7 @@ func (c *RelayConn) Subscribe(ctx context.Context, q RecipientQueue) error {
 
 // unsubscribed forgets the subscription to rid unless a Subscribe is in
 // flight.
-func (c *RelayConn) unsubscribed(rid queue.ID) {
+func (c *Conn) unsubscribed(rid queue.ID) {
 	c.mu.Lock()
 	if s := c.subs[rid]; s != nil {
 		s.active = false
@@ -375,7 +392,7 @@ func (c *RelayConn) unsubscribed(rid queue.ID) {
 // connection is subscribed to gets queue.PROHIBITED. If the message does
 // not open, Get returns an error wrapping queue.ErrOpen or queue.ErrSyntax
 // and a Message with only its ID, which can be acknowledged.
-func (c *RelayConn) Get(ctx context.Context, q RecipientQueue) (Message, error) {
+func (c *Conn) Get(ctx context.Context, q Queue) (Message, error) {
 	r, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagGET}, queue.TagMSG)
 	if errors.Is(err, queue.NO_MSG) {
 		return Message{}, ErrNoMessage
@@ -398,21 +415,21 @@ func openMessage(key *[32]byte, id queue.ID, sealed []byte) (Message, error) {
 // the relay then deletes it, and on a subscribed queue the next message
 // follows. It returns queue.NO_MSG
 // if msgID is not the queue's first message.
-func (c *RelayConn) Ack(ctx context.Context, q RecipientQueue, msgID queue.ID) error {
+func (c *Conn) Ack(ctx context.Context, q Queue, msgID queue.ID) error {
 	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagACK, MsgID: msgID}, queue.TagOK)
 	return err
 }
 
 // Suspend stops the queue accepting messages (OFF): senders get
 // queue.AUTH; the recipient can still read what it holds.
-func (c *RelayConn) Suspend(ctx context.Context, q RecipientQueue) error {
+func (c *Conn) Suspend(ctx context.Context, q Queue) error {
 	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagOFF}, queue.TagOK)
 	return err
 }
 
 // Delete deletes the queue and its messages (DEL). A subscriber on another
 // connection gets EventDeleted.
-func (c *RelayConn) Delete(ctx context.Context, q RecipientQueue) error {
+func (c *Conn) Delete(ctx context.Context, q Queue) error {
 	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagDEL}, queue.TagOK)
 	if err == nil {
 		c.unsubscribed(q.RecipientID)
@@ -421,7 +438,7 @@ func (c *RelayConn) Delete(ctx context.Context, q RecipientQueue) error {
 }
 
 // Ping checks that the relay answers (PING, PONG).
-func (c *RelayConn) Ping(ctx context.Context) error {
+func (c *Conn) Ping(ctx context.Context) error {
 	_, err := c.do(ctx, nil, nil, queue.Command{Tag: queue.TagPING}, queue.TagPONG)
 	return err
 }
@@ -429,7 +446,7 @@ func (c *RelayConn) Ping(ctx context.Context) error {
 // do sends cmd about entity, authorized by key (none if nil), and waits for
 // the response, which must have the tag want or be an ERR (returned as its
 // queue.ErrorCode).
-func (c *RelayConn) do(ctx context.Context, key *ecdh.PrivateKey, entity *queue.ID, cmd queue.Command, want queue.Tag) (queue.Command, error) {
+func (c *Conn) do(ctx context.Context, key *ecdh.PrivateKey, entity *queue.ID, cmd queue.Command, want queue.Tag) (queue.Command, error) {
 	if err := ctx.Err(); err != nil {
 		return queue.Command{}, err
 	}
@@ -503,7 +520,7 @@ func (c *RelayConn) do(ctx context.Context, key *ecdh.PrivateKey, entity *queue.
 
 // authKey returns the key that authorizes commands of the queue whose key
 // is priv on this session, from the cache when it can.
-func (c *RelayConn) authKey(priv *ecdh.PrivateKey) ([32]byte, error) {
+func (c *Conn) authKey(priv *ecdh.PrivateKey) ([32]byte, error) {
 	pub := queue.PublicKey(priv)
 	c.authMu.Lock()
 	k, ok := c.authKeys[pub]
@@ -531,7 +548,7 @@ func (c *RelayConn) authKey(priv *ecdh.PrivateKey) ([32]byte, error) {
 
 // writeLoop writes the transmissions handed over on out, packing all that
 // are waiting (and fit) into each block.
-func (c *RelayConn) writeLoop() {
+func (c *Conn) writeLoop() {
 	defer c.wg.Done()
 	var b queue.BlockBuilder
 	block := make([]byte, 0, queue.BlockSize)
@@ -569,10 +586,9 @@ func (c *RelayConn) writeLoop() {
 }
 
 // readLoop reads blocks, hands responses to the commands waiting for them
-// and events to the Events channel, which it closes when it returns.
-func (c *RelayConn) readLoop() {
+// and queues events for deliverLoop. It never waits for the application.
+func (c *Conn) readLoop() {
 	defer c.wg.Done()
-	defer close(c.events)
 	block := make([]byte, queue.BlockSize)
 	var txs [][]byte
 	for {
@@ -596,12 +612,9 @@ func (c *RelayConn) readLoop() {
 	}
 }
 
-// errEnded stops the reader when the connection ended while it waited.
-var errEnded = errors.New("connection ended")
-
 // handle processes one transmission from the relay. It copies what it
 // keeps: tx aliases the block buffer.
-func (c *RelayConn) handle(tx []byte) error {
+func (c *Conn) handle(tx []byte) error {
 	t, _, err := queue.ParseTransmission(tx)
 	if err != nil {
 		return fmt.Errorf("%w: malformed transmission", ErrProtocol)
@@ -636,10 +649,10 @@ func (c *RelayConn) handle(tx []byte) error {
 	if !r.hasEntity {
 		return fmt.Errorf("%w: %v without a queue", ErrProtocol, t.Command.Tag)
 	}
-	ev := RelayEvent{RecipientID: r.entity}
+	ev := Event{RecipientID: r.entity}
 	switch t.Command.Tag {
 	case queue.TagMSG:
-		ev.Kind = RelayEventMessage
+		ev.Kind = EventMessage
 		c.mu.Lock()
 		s := c.subs[r.entity]
 		var key [32]byte
@@ -654,37 +667,70 @@ func (c *RelayConn) handle(tx []byte) error {
 			ev.Message, ev.Err = openMessage(&key, t.Command.MsgID, t.Command.Body)
 		}
 	case queue.TagEND:
-		ev.Kind = RelayEventEnd
+		ev.Kind = EventEnd
 		c.unsubscribed(r.entity)
 	case queue.TagDELD:
-		ev.Kind = RelayEventDeleted
+		ev.Kind = EventDeleted
 		c.unsubscribed(r.entity)
 	}
 	return c.emit(ev)
 }
 
-// emit puts ev on the Events channel, waiting for room if need be.
-func (c *RelayConn) emit(ev RelayEvent) error {
+// emit queues ev for the application, or fails if the relay has left
+// more events waiting than the protocol allows (see Events).
+func (c *Conn) emit(ev Event) error {
+	c.mu.Lock()
+	if len(c.waiting) >= 2*len(c.subs)+extraEvents {
+		n := len(c.waiting)
+		c.mu.Unlock()
+		return fmt.Errorf("%w: %d events waiting, more than two per subscription", ErrProtocol, n)
+	}
+	c.waiting = append(c.waiting, ev)
+	c.mu.Unlock()
 	select {
-	case c.events <- ev:
-		return nil
+	case c.wake <- struct{}{}:
 	default:
 	}
-	c.stalls.Add(1)
-	c.stalled.Store(true)
-	defer c.stalled.Store(false)
-	select {
-	case c.events <- ev:
-		return nil
-	case <-c.done:
-		return errEnded
+	return nil
+}
+
+// deliverLoop hands the waiting events to the application, oldest first,
+// and closes the Events channel when the connection ends.
+func (c *Conn) deliverLoop() {
+	defer c.wg.Done()
+	defer close(c.events)
+	for {
+		c.mu.Lock()
+		n := len(c.waiting)
+		var ev Event
+		if n > 0 {
+			ev = c.waiting[0]
+			c.waiting[0] = Event{}
+			c.waiting = c.waiting[1:]
+			if n == 1 {
+				c.waiting = nil // let the array go
+			}
+		}
+		c.mu.Unlock()
+		if n == 0 {
+			select {
+			case <-c.wake:
+				continue
+			case <-c.done:
+				return
+			}
+		}
+		select {
+		case c.events <- ev:
+		case <-c.done:
+			return
+		}
 	}
 }
 
 // keepAliveLoop sends a PING whenever nothing was written for keepAlive,
-// and ends the connection if the relay then sends nothing for pingWait
-// while the reader was free to read.
-func (c *RelayConn) keepAliveLoop() {
+// and ends the connection if the relay then sends nothing for pingWait.
+func (c *Conn) keepAliveLoop() {
 	defer c.wg.Done()
 	t := time.NewTimer(c.keepAlive)
 	defer t.Stop()
@@ -699,12 +745,11 @@ func (c *RelayConn) keepAliveLoop() {
 			t.Reset(c.keepAlive - idle)
 			continue
 		}
-		blocks, stalls, stalled := c.blocksRead.Load(), c.stalls.Load(), c.stalled.Load()
+		blocks := c.blocksRead.Load()
 		ctx, cancel := context.WithTimeout(context.Background(), c.pingWait)
 		err := c.Ping(ctx)
 		cancel()
-		if errors.Is(err, context.DeadlineExceeded) && !stalled && !c.stalled.Load() &&
-			blocks == c.blocksRead.Load() && stalls == c.stalls.Load() {
+		if errors.Is(err, context.DeadlineExceeded) && blocks == c.blocksRead.Load() {
 			c.shutdown(fmt.Errorf("%w: no answer to a keep-alive PING in %v", ErrUnreachable, c.pingWait))
 			return
 		}

@@ -1,4 +1,4 @@
-package client
+package link
 
 import (
 	"context"
@@ -15,55 +15,70 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/hushrelay/hush/queue"
-	"github.com/hushrelay/hush/torutil"
+	"github.com/hushrelay/hush/torutil/socks"
 )
 
-// Transports, the values of DialConfig.Transport and of
-// RelayConn.Transport.
+// Transport is how a connection reaches a relay.
+type Transport string
+
+// Transports, the values of Config.Transport and of Conn.Transport.
 const (
-	TransportQUIC = "quic"
-	TransportTCP  = "tcp"
+	// TransportAuto (the zero value, only in Config) tries QUIC first and
+	// falls back to TLS over TCP when QUIC does not connect within
+	// Config.QUICTimeout.
+	TransportAuto Transport = ""
+	// TransportQUIC is QUIC over UDP.
+	TransportQUIC Transport = "quic"
+	// TransportTCP is TLS over TCP.
+	TransportTCP Transport = "tcp"
 )
 
-// Tor modes, the values of DialConfig.Tor.
+// TorMode says whether and how connections go through Tor.
+type TorMode string
+
+// Tor modes, the values of Config.Tor.
 const (
-	// TorOff dials relays directly; an onion-only relay cannot be reached.
-	TorOff = "off"
+	// TorOff (or "") dials relays directly; an onion-only relay cannot be
+	// reached.
+	TorOff TorMode = "off"
 	// TorPrefer dials a relay's onion host through the SOCKS proxy when the
 	// relay has one and the proxy answers, and dials directly otherwise.
-	TorPrefer = "prefer"
+	TorPrefer TorMode = "prefer"
 	// TorRequired dials only through the SOCKS proxy: TLS over TCP, never
 	// QUIC (no UDP socket is opened), never a direct connection, and no
 	// name is resolved locally (the proxy resolves it). The onion host is
 	// used when the relay has one. A proxy that does not answer is an
-	// error (ErrUnreachable wrapping torutil.ErrProxyUnreachable).
-	TorRequired = "required"
+	// error (ErrUnreachable wrapping socks.ErrProxyUnreachable).
+	TorRequired TorMode = "required"
 )
+
+// On reports whether the mode sends connections through Tor: TorPrefer or
+// TorRequired.
+func (m TorMode) On() bool { return m == TorPrefer || m == TorRequired }
 
 // DefaultSOCKS is the default Tor SOCKS5 proxy.
 const DefaultSOCKS = "127.0.0.1:9050"
 
-// Defaults of DialConfig.
+// Defaults of Config.
 const (
 	DefaultQUICTimeout      = 3 * time.Second
 	DefaultHandshakeTimeout = 15 * time.Second
 	DefaultKeepAlive        = 60 * time.Second
-	DefaultEvents           = 64
 )
 
 // quicKeepAlive is how often QUIC itself sends keep-alive packets, so that
 // NAT bindings and QUIC's idle timeout survive between PINGs.
 const quicKeepAlive = 15 * time.Second
 
-// DialConfig configures Dial. The zero value is ready to use: QUIC first,
+// Config configures Dial. The zero value is ready to use: QUIC first,
 // TLS over TCP as the fallback, and the defaults below.
-type DialConfig struct {
-	// Transport is "" to try QUIC first and fall back to TLS over TCP when
-	// QUIC does not connect within QUICTimeout, TransportQUIC or
-	// TransportTCP to use only that one. Use TransportTCP with a Tor
+type Config struct {
+	// Transport is TransportAuto (the zero value) to try QUIC first and
+	// fall back to TLS over TCP when QUIC does not connect within
+	// QUICTimeout, TransportQUIC or TransportTCP to use only that one. Use TransportTCP with a Tor
 	// DialTCP: QUIC sends UDP, which Tor does not carry. An onion host is
 	// only ever dialled over TCP.
-	Transport string
+	Transport Transport
 	// DialTCP opens the TCP connection that TLS runs over, for example
 	// through a SOCKS5 proxy. Default: a net.Dialer's DialContext. It must
 	// honour ctx.
@@ -76,16 +91,14 @@ type DialConfig struct {
 	HandshakeTimeout time.Duration
 	// KeepAlive is how long the connection may go without writing before
 	// a PING is sent. A relay that then sends nothing for KeepAlive or
-	// HandshakeTimeout, whichever is longer, while Events has room, is
-	// taken as gone and the connection ends with ErrUnreachable.
-	// Default 60 s; negative disables keep-alives.
+	// HandshakeTimeout, whichever is longer, is taken as gone and the
+	// connection ends with ErrUnreachable. Default 60 s; negative disables
+	// keep-alives.
 	KeepAlive time.Duration
-	// Events is the capacity of the Events channel. Default 64.
-	Events int
 
 	// Tor is TorOff (or ""), TorPrefer or TorRequired. With Tor, DialTCP
 	// is not used: connections go through the SOCKS proxy.
-	Tor string
+	Tor TorMode
 	// SOCKS is the Tor SOCKS5 proxy's host:port. Default DefaultSOCKS.
 	SOCKS string
 	// Isolation is given to the proxy as SOCKS credentials: connections
@@ -93,9 +106,9 @@ type DialConfig struct {
 	Isolation string
 }
 
-func (cfg DialConfig) withDefaults() (DialConfig, error) {
+func (cfg Config) withDefaults() (Config, error) {
 	switch cfg.Transport {
-	case "", TransportQUIC, TransportTCP:
+	case TransportAuto, TransportQUIC, TransportTCP:
 	default:
 		return cfg, fmt.Errorf("unknown transport %q", cfg.Transport)
 	}
@@ -124,9 +137,6 @@ func (cfg DialConfig) withDefaults() (DialConfig, error) {
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = DefaultKeepAlive
 	}
-	if cfg.Events <= 0 {
-		cfg.Events = DefaultEvents
-	}
 	return cfg, nil
 }
 
@@ -139,7 +149,7 @@ func (cfg DialConfig) withDefaults() (DialConfig, error) {
 // cancelling ctx later has no effect on the connection. The error wraps
 // ErrUnreachable, ErrTLS, ErrWrongFingerprint or ErrProtocol, or ctx's
 // error when ctx ended first.
-func Dial(ctx context.Context, addr queue.Address, cfg DialConfig) (*RelayConn, error) {
+func Dial(ctx context.Context, addr queue.Address, cfg Config) (*Conn, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -148,7 +158,7 @@ func Dial(ctx context.Context, addr queue.Address, cfg DialConfig) (*RelayConn, 
 		return nil, errors.New("the relay address has no host or port")
 	}
 	var s session
-	tor := torutil.Dialer{Proxy: cfg.SOCKS, Isolation: cfg.Isolation}
+	tor := socks.Dialer{Proxy: cfg.SOCKS, Isolation: cfg.Isolation}
 	onionTarget := addr.OnionHostPort()
 	switch {
 	case cfg.Tor == TorRequired:
@@ -159,7 +169,7 @@ func Dial(ctx context.Context, addr queue.Address, cfg DialConfig) (*RelayConn, 
 		s, err = dialTCP(ctx, addr, target, cfg, tor.DialContext)
 	case cfg.Tor == TorPrefer && onionTarget != "":
 		s, err = dialTCP(ctx, addr, onionTarget, cfg, tor.DialContext)
-		if errors.Is(err, torutil.ErrProxyUnreachable) && !queue.IsOnion(addr.Host) {
+		if errors.Is(err, socks.ErrProxyUnreachable) && !queue.IsOnion(addr.Host) {
 			s, err = dialDirect(ctx, addr, cfg) // no proxy: the relay's clearnet host
 		}
 	case queue.IsOnion(addr.Host):
@@ -170,7 +180,7 @@ func Dial(ctx context.Context, addr queue.Address, cfg DialConfig) (*RelayConn, 
 	if err != nil {
 		return nil, err
 	}
-	return newRelayConn(s, cfg), nil
+	return newConn(s, cfg), nil
 }
 
 // stream is the byte stream that carries a session: a TLS connection over
@@ -220,14 +230,14 @@ func (t tlsStream) Write(b []byte) (int, error) {
 
 // session is an established, handshaken connection.
 type session struct {
-	transport  string
+	transport  Transport
 	conn       stream
 	binding    []byte    // TLS exporter value
 	sessionKey queue.Key // the relay's X25519 key for this session
 	password   []byte    // from the address, for NEW
 }
 
-func dialQUIC(ctx context.Context, addr queue.Address, cfg DialConfig, connectTimeout time.Duration) (session, error) {
+func dialQUIC(ctx context.Context, addr queue.Address, cfg Config, connectTimeout time.Duration) (session, error) {
 	hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
 	v := &verifier{fp: addr.Fingerprint}
@@ -267,7 +277,7 @@ func dialQUIC(ctx context.Context, addr queue.Address, cfg DialConfig, connectTi
 
 // dialDirect dials addr's clearnet host over cfg.Transport, QUIC first
 // by default.
-func dialDirect(ctx context.Context, addr queue.Address, cfg DialConfig) (s session, err error) {
+func dialDirect(ctx context.Context, addr queue.Address, cfg Config) (s session, err error) {
 	switch cfg.Transport {
 	case TransportQUIC:
 		return dialQUIC(ctx, addr, cfg, cfg.HandshakeTimeout)
@@ -287,7 +297,7 @@ func dialDirect(ctx context.Context, addr queue.Address, cfg DialConfig) (s sess
 
 // dialTCP dials target with dial (directly, or through the SOCKS proxy)
 // and runs TLS and the hush handshake for addr's relay over it.
-func dialTCP(ctx context.Context, addr queue.Address, target string, cfg DialConfig, dial func(context.Context, string, string) (net.Conn, error)) (session, error) {
+func dialTCP(ctx context.Context, addr queue.Address, target string, cfg Config, dial func(context.Context, string, string) (net.Conn, error)) (session, error) {
 	hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
 	raw, err := dial(hctx, "tcp", target)
@@ -352,7 +362,7 @@ func (s *session) handshake(ctx, hctx context.Context) error {
 // error if the caller's ctx ended, else ErrUnreachable. The expiry of the
 // dial's own timeouts is described, not wrapped, so that it does not look
 // like the caller's deadline.
-func dialFailed(ctx context.Context, transport string, err error) error {
+func dialFailed(ctx context.Context, transport Transport, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("dial %s: %w", transport, context.Cause(ctx))
 	}
@@ -405,7 +415,7 @@ func (v *verifier) verifyConnection(cs tls.ConnectionState) error {
 // classify wraps a failed TLS connection attempt: the verifier's verdict
 // if it rejected the relay, ctx's error if the caller gave up, ErrTLS if
 // the TLS handshake itself failed, else ErrUnreachable.
-func (v *verifier) classify(ctx context.Context, transport string, err error) error {
+func (v *verifier) classify(ctx context.Context, transport Transport, err error) error {
 	v.mu.Lock()
 	verr := v.err
 	v.mu.Unlock()

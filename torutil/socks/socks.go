@@ -1,4 +1,10 @@
-package torutil
+// Package socks dials TCP connections through a SOCKS5 proxy, normally
+// tor's SocksPort, with stream isolation, never resolving names locally.
+//
+// It is apart from package torutil, which runs and controls tor processes
+// (through github.com/cretz/bine), so that a client that only dials
+// through a tor it did not start links none of that code.
+package socks
 
 import (
 	"context"
@@ -10,6 +16,11 @@ import (
 
 	"golang.org/x/net/proxy"
 )
+
+// ErrProxyUnreachable is returned (wrapped) by Dialer.DialContext when the
+// SOCKS proxy does not accept a TCP connection, typically because tor is
+// not running. The message names the proxy address.
+var ErrProxyUnreachable = errors.New("socks: tor SOCKS proxy unreachable")
 
 // DefaultIsolation is the SOCKS username a Dialer sends when its Isolation
 // is empty.
@@ -48,20 +59,20 @@ type Dialer struct {
 // deadline set.
 func (d Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	if network != "tcp" {
-		return nil, fmt.Errorf("torutil: network %q not supported through tor, only tcp", network)
+		return nil, fmt.Errorf("socks: network %q not supported through tor, only tcp", network)
 	}
 	if d.Proxy == "" {
-		return nil, errors.New("torutil: Dialer.Proxy not set")
+		return nil, errors.New("socks: Dialer.Proxy not set")
 	}
 	user := d.Isolation
 	if user == "" {
 		user = DefaultIsolation
 	}
 	if len(user) > 255 {
-		return nil, errors.New("torutil: Dialer.Isolation longer than 255 bytes")
+		return nil, errors.New("socks: Dialer.Isolation longer than 255 bytes")
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return nil, fmt.Errorf("torutil: dial %q: %w", addr, err)
+		return nil, fmt.Errorf("socks: dial %q: %w", addr, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -69,7 +80,7 @@ func (d Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn
 	auth := &proxy.Auth{User: user, Password: socksPassword}
 	pd, err := proxy.SOCKS5("tcp", d.Proxy, auth, forwardDialer{})
 	if err != nil {
-		return nil, fmt.Errorf("torutil: %w", err)
+		return nil, fmt.Errorf("socks: %w", err)
 	}
 	c, err := pd.(proxy.ContextDialer).DialContext(ctx, "tcp", addr)
 	if err == nil {
@@ -82,16 +93,16 @@ func (d Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn
 	case ctx.Err() != nil:
 		// x/net/proxy reports an aborted handshake as the I/O error it
 		// caused; name the real cause.
-		return nil, fmt.Errorf("torutil: dial %s via %s: %w", addr, d.Proxy, ctx.Err())
+		return nil, fmt.Errorf("socks: dial %s via %s: %w", addr, d.Proxy, ctx.Err())
 	case pastDeadline(ctx) && isTimeout(err):
 		// The connection's deadline, set from ctx's, can expire a moment
 		// before ctx reports it.
-		return nil, fmt.Errorf("torutil: dial %s via %s: %w", addr, d.Proxy, context.DeadlineExceeded)
+		return nil, fmt.Errorf("socks: dial %s via %s: %w", addr, d.Proxy, context.DeadlineExceeded)
 	}
 	if reason := torReply(err); reason != "" {
-		return nil, fmt.Errorf("torutil: dial %s via %s: %s: %w", addr, d.Proxy, reason, err)
+		return nil, fmt.Errorf("socks: dial %s via %s: %s: %w", addr, d.Proxy, reason, err)
 	}
-	return nil, fmt.Errorf("torutil: dial %s via %s: %w", addr, d.Proxy, err)
+	return nil, fmt.Errorf("socks: dial %s via %s: %w", addr, d.Proxy, err)
 }
 
 // torReplies are the meanings of the SOCKS5 reply codes that tor adds

@@ -1,4 +1,4 @@
-package torutil_test
+package socks_test
 
 import (
 	"bytes"
@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hushrelay/hush/torutil"
+	"github.com/hushrelay/hush/internal/privnet"
+	"github.com/hushrelay/hush/torutil/socks"
 )
 
 // socksRequest is what the test SOCKS5 server saw of one connection.
@@ -138,62 +139,25 @@ func (s *socksServer) serve(c net.Conn) {
 	io.Copy(c, up)
 }
 
-// echoServer listens on 127.0.0.1 and echoes every connection.
-func echoServer(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { defer c.Close(); io.Copy(c, c) })
-		}
-	})
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
-}
-
-// roundTrip writes msg on c and expects it back.
-func roundTrip(t testing.TB, c net.Conn, msg string) {
-	t.Helper()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.WriteString(c, msg); err != nil {
-		t.Fatalf("write: %v", err)
-	}
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	if string(got) != msg {
-		t.Fatalf("echo = %q, want %q", got, msg)
-	}
-}
-
 const testOnion = "25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkenl5sid.onion"
 
 func TestDialerSOCKS(t *testing.T) {
-	srv := newSOCKSServer(t, echoServer(t))
+	srv := newSOCKSServer(t, privnet.EchoServer(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	dial := func(d torutil.Dialer, addr string) socksRequest {
+	dial := func(d socks.Dialer, addr string) socksRequest {
 		t.Helper()
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			t.Fatalf("dial %s: %v", addr, err)
 		}
 		defer c.Close()
-		roundTrip(t, c, "hello through "+addr+"\n")
+		privnet.RoundTrip(t, c, "hello through "+addr+"\n")
 		return <-srv.reqs
 	}
 
-	a := torutil.Dialer{Proxy: srv.ln.Addr().String(), Isolation: "contact-a"}
+	a := socks.Dialer{Proxy: srv.ln.Addr().String(), Isolation: "contact-a"}
 	r := dial(a, testOnion+":5223")
 	if r.atyp != 3 || r.host != testOnion || r.port != 5223 {
 		t.Errorf("onion target arrived as atyp %d host %q port %d, want a name (3) %q port 5223", r.atyp, r.host, r.port, testOnion)
@@ -205,7 +169,7 @@ func TestDialerSOCKS(t *testing.T) {
 		t.Errorf("offered methods %v lack username/password (2)", r.methods)
 	}
 
-	b := torutil.Dialer{Proxy: srv.ln.Addr().String(), Isolation: "contact-b"}
+	b := socks.Dialer{Proxy: srv.ln.Addr().String(), Isolation: "contact-b"}
 	rb := dial(b, "relay.example.com:443")
 	if rb.atyp != 3 || rb.host != "relay.example.com" {
 		t.Errorf("name target arrived as atyp %d host %q, want it unresolved", rb.atyp, rb.host)
@@ -214,13 +178,13 @@ func TestDialerSOCKS(t *testing.T) {
 		t.Errorf("Dialers with different Isolation both sent username %q", rb.user)
 	}
 
-	def := torutil.Dialer{Proxy: srv.ln.Addr().String()}
+	def := socks.Dialer{Proxy: srv.ln.Addr().String()}
 	rd := dial(def, "127.0.0.1:80")
 	if rd.atyp != 1 || rd.host != "127.0.0.1" {
 		t.Errorf("IP target arrived as atyp %d host %q", rd.atyp, rd.host)
 	}
-	if rd.user != torutil.DefaultIsolation {
-		t.Errorf("empty Isolation sent username %q, want %q", rd.user, torutil.DefaultIsolation)
+	if rd.user != socks.DefaultIsolation {
+		t.Errorf("empty Isolation sent username %q, want %q", rd.user, socks.DefaultIsolation)
 	}
 	if rd2 := dial(def, "127.0.0.1:80"); rd2.user != rd.user {
 		t.Errorf("the default isolation changed between dials: %q, %q", rd.user, rd2.user)
@@ -228,12 +192,12 @@ func TestDialerSOCKS(t *testing.T) {
 }
 
 func TestDialerTorReplies(t *testing.T) {
-	srv := newSOCKSServer(t, echoServer(t))
+	srv := newSOCKSServer(t, privnet.EchoServer(t))
 	srv.fail[testOnion] = 0xf0
 	srv.fail["refused.example"] = 5
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	d := torutil.Dialer{Proxy: srv.ln.Addr().String()}
+	d := socks.Dialer{Proxy: srv.ln.Addr().String()}
 	for host, want := range map[string]string{
 		testOnion:         "onion service descriptor not found",
 		"refused.example": "connection refused",
@@ -248,15 +212,15 @@ func TestDialerTorReplies(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("dial %s: %v, want %q", host, err, want)
 		}
-		if errors.Is(err, torutil.ErrProxyUnreachable) {
+		if errors.Is(err, socks.ErrProxyUnreachable) {
 			t.Errorf("dial %s: a refusal reported as an unreachable proxy", host)
 		}
 	}
 }
 
 func TestDialerRejects(t *testing.T) {
-	srv := newSOCKSServer(t, echoServer(t))
-	d := torutil.Dialer{Proxy: srv.ln.Addr().String()}
+	srv := newSOCKSServer(t, privnet.EchoServer(t))
+	d := socks.Dialer{Proxy: srv.ln.Addr().String()}
 	ctx := context.Background()
 	for _, network := range []string{"udp", "tcp4", "unix"} {
 		if c, err := d.DialContext(ctx, network, testOnion+":80"); err == nil {
@@ -264,7 +228,7 @@ func TestDialerRejects(t *testing.T) {
 			t.Errorf("DialContext(%q) succeeded", network)
 		}
 	}
-	long := torutil.Dialer{Proxy: d.Proxy, Isolation: string(bytes.Repeat([]byte("x"), 256))}
+	long := socks.Dialer{Proxy: d.Proxy, Isolation: string(bytes.Repeat([]byte("x"), 256))}
 	if c, err := long.DialContext(ctx, "tcp", testOnion+":80"); err == nil {
 		c.Close()
 		t.Error("a 256-byte Isolation was accepted")
@@ -289,12 +253,12 @@ func TestDialerProxyUnreachable(t *testing.T) {
 	ln.Close() // nothing listens there now
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := torutil.Dialer{Proxy: dead}.DialContext(ctx, "tcp", testOnion+":5223")
+	c, err := socks.Dialer{Proxy: dead}.DialContext(ctx, "tcp", testOnion+":5223")
 	if err == nil {
 		c.Close()
 		t.Fatal("dial through a closed port succeeded")
 	}
-	if !errors.Is(err, torutil.ErrProxyUnreachable) {
+	if !errors.Is(err, socks.ErrProxyUnreachable) {
 		t.Fatalf("err = %v, want ErrProxyUnreachable", err)
 	}
 	t.Logf("dead proxy: %v", err)
@@ -333,7 +297,7 @@ func TestDialerCancel(t *testing.T) {
 			c.Close()
 		}
 	})
-	d := torutil.Dialer{Proxy: ln.Addr().String()}
+	d := socks.Dialer{Proxy: ln.Addr().String()}
 
 	for _, mode := range []string{"cancel", "deadline"} {
 		t.Run(mode, func(t *testing.T) {
@@ -360,7 +324,7 @@ func TestDialerCancel(t *testing.T) {
 				if !errors.Is(err, want) {
 					t.Fatalf("err = %v, want %v", err, want)
 				}
-				if errors.Is(err, torutil.ErrProxyUnreachable) {
+				if errors.Is(err, socks.ErrProxyUnreachable) {
 					t.Fatalf("a silent proxy reported as unreachable: %v", err)
 				}
 			case <-time.After(20 * time.Second):

@@ -1,4 +1,4 @@
-package client
+package link
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ import (
 
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
-	"github.com/hushrelay/hush/torutil"
+	"github.com/hushrelay/hush/torutil/socks"
 )
 
 // testTimeout bounds every test that touches the network.
@@ -266,7 +266,7 @@ type testQUICStream struct {
 
 func (s testQUICStream) Close() error { return s.conn.CloseWithError(0, "") }
 
-var transports = []string{TransportQUIC, TransportTCP}
+var transports = []Transport{TransportQUIC, TransportTCP}
 
 // TestDialIdentity dials servers with the wrong identity or a bad
 // certificate over both transports: the error says which.
@@ -287,10 +287,10 @@ func TestDialIdentity(t *testing.T) {
 	}
 	for _, tc := range cases {
 		for _, tr := range transports {
-			t.Run(tc.name+"/"+tr, func(t *testing.T) {
+			t.Run(tc.name+"/"+string(tr), func(t *testing.T) {
 				ctx := testContext(t)
 				s := startTestServer(t, tc.cert, id.fp, tc.alpn, nil)
-				c, err := Dial(ctx, s.addr, DialConfig{Transport: tr})
+				c, err := Dial(ctx, s.addr, Config{Transport: tr})
 				if err == nil {
 					c.Close()
 					t.Fatal("dial succeeded")
@@ -316,7 +316,7 @@ func TestDialNoFallbackOnIdentity(t *testing.T) {
 	s := startTestServer(t, other.cert, id.fp, queue.ALPN, nil)
 	var tcpDials int
 	var mu sync.Mutex
-	_, err := Dial(ctx, s.addr, DialConfig{DialTCP: func(ctx context.Context, network, addr string) (net.Conn, error) {
+	_, err := Dial(ctx, s.addr, Config{DialTCP: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		mu.Lock()
 		tcpDials++
 		mu.Unlock()
@@ -349,10 +349,10 @@ func closedPort(t *testing.T) uint16 {
 func TestDialUnreachable(t *testing.T) {
 	id := newTestIdentity(t)
 	addr := queue.Address{Fingerprint: id.fp, Host: "127.0.0.1", Port: closedPort(t)}
-	for _, tr := range []string{TransportQUIC, TransportTCP, ""} {
-		t.Run("transport="+tr, func(t *testing.T) {
+	for _, tr := range []Transport{TransportQUIC, TransportTCP, TransportAuto} {
+		t.Run("transport="+string(tr), func(t *testing.T) {
 			ctx := testContext(t)
-			_, err := Dial(ctx, addr, DialConfig{
+			_, err := Dial(ctx, addr, Config{
 				Transport:        tr,
 				QUICTimeout:      300 * time.Millisecond,
 				HandshakeTimeout: time.Second,
@@ -372,10 +372,10 @@ func TestDialUnreachable(t *testing.T) {
 func TestDialCanceled(t *testing.T) {
 	id := newTestIdentity(t)
 	addr := queue.Address{Fingerprint: id.fp, Host: "127.0.0.1", Port: closedPort(t)}
-	for _, tr := range []string{TransportQUIC, TransportTCP} {
+	for _, tr := range []Transport{TransportQUIC, TransportTCP} {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		_, err := Dial(ctx, addr, DialConfig{Transport: tr})
+		_, err := Dial(ctx, addr, Config{Transport: tr})
 		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnreachable) {
 			t.Fatalf("%s: got %v, want context.Canceled", tr, err)
 		}
@@ -390,38 +390,38 @@ func TestDialOnionNeverQUIC(t *testing.T) {
 	ctx := testContext(t)
 	id := newTestIdentity(t)
 	addr := queue.Address{Fingerprint: id.fp, Host: strings.Repeat("a", 56) + ".onion", Port: 5223}
-	if _, err := Dial(ctx, addr, DialConfig{Transport: TransportQUIC}); !errors.Is(err, ErrUnreachable) {
+	if _, err := Dial(ctx, addr, Config{Transport: TransportQUIC}); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("quic to an onion host: %v, want ErrUnreachable", err)
 	}
 	var dialled string
-	_, err := Dial(ctx, addr, DialConfig{DialTCP: func(ctx context.Context, network, a string) (net.Conn, error) {
+	_, err := Dial(ctx, addr, Config{DialTCP: func(ctx context.Context, network, a string) (net.Conn, error) {
 		dialled = a
 		return nil, errors.New("no tor here")
 	}})
 	if !errors.Is(err, ErrUnreachable) || dialled != "" {
 		t.Fatalf("default transport to an onion host: %v, dialled %q", err, dialled)
 	}
-	for _, mode := range []string{TorRequired, TorPrefer} {
-		_, err = Dial(ctx, addr, DialConfig{Tor: mode, SOCKS: net.JoinHostPort("127.0.0.1", strconv.Itoa(int(closedPort(t)))),
+	for _, mode := range []TorMode{TorRequired, TorPrefer} {
+		_, err = Dial(ctx, addr, Config{Tor: mode, SOCKS: net.JoinHostPort("127.0.0.1", strconv.Itoa(int(closedPort(t)))),
 			DialTCP: func(ctx context.Context, network, a string) (net.Conn, error) {
 				dialled = a
 				return nil, errors.New("direct dial")
 			}})
-		if !errors.Is(err, ErrUnreachable) || !errors.Is(err, torutil.ErrProxyUnreachable) || dialled != "" {
+		if !errors.Is(err, ErrUnreachable) || !errors.Is(err, socks.ErrProxyUnreachable) || dialled != "" {
 			t.Fatalf("tor=%s with a dead proxy: %v, dialled %q", mode, err, dialled)
 		}
 	}
 }
 
-// TestDialConfig checks DialConfig validation.
+// TestDialConfig checks Config validation.
 func TestDialConfig(t *testing.T) {
 	ctx := testContext(t)
 	id := newTestIdentity(t)
 	addr := queue.Address{Fingerprint: id.fp, Host: "127.0.0.1", Port: closedPort(t)}
-	if _, err := Dial(ctx, addr, DialConfig{Transport: "udp"}); err == nil || errors.Is(err, ErrUnreachable) {
+	if _, err := Dial(ctx, addr, Config{Transport: "udp"}); err == nil || errors.Is(err, ErrUnreachable) {
 		t.Fatalf("unknown transport: %v", err)
 	}
-	if _, err := Dial(ctx, queue.Address{Fingerprint: id.fp}, DialConfig{}); err == nil || errors.Is(err, ErrUnreachable) {
+	if _, err := Dial(ctx, queue.Address{Fingerprint: id.fp}, Config{}); err == nil || errors.Is(err, ErrUnreachable) {
 		t.Fatalf("no host: %v", err)
 	}
 }
@@ -453,7 +453,7 @@ func TestTCPRecordFraming(t *testing.T) {
 	ctx := testContext(t)
 	addr := startRelay(t, nil)
 	var conn *sentRecorder
-	cfg := DialConfig{Transport: TransportTCP, DialTCP: func(ctx context.Context, network, a string) (net.Conn, error) {
+	cfg := Config{Transport: TransportTCP, DialTCP: func(ctx context.Context, network, a string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
 		if err != nil {
 			return nil, err

@@ -1,4 +1,4 @@
-package client
+package link
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -103,7 +104,7 @@ func (p *peer) drain() {
 	}
 }
 
-func dialPeer(t *testing.T, ctx context.Context, addr queue.Address, cfg DialConfig) *RelayConn {
+func dialPeer(t *testing.T, ctx context.Context, addr queue.Address, cfg Config) *Conn {
 	t.Helper()
 	c, err := Dial(ctx, addr, cfg)
 	if err != nil {
@@ -115,7 +116,7 @@ func dialPeer(t *testing.T, ctx context.Context, addr queue.Address, cfg DialCon
 
 // waitEnded waits for c to end and checks that it ended because of want,
 // that Events was closed and that commands now fail with ErrClosed.
-func waitEnded(t *testing.T, ctx context.Context, c *RelayConn, want error) {
+func waitEnded(t *testing.T, ctx context.Context, c *Conn, want error) {
 	t.Helper()
 	select {
 	case <-c.Done():
@@ -157,13 +158,13 @@ func TestHandshakeFailures(t *testing.T) {
 	}
 	for _, tc := range cases {
 		for _, tr := range transports {
-			t.Run(tc.name+"/"+tr, func(t *testing.T) {
+			t.Run(tc.name+"/"+string(tr), func(t *testing.T) {
 				ctx := testContext(t)
 				id := newTestIdentity(t)
 				s := startTestServer(t, id.cert, id.fp, queue.ALPN, func(rw io.ReadWriteCloser) {
 					tc.serve(&peer{t: t, rw: rw})
 				})
-				c, err := Dial(ctx, s.addr, DialConfig{Transport: tr, HandshakeTimeout: 2 * time.Second})
+				c, err := Dial(ctx, s.addr, Config{Transport: tr, HandshakeTimeout: 2 * time.Second})
 				if err == nil {
 					c.Close()
 					t.Fatal("dial succeeded")
@@ -219,7 +220,7 @@ func TestRelayBreaksProtocol(t *testing.T) {
 				tc.script(p)
 				p.drain()
 			})
-			c := dialPeer(t, ctx, addr, DialConfig{Transport: TransportTCP})
+			c := dialPeer(t, ctx, addr, Config{Transport: TransportTCP})
 			err := c.Ping(ctx) // answered wrongly, or ended by the reader
 			if !errors.Is(err, ErrProtocol) {
 				t.Fatalf("ping: %v, want ErrProtocol", err)
@@ -236,7 +237,7 @@ func TestRelayBreaksProtocol(t *testing.T) {
 func TestEventsReportUnopenedMessages(t *testing.T) {
 	ctx := testContext(t)
 	rkey, _ := queue.GenerateKey()
-	q := RecipientQueue{RecipientID: queue.NewID(), RecipientKey: rkey}
+	q := Queue{RecipientID: queue.NewID(), RecipientKey: rkey}
 	rand.Read(q.MessageKey[:])
 	var wrongKey [32]byte
 	rand.Read(wrongKey[:])
@@ -264,11 +265,11 @@ func TestEventsReportUnopenedMessages(t *testing.T) {
 		p.write(queue.Transmission{Entity: other[:], Command: queue.Command{Tag: queue.TagDELD}})
 		p.drain()
 	})
-	c := dialPeer(t, ctx, addr, DialConfig{Transport: TransportQUIC})
+	c := dialPeer(t, ctx, addr, Config{Transport: TransportQUIC})
 	if err := c.Subscribe(ctx, q); err != nil {
 		t.Fatal(err)
 	}
-	next := func() RelayEvent {
+	next := func() Event {
 		t.Helper()
 		select {
 		case ev := <-c.Events():
@@ -276,26 +277,26 @@ func TestEventsReportUnopenedMessages(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("no event")
 		}
-		return RelayEvent{}
+		return Event{}
 	}
 	ev := next()
-	if ev.Kind != RelayEventMessage || ev.Err != nil || string(ev.Message.Body) != "first" || ev.Message.ID != ids[0] ||
+	if ev.Kind != EventMessage || ev.Err != nil || string(ev.Message.Body) != "first" || ev.Message.ID != ids[0] ||
 		!ev.Message.Timestamp.Equal(time.Unix(1700000000, 0)) || ev.RecipientID != q.RecipientID {
 		t.Fatalf("first event: %+v", ev)
 	}
 	for i, want := range []queue.ID{ids[1], ids[2]} {
 		ev = next()
-		if ev.Kind != RelayEventMessage || !errors.Is(ev.Err, queue.ErrOpen) || ev.Message.ID != want || ev.Message.Body != nil {
+		if ev.Kind != EventMessage || !errors.Is(ev.Err, queue.ErrOpen) || ev.Message.ID != want || ev.Message.Body != nil {
 			t.Fatalf("unopened message %d: %+v", i, ev)
 		}
 	}
-	if ev = next(); ev.Kind != RelayEventEnd || ev.RecipientID != q.RecipientID {
+	if ev = next(); ev.Kind != EventEnd || ev.RecipientID != q.RecipientID {
 		t.Fatalf("want end, got %+v", ev)
 	}
-	if ev = next(); ev.Kind != RelayEventMessage || !errors.Is(ev.Err, queue.ErrOpen) || ev.Message.ID != ids[3] {
+	if ev = next(); ev.Kind != EventMessage || !errors.Is(ev.Err, queue.ErrOpen) || ev.Message.ID != ids[3] {
 		t.Fatalf("message after the end: %+v", ev)
 	}
-	if ev = next(); ev.Kind != RelayEventDeleted || ev.RecipientID != other {
+	if ev = next(); ev.Kind != EventDeleted || ev.RecipientID != other {
 		t.Fatalf("want deleted, got %+v", ev)
 	}
 }
@@ -304,53 +305,73 @@ func TestEventsReportUnopenedMessages(t *testing.T) {
 // answers: the keep-alive PING goes unanswered and the connection ends.
 func TestKeepAliveDetectsSilentRelay(t *testing.T) {
 	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
+		t.Run(string(tr), func(t *testing.T) {
 			ctx := testContext(t)
 			addr := startPeer(t, func(p *peer) { p.drain() })
-			c := dialPeer(t, ctx, addr, DialConfig{Transport: tr, KeepAlive: 100 * time.Millisecond, HandshakeTimeout: time.Second})
+			c := dialPeer(t, ctx, addr, Config{Transport: tr, KeepAlive: 100 * time.Millisecond, HandshakeTimeout: time.Second})
 			waitEnded(t, ctx, c, ErrUnreachable)
 		})
 	}
 }
 
-// TestBackpressure fills the Events channel: the reader waits, the
-// connection is not taken as dead for its unanswered PINGs, and every
-// event arrives in order once the application reads.
-func TestBackpressure(t *testing.T) {
+// TestSlowApplication has the relay deliver messages that the application
+// does not read: the connection buffers them, an ACK sent meanwhile gets its
+// OK, and every event arrives in order once the application reads.
+func TestSlowApplication(t *testing.T) {
 	ctx := testContext(t)
-	rkey, _ := queue.GenerateKey()
-	q := RecipientQueue{RecipientID: queue.NewID(), RecipientKey: rkey}
-	rand.Read(q.MessageKey[:])
 	const n = 5
-	addr := startPeer(t, func(p *peer) {
-		txs, ok := p.read()
-		if !ok {
-			return
-		}
-		reply := []queue.Transmission{{CorrID: txs[0].CorrID, Entity: q.RecipientID[:], Command: queue.Command{Tag: queue.TagOK}}}
-		p.write(reply...)
-		for i := range n {
-			id := queue.NewID()
-			p.write(queue.Transmission{Entity: q.RecipientID[:], Command: queue.Command{
-				Tag: queue.TagMSG, MsgID: id, Body: queue.SealMessage(nil, &q.MessageKey, id, 0, []byte{byte(i)}),
-			}})
-		}
-		p.drain() // PINGs go unanswered
-	})
-	c := dialPeer(t, ctx, addr, DialConfig{Transport: TransportTCP, KeepAlive: 50 * time.Millisecond, HandshakeTimeout: time.Second, Events: 1})
-	if err := c.Subscribe(ctx, q); err != nil {
-		t.Fatal(err)
+	qs := make([]Queue, n)
+	for i := range qs {
+		rkey, _ := queue.GenerateKey()
+		qs[i] = Queue{RecipientID: queue.NewID(), RecipientKey: rkey}
+		rand.Read(qs[i].MessageKey[:])
 	}
-	time.Sleep(3 * time.Second) // well past the PING deadline, with the reader blocked
-	select {
-	case <-c.Done():
-		t.Fatalf("the connection ended while the application was not reading: %v", c.Err())
-	default:
+	ackID := queue.NewID()
+	addr := startPeer(t, func(p *peer) {
+		for range n { // one SUB per queue, answered OK and a MSG
+			txs, ok := p.read()
+			if !ok {
+				return
+			}
+			for _, tx := range txs {
+				rid := queue.ID(tx.Entity)
+				i := slices.IndexFunc(qs, func(q Queue) bool { return q.RecipientID == rid })
+				id := queue.NewID()
+				p.write(
+					queue.Transmission{CorrID: tx.CorrID, Entity: tx.Entity, Command: queue.Command{Tag: queue.TagOK}},
+					queue.Transmission{Entity: tx.Entity, Command: queue.Command{
+						Tag: queue.TagMSG, MsgID: id, Body: queue.SealMessage(nil, &qs[i].MessageKey, id, 0, []byte{byte(i)}),
+					}},
+				)
+			}
+		}
+		for {
+			txs, ok := p.read()
+			if !ok {
+				return
+			}
+			for _, tx := range txs {
+				if tx.Command.Tag == queue.TagACK {
+					p.write(queue.Transmission{CorrID: tx.CorrID, Entity: tx.Entity, Command: queue.Command{Tag: queue.TagOK}})
+				}
+			}
+		}
+	})
+	c := dialPeer(t, ctx, addr, Config{Transport: TransportTCP})
+	for _, q := range qs {
+		if err := c.Subscribe(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Nobody reads Events: the ACK of a message not yet read still gets
+	// its OK.
+	if err := c.Ack(ctx, qs[0], ackID); err != nil {
+		t.Fatalf("ack while events wait: %v", err)
 	}
 	for i := range n {
 		select {
 		case ev := <-c.Events():
-			if ev.Err != nil || !bytes.Equal(ev.Message.Body, []byte{byte(i)}) {
+			if ev.Err != nil || ev.RecipientID != qs[i].RecipientID || !bytes.Equal(ev.Message.Body, []byte{byte(i)}) {
 				t.Fatalf("event %d: %+v", i, ev)
 			}
 		case <-ctx.Done():
@@ -359,12 +380,51 @@ func TestBackpressure(t *testing.T) {
 	}
 }
 
+// TestRelayFloodsEvents has the relay send more events than it may (the
+// protocol allows one MSG per subscription until it is acknowledged): the
+// connection ends with ErrProtocol instead of buffering without bound.
+func TestRelayFloodsEvents(t *testing.T) {
+	ctx := testContext(t)
+	rkey, _ := queue.GenerateKey()
+	q := Queue{RecipientID: queue.NewID(), RecipientKey: rkey}
+	rand.Read(q.MessageKey[:])
+	addr := startPeer(t, func(p *peer) {
+		txs, ok := p.read()
+		if !ok {
+			return
+		}
+		p.write(queue.Transmission{CorrID: txs[0].CorrID, Entity: q.RecipientID[:], Command: queue.Command{Tag: queue.TagOK}})
+		for range 2 * (2 + extraEvents) {
+			id := queue.NewID()
+			if !p.write(queue.Transmission{Entity: q.RecipientID[:], Command: queue.Command{
+				Tag: queue.TagMSG, MsgID: id, Body: queue.SealMessage(nil, &q.MessageKey, id, 0, nil),
+			}}) {
+				return
+			}
+		}
+		p.drain()
+	})
+	c := dialPeer(t, ctx, addr, Config{Transport: TransportQUIC})
+	if err := c.Subscribe(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		t.Fatal("the connection did not end")
+	}
+	if err := c.Err(); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("ended with %v, want ErrProtocol", err)
+	}
+	t.Log(c.Err())
+}
+
 // TestCloseWhileWaiting closes a connection while a command waits for its
 // response.
 func TestCloseWhileWaiting(t *testing.T) {
 	ctx := testContext(t)
 	addr := startPeer(t, func(p *peer) { p.drain() })
-	c := dialPeer(t, ctx, addr, DialConfig{Transport: TransportQUIC})
+	c := dialPeer(t, ctx, addr, Config{Transport: TransportQUIC})
 	errc := make(chan error, 1)
 	go func() { errc <- c.Ping(ctx) }()
 	// Close only once the PING is in flight.
@@ -422,13 +482,13 @@ func startRelay(t *testing.T, edit func(*relay.Config)) queue.Address {
 // ends it.
 func TestKeepAliveKeepsSession(t *testing.T) {
 	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
+		t.Run(string(tr), func(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
 			const idleTimeout = 5 * time.Second
 			addr := startRelay(t, func(c *relay.Config) { c.IdleTimeout = idleTimeout })
-			kept := dialPeer(t, ctx, addr, DialConfig{Transport: tr, KeepAlive: idleTimeout / 10})
-			idle := dialPeer(t, ctx, addr, DialConfig{Transport: tr, KeepAlive: -1})
+			kept := dialPeer(t, ctx, addr, Config{Transport: tr, KeepAlive: idleTimeout / 10})
+			idle := dialPeer(t, ctx, addr, Config{Transport: tr, KeepAlive: -1})
 			select {
 			case <-idle.Done():
 			case <-ctx.Done():
