@@ -200,7 +200,10 @@ func loadOrCreateIdentity(path string) (ed25519.PrivateKey, error) {
 
 // childOptions configures startChild.
 type childOptions struct {
-	dataDir    string
+	dataDir string
+	// listen is the host:port of both listeners; "" is 127.0.0.1 with a
+	// free port.
+	listen     string
 	newRate    float64
 	sendRate   float64
 	cpuProfile string
@@ -225,14 +228,18 @@ type relayChild struct {
 	started  time.Time     // when the process was started
 }
 
-// startChild starts a relay child on 127.0.0.1 with a free port and waits
-// until it serves (or ctx ends, or childTimeout passes).
+// startChild starts a relay child on o.listen (default 127.0.0.1 with a
+// free port) and waits until it serves (or ctx ends, or childTimeout passes).
 func startChild(ctx context.Context, o childOptions) (*relayChild, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"relay-child", "--data", o.dataDir, "--listen", "127.0.0.1:0",
+	listen := o.listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	args := []string{"relay-child", "--data", o.dataDir, "--listen", listen,
 		"--new-rate", strconv.FormatFloat(o.newRate, 'g', -1, 64),
 		"--send-rate", strconv.FormatFloat(o.sendRate, 'g', -1, 64)}
 	if o.cpuProfile != "" {
@@ -365,6 +372,7 @@ func (c *relayChild) Stop() error {
 	}
 }
 
+// kill ends the child with SIGKILL, as a crash would, and waits for it.
 func (c *relayChild) kill() {
 	c.cmd.Process.Kill()
 	c.stdin.Close()

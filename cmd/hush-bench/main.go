@@ -9,14 +9,18 @@
 //	hush-bench [throughput] [flags]   S senders and R receivers over Q queues (the default)
 //	hush-bench idle [flags]           K idle sessions: relay memory per session
 //	hush-bench queues [flags]         N queues: relay RSS, database size, restart time
+//	hush-bench chaos [flags]          3 relays killed and restarted under traffic
+//	                                  between two clients: exactly once, in order,
+//	                                  and the time to recover
 //
 // By default hush-bench starts its own relay as a child process (it runs
 // itself with the hidden relay-child command), so that the relay's CPU time
 // and memory are read from /proc for the relay alone, apart from the load
 // generator. With --relay ADDR it drives an external relay instead and
-// reports only what a client can see. --json prints one JSON object for
-// scripts. docs/performance.md has the measured figures and the commands
-// that produced them.
+// reports only what a client can see. The chaos scenario always starts its
+// three relays. --json prints one JSON object for scripts.
+// docs/performance.md has the measured figures and the commands that
+// produced them, docs/reliability.md those of the chaos scenario.
 //
 // It builds on Linux only: every figure it reports about the relay and the
 // machine comes from /proc.
@@ -41,7 +45,7 @@ import (
 	"github.com/hushrelay/hush/queue"
 )
 
-const usageText = `usage: hush-bench [throughput|idle|queues] [flags]
+const usageText = `usage: hush-bench [throughput|idle|queues|chaos] [flags]
 
 Scenarios:
   throughput  S senders and R receivers over Q queues for --duration; prints
@@ -51,6 +55,12 @@ Scenarios:
   idle        open K idle sessions; prints the relay's memory per session
   queues      create N queues; prints relay RSS, database size and the
               time from a restart to the first served command
+  chaos       3 relays, 2 clients with many contacts, traffic both ways
+              while relays are killed (SIGKILL) and restarted and one
+              stays down for a long outage; prints lost, duplicated and
+              out-of-order messages, invitations made during the outage,
+              and the time from each restart to the first message
+              delivered through the restarted relay
 
 Run "hush-bench <scenario> -h" for a scenario's flags.
 `
@@ -90,6 +100,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runIdleCommand(ctx, args, stdout, stderr)
 	case "queues":
 		return runQueuesCommand(ctx, args, stdout, stderr)
+	case "chaos":
+		return runChaosCommand(ctx, args, stdout, stderr)
 	case "help":
 		io.WriteString(stdout, usageText)
 		return nil

@@ -190,3 +190,55 @@ func TestUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestChaos runs a short chaos scenario on both transports: 20 contacts,
+// a 12 s outage of one relay early on (with invitations made during it),
+// then one relay killed and restarted, traffic for 25 s. Every message
+// must be shown exactly once and in order, and the invitations accepted
+// during the outage must connect. The recovery times are logged, not
+// checked.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the chaos scenario takes about a minute")
+	}
+	for _, transport := range []string{"tcp", "quic"} {
+		t.Run(transport, func(t *testing.T) {
+			t.Parallel()
+			res := bench(t, "chaos", "--transport", transport, "--contacts", "20", "--duration", "25s", "--rate", "10",
+				"--outage-at", "2s", "--outage", "12s", "--outage-invites", "4", "--invite-timeout", "2s",
+				"--kill-min", "4s", "--kill-max", "6s", "--down-min", "1s", "--down-max", "3s", "--drain", "100s")
+			for _, key := range []string{"lost", "duplicated", "out_of_order", "unexpected", "send_errors", "problems_gap", "problems_other"} {
+				if v := number(t, res, key); v != 0 {
+					t.Errorf("%s = %v, want 0", key, v)
+				}
+			}
+			if res["drained"] != true {
+				t.Errorf("not every message was shown within the drain bound")
+			}
+			if sent, got := number(t, res, "sent"), number(t, res, "delivered"); sent < 50 || got != sent {
+				t.Errorf("sent %v messages, %v shown; want at least 50, all shown", sent, got)
+			}
+			kills := number(t, res, "kills")
+			if kills < 2 {
+				t.Errorf("%v kills, want the outage and at least one more", kills)
+			}
+			restarts, _ := res["restarts"].([]any)
+			outages := 0
+			for _, r := range restarts {
+				if m, ok := r.(map[string]any); ok && m["outage"] == true {
+					outages++
+				}
+			}
+			if float64(len(restarts)) != kills || outages != 1 {
+				t.Errorf("%d restarts, %d of them the outage; want %v and 1", len(restarts), outages, kills)
+			}
+			accepted, connected := number(t, res, "outage_invites"), number(t, res, "outage_invites_connected")
+			if accepted < 1 || connected != accepted {
+				t.Errorf("%v invitations accepted during the outage, %v connected; want at least one, all connected", accepted, connected)
+			}
+			t.Logf("%s: restart to first delivery median %v ms, worst %v ms (%v without one); drained in %.1f s; outage invitations: %v attempts, %v failed, %v connected before the relay came back",
+				transport, res["recovery_median_ms"], res["recovery_worst_ms"], res["unrecovered"], number(t, res, "drain_s"),
+				res["outage_invite_attempts"], res["outage_invite_failures"], res["outage_invites_connected_in_outage"])
+		})
+	}
+}
