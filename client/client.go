@@ -103,11 +103,15 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Init creates the store in home (created with mode 0700 if missing). A
-// nil passphrase means no passphrase: a random key is written to the key
-// file hush.key (mode 0600) instead.
+// Init creates the store in home, which it creates if missing and sets
+// to mode 0700 if it exists, so that only its owner can list or reach the
+// files in it. A nil passphrase means no passphrase: a random key is
+// written to the key file hush.key (mode 0600) instead.
 func Init(home string, passphrase []byte) error {
 	if err := os.MkdirAll(home, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(home, 0o700); err != nil {
 		return err
 	}
 	path := filepath.Join(home, storeFile)

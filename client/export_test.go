@@ -24,3 +24,18 @@ func OutboxEnvelopes(c *Client) ([][]byte, error) {
 	})
 	return envs, err
 }
+
+// ReceivedSeq returns the payload seq of the last message c received from
+// the contact called name.
+func ReceivedSeq(c *Client, name string) (uint64, error) {
+	var seq uint64
+	err := c.store.View(func(tx *vault.Tx) error {
+		rec, err := contactByName(tx, name)
+		if err != nil {
+			return err
+		}
+		seq = rec.RecvSeq
+		return nil
+	})
+	return seq, err
+}

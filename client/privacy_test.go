@@ -3,9 +3,13 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/hushrelay/hush/client"
 )
@@ -59,4 +63,133 @@ func TestRelayCannotTellConfirmationFromMessage(t *testing.T) {
 	alice.next(ctx, client.EventConnected)
 	bob.next(ctx, client.EventConnected)
 	expectMessage(ctx, t, alice, "b", text)
+}
+
+// TestStoreScanFindsNoPlaintextAndOnlyPaddedSizes runs a conversation
+// whose last three messages ("hi", 9,000 characters, and the longest text,
+// of characters JSON could escape) wait as events in the recipient's
+// store, then reads both stores' files: every value has a size class of
+// the vault (16 KiB, or a power of two above), the three events have the
+// same size, and no text, contact name or relay address is anywhere in the
+// files.
+func TestStoreScanFindsNoPlaintextAndOnlyPaddedSizes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r1, r2 := startRelay(t), startRelay(t)
+	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
+	const bobName, aliceName = "bob-the-distinct-name", "alice-the-distinct-name"
+	link, err := alice.c.Invite(ctx, bobName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.Accept(ctx, link, aliceName); err != nil {
+		t.Fatal(err)
+	}
+	alice.next(ctx, client.EventConnected)
+	bob.next(ctx, client.EventConnected)
+	if _, err := alice.c.Send(ctx, bobName, "hi"); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("the falcon flies at midnight ", 400)[:9000]
+	if _, err := alice.c.Send(ctx, bobName, long); err != nil {
+		t.Fatal(err)
+	}
+	last, err := alice.c.Send(ctx, bobName, strings.Repeat("<&>", client.MaxTextSize/3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		seq, err := client.ReceivedSeq(bob.c, aliceName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq == last {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("bob received up to seq %d, want %d", seq, last)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	alice.c.Close()
+	bob.c.Close()
+
+	secrets := []string{"falcon flies", bobName, aliceName, r1.addr.String(), r2.addr.String(),
+		r1.addr.HostPort(), r2.addr.HostPort()}
+	for who, home := range map[string]string{"alice": alice.home, "bob": bob.home} {
+		path := filepath.Join(home, "hush.db")
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range secrets {
+			if bytes.Contains(raw, []byte(s)) {
+				t.Errorf("%s's store holds %q in clear", who, s)
+			}
+		}
+		sizes := storeSizes(t, path)
+		for bucket, ns := range sizes {
+			for _, n := range ns {
+				if n < 16<<10 || n&(n-1) != 0 {
+					t.Errorf("%s's store: a value of %d bytes in %q, not a size class", who, n, bucket)
+				}
+			}
+		}
+		t.Logf("%s's store: value sizes by bucket %v", who, sizes)
+		if who == "bob" {
+			if ev := sizes["events"]; len(ev) != 3 || ev[0] != ev[1] || ev[1] != ev[2] {
+				t.Errorf("bob's events (\"hi\", 9,000 characters, the longest text): sizes %v, want three equal", ev)
+			}
+		}
+	}
+}
+
+// storeSizes returns the sizes of the values in every bucket of the
+// client store at path but the vault's header, read with bbolt.
+func storeSizes(t *testing.T, path string) map[string][]int {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sizes := map[string][]int{}
+	err = db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			if string(name) == "header" {
+				return nil
+			}
+			return b.ForEach(func(_, v []byte) error {
+				sizes[string(name)] = append(sizes[string(name)], len(v))
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sizes
+}
+
+// TestInitMakesHomePrivate runs Init in an existing directory of mode
+// 0755: afterwards only its owner can list or enter it.
+func TestInitMakesHomePrivate(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	if err := os.Mkdir(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(home, 0o755); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	if err := client.Init(home, nil); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Fatalf("home of mode %#o after Init, want 0700", fi.Mode().Perm())
+	}
 }

@@ -7,19 +7,33 @@
 // file holding 32 random bytes. Changing the passphrase therefore only
 // re-wraps the data key.
 //
-// What is NOT encrypted: bucket names, keys, the number and sizes of values,
-// and the unencrypted "header" bucket (format version, key derivation
-// parameters and salt, a key check value and the wrapped data key). Callers
-// must use fixed bucket names and keys that reveal nothing: random IDs or
-// sequence numbers (see Tx.Seq), never names, addresses or text.
+// What is NOT encrypted: bucket names, keys, the number of values and their
+// size classes, and the unencrypted "header" bucket (format version, key
+// derivation parameters and salt, a key check value and the wrapped data
+// key). Callers must use fixed bucket names and keys that reveal nothing:
+// random IDs or sequence numbers (see Tx.Seq), never names, addresses or
+// text.
+//
+// Values are padded before they are sealed, so that the file shows size
+// classes, not sizes: every stored value is MinValueSize (16 KiB) bytes, or
+// a power of two above it when it does not fit.
 //
 // Each value is bound to its place: the associated data of its seal is the
 // bucket name, a zero byte and the key, so a value copied or moved to another
 // key or bucket fails to open with ErrCorrupt. Whole-file rollback (replacing
 // the file with an older copy of itself) is not detected.
 //
-// On disk a value is a format byte (1), a 24-byte random nonce and the
-// ciphertext with its 16-byte tag.
+// On disk a value is exactly its size class:
+//
+//	format uint8 = 2
+//	nonce  [24] random
+//	sealed XChaCha20-Poly1305(data key, nonce, ad = bucket | 0x00 | key) of
+//	  length uint32, big-endian, the value's size
+//	  value  [length]
+//	  zeros  up to the size class
+//
+// Values written before padding (format 1: format | nonce | sealed value,
+// no length or zeros) are still read; they are padded when next written.
 package vault
 
 import (
@@ -37,6 +51,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -111,12 +126,29 @@ const (
 	checkAD    = "hush/vault/1 check"
 	dataKeyAD  = "hush/vault/1 data key"
 
-	valueFormat   = 1
+	boxFormat     = 1 // the header's boxes, and values written before padding
+	valueFormat   = 2 // padded values
 	valueOverhead = 1 + chacha20poly1305.NonceSizeX + chacha20poly1305.Overhead
+	lengthSize    = 4
 
 	lockTimeout = time.Second
 	fileMode    = 0o600
 )
+
+// MinValueSize is the smallest size class: every value of up to
+// MinValueSize minus 45 bytes (format, nonce, tag and length) is stored in
+// MinValueSize bytes; a longer one in the smallest power of two that holds
+// it.
+const MinValueSize = 16 << 10
+
+// sizeClass returns the stored size of a value of n bytes.
+func sizeClass(n int) int {
+	c := MinValueSize
+	for c < n+lengthSize+valueOverhead {
+		c *= 2
+	}
+	return c
+}
 
 // Secret unlocks a vault. Exactly one of Passphrase and KeyFile must be set.
 type Secret struct {
@@ -451,9 +483,9 @@ func openError(path string, err error) error {
 	switch {
 	case errors.Is(err, ErrInsecureMode), errors.Is(err, ErrCorrupt):
 		return err
-	case errors.Is(err, bolt.ErrTimeout):
+	case errors.Is(err, berrors.ErrTimeout):
 		return fmt.Errorf("%w: %s is locked by another process or Vault", ErrLocked, path)
-	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrVersionMismatch), errors.Is(err, bolt.ErrChecksum):
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
 		return fmt.Errorf("%w: %s is not a vault: %v", ErrCorrupt, path, err)
 	}
 	return fmt.Errorf("vault: open %s: %w", path, err)
@@ -519,10 +551,11 @@ func syncDir(dir string) {
 	_ = d.Close()
 }
 
-// sealBox returns format byte || random nonce || Seal(plain, ad).
+// sealBox returns boxFormat || random nonce || Seal(plain, ad), unpadded:
+// the header's boxes.
 func sealBox(aead cipher.AEAD, plain, ad []byte) []byte {
 	out := make([]byte, 1+chacha20poly1305.NonceSizeX, len(plain)+valueOverhead)
-	out[0] = valueFormat
+	out[0] = boxFormat
 	nonce := out[1:]
 	rand.Read(nonce)
 	return aead.Seal(out, nonce, plain, ad)
@@ -530,7 +563,7 @@ func sealBox(aead cipher.AEAD, plain, ad []byte) []byte {
 
 // openBox reverses sealBox, returning a new slice, or ErrCorrupt.
 func openBox(aead cipher.AEAD, box, ad []byte) ([]byte, error) {
-	if len(box) < valueOverhead || box[0] != valueFormat {
+	if len(box) < valueOverhead || box[0] != boxFormat {
 		return nil, ErrCorrupt
 	}
 	nonce := box[1 : 1+chacha20poly1305.NonceSizeX]
@@ -539,6 +572,46 @@ func openBox(aead cipher.AEAD, box, ad []byte) ([]byte, error) {
 		return nil, ErrCorrupt
 	}
 	return plain, nil
+}
+
+// sealValue returns a value as stored: padded to its size class and sealed
+// in place (see the package documentation).
+func sealValue(aead cipher.AEAD, value, ad []byte) []byte {
+	const head = 1 + chacha20poly1305.NonceSizeX
+	out := make([]byte, sizeClass(len(value)))
+	out[0] = valueFormat
+	nonce := out[1:head]
+	rand.Read(nonce)
+	inner := out[head : len(out)-chacha20poly1305.Overhead]
+	binary.BigEndian.PutUint32(inner, uint32(len(value)))
+	copy(inner[lengthSize:], value)
+	return aead.Seal(out[:head], nonce, inner, ad)
+}
+
+// openValue reverses sealValue (or opens a value written before padding),
+// returning a new slice, or ErrCorrupt.
+func openValue(aead cipher.AEAD, box, ad []byte) ([]byte, error) {
+	if len(box) > 0 && box[0] == boxFormat {
+		return openBox(aead, box, ad)
+	}
+	if len(box) < MinValueSize || box[0] != valueFormat {
+		return nil, ErrCorrupt
+	}
+	nonce := box[1 : 1+chacha20poly1305.NonceSizeX]
+	inner, err := aead.Open(nil, nonce, box[1+chacha20poly1305.NonceSizeX:], ad)
+	if err != nil {
+		return nil, ErrCorrupt
+	}
+	n := binary.BigEndian.Uint32(inner)
+	if uint64(n) > uint64(len(inner)-lengthSize) || sizeClass(int(n)) != len(box) {
+		return nil, ErrCorrupt
+	}
+	for _, c := range inner[lengthSize+int(n):] {
+		if c != 0 {
+			return nil, ErrCorrupt
+		}
+	}
+	return inner[lengthSize : lengthSize+int(n) : lengthSize+int(n)], nil
 }
 
 // Update runs fn in a read-write transaction and commits it, with fsync,
@@ -560,7 +633,7 @@ func (v *Vault) View(fn func(*Tx) error) error {
 func (v *Vault) run(writable bool, fn func(*Tx) error) error {
 	btx, err := v.db.Begin(writable)
 	if err != nil {
-		if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 			return ErrClosed
 		}
 		return fmt.Errorf("vault: begin transaction: %w", err)
@@ -636,7 +709,7 @@ func ad(bucket, key []byte) []byte {
 }
 
 func (tx *Tx) open(bucket, key, box []byte) ([]byte, error) {
-	plain, err := openBox(tx.aead, box, ad(bucket, key))
+	plain, err := openValue(tx.aead, box, ad(bucket, key))
 	if err != nil {
 		return nil, fmt.Errorf("%w: value %q/%x does not authenticate", ErrCorrupt, bucket, key)
 	}
@@ -660,7 +733,10 @@ func (tx *Tx) Put(bucket, key, value []byte) error {
 	if err != nil {
 		return fmt.Errorf("vault: bucket %q: %w", bucket, err)
 	}
-	if err := b.Put(key, sealBox(tx.aead, value, ad(bucket, key))); err != nil {
+	if sizeClass(len(value)) > bolt.MaxValueSize {
+		return fmt.Errorf("vault: put %q/%x: value of %d bytes too large", bucket, key, len(value))
+	}
+	if err := b.Put(key, sealValue(tx.aead, value, ad(bucket, key))); err != nil {
 		return fmt.Errorf("vault: put %q/%x: %w", bucket, key, err)
 	}
 	return nil
