@@ -10,6 +10,7 @@ import (
 	"errors"
 
 	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/crypto/curve25519"
 )
 
 // Key-derivation labels. They are part of the protocol.
@@ -57,6 +58,19 @@ func PublicKey(priv *ecdh.PrivateKey) Key {
 // ParsePrivateKey returns the X25519 private key with the given 32 bytes.
 func ParsePrivateKey(b []byte) (*ecdh.PrivateKey, error) {
 	return ecdh.X25519().NewPrivateKey(b)
+}
+
+// LowOrder reports whether k is a low-order X25519 point (or an encoding
+// of one): a key whose agreement with any private key is all zero, so that
+// it authorizes nothing and derives no key. PROTOCOL.md sections 8 and 9:
+// such keys in commands are answered ERR SYNTAX. It costs one X25519.
+func LowOrder(k Key) bool {
+	// Any scalar works: the clamped scalar is a multiple of the cofactor,
+	// so exactly the low-order points give the all-zero result, which
+	// X25519 reports as an error.
+	scalar := [32]byte{1: 0x68, 2: 0x75, 3: 0x73, 4: 0x68, 31: 0x40}
+	_, err := curve25519.X25519(scalar[:], k[:])
+	return err != nil
 }
 
 func sharedSecret(priv *ecdh.PrivateKey, peer Key) ([]byte, error) {

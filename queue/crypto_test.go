@@ -511,6 +511,15 @@ func TestLowOrderPoints(t *testing.T) {
 		if _, err := queue.MessageKey(priv, k); !errors.Is(err, queue.ErrSyntax) {
 			t.Errorf("MessageKey(low-order %s) = %v, want ErrSyntax", h, err)
 		}
+		if !queue.LowOrder(k) {
+			t.Errorf("LowOrder(%s) = false", h)
+		}
+	}
+	for range 100 {
+		k, _ := queue.GenerateKey()
+		if queue.LowOrder(queue.PublicKey(k)) {
+			t.Fatalf("LowOrder(%x) = true for a generated key", queue.PublicKey(k))
+		}
 	}
 }
 

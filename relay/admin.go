@@ -2,9 +2,9 @@ package relay
 
 import (
 	"context"
+	"crypto"
 	"crypto/subtle"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,31 +44,47 @@ type certState struct {
 	notAfter time.Time
 }
 
-func newCertState(cert tls.Certificate) (*certState, error) {
-	fp, err := CertificateFingerprint(cert)
+// newCertState checks cert as clients will (queue.VerifyChain: the chain
+// ends in the identity with fingerprint fp, which certifies the online
+// certificate, valid now) and that its private key is the online
+// certificate's. A zero fp means the fingerprint of cert's own last
+// certificate. Errors wrap queue.ErrChainIdentity or
+// queue.ErrChainCertificate.
+func newCertState(cert tls.Certificate, fp queue.Fingerprint) (*certState, error) {
+	chain, err := queue.ParseChain(cert.Certificate)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("relay certificate: %w", err)
 	}
-	leaf := cert.Leaf
-	if leaf == nil {
-		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return nil, fmt.Errorf("relay certificate: %w", err)
+	if fp == (queue.Fingerprint{}) {
+		if fp, err = CertificateFingerprint(cert); err != nil {
+			return nil, fmt.Errorf("%w: %w", queue.ErrChainIdentity, err)
 		}
+	}
+	if err := queue.VerifyChain(chain, fp, time.Now()); err != nil {
+		return nil, fmt.Errorf("relay certificate: %w", err)
+	}
+	leaf := chain[0]
+	signer, ok := cert.PrivateKey.(crypto.Signer)
+	if pub, isKey := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !isKey || !pub.Equal(signer.Public()) {
+		return nil, fmt.Errorf("relay certificate: %w: the private key is not the online certificate's", queue.ErrChainCertificate)
 	}
 	return &certState{cert: cert, fp: fp, notAfter: leaf.NotAfter}, nil
 }
 
 // SetCertificate makes the relay serve cert to new connections; sessions
-// already open keep theirs. cert must chain to the same identity (the
-// address's fingerprint): otherwise SetCertificate returns
-// ErrWrongIdentity and changes nothing. It is safe to call at any time.
+// already open keep theirs. cert is checked as clients check it
+// (queue.VerifyChain) against the relay's identity: a chain of another
+// identity (or of another length) returns ErrWrongIdentity; an online
+// certificate not certified by the identity, not valid now, or without
+// its private key returns an error wrapping queue.ErrChainCertificate. In
+// both cases nothing changes. It is safe to call at any time.
 func (r *Relay) SetCertificate(cert tls.Certificate) error {
-	cs, err := newCertState(cert)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrConfig, err)
+	cs, err := newCertState(cert, r.cert.Load().fp)
+	if errors.Is(err, queue.ErrChainIdentity) {
+		return fmt.Errorf("%w: %w", ErrWrongIdentity, err)
 	}
-	if cs.fp != r.cert.Load().fp {
-		return ErrWrongIdentity
+	if err != nil {
+		return err
 	}
 	r.cert.Store(cs)
 	r.cfg.Logger.Info("online certificate replaced", "valid_until", cs.notAfter.UTC().Format(time.DateOnly))

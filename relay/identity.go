@@ -79,7 +79,7 @@ func IssueCertificate(identity ed25519.PrivateKey, validity time.Duration) (tls.
 // CertificateFingerprint returns the fingerprint that a relay using cert
 // has: that of the key of the last certificate in its chain.
 func CertificateFingerprint(cert tls.Certificate) (queue.Fingerprint, error) {
-	if len(cert.Certificate) < 2 {
+	if len(cert.Certificate) != queue.ChainLength {
 		return queue.Fingerprint{}, fmt.Errorf("relay certificate: want a chain of online and identity certificates, have %d", len(cert.Certificate))
 	}
 	ca, err := x509.ParseCertificate(cert.Certificate[len(cert.Certificate)-1])

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -34,6 +35,9 @@ type Relay struct {
 	// dummyKey authorizes nothing: commands for unknown queues are checked
 	// against it so that they cost the same work as real ones.
 	dummyKey queue.Key
+	// passwordHash is the SHA-256 of cfg.Password, compared with that of
+	// NEW's password in constant time.
+	passwordHash [32]byte
 
 	metrics  *metrics
 	blocks   sync.Pool                 // *[]byte of queue.BlockSize; see getBlock
@@ -66,7 +70,7 @@ func New(cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	cs, err := newCertState(cfg.Certificate)
+	cs, err := newCertState(cfg.Certificate, queue.Fingerprint{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
@@ -87,6 +91,7 @@ func New(cfg Config) (*Relay, error) {
 	r.tlsConf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 		return &r.cert.Load().cert, nil
 	}
+	r.passwordHash = sha256.Sum256([]byte(cfg.Password))
 	r.draining.Store(cfg.Drain)
 	r.metrics = newMetrics(r)
 	st, err := openStore(cfg.StorePath, storeOptions{
@@ -369,7 +374,19 @@ func (r *Relay) notify(rid queue.ID) {
 	sub := r.subs[rid]
 	r.mu.Unlock()
 	if sub != nil {
-		sub.sess.markPending(sub)
+		sub.sess.markPending(sub, false)
+	}
+}
+
+// notifyHead tells the subscriber of rid, if any, that its queue's first
+// message may have changed (an ACK from any session, an expiry): if the
+// message delivered to it is gone, the next one is delivered.
+func (r *Relay) notifyHead(rid queue.ID) {
+	r.mu.Lock()
+	sub := r.subs[rid]
+	r.mu.Unlock()
+	if sub != nil {
+		sub.sess.markPending(sub, true)
 	}
 }
 
@@ -380,7 +397,7 @@ func (r *Relay) sweepLoop() {
 	for {
 		now := time.Now()
 		msgs, queues, err := r.store.sweep(r.ctx,
-			now.Add(-r.cfg.MessageTTL).Unix(), now.Add(-r.cfg.UnsecuredTTL).Unix(), sweepBatch)
+			now.Add(-r.cfg.MessageTTL).Unix(), now.Add(-r.cfg.UnsecuredTTL).Unix(), sweepBatch, r.notifyHead)
 		if err != nil && r.ctx.Err() == nil {
 			r.cfg.Logger.Error("expiry sweep", "err", err)
 		}

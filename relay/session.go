@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"crypto/ecdh"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"io"
@@ -102,6 +103,22 @@ type session struct {
 	// events are END and DELD transmissions; at most one per queue that
 	// this session subscribed to, so bounded by MaxSubscriptions.
 	events [][]byte
+	// writes are this session's store writes not yet answered, by the
+	// recipient and sender IDs of their queue: a later command of the
+	// session on the same queue waits for them (per-queue order,
+	// PROTOCOL.md section 6). At most 2*maxInFlight entries.
+	writes map[queue.ID]*queueWrites
+}
+
+// queueWrites are the pending writes of one session on one queue.
+type queueWrites struct {
+	n int // writes pending
+	// state is closed once the last write that changes the queue's record
+	// (KEY, SKEY, OFF, DEL) is answered; last once the last write of any
+	// kind (also SEND, ACK) is. Nil if there was none. The store applies a
+	// session's writes in order, so the last one answered implies the
+	// earlier ones are durable.
+	state, last chan struct{}
 }
 
 // subscription is one session's subscription to one queue.
@@ -113,6 +130,9 @@ type subscription struct {
 	// Guarded by sess.mu.
 	delivered    queue.ID // the message delivered and not yet acknowledged
 	hasDelivered bool
+	// acking counts this session's ACKs of the queue not yet answered: no
+	// MSG is pushed meanwhile, so that an ACK's OK precedes the next MSG.
+	acking int
 }
 
 func newSession(r *Relay, conn io.ReadWriteCloser, binding []byte) (*session, error) {
@@ -135,6 +155,7 @@ func newSession(r *Relay, conn io.ReadWriteCloser, binding []byte) (*session, er
 		wake:       make(chan struct{}, 1),
 		subs:       make(map[queue.ID]*subscription),
 		pending:    make(map[*subscription]struct{}),
+		writes:     make(map[queue.ID]*queueWrites),
 	}
 	s.ctx, s.cancel = context.WithCancel(r.ctx)
 	return s, nil
@@ -272,7 +293,9 @@ func (s *session) serveBlock(block []byte, txs [][]byte) ([][]byte, error) {
 	}
 	for _, raw := range txs {
 		t, signed, err := queue.ParseTransmission(raw)
-		if err != nil || !t.Command.Tag.IsCommand() {
+		// Every command carries a corrID (section 7): without one, its
+		// response could not be told from an event.
+		if err != nil || !t.Command.Tag.IsCommand() || t.CorrID == nil {
 			return txs, errMalformed
 		}
 		if err := s.handle(t, signed); err != nil {
@@ -384,11 +407,11 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 		}
 		return s.reply(corrID, nil, queue.Command{Tag: queue.TagPONG})
 	}
-	if t.CorrID == nil || t.Auth == nil {
+	if t.Auth == nil {
 		return s.replyErr(corrID, entity, queue.SYNTAX)
 	}
 	if cmd.Tag == queue.TagNEW {
-		if t.Entity != nil {
+		if t.Entity != nil || queue.LowOrder(cmd.RecipientKey) || queue.LowOrder(cmd.RecipientDHKey) {
 			return s.replyErr(corrID, entity, queue.SYNTAX)
 		}
 		return s.handleNew(corrID, cmd, signed, t.Auth)
@@ -396,6 +419,16 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 	id, ok := entityID(&t)
 	if !ok {
 		return s.replyErr(corrID, entity, queue.SYNTAX)
+	}
+	// A low-order key is refused before any lookup (sections 8, 9).
+	if (cmd.Tag == queue.TagKEY || cmd.Tag == queue.TagSKEY) && queue.LowOrder(cmd.SenderKey) {
+		return s.replyErr(corrID, entity, queue.SYNTAX)
+	}
+	// Per-queue order: the lookup sees this session's earlier writes on
+	// the queue; GET's read of the first message sees its SENDs and ACKs
+	// too.
+	if err := s.waitWrites(id, cmd.Tag == queue.TagGET); err != nil {
+		return err
 	}
 	switch cmd.Tag {
 	case queue.TagSEND:
@@ -417,21 +450,36 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 	}
 	switch cmd.Tag {
 	case queue.TagKEY:
+		// Suspended or already secured: answered without a write.
+		switch {
+		case rec.Suspended:
+			return s.replyErr(corrID, entity, queue.AUTH)
+		case rec.Secured && subtle.ConstantTimeCompare(rec.SenderKey[:], cmd.SenderKey[:]) != 1:
+			return s.replyErr(corrID, entity, queue.AUTH)
+		case rec.Secured:
+			return s.reply(corrID, entity, queue.Command{Tag: queue.TagOK})
+		}
+		done := s.startWrite(&rec, true)
 		ch, err := s.r.store.secureQueue(s.ctx, id, cmd.SenderKey)
-		return s.await(ch, err, corrID, entity, queue.AUTH, nil, nil)
+		return s.await(ch, err, corrID, entity, queue.AUTH, nil, nil, done)
 	case queue.TagSUB:
 		return s.handleSub(corrID, entity, rec)
 	case queue.TagACK:
+		s.startAck(id)
+		done := s.startWrite(&rec, false)
 		ch, err := s.r.store.ackMessage(s.ctx, id, cmd.MsgID)
-		return s.await(ch, err, corrID, entity, queue.NO_MSG, s.r.metrics.messagesAcked, func() { s.acked(id, cmd.MsgID) })
+		return s.await(ch, err, corrID, entity, queue.NO_MSG, s.r.metrics.messagesAcked, func() { s.r.notifyHead(id) },
+			func() { s.endAck(id); done() })
 	case queue.TagGET:
 		return s.handleGet(corrID, entity, rec)
 	case queue.TagOFF:
+		done := s.startWrite(&rec, true)
 		ch, err := s.r.store.suspendQueue(s.ctx, id)
-		return s.await(ch, err, corrID, entity, queue.AUTH, nil, nil)
+		return s.await(ch, err, corrID, entity, queue.AUTH, nil, nil, done)
 	case queue.TagDEL:
+		done := s.startWrite(&rec, true)
 		ch, err := s.r.store.deleteQueue(s.ctx, id)
-		return s.await(ch, err, corrID, entity, queue.AUTH, s.r.metrics.queuesDeleted, func() { s.deleted(id) })
+		return s.await(ch, err, corrID, entity, queue.AUTH, s.r.metrics.queuesDeleted, func() { s.deleted(id) }, done)
 	}
 	return errMalformed // unreachable: IsCommand covers every tag above
 }
@@ -439,12 +487,19 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 // await answers a store operation once it is durable: OK, or the error
 // code its error maps to, with notFound for errNotFound. done, if not nil,
 // counts the durable successes. then, if not nil, runs after a successful
-// OK is queued. It blocks while maxInFlight operations are pending.
-func (s *session) await(ch <-chan error, err error, corrID, entity []byte, notFound queue.ErrorCode, done prometheus.Counter, then func()) error {
+// OK is queued. finish, if not nil, runs last, in every case. It blocks
+// while maxInFlight operations are pending.
+func (s *session) await(ch <-chan error, err error, corrID, entity []byte, notFound queue.ErrorCode, done prometheus.Counter, then, finish func()) error {
 	if err != nil {
+		if finish != nil {
+			finish()
+		}
 		return s.replyErr(corrID, entity, errorCode(err))
 	}
 	return s.async(func() {
+		if finish != nil {
+			defer finish()
+		}
 		if err := <-ch; err != nil {
 			code := errorCode(err)
 			if errors.Is(err, errNotFound) {
@@ -460,6 +515,65 @@ func (s *session) await(ch <-chan error, err error, corrID, entity []byte, notFo
 			then()
 		}
 	})
+}
+
+// startWrite records a write of this session on rec's queue and returns
+// the function to call once it is answered. state marks a write of the
+// queue's record (KEY, SKEY, OFF, DEL). Commands of the session on the
+// same queue that come later wait for it (waitWrites).
+func (s *session) startWrite(rec *queueRecord, state bool) (done func()) {
+	ch := make(chan struct{})
+	ids := [2]queue.ID{rec.RecipientID, rec.SenderID}
+	s.mu.Lock()
+	for _, id := range ids {
+		w := s.writes[id]
+		if w == nil {
+			w = &queueWrites{}
+			s.writes[id] = w
+		}
+		w.n++
+		w.last = ch
+		if state {
+			w.state = ch
+		}
+	}
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		for _, id := range ids {
+			if w := s.writes[id]; w != nil {
+				if w.n--; w.n == 0 {
+					delete(s.writes, id)
+				}
+			}
+		}
+		s.mu.Unlock()
+		close(ch)
+	}
+}
+
+// waitWrites waits until this session's writes on the queue with ID id
+// (recipient or sender ID) are answered: those of its record, or, with
+// all, every write. It returns an error only when the session ends.
+func (s *session) waitWrites(id queue.ID, all bool) error {
+	s.mu.Lock()
+	var ch chan struct{}
+	if w := s.writes[id]; w != nil {
+		ch = w.state
+		if all {
+			ch = w.last
+		}
+	}
+	s.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
 }
 
 // async runs f in its own goroutine, at most maxInFlight at a time; it
@@ -499,8 +613,11 @@ func (s *session) handleNew(corrID []byte, cmd queue.Command, signed, auth []byt
 	// its cache (and the relay's memory) with keys it may never use again;
 	// the first command on the new queue caches it.
 	ok := s.verify(cmd.RecipientKey, signed, auth, false)
-	if pw := s.r.cfg.Password; pw != "" {
-		ok = subtle.ConstantTimeCompare([]byte(pw), cmd.Password) == 1 && ok
+	if s.r.cfg.Password != "" {
+		// Hashes of equal length: the comparison takes the same time
+		// whatever the length of the guess.
+		h := sha256.Sum256(cmd.Password)
+		ok = subtle.ConstantTimeCompare(s.r.passwordHash[:], h[:]) == 1 && ok
 	}
 	if !ok {
 		return s.replyErr(corrID, nil, queue.AUTH)
@@ -545,12 +662,19 @@ func (s *session) handleSKey(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 	if err != nil {
 		return s.replyErr(corrID, entity, queue.INTERNAL)
 	}
-	// The key is in the command: the same work whether or not the queue exists.
-	if !s.verify(cmd.SenderKey, signed, auth, found) || !found || rec.Suspended {
+	// The key is in the command: the same work whether or not the queue
+	// exists. A queue secured already is answered without a write, so that
+	// a live queue costs no more than an unknown ID (section 8).
+	if !s.verify(cmd.SenderKey, signed, auth, found) || !found || rec.Suspended ||
+		rec.Secured && subtle.ConstantTimeCompare(rec.SenderKey[:], cmd.SenderKey[:]) != 1 {
 		return s.replyErr(corrID, entity, queue.AUTH)
 	}
+	if rec.Secured {
+		return s.reply(corrID, entity, queue.Command{Tag: queue.TagOK})
+	}
+	done := s.startWrite(&rec, true)
 	ch, err := s.r.store.secureBySender(s.ctx, sid, cmd.SenderKey)
-	return s.await(ch, err, corrID, entity, queue.AUTH, nil, nil)
+	return s.await(ch, err, corrID, entity, queue.AUTH, nil, nil, done)
 }
 
 func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Command, signed, auth []byte) error {
@@ -572,11 +696,14 @@ func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 		return s.replyErr(corrID, entity, queue.AUTH)
 	}
 	msg := storedMessage{ID: queue.NewID(), Timestamp: time.Now().Unix(), Body: cmd.Body} // addMessage copies it
+	done := s.startWrite(&rec, false)
 	ch, err := s.r.store.addMessage(s.ctx, sid, msg, s.r.cfg.QueueQuota)
 	if err != nil {
+		done()
 		return s.replyErr(corrID, entity, errorCode(err))
 	}
 	return s.async(func() {
+		defer done()
 		res := <-ch
 		if res.Err != nil {
 			s.replyErr(corrID, entity, errorCode(res.Err))
@@ -607,7 +734,7 @@ func (s *session) handleSub(corrID, entity []byte, rec queueRecord) error {
 	if err := s.reply(corrID, entity, queue.Command{Tag: queue.TagOK}); err != nil {
 		return err
 	}
-	s.markPending(sub)
+	s.markPending(sub, false)
 	return nil
 }
 
@@ -640,17 +767,28 @@ func msgCommand(key *[32]byte, m storedMessage) queue.Command {
 	}
 }
 
-// acked runs after a durable ACK: the subscription, if this session holds
-// it, may deliver the next message.
-func (s *session) acked(rid, msgID queue.ID) {
+// startAck notes an ACK of this session on queue rid: while it is pending,
+// the session's subscription to rid, if any, pushes no MSG.
+func (s *session) startAck(rid queue.ID) {
+	s.mu.Lock()
+	if sub, ok := s.subs[rid]; ok {
+		sub.acking++
+	}
+	s.mu.Unlock()
+}
+
+// endAck runs after the ACK noted by startAck is answered: the
+// subscription may deliver again, the next message if the ACK removed the
+// one delivered.
+func (s *session) endAck(rid queue.ID) {
 	s.mu.Lock()
 	sub, ok := s.subs[rid]
-	if ok && sub.hasDelivered && sub.delivered == msgID {
-		sub.hasDelivered = false
+	if ok && sub.acking > 0 {
+		sub.acking--
 	}
 	s.mu.Unlock()
 	if ok {
-		s.markPending(sub)
+		s.markPending(sub, true)
 	}
 }
 
@@ -686,10 +824,13 @@ func (s *session) ended(sub *subscription, tag queue.Tag) {
 }
 
 // markPending asks the writer to deliver sub's head message, unless one is
-// already delivered and not yet acknowledged.
-func (s *session) markPending(sub *subscription) {
+// already delivered and not yet acknowledged. With recheck, it asks even
+// then: the delivered message may be gone (acknowledged by another
+// session, expired), and the writer delivers the head if it is another
+// message.
+func (s *session) markPending(sub *subscription, recheck bool) {
 	s.mu.Lock()
-	if s.subs[sub.rid] != sub || sub.hasDelivered {
+	if s.subs[sub.rid] != sub || sub.hasDelivered && !recheck {
 		s.mu.Unlock()
 		return
 	}
@@ -857,15 +998,34 @@ func (s *session) delivery(sub *subscription, sealBuf, txBuf []byte) ([]byte, bo
 		sealed []byte
 	)
 	ok, err := s.r.store.readFirstMessage(sub.rid, func(m storedMessage) {
+		s.mu.Lock()
+		again := sub.hasDelivered && sub.delivered == m.ID
+		s.mu.Unlock()
+		if again {
+			return // delivered and not acknowledged: no need to seal it
+		}
 		id = m.ID
 		sealed = queue.SealMessage(sealBuf[:0], &sub.msgKey, m.ID, m.Timestamp, m.Body)
 	})
-	if err != nil || !ok {
+	if err == nil && !ok {
+		// The queue is empty: the message delivered, if any, is gone
+		// (expired, or acknowledged by another session), and the next SEND
+		// is delivered at once. Only this goroutine delivers, so no
+		// delivery raced the read.
+		s.mu.Lock()
+		if s.subs[sub.rid] == sub && sub.acking == 0 {
+			sub.hasDelivered = false
+		}
+		s.mu.Unlock()
+	}
+	if err != nil || !ok || sealed == nil {
 		return nil, false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.subs[sub.rid] != sub || sub.hasDelivered {
+	// Window of one: the head is pushed unless it is the message delivered
+	// already, or an ACK of this session is pending (its OK goes first).
+	if s.subs[sub.rid] != sub || sub.acking > 0 || sub.hasDelivered && sub.delivered == id {
 		return nil, false
 	}
 	sub.delivered, sub.hasDelivered = id, true

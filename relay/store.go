@@ -222,8 +222,8 @@ var (
 	errKeyMismatch = errors.New("relay store: queue secured with another key")
 	// errQuota is returned by addMessage when the queue holds its quota.
 	errQuota = errors.New("relay store: queue full")
-	// errSuspended is returned by addMessage and secureBySender for a
-	// suspended queue.
+	// errSuspended is returned by addMessage, secureQueue and
+	// secureBySender for a suspended queue.
 	errSuspended = errors.New("relay store: queue suspended")
 	// errNotSecured is returned by addMessage for a queue never secured.
 	errNotSecured = errors.New("relay store: queue not secured")
@@ -770,7 +770,7 @@ func (s *store) createQueue(ctx context.Context, rec queueRecord) (<-chan error,
 
 // secureQueue secures queue rid with the sender's key (KEY). Securing again
 // with the same key succeeds and changes nothing; with another key it fails
-// with errKeyMismatch.
+// with errKeyMismatch; a suspended queue fails with errSuspended.
 func (s *store) secureQueue(ctx context.Context, rid queue.ID, senderKey queue.Key) (<-chan error, error) {
 	return s.submitErr(ctx, func(b storeTx) error {
 		q, ok, err := b.getQueue(rid)
@@ -779,6 +779,9 @@ func (s *store) secureQueue(ctx context.Context, rid queue.ID, senderKey queue.K
 		}
 		if !ok {
 			return errNotFound
+		}
+		if q.Suspended {
+			return errSuspended
 		}
 		return b.secure(&q, senderKey)
 	})
@@ -980,7 +983,11 @@ func (s *store) ackMessage(ctx context.Context, rid queue.ID, msgID queue.ID) (<
 // of its kind; batch < 1 means 1000. It returns the
 // numbers removed so far, also on error; once ctx is done it starts no new
 // transaction.
-func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch int) (msgs, queues int, err error) {
+//
+// expired, if not nil, is called after each committed transaction with the
+// recipient ID of every queue that lost an expired message in it (at most
+// batch calls), so that its subscriber can be given the next message.
+func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch int, expired func(rid queue.ID)) (msgs, queues int, err error) {
 	if batch < 1 {
 		batch = defaultSweepBatch
 	}
@@ -991,10 +998,12 @@ func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch i
 		var (
 			m, q int
 			more bool
+			rids []queue.ID
 		)
 		ch, err := s.submitErr(ctx, func(b storeTx) error {
 			var err error
-			m, q, more, err = b.sweepStep(msgBefore, queueBefore, batch)
+			rids = rids[:0] // apply may run again
+			m, q, more, err = b.sweepStep(msgBefore, queueBefore, batch, &rids)
 			return err
 		})
 		if err != nil {
@@ -1010,6 +1019,11 @@ func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch i
 		}
 		msgs += m
 		queues += q
+		if expired != nil {
+			for _, rid := range rids {
+				expired(rid)
+			}
+		}
 		if !more {
 			return msgs, queues, nil
 		}
@@ -1172,7 +1186,7 @@ func (b storeTx) head(rid queue.ID) (seq uint64, v []byte, ok bool) {
 // sweepStep removes up to budget expired messages, then, with what is left
 // of the budget, expired queues never secured. more reports that the budget
 // ran out, so there may be more to remove.
-func (b storeTx) sweepStep(msgBefore, queueBefore int64, budget int) (msgs, queues int, more bool, err error) {
+func (b storeTx) sweepStep(msgBefore, queueBefore int64, budget int, rids *[]queue.ID) (msgs, queues int, more bool, err error) {
 	c := b.expiry.Cursor()
 	for budget > 0 {
 		k, _ := c.First()
@@ -1200,6 +1214,9 @@ func (b storeTx) sweepStep(msgBefore, queueBefore int64, budget int) (msgs, queu
 				if err := b.putQueue(&q); err != nil {
 					return msgs, queues, false, err
 				}
+			}
+			if n := len(*rids); n == 0 || (*rids)[n-1] != rid {
+				*rids = append(*rids, rid)
 			}
 			msgs++
 		}

@@ -594,7 +594,7 @@ func TestStoreSweep(t *testing.T) {
 	}
 
 	before := s.commits.Load()
-	msgs, queues, err := s.sweep(ctx, now, now, 3)
+	msgs, queues, err := s.sweep(ctx, now, now, 3, nil)
 	if err != nil || msgs != 10 || queues != 10 {
 		t.Fatalf("sweep = %d messages, %d queues, %v; want 10, 10", msgs, queues, err)
 	}
@@ -642,12 +642,12 @@ func TestStoreSweep(t *testing.T) {
 		t.Errorf("send over quota after sweep = %v, want errQuota", r.Err)
 	}
 
-	if msgs, queues, err := s.sweep(ctx, now, now, 3); err != nil || msgs != 0 || queues != 0 {
+	if msgs, queues, err := s.sweep(ctx, now, now, 3, nil); err != nil || msgs != 0 || queues != 0 {
 		t.Errorf("second sweep = %d, %d, %v; want nothing", msgs, queues, err)
 	}
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, _, err := s.sweep(canceled, 5000, 5000, 3); !errors.Is(err, context.Canceled) {
+	if _, _, err := s.sweep(canceled, 5000, 5000, 3, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("sweep with a canceled context = %v", err)
 	}
 }
@@ -886,7 +886,7 @@ func TestStoreClosePending(t *testing.T) {
 	if _, _, err := s.queueByRecipient(q.RecipientID); err != errClosed {
 		t.Errorf("queueByRecipient after Close = %v, want errClosed", err)
 	}
-	if _, _, err := s.sweep(ctx, 1, 1, 1); err != errClosed {
+	if _, _, err := s.sweep(ctx, 1, 1, 1, nil); err != errClosed {
 		t.Errorf("sweep after Close = %v, want errClosed", err)
 	}
 }

@@ -2,7 +2,6 @@ package link
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -453,27 +452,17 @@ func isTLSFailure(err error) bool {
 	return true
 }
 
-// verifyChain checks a relay's certificate chain: exactly [online leaf,
-// identity CA], the CA's key an Ed25519 key with fingerprint fp, the leaf
-// signed by it and valid at now.
+// verifyChain checks a relay's certificate chain with the check relays
+// apply too (queue.VerifyChain): a chain that is not the pinned identity's
+// is ErrWrongFingerprint; an online certificate it does not certify, or
+// that is not valid now, is ErrTLS.
 func verifyChain(certs []*x509.Certificate, fp queue.Fingerprint, now time.Time) error {
-	if len(certs) != 2 {
-		return fmt.Errorf("%w: the relay sent %d certificates, not its online and identity certificates", ErrWrongFingerprint, len(certs))
+	err := queue.VerifyChain(certs, fp, now)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, queue.ErrChainIdentity):
+		return fmt.Errorf("%w: %w", ErrWrongFingerprint, err)
 	}
-	leaf, ca := certs[0], certs[1]
-	pub, ok := ca.PublicKey.(ed25519.PublicKey)
-	if !ok {
-		return fmt.Errorf("%w: the relay's identity key is not Ed25519", ErrWrongFingerprint)
-	}
-	if got := queue.FingerprintOf(pub); got != fp {
-		return fmt.Errorf("%w: the relay is %v, the address pins %v", ErrWrongFingerprint, got, fp)
-	}
-	if err := leaf.CheckSignatureFrom(ca); err != nil {
-		return fmt.Errorf("%w: the relay's certificate is not certified by its identity: %v", ErrTLS, err)
-	}
-	if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
-		return fmt.Errorf("%w: the relay's certificate is valid from %v to %v, not now", ErrTLS,
-			leaf.NotBefore.UTC().Format(time.DateTime), leaf.NotAfter.UTC().Format(time.DateTime))
-	}
-	return nil
+	return fmt.Errorf("%w: %w", ErrTLS, err)
 }
