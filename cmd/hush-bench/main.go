@@ -12,6 +12,7 @@
 //	hush-bench chaos [flags]          3 relays killed and restarted under traffic
 //	                                  between two clients: exactly once, in order,
 //	                                  and the time to recover
+//	hush-bench timing [flags]         answer times for unknown IDs and live queues
 //
 // By default hush-bench starts its own relay as a child process (it runs
 // itself with the hidden relay-child command), so that the relay's CPU time
@@ -45,7 +46,7 @@ import (
 	"github.com/hushrelay/hush/queue"
 )
 
-const usageText = `usage: hush-bench [throughput|idle|queues|chaos] [flags]
+const usageText = `usage: hush-bench [throughput|idle|queues|chaos|timing] [flags]
 
 Scenarios:
   throughput  S senders and R receivers over Q queues for --duration; prints
@@ -61,6 +62,9 @@ Scenarios:
               out-of-order messages, invitations made during the outage,
               and the time from each restart to the first message
               delivered through the restarted relay
+  timing      for every command naming a queue, the median answer time for
+              an unknown ID and for a live queue with a wrong key, and their
+              ratio (both are ERR AUTH after the same work)
 
 Run "hush-bench <scenario> -h" for a scenario's flags.
 `
@@ -102,6 +106,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runQueuesCommand(ctx, args, stdout, stderr)
 	case "chaos":
 		return runChaosCommand(ctx, args, stdout, stderr)
+	case "timing":
+		return runTimingCommand(ctx, args, stdout, stderr)
 	case "help":
 		io.WriteString(stdout, usageText)
 		return nil

@@ -242,3 +242,24 @@ func TestChaos(t *testing.T) {
 		})
 	}
 }
+
+// TestTiming runs the timing scenario briefly over both transports: it
+// reports every command that names a queue, each answered ERR AUTH for an
+// unknown ID and for a live queue (the run fails otherwise), with its
+// median answer times. The figures are printed, not judged.
+func TestTiming(t *testing.T) {
+	for _, tr := range []string{"quic", "tcp"} {
+		res := bench(t, "timing", "--rounds", "20", "--queues", "4", "--transport", tr)
+		cmds, ok := res["commands"].([]any)
+		if !ok || len(cmds) != 8 {
+			t.Fatalf("%s: commands %v, want 8", tr, res["commands"])
+		}
+		for _, c := range cmds {
+			row := c.(map[string]any)
+			if number(t, row, "unknown_p50_us") <= 0 || number(t, row, "known_p50_us") <= 0 {
+				t.Errorf("%s: %v", tr, row)
+			}
+			t.Logf("%s %-4v unknown %6.0f µs, live %6.0f µs, ratio %.2f", tr, row["command"], row["unknown_p50_us"], row["known_p50_us"], row["ratio"])
+		}
+	}
+}

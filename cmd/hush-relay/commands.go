@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
@@ -162,6 +165,14 @@ func cmdStart(ctx context.Context, o *options, env environment) error {
 				fmt.Fprintf(env.stderr, "hush-relay: warning: the admin listener %s is not on a loopback address: anyone who reaches it sees the metrics and status\n", ln.Addr())
 			}
 			fmt.Fprintf(env.stdout, "admin: http://%s/ (/metrics, /healthz, /status)\n", ln.Addr())
+			// backup, status and drain find the listener from the data
+			// directory, whatever --admin said.
+			addrFile := filepath.Join(dir, adminAddrFile)
+			if err := writeFileAtomic(addrFile, []byte(ln.Addr().String()+"\n"), 0o600, false); err != nil {
+				fmt.Fprintf(env.stderr, "hush-relay: warning: %v: backup, status and drain need --admin %s\n", err, ln.Addr())
+			} else {
+				defer os.Remove(addrFile)
+			}
 		}
 	}
 	if s.drain {
@@ -233,6 +244,17 @@ func cmdAddress(o *options, qr bool, env environment) error {
 	if err != nil {
 		return err
 	}
+	if s.tor.mode != "off" {
+		onion, err := onionHost(o.dataDir)
+		switch {
+		case err != nil:
+			return err
+		case onion == "":
+			fmt.Fprintln(env.stderr, `hush-relay: the onion host is added to the address once "hush-relay start" has published the onion service`)
+		default:
+			addr.Onion = onion
+		}
+	}
 	fmt.Fprintln(env.stdout, addr)
 	if qr {
 		fmt.Fprintln(env.stdout)
@@ -266,6 +288,24 @@ func printQR(w io.Writer, text string) {
 		BlackWhiteChar: qrterminal.BLACK_WHITE,
 		QuietZone:      2,
 	})
+}
+
+// onionHost returns the onion host of the onion service key in dir, or ""
+// if there is none yet (the first start creates it).
+func onionHost(dir string) (string, error) {
+	path := filepath.Join(dir, onionKeyFile)
+	data, err := readSecret(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	key, err := parsePrivateKey(path, data)
+	if err != nil {
+		return "", err
+	}
+	return torutil.OnionHost(key.Public().(ed25519.PublicKey)), nil
 }
 
 // onionKeyFile holds the onion service's key, so that the onion host stays

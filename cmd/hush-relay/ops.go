@@ -100,12 +100,24 @@ func startAdmin(r *relay.Relay, s *settings, token string, reload func() error, 
 	return srv, ln, nil
 }
 
+// adminAddrFile holds the address of the admin listener of the relay
+// running on a data directory, written at start and removed at shutdown.
+const adminAddrFile = "admin.addr"
+
 // adminAddress returns the admin listener's address for the commands
-// that talk to it: --admin, else admin from the environment or
+// that talk to it: --admin, else that of the relay running on the data
+// directory (adminAddrFile), else admin from the environment or
 // config.toml (if readable), else the default; "" if it is off.
 func adminAddress(o *options) (string, error) {
 	a := o.admin
 	if !o.set["admin"] {
+		if b, err := os.ReadFile(filepath.Join(o.dataDir, adminAddrFile)); err == nil {
+			if a := strings.TrimSpace(string(b)); a != "" {
+				if _, _, err := splitListen(a); err == nil {
+					return a, nil
+				}
+			}
+		}
 		fc, err := loadConfig(filepath.Join(o.dataDir, configFile), o.environ)
 		if errors.Is(err, fs.ErrPermission) {
 			fc = fileConfig{}

@@ -5,6 +5,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -26,6 +28,7 @@ import (
 	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
+	"github.com/hushrelay/hush/torutil"
 )
 
 // adminOf returns the admin address that a started relay printed.
@@ -127,6 +130,14 @@ func TestStatus(t *testing.T) {
 	// The admin address also comes from the environment, and from
 	// config.toml.
 	mustSucceed(t, hushRelay(t, []string{"HUSH_RELAY_ADMIN=" + admin}, "status", "--data", dir))
+	// Without --admin, status finds the listener of the relay running on
+	// the data directory, although it was started with a non-default
+	// --admin (issue 14 point 11).
+	r = hushRelay(t, nil, "status", "--data", dir)
+	mustSucceed(t, r)
+	if !strings.Contains(r.stdout, a.Fingerprint.String()) {
+		t.Errorf("status without --admin:\n%s", r.stdout)
+	}
 	// Metrics and health from the binary.
 	if code, body := httpGet(t, "http://"+admin+"/healthz"); code != http.StatusOK || body != "ok\n" {
 		t.Errorf("/healthz: %d %q", code, body)
@@ -141,6 +152,43 @@ func TestStatus(t *testing.T) {
 
 	p.stop(t, syscall.SIGTERM)
 	mustFail(t, hushRelay(t, nil, "status", "--data", dir, "--admin", admin), 1, "no relay answers", "is the relay running?")
+	if _, err := os.Stat(filepath.Join(dir, "admin.addr")); !os.IsNotExist(err) {
+		t.Errorf("admin.addr after shutdown: %v", err)
+	}
+}
+
+// TestAddressOnion: "hush-relay address" of a relay that publishes an
+// onion service names its onion host, the one its onion key gives
+// (issue 14 point 11).
+func TestAddressOnion(t *testing.T) {
+	dir := t.TempDir()
+	mustSucceed(t, hushRelay(t, nil, "init", "--data", dir, "--listen", "127.0.0.1:5999", "--host", "127.0.0.1"))
+	env := []string{"HUSH_RELAY_TOR=embedded"}
+	r := hushRelay(t, env, "address", "--data", dir)
+	mustSucceed(t, r)
+	if a := parsed(t, r.stdout); a.Onion != "" || !strings.Contains(r.stderr, "onion host is added") {
+		t.Errorf("address before the onion key exists: %s\n%s", a, r.stderr)
+	}
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "onion.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = hushRelay(t, env, "address", "--data", dir)
+	mustSucceed(t, r)
+	want := torutil.OnionHost(key.Public().(ed25519.PublicKey))
+	if a := parsed(t, r.stdout); a.Onion != want || a.Host != "127.0.0.1" || a.Port != 5999 {
+		t.Errorf("address %s, want the onion host %s", a, want)
+	}
+	// With tor off, the address has no onion host.
+	r = hushRelay(t, nil, "address", "--data", dir)
+	mustSucceed(t, r)
+	if a := parsed(t, r.stdout); a.Onion != "" {
+		t.Errorf("address with tor off: %s", a)
+	}
 }
 
 func TestLogsPolicyAndJSON(t *testing.T) {
@@ -282,6 +330,13 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Errorf("backup printed:\n%s", r.stdout)
 	}
 	checkMode(t, out, 0o600)
+	// Without --admin too: the relay's non-default admin listener is found
+	// from the data directory (issue 14 point 11).
+	r = hushRelay(t, nil, "backup", "--data", dir, "--out", out+".2")
+	mustSucceed(t, r)
+	if !strings.Contains(r.stdout, "backup of the running relay") {
+		t.Errorf("backup without --admin printed:\n%s", r.stdout)
+	}
 	mustFail(t, hushRelay(t, nil, "backup", "--data", dir, "--admin", admin, "--out", out), 1, "exists")
 	mustFail(t, hushRelay(t, nil, "restore", "--data", dir, "--from", out, "--force"), 1, "stop the relay")
 	r = hushRelay(t, nil, "check", "--data", dir, "--admin", admin)
@@ -578,4 +633,14 @@ func TestHelpListsCommands(t *testing.T) {
 	}
 	mustFail(t, hushRelay(t, nil, "backup", "--data", t.TempDir()), 1, "--out FILE is required")
 	mustFail(t, hushRelay(t, nil, "restore", "--data", t.TempDir()), 1, "--from FILE is required")
+}
+
+// parsed parses the address that "hush-relay address" printed.
+func parsed(t *testing.T, out string) queue.Address {
+	t.Helper()
+	a, err := queue.ParseAddress(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatalf("hush-relay address printed %q: %v", out, err)
+	}
+	return a
 }
