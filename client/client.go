@@ -156,6 +156,10 @@ type Client struct {
 	// links are the relay connections, by relay fingerprint.
 	links map[linkKey]*relayLink
 
+	// relayDown says, by relay, whether the last attempt to reach it
+	// failed; a relay not yet tried is not in it (see reachable).
+	relayDown map[queue.Fingerprint]bool
+
 	recvMu sync.Mutex
 	// recvIndex maps the recipient IDs of our receiving queues to contact
 	// IDs: a cache of the contacts bucket (see contactByRecipient).
@@ -197,6 +201,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		wakeOutbox:  make(chan struct{}, 1),
 		outboxEmpty: make(chan struct{}, 1),
 		links:       make(map[linkKey]*relayLink),
+		relayDown:   make(map[queue.Fingerprint]bool),
 	}
 	if err := c.dropSentEvents(); err != nil {
 		v.Close()
@@ -352,6 +357,14 @@ const (
 	// (Problem wraps ErrTampered, ErrDuplicate, ErrGap or ErrBadHash, or
 	// says why a queue stopped working).
 	EventProblem
+	// EventRelayDown: the relay named by Relay cannot be reached (Problem
+	// says why); messages through it wait. It comes once, when an attempt
+	// to reach the relay fails after it answered (or on the first
+	// attempt).
+	EventRelayDown
+	// EventRelayUp: the relay named by Relay answers again after an
+	// EventRelayDown, and what waited for it goes on.
+	EventRelayUp
 )
 
 func (k EventKind) String() string {
@@ -364,14 +377,21 @@ func (k EventKind) String() string {
 		return "sent"
 	case EventProblem:
 		return "problem"
+	case EventRelayDown:
+		return "relay-down"
+	case EventRelayUp:
+		return "relay-up"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
 
-// Event is something that happened to a contact.
+// Event is something that happened to a contact, or to a relay.
 type Event struct {
 	Kind    EventKind
 	Contact string
+	// Relay names the relay of EventRelayDown and EventRelayUp by its
+	// host and port.
+	Relay   string
 	Text    string
 	Seq     uint64
 	Time    time.Time
@@ -381,9 +401,9 @@ type Event struct {
 // Events returns the channel of events. It is unbuffered, and events are
 // kept in the store until the application receives them, so each is seen
 // once, and none is lost when the application is not listening (they come
-// at the next Open). EventSent is the exception: it concerns one run of
-// the client, and those not received before Close are dropped at the next
-// Open.
+// at the next Open). EventSent, EventRelayDown and EventRelayUp are the
+// exception: they concern one run of the client, and those not received
+// before Close are dropped at the next Open.
 func (c *Client) Events() <-chan Event { return c.events }
 
 // randomID returns n random bytes.
@@ -402,7 +422,8 @@ func newKey() *ecdh.PrivateKey {
 	return k
 }
 
-// dropSentEvents deletes the EventSent events of earlier runs.
+// dropSentEvents deletes the EventSent, EventRelayDown and EventRelayUp
+// events of earlier runs.
 func (c *Client) dropSentEvents() error {
 	return c.store.Update(func(tx *vault.Tx) error {
 		var stale [][]byte
@@ -411,7 +432,7 @@ func (c *Client) dropSentEvents() error {
 			if err := unmarshal(v, &rec); err != nil {
 				return err
 			}
-			if rec.Kind == EventSent {
+			if rec.Kind == EventSent || rec.Kind == EventRelayDown || rec.Kind == EventRelayUp {
 				stale = append(stale, bytes.Clone(k))
 			}
 			return nil

@@ -19,6 +19,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 )
@@ -66,18 +67,30 @@ func (tr *testRelay) restart() {
 type person struct {
 	t    testing.TB
 	home string
+	dial link.Config
 	c    *client.Client
 }
 
 func newPerson(t testing.TB, relays ...*testRelay) *person {
 	t.Helper()
-	p := &person{t: t, home: t.TempDir()}
+	var addrs []queue.Address
+	for _, r := range relays {
+		addrs = append(addrs, r.addr)
+	}
+	return newPersonWith(t, link.Config{}, addrs...)
+}
+
+// newPersonWith makes a person who reaches relays with dial and uses the
+// relays at addrs.
+func newPersonWith(t testing.TB, dial link.Config, addrs ...queue.Address) *person {
+	t.Helper()
+	p := &person{t: t, home: t.TempDir(), dial: dial}
 	if err := client.Init(p.home, nil); err != nil {
 		t.Fatal(err)
 	}
 	p.open()
-	for _, r := range relays {
-		if err := p.c.AddRelay(r.addr); err != nil {
+	for _, a := range addrs {
+		if err := p.c.AddRelay(a); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -87,7 +100,7 @@ func newPerson(t testing.TB, relays ...*testRelay) *person {
 
 func (p *person) open() {
 	p.t.Helper()
-	c, err := client.Open(context.Background(), client.Config{Home: p.home})
+	c, err := client.Open(context.Background(), client.Config{Home: p.home, Dial: p.dial})
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -13,19 +13,18 @@ import (
 	"github.com/hushrelay/hush/queue"
 )
 
-// Reconnection backoff.
-const (
-	minBackoff = 500 * time.Millisecond
-	maxBackoff = 30 * time.Second
-)
-
 // ackTimeout bounds the wait for an ACK's OK. A message whose ACK is lost
 // is delivered again, and recognised (contactRecord.Recent).
 const ackTimeout = 30 * time.Second
 
-// relayLink keeps one connection to one relay: it dials with backoff,
-// subscribes to our queues there after every (re)connection, and hands
-// delivered messages to the client.
+// subscribeWidth is how many SUBs a link has in flight at once when it
+// subscribes to its queues.
+const subscribeWidth = 32
+
+// relayLink keeps one connection to one relay: it dials with backoff
+// (link.Backoff), subscribes to our queues there after every
+// (re)connection, and hands delivered messages to the client. A lost
+// connection is dialled again at once.
 type relayLink struct {
 	c    *Client
 	addr queue.Address
@@ -38,10 +37,10 @@ type relayLink struct {
 	mu sync.Mutex
 	// conn is the live connection, nil while down.
 	conn *link.Conn
-	// up is closed when conn is set; replaced when it is lost.
-	up chan struct{}
-	// lastErr is why the last dial failed.
+	// lastErr is why the last attempt failed; nil while conn is live.
 	lastErr error
+	// changed is closed, and replaced, whenever conn or lastErr changes.
+	changed chan struct{}
 }
 
 // linkKey names a link: one per relay, or under Tor one per relay and
@@ -84,7 +83,7 @@ func (c *Client) linkTo(addr queue.Address, iso string) *relayLink {
 			}
 		}
 	}
-	l := &relayLink{c: c, addr: addr, iso: iso, up: make(chan struct{}), done: make(chan struct{})}
+	l := &relayLink{c: c, addr: addr, iso: iso, changed: make(chan struct{}), done: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(c.ctx)
 	c.links[linkKey{addr.Fingerprint, iso}] = l
 	c.wg.Add(1)
@@ -95,21 +94,23 @@ func (c *Client) linkTo(addr queue.Address, iso string) *relayLink {
 func (l *relayLink) close() { l.cancel() }
 
 // get returns the live connection, waiting for it within ctx. While the
-// relay is down it returns the last dial error once ctx ends.
+// relay is down it returns the last attempt's error once ctx ends, or at
+// once when that error is permanent (link.Permanent): a wrong fingerprint
+// or a TLS failure is not worth waiting for.
 func (l *relayLink) get(ctx context.Context) (*link.Conn, error) {
 	for {
 		l.mu.Lock()
-		conn, up := l.conn, l.up
+		conn, changed, lastErr := l.conn, l.changed, l.lastErr
 		l.mu.Unlock()
 		if conn != nil {
 			return conn, nil
 		}
+		if link.Permanent(lastErr) {
+			return nil, lastErr
+		}
 		select {
-		case <-up:
+		case <-changed:
 		case <-ctx.Done():
-			l.mu.Lock()
-			lastErr := l.lastErr
-			l.mu.Unlock()
 			if lastErr != nil {
 				return nil, fmt.Errorf("%w (%w)", lastErr, ctx.Err())
 			}
@@ -120,10 +121,20 @@ func (l *relayLink) get(ctx context.Context) (*link.Conn, error) {
 	}
 }
 
+// set records the live connection (nil while down) and why the last
+// attempt failed, and wakes the callers of get.
+func (l *relayLink) set(conn *link.Conn, err error) {
+	l.mu.Lock()
+	l.conn, l.lastErr = conn, err
+	close(l.changed)
+	l.changed = make(chan struct{})
+	l.mu.Unlock()
+}
+
 func (l *relayLink) run() {
 	defer l.c.wg.Done()
 	defer close(l.done)
-	backoff := minBackoff
+	b := link.NewBackoff(l.c.cfg.Dial)
 	for l.ctx.Err() == nil {
 		l.mu.Lock()
 		addr := l.addr
@@ -133,27 +144,32 @@ func (l *relayLink) run() {
 		dc.Isolation = l.iso
 		conn, err := link.Dial(dctx, addr, dc)
 		cancel()
-		if err != nil {
-			l.mu.Lock()
-			l.lastErr = err
-			l.mu.Unlock()
-			l.c.cfg.Logger.Debug("relay unreachable", "err", err, "retry", backoff)
-			select {
-			case <-l.ctx.Done():
-				return
-			case <-time.After(backoff):
+		if err == nil {
+			var wasUp bool
+			if wasUp, err = l.serve(conn); wasUp {
+				b.Reset()
+				continue // dial again at once
 			}
-			backoff = min(2*backoff, maxBackoff)
-			continue
 		}
-		backoff = minBackoff
-		l.serve(conn)
+		if l.ctx.Err() != nil {
+			return
+		}
+		l.set(nil, err)
+		l.c.reachable(addr, err)
+		delay := b.Next(err)
+		l.c.cfg.Logger.Debug("relay unreachable", "err", err, "retry", delay)
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
 	}
 }
 
 // serve subscribes to our queues on conn, publishes it, and handles its
-// events until it ends.
-func (l *relayLink) serve(conn *link.Conn) {
+// events until it ends. It reports whether conn was up (subscribed and
+// published) and, if not, why.
+func (l *relayLink) serve(conn *link.Conn) (wasUp bool, err error) {
 	defer conn.Close()
 	// Events must be read while subscribing: SUB may deliver at once. The
 	// ACKs that handle starts are in wg too.
@@ -167,29 +183,34 @@ func (l *relayLink) serve(conn *link.Conn) {
 		l.c.cfg.Logger.Debug("subscribing", "err", err)
 		conn.Close()
 		wg.Wait()
-		return
+		return false, err
 	}
-	l.mu.Lock()
-	l.conn, l.lastErr = conn, nil
-	close(l.up)
-	l.mu.Unlock()
+	l.set(conn, nil)
+	l.c.reachable(l.addr, nil)
+	notify(l.c.wakeOutbox) // what waits for this relay can go now
 	select {
 	case <-conn.Done():
 	case <-l.ctx.Done():
 	}
-	l.mu.Lock()
-	l.conn, l.up = nil, make(chan struct{})
-	l.mu.Unlock()
+	l.set(nil, conn.Err())
 	conn.Close()
 	wg.Wait()
+	return true, nil
 }
 
-// subscribeAll subscribes to every queue we receive on at this relay.
+// subscribeAll subscribes to every queue we receive on at this relay,
+// subscribeWidth at a time.
 func (l *relayLink) subscribeAll(conn *link.Conn) error {
 	recs, err := l.c.loadContacts()
 	if err != nil {
 		return err
 	}
+	var (
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, subscribeWidth)
+		errMu sync.Mutex
+		first error
+	)
 	for _, r := range recs {
 		a, err := queue.ParseAddress(r.Recv.Relay)
 		if err != nil || a.Fingerprint != l.addr.Fingerprint || l.c.isolation(r.ID) != l.iso {
@@ -199,18 +220,26 @@ func (l *relayLink) subscribeAll(conn *link.Conn) error {
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
-		err = conn.Subscribe(ctx, q)
-		cancel()
-		if errors.Is(err, queue.AUTH) {
-			l.c.queueGone(r.ID)
-			continue
-		}
-		if err != nil {
-			return err
-		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
+			err := conn.Subscribe(ctx, q)
+			cancel()
+			switch {
+			case errors.Is(err, queue.AUTH):
+				l.c.queueGone(r.ID)
+			case err != nil:
+				errMu.Lock()
+				if first == nil {
+					first = err
+				}
+				errMu.Unlock()
+			}
+		})
 	}
-	return nil
+	wg.Wait()
+	return first
 }
 
 // handle processes one event from conn. A message is stored, then
@@ -240,6 +269,29 @@ func (l *relayLink) handle(conn *link.Conn, ev link.Event, acks *sync.WaitGroup)
 			l.c.queueGone(r.ID)
 		}
 	}
+}
+
+// reachable records whether the last attempt to reach addr's relay failed
+// (err) or not, and tells the application when that changes: an
+// EventRelayDown when an attempt fails after a success (or the first
+// attempt fails), an EventRelayUp when it succeeds after a failure.
+func (c *Client) reachable(addr queue.Address, err error) {
+	down := err != nil
+	c.mu.Lock()
+	was, known := c.relayDown[addr.Fingerprint]
+	c.relayDown[addr.Fingerprint] = down
+	c.mu.Unlock()
+	if was == down && (known || !down) {
+		return
+	}
+	ev := Event{Kind: EventRelayUp, Relay: addr.HostPort(), Time: time.Now()}
+	if down {
+		ev.Kind, ev.Problem = EventRelayDown, err
+	}
+	if err := c.store.Update(func(tx *vault.Tx) error { return c.pushEvent(tx, ev) }); err != nil {
+		c.cfg.Logger.Error("storing an event", "err", err)
+	}
+	notify(c.wakeEvents)
 }
 
 // recvQueueRecord returns the contact whose receiving queue is rid.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hushrelay/hush/client/internal/vault"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -19,7 +20,7 @@ const sendTimeout = 20 * time.Second
 // ones behind it.
 func (c *Client) outboxLoop() {
 	defer c.wg.Done()
-	backoff := minBackoff
+	b := link.NewBackoff(c.cfg.Dial)
 	for {
 		progress, pending, err := c.sendOutbox()
 		if err != nil {
@@ -31,17 +32,16 @@ func (c *Client) outboxLoop() {
 		var retry <-chan time.Time
 		switch {
 		case progress:
-			backoff = minBackoff
+			b.Reset()
 			continue
 		case pending > 0:
-			retry = time.After(backoff)
-			backoff = min(2*backoff, maxBackoff)
+			retry = time.After(b.Next(nil))
 		}
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-c.wakeOutbox:
-			backoff = minBackoff
+			b.Reset()
 		case <-retry:
 		}
 	}

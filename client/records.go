@@ -105,6 +105,7 @@ type outboxEntry struct {
 type eventRecord struct {
 	Kind    EventKind
 	Contact string
+	Relay   string `json:",omitempty"`
 	Text    string
 	Seq     uint64
 	Time    time.Time
@@ -237,7 +238,7 @@ func (c *Client) pushEvent(tx *vault.Tx, ev Event) error {
 	if err != nil {
 		return err
 	}
-	rec := eventRecord{Kind: ev.Kind, Contact: ev.Contact, Text: ev.Text, Seq: ev.Seq, Time: ev.Time}
+	rec := eventRecord{Kind: ev.Kind, Contact: ev.Contact, Relay: ev.Relay, Text: ev.Text, Seq: ev.Seq, Time: ev.Time}
 	if ev.Problem != nil {
 		rec.Problem = ev.Problem.Error()
 	}
@@ -303,7 +304,7 @@ func (c *Client) emitLoop() {
 				continue
 			}
 		}
-		ev := Event{Kind: rec.Kind, Contact: rec.Contact, Text: rec.Text, Seq: rec.Seq, Time: rec.Time, Problem: problemFrom(rec.Problem)}
+		ev := Event{Kind: rec.Kind, Contact: rec.Contact, Relay: rec.Relay, Text: rec.Text, Seq: rec.Seq, Time: rec.Time, Problem: problemFrom(rec.Problem)}
 		select {
 		case <-c.ctx.Done():
 			return

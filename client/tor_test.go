@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hushrelay/hush/client"
 	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/internal/privnet"
 	"github.com/hushrelay/hush/queue"
@@ -85,23 +84,7 @@ func startClientTor(ctx context.Context, t testing.TB, n *privnet.Network) *toru
 
 func newTorPerson(t testing.TB, socks string, relays ...queue.Address) *person {
 	t.Helper()
-	p := &person{t: t, home: t.TempDir()}
-	if err := client.Init(p.home, nil); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.Open(context.Background(), client.Config{Home: p.home,
-		Dial: link.Config{Tor: link.TorRequired, SOCKS: socks, HandshakeTimeout: time.Minute}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.c = c
-	for _, a := range relays {
-		if err := c.AddRelay(a); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() { p.c.Close() })
-	return p
+	return newPersonWith(t, link.Config{Tor: link.TorRequired, SOCKS: socks, HandshakeTimeout: time.Minute}, relays...)
 }
 
 // TestTorEndToEnd publishes a relay as an onion service on a private Tor

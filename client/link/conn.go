@@ -30,8 +30,9 @@ import (
 var (
 	// ErrUnreachable is returned by Dial when no transport could connect:
 	// the network failed, nothing answered in time, or the connection
-	// ended during the handshake. Conn.Err wraps it when the relay
-	// stopped answering keep-alives.
+	// ended during the handshake. Conn.Err wraps it when the connection
+	// was lost: the relay closed it or stopped answering (keep-alives,
+	// the QUIC idle timeout), or a restarted relay reset it.
 	ErrUnreachable = errors.New("relay unreachable")
 	// ErrTLS is returned by Dial when the TLS handshake failed for a
 	// reason other than the relay's identity: a certificate that is
@@ -239,8 +240,8 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Err returns nil while the connection is open, and then why it ended:
 // ErrClosed after Close, an error wrapping ErrProtocol if the relay broke
-// the protocol, ErrUnreachable if it stopped answering keep-alives, or the
-// transport's error.
+// the protocol, or one wrapping ErrUnreachable and the transport's error
+// if the connection was lost.
 func (c *Conn) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -578,7 +579,7 @@ func (c *Conn) writeLoop() {
 		}
 		block = b.AppendBlock(block[:0])
 		if _, err := c.conn.Write(block); err != nil {
-			c.shutdown(fmt.Errorf("writing to the relay: %w", err))
+			c.shutdown(fmt.Errorf("%w: writing: %w", ErrUnreachable, err))
 			return
 		}
 		c.lastWrite.Store(time.Now().UnixNano())
@@ -593,7 +594,7 @@ func (c *Conn) readLoop() {
 	var txs [][]byte
 	for {
 		if _, err := io.ReadFull(c.conn, block); err != nil {
-			c.shutdown(fmt.Errorf("reading from the relay: %w", err))
+			c.shutdown(fmt.Errorf("%w: reading: %w", ErrUnreachable, err))
 			return
 		}
 		c.blocksRead.Add(1)

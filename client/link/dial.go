@@ -63,27 +63,36 @@ const (
 	DefaultQUICTimeout      = 3 * time.Second
 	DefaultHandshakeTimeout = 15 * time.Second
 	DefaultKeepAlive        = 60 * time.Second
+	// DefaultQUICKeepAlive and DefaultQUICIdleTimeout let an idle QUIC
+	// connection notice a relay that died, or restarted, 5 to 6 s after
+	// the last packet it received (the idle timeout runs from the
+	// unanswered keep-alive), for about 400 KB an hour: one keep-alive
+	// packet and its acknowledgement a second, some 55 bytes each with
+	// their IPv4 and UDP headers (TestQUICKeepAlive logs both figures). 5
+	// s is the least idle timeout quic-go accepts from a peer, and long
+	// enough not to take a busy relay for a dead one (2 s did, in tests
+	// on a loaded machine).
+	DefaultQUICKeepAlive   = 1 * time.Second
+	DefaultQUICIdleTimeout = 5 * time.Second
 )
-
-// quicKeepAlive is how often QUIC itself sends keep-alive packets, so that
-// NAT bindings and QUIC's idle timeout survive between PINGs.
-const quicKeepAlive = 15 * time.Second
 
 // Config configures Dial. The zero value is ready to use: QUIC first,
 // TLS over TCP as the fallback, and the defaults below.
 type Config struct {
 	// Transport is TransportAuto (the zero value) to try QUIC first and
 	// fall back to TLS over TCP when QUIC does not connect within
-	// QUICTimeout, TransportQUIC or TransportTCP to use only that one. Use TransportTCP with a Tor
-	// DialTCP: QUIC sends UDP, which Tor does not carry. An onion host is
-	// only ever dialled over TCP.
+	// QUICTimeout, TransportQUIC or TransportTCP to use only that one.
+	// Use TransportTCP with a Tor DialTCP: QUIC sends UDP, which Tor does
+	// not carry. An onion host is only ever dialled over TCP.
 	Transport Transport
 	// DialTCP opens the TCP connection that TLS runs over, for example
 	// through a SOCKS5 proxy. Default: a net.Dialer's DialContext. It must
 	// honour ctx.
 	DialTCP func(ctx context.Context, network, addr string) (net.Conn, error)
-	// QUICTimeout bounds the QUIC connection attempt (UDP and TLS) when
-	// Transport is "", after which TCP is tried. Default 3 s.
+	// QUICTimeout bounds each QUIC connection attempt (UDP and TLS); with
+	// TransportAuto, TCP is tried after it. Default 3 s. It keeps a relay
+	// that comes back during an attempt from waiting for QUIC's ever
+	// longer retransmissions of its first packet.
 	QUICTimeout time.Duration
 	// HandshakeTimeout bounds each transport attempt: connecting, the TLS
 	// handshake and the hush handshake. Default 15 s.
@@ -92,8 +101,29 @@ type Config struct {
 	// a PING is sent. A relay that then sends nothing for KeepAlive or
 	// HandshakeTimeout, whichever is longer, is taken as gone and the
 	// connection ends with ErrUnreachable. Default 60 s; negative disables
-	// keep-alives.
+	// keep-alives. Keep it below the relay's idle timeout (5 minutes by
+	// default, queue/PROTOCOL.md section 16).
 	KeepAlive time.Duration
+	// QUICKeepAlive is how long a QUIC connection waits after the last
+	// packet it received before it sends a keep-alive packet (a QUIC PING
+	// frame, not a hush PING). Default DefaultQUICKeepAlive. It is at most
+	// half of QUICIdleTimeout.
+	QUICKeepAlive time.Duration
+	// QUICIdleTimeout is the QUIC idle timeout the client advertises: a
+	// QUIC connection that receives nothing for this long ends (with
+	// ErrUnreachable), so a relay that died, or restarted and lost the
+	// connection, is noticed that long after its last packet. A restarted
+	// relay is noticed at once when the client sends it a block: its
+	// stateless reset ends the connection (queue/PROTOCOL.md section 2;
+	// keep-alive packets are too short to draw one). Default
+	// DefaultQUICIdleTimeout.
+	QUICIdleTimeout time.Duration
+
+	// RetryMin, RetryMax, RetrySlowAfter and RetrySlow set the delays
+	// between reconnection attempts (see Backoff; Dial itself makes one
+	// attempt). Defaults DefaultRetryMin, DefaultRetryMax,
+	// DefaultRetrySlowAfter and DefaultRetrySlow.
+	RetryMin, RetryMax, RetrySlowAfter, RetrySlow time.Duration
 
 	// Tor is TorOff (or ""), TorPrefer or TorRequired. With Tor, DialTCP
 	// is not used: connections go through the SOCKS proxy.
@@ -136,6 +166,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = DefaultKeepAlive
 	}
+	if cfg.QUICIdleTimeout <= 0 {
+		cfg.QUICIdleTimeout = DefaultQUICIdleTimeout
+	}
+	if cfg.QUICKeepAlive <= 0 {
+		cfg.QUICKeepAlive = DefaultQUICKeepAlive
+	}
+	cfg.QUICKeepAlive = min(cfg.QUICKeepAlive, cfg.QUICIdleTimeout/2)
 	return cfg, nil
 }
 
@@ -236,13 +273,14 @@ type session struct {
 	password   []byte    // from the address, for NEW
 }
 
-func dialQUIC(ctx context.Context, addr queue.Address, cfg Config, connectTimeout time.Duration) (session, error) {
+func dialQUIC(ctx context.Context, addr queue.Address, cfg Config) (session, error) {
 	hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
 	v := &verifier{fp: addr.Fingerprint}
-	qctx, qcancel := context.WithTimeout(hctx, connectTimeout)
+	qctx, qcancel := context.WithTimeout(hctx, cfg.QUICTimeout)
 	conn, err := quic.DialAddr(qctx, addr.HostPort(), v.tlsConfig(), &quic.Config{
-		KeepAlivePeriod:       quicKeepAlive,
+		KeepAlivePeriod:       cfg.QUICKeepAlive,
+		MaxIdleTimeout:        cfg.QUICIdleTimeout,
 		MaxIncomingStreams:    -1,
 		MaxIncomingUniStreams: -1,
 	})
@@ -279,11 +317,11 @@ func dialQUIC(ctx context.Context, addr queue.Address, cfg Config, connectTimeou
 func dialDirect(ctx context.Context, addr queue.Address, cfg Config) (s session, err error) {
 	switch cfg.Transport {
 	case TransportQUIC:
-		return dialQUIC(ctx, addr, cfg, cfg.HandshakeTimeout)
+		return dialQUIC(ctx, addr, cfg)
 	case TransportTCP:
 		return dialTCP(ctx, addr, addr.HostPort(), cfg, cfg.DialTCP)
 	}
-	s, err = dialQUIC(ctx, addr, cfg, cfg.QUICTimeout)
+	s, err = dialQUIC(ctx, addr, cfg)
 	if errors.Is(err, ErrUnreachable) {
 		quicErr := err
 		s, err = dialTCP(ctx, addr, addr.HostPort(), cfg, cfg.DialTCP)

@@ -15,6 +15,7 @@ import (
 	"github.com/mdp/qrterminal/v3"
 
 	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -329,7 +330,9 @@ listen:
 				return errors.New("the client stopped")
 			}
 			p.print(ev)
-			n++
+			if ev.Kind != client.EventRelayDown && ev.Kind != client.EventRelayUp {
+				n++
+			}
 			quiet.Reset(wait)
 		case <-quiet.C:
 			break listen
@@ -402,6 +405,7 @@ func (c *cmd) newPrinter(chat string) *printer { return &printer{c: c, chat: cha
 type eventJSON struct {
 	Event   string     `json:"event"`
 	Contact string     `json:"contact"`
+	Relay   string     `json:"relay,omitempty"`
 	Text    string     `json:"text,omitempty"`
 	Seq     uint64     `json:"seq,omitempty"`
 	Time    *time.Time `json:"time,omitempty"`
@@ -410,7 +414,7 @@ type eventJSON struct {
 
 func (p *printer) print(ev client.Event) {
 	if p.c.json {
-		j := eventJSON{Contact: ev.Contact, Seq: ev.Seq}
+		j := eventJSON{Contact: ev.Contact, Relay: ev.Relay, Seq: ev.Seq}
 		if !ev.Time.IsZero() {
 			t := ev.Time
 			j.Time = &t
@@ -427,6 +431,13 @@ func (p *printer) print(ev client.Event) {
 			if ev.Problem != nil {
 				j.Error = ev.Problem.Error()
 			}
+		case client.EventRelayDown:
+			j.Event = "relay-down"
+			if ev.Problem != nil {
+				j.Error = ev.Problem.Error()
+			}
+		case client.EventRelayUp:
+			j.Event = "relay-up"
 		default:
 			j.Event = fmt.Sprintf("event %d", ev.Kind)
 		}
@@ -450,6 +461,16 @@ func (p *printer) print(ev client.Event) {
 		}
 	case client.EventProblem:
 		fmt.Fprintf(w, "problem with %s: %v\n", name, ev.Problem)
+	case client.EventRelayDown:
+		// A status line, like the acknowledgements: on stderr. The
+		// reason is worth reading only when waiting will not help.
+		why := ""
+		if link.Permanent(ev.Problem) {
+			why = fmt.Sprintf(": %v", ev.Problem)
+		}
+		fmt.Fprintf(p.c.env.stderr, "hush: relay %s unreachable%s; messages through it wait\n", clean(ev.Relay), why)
+	case client.EventRelayUp:
+		fmt.Fprintf(p.c.env.stderr, "hush: relay %s is back\n", clean(ev.Relay))
 	}
 }
 

@@ -137,6 +137,13 @@ func runRelay(t *testing.T, dir, listen string) *relayProcess {
 	panic("unreachable")
 }
 
+// kill kills the relay with SIGKILL, as a crash would, and waits for it
+// to exit.
+func (p *relayProcess) kill() {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
 // stop stops the relay with SIGTERM (or, after a minute, SIGKILL) and
 // waits for it to exit.
 func (p *relayProcess) stop(t *testing.T) {
@@ -540,72 +547,187 @@ func TestSingleRelay(t *testing.T) {
 	}
 }
 
+// chatProcess is a running "hush chat".
+type chatProcess struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  chan string // lines of its standard output, closed at its end
+	stderr *syncBuffer
+	wg     sync.WaitGroup
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// startChat runs "hush --home HOME FLAGS... chat args..." for u until the
+// test ends (or wait).
+func startChat(t *testing.T, ctx context.Context, u *user, args ...string) *chatProcess {
+	t.Helper()
+	c := &chatProcess{lines: make(chan string, 100), stderr: new(syncBuffer)}
+	c.cmd = exec.CommandContext(ctx, hushBinary, append(append(append([]string{"--home", u.home}, u.flags...), "chat"), args...)...)
+	c.cmd.Env = append(baseEnv(), u.env...)
+	var err error
+	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cmd.Stderr = c.stderr
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.wg.Go(func() {
+		defer close(c.lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			c.lines <- sc.Text()
+		}
+	})
+	t.Cleanup(func() {
+		c.cmd.Process.Kill()
+		c.wg.Wait()
+		c.cmd.Wait()
+		if t.Failed() {
+			t.Logf("chat's stderr:\n%s", c.stderr.String())
+		}
+	})
+	return c
+}
+
+// wait closes chat's input and waits for it to exit, returning what it
+// printed meanwhile.
+func (c *chatProcess) wait() ([]string, error) {
+	c.stdin.Close()
+	var rest []string
+	for l := range c.lines {
+		rest = append(rest, l)
+	}
+	c.wg.Wait()
+	return rest, c.cmd.Wait()
+}
+
+// expect reads chat's output lines until one for which match is true.
+func (c *chatProcess) expect(t *testing.T, ctx context.Context, what string, match func(line string) bool) {
+	t.Helper()
+	var seen []string
+	for {
+		select {
+		case line, ok := <-c.lines:
+			if !ok {
+				t.Fatalf("chat ended before %s; it printed %q\nstderr:\n%s", what, seen, c.stderr.String())
+			}
+			if match(line) {
+				return
+			}
+			seen = append(seen, line)
+		case <-ctx.Done():
+			t.Fatalf("chat did not show %s; it printed %q\nstderr:\n%s", what, seen, c.stderr.String())
+		}
+	}
+}
+
 func TestChat(t *testing.T) {
 	a, b := pair(t, startRelay(t), startRelay(t))
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, hushBinary, "--home", a.home, "chat", "b")
-	cmd.Env = baseEnv()
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 100)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	defer func() {
-		cancel()
-		wg.Wait()
-		cmd.Wait()
-	}()
-
-	io.WriteString(stdin, "line one\n\n")
+	chat := startChat(t, ctx, a, "b")
+	io.WriteString(chat.stdin, "line one\n\n")
 	b.receiveUntil(t, "a: line one\n")
 	b.ok(t, "send", "a", "a reply")
-	var seen []string
-	for found := false; !found; {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatalf("chat ended before showing the reply; it printed %q\nstderr:\n%s", seen, stderr.String())
-			}
-			seen = append(seen, line)
-			found = line == "b: a reply"
-		case <-ctx.Done():
-			t.Fatalf("chat did not show the reply; it printed %q", seen)
-		}
+	chat.expect(t, ctx, "the reply", func(line string) bool { return line == "b: a reply" })
+	io.WriteString(chat.stdin, "line two\r\n")
+	if _, err := chat.wait(); err != nil {
+		t.Fatalf("chat after the end of its input: %v\nstderr:\n%s", err, chat.stderr.String())
 	}
-	io.WriteString(stdin, "line two\r\n")
-	stdin.Close()
-	for range lines {
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("chat after the end of its input: %v\nstderr:\n%s", err, stderr.String())
-	}
-	if strings.Contains(stderr.String(), "queued") {
-		t.Errorf("chat left messages queued:\n%s", stderr.String())
+	if strings.Contains(chat.stderr.String(), "queued") {
+		t.Errorf("chat left messages queued:\n%s", chat.stderr.String())
 	}
 	out := b.receiveUntil(t, "a: line two\n")
 	if strings.Contains(out, "a: \n") {
 		t.Errorf("the empty line was sent:\n%s", out)
+	}
+}
+
+// TestChatRelayDown kills the relay of a chat with SIGKILL and starts it
+// again: chat says that the relay is unreachable, then that it is back
+// (on standard error as text, as events with --json), and a line typed
+// meanwhile arrives.
+func TestChatRelayDown(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGKILL on Windows")
+	}
+	dir := filepath.Join(t.TempDir(), "relay")
+	p := runRelay(t, dir, "127.0.0.1:0")
+	a, b := pair(t, p.addr)
+	host := p.addr.HostPort()
+	for _, asJSON := range []bool{false, true} {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		var chat *chatProcess
+		if asJSON {
+			chat = startChat(t, ctx, &user{home: a.home, flags: []string{"--json"}}, "b")
+		} else {
+			chat = startChat(t, ctx, a, "b")
+		}
+		// The chat is connected once a line typed gets through.
+		io.WriteString(chat.stdin, "before\n")
+		b.receiveUntil(t, "a: before\n")
+		p.kill()
+		io.WriteString(chat.stdin, "while down\n")
+		status := func(text, event string) func(string) bool {
+			return func(line string) bool {
+				if !asJSON {
+					return strings.Contains(chat.stderr.String(), "relay "+host+" "+text)
+				}
+				var ev struct{ Event, Relay string }
+				return json.Unmarshal([]byte(line), &ev) == nil && ev.Event == event && ev.Relay == host
+			}
+		}
+		if asJSON {
+			chat.expect(t, ctx, "the relay down", status("", "relay-down"))
+		} else {
+			waitFor(t, ctx, "the relay down", status("unreachable", ""))
+		}
+		p = runRelay(t, dir, host)
+		if asJSON {
+			chat.expect(t, ctx, "the relay back", status("", "relay-up"))
+		} else {
+			waitFor(t, ctx, "the relay back", status("is back", ""))
+		}
+		b.receiveUntil(t, "a: while down\n")
+		if _, err := chat.wait(); err != nil {
+			t.Fatalf("chat: %v\nstderr:\n%s", err, chat.stderr.String())
+		}
+		cancel()
+	}
+}
+
+// waitFor polls cond (given no line) until it holds or ctx ends.
+func waitFor(t *testing.T, ctx context.Context, what string, cond func(string) bool) {
+	t.Helper()
+	for !cond("") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no %s", what)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
