@@ -159,11 +159,6 @@ type Client struct {
 	// relayDown says, by relay, whether the last attempt to reach it
 	// failed; a relay not yet tried is not in it (see reachable).
 	relayDown map[queue.Fingerprint]bool
-
-	recvMu sync.Mutex
-	// recvIndex maps the recipient IDs of our receiving queues to contact
-	// IDs: a cache of the contacts bucket (see contactByRecipient).
-	recvIndex map[queue.ID]string
 }
 
 // Open opens the store in cfg.Home. Unless cfg.Offline, it connects to the
@@ -202,6 +197,10 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		outboxEmpty: make(chan struct{}, 1),
 		links:       make(map[linkKey]*relayLink),
 		relayDown:   make(map[queue.Fingerprint]bool),
+	}
+	if err := c.buildIndex(); err != nil {
+		v.Close()
+		return nil, err
 	}
 	if err := c.dropSentEvents(); err != nil {
 		v.Close()

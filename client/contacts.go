@@ -64,6 +64,9 @@ func (c *Client) Invite(ctx context.Context, name string) (string, error) {
 		if _, err := contactByName(tx, name); err == nil {
 			return ErrNameTaken
 		}
+		if err := indexContact(tx, rec); err != nil {
+			return err
+		}
 		return putContact(tx, rec)
 	}); err != nil {
 		return "", err
@@ -198,6 +201,9 @@ func (c *Client) Accept(ctx context.Context, inviteLink, name string) (Contact, 
 	err = c.store.Update(func(tx *vault.Tx) error {
 		if _, err := contactByName(tx, name); err == nil {
 			return ErrNameTaken
+		}
+		if err := indexContact(tx, rec); err != nil {
+			return err
 		}
 		env, err := c.seal(rec, r, envelopeConfirmation, hello, payloadConfirm, info.append(nil))
 		if err != nil {

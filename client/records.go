@@ -16,10 +16,22 @@ import (
 // reveal nothing: random IDs and sequence numbers; everything else is in
 // the (encrypted) values.
 var (
-	bucketRelays   = []byte("relays")   // random ID (16) -> canonical address
-	bucketContacts = []byte("contacts") // contact ID (16 random bytes) -> contactRecord
-	bucketOutbox   = []byte("outbox")   // seq (8) -> outboxEntry
-	bucketEvents   = []byte("events")   // seq (8) -> eventRecord, until the application takes it
+	bucketRelays      = []byte("relays")          // random ID (16) -> canonical address
+	bucketContacts    = []byte("contacts")        // contact ID (16 random bytes) -> contactRecord
+	bucketOutbox      = []byte("outbox")          // seq (8) -> outboxEntry
+	bucketEvents      = []byte("events")          // seq (8) -> eventRecord, until the application takes it
+	bucketByName      = []byte("index-name")      // Blind(indexName, name) -> contact ID (vault.PutIndex)
+	bucketByRecipient = []byte("index-recipient") // Blind(indexRecipient, recipient ID) -> contact ID (vault.PutIndex)
+	bucketMeta        = []byte("meta")            // metaIndex -> indexVersion once the index buckets hold every contact
+)
+
+// The index buckets: labels of vault.Tx.Blind, and the meta key that says
+// the indexes are complete.
+const (
+	indexName      = "name"
+	indexRecipient = "recipient"
+	metaIndex      = "index"
+	indexVersion   = 1
 )
 
 // recentIDs is how many relay message IDs a contact remembers, to
@@ -166,66 +178,86 @@ func contactsIn(tx *vault.Tx) ([]*contactRecord, error) {
 	return out, err
 }
 
-// contactByName finds a contact in tx.
+// contactByName finds a contact in tx through the name index: one
+// index entry and one contact read, however many contacts there are.
 func contactByName(tx *vault.Tx, name string) (*contactRecord, error) {
-	all, err := contactsIn(tx)
+	r, err := contactByIndex(tx, bucketByName, tx.Blind(indexName, []byte(name)))
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range all {
-		if r.Name == name {
-			return r, nil
-		}
-	}
-	return nil, ErrNoContact
-}
-
-// contactByRecipient finds the contact whose receiving queue is rid, in
-// tx. It looks in c.recvIndex first, and reads every contact (rebuilding
-// the index) only when the index does not know rid or is out of date.
-func (c *Client) contactByRecipient(tx *vault.Tx, rid queue.ID) (*contactRecord, error) {
-	c.recvMu.Lock()
-	id, ok := c.recvIndex[rid]
-	c.recvMu.Unlock()
-	if ok {
-		v, err := tx.Get(bucketContacts, []byte(id))
-		switch {
-		case err == nil:
-			r := new(contactRecord)
-			if err := unmarshal(v, r); err != nil {
-				return nil, err
-			}
-			if bytes.Equal(r.Recv.RecipientID, rid[:]) {
-				return r, nil
-			}
-		case !errors.Is(err, vault.ErrNotFound):
-			return nil, err
-		}
-	}
-	all, err := contactsIn(tx)
-	if err != nil {
-		return nil, err
-	}
-	index := make(map[queue.ID]string, len(all))
-	var found *contactRecord
-	for _, r := range all {
-		var k queue.ID
-		if len(r.Recv.RecipientID) != len(k) {
-			continue
-		}
-		copy(k[:], r.Recv.RecipientID)
-		index[k] = string(r.ID)
-		if k == rid {
-			found = r
-		}
-	}
-	c.recvMu.Lock()
-	c.recvIndex = index
-	c.recvMu.Unlock()
-	if found == nil {
+	if r.Name != name {
 		return nil, ErrNoContact
 	}
-	return found, nil
+	return r, nil
+}
+
+// contactByRecipient finds the contact whose receiving queue is rid, in tx,
+// through the recipient index.
+func (c *Client) contactByRecipient(tx *vault.Tx, rid queue.ID) (*contactRecord, error) {
+	r, err := contactByIndex(tx, bucketByRecipient, tx.Blind(indexRecipient, rid[:]))
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(r.Recv.RecipientID, rid[:]) {
+		return nil, ErrNoContact
+	}
+	return r, nil
+}
+
+// contactByIndex reads the contact that the entry key of index names, and
+// returns ErrNoContact if there is none. Callers check that the contact
+// has the name or ID they looked for.
+func contactByIndex(tx *vault.Tx, index, key []byte) (*contactRecord, error) {
+	id, err := tx.Get(index, key)
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil, ErrNoContact
+	}
+	if err != nil {
+		return nil, err
+	}
+	v, err := tx.Get(bucketContacts, id)
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil, ErrNoContact
+	}
+	if err != nil {
+		return nil, err
+	}
+	r := new(contactRecord)
+	if err := unmarshal(v, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// indexContact writes the index entries of a new contact r. A contact's
+// name and receiving queue never change once it is indexed.
+func indexContact(tx *vault.Tx, r *contactRecord) error {
+	if err := tx.PutIndex(bucketByName, tx.Blind(indexName, []byte(r.Name)), r.ID); err != nil {
+		return err
+	}
+	return tx.PutIndex(bucketByRecipient, tx.Blind(indexRecipient, r.Recv.RecipientID), r.ID)
+}
+
+// buildIndex indexes every contact once, in a store made before the index
+// buckets existed.
+func (c *Client) buildIndex() error {
+	return c.store.Update(func(tx *vault.Tx) error {
+		if _, err := tx.Get(bucketMeta, []byte(metaIndex)); err == nil {
+			return nil
+		} else if !errors.Is(err, vault.ErrNotFound) {
+			return err
+		}
+		all, err := contactsIn(tx)
+		if err != nil {
+			return err
+		}
+		for _, r := range all {
+			if err := indexContact(tx, r); err != nil {
+				return err
+			}
+		}
+		return tx.Put(bucketMeta, []byte(metaIndex), []byte{indexVersion})
+	})
 }
 
 func putContact(tx *vault.Tx, r *contactRecord) error {

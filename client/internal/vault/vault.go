@@ -16,7 +16,9 @@
 //
 // Values are padded before they are sealed, so that the file shows size
 // classes, not sizes: every stored value is MinValueSize (16 KiB) bytes, or
-// a power of two above it when it does not fit.
+// a power of two above it when it does not fit. Index entries (PutIndex:
+// values of at most IndexValueSize bytes, under keys made by Tx.Blind) are
+// 77 bytes each.
 //
 // Each value is bound to its place: the associated data of its seal is the
 // bucket name, a zero byte and the key, so a value copied or moved to another
@@ -39,7 +41,10 @@ package vault
 import (
 	"bytes"
 	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -122,6 +127,7 @@ const (
 	keySize       = chacha20poly1305.KeySize
 	argonParamLen = 4 + 4 + 1
 
+	blindInfo  = "hush/vault/1 blind"
 	checkPlain = "hush vault key check"
 	checkAD    = "hush/vault/1 check"
 	dataKeyAD  = "hush/vault/1 data key"
@@ -140,6 +146,12 @@ const (
 // MinValueSize bytes; a longer one in the smallest power of two that holds
 // it.
 const MinValueSize = 16 << 10
+
+// IndexValueSize is the largest value PutIndex takes; every such value is
+// stored in indexBoxSize bytes.
+const IndexValueSize = 32
+
+const indexBoxSize = valueOverhead + lengthSize + IndexValueSize
 
 // sizeClass returns the stored size of a value of n bytes.
 func sizeClass(n int) int {
@@ -228,6 +240,8 @@ type Vault struct {
 	// aead seals values under the data key. It is immutable and safe for
 	// concurrent use; Go gives no way to wipe the copy of the key it holds.
 	aead cipher.AEAD
+	// blindKey is the key of Tx.Blind, derived from the data key. Immutable.
+	blindKey []byte
 
 	mu     sync.Mutex
 	closed bool
@@ -322,9 +336,9 @@ func CreateWith(path string, s Secret, opts Options) (v *Vault, err error) {
 		return nil, fmt.Errorf("vault: write header of %s: %w", path, err)
 	}
 
-	aead, err := chacha20poly1305.NewX(dataKey)
-	if err != nil {
-		return nil, fmt.Errorf("vault: %w", err)
+	v = &Vault{db: db}
+	if err := v.setKeys(dataKey); err != nil {
+		return nil, err
 	}
 	// Make the new directory entries durable (best effort: not every
 	// platform can sync a directory).
@@ -332,7 +346,21 @@ func CreateWith(path string, s Secret, opts Options) (v *Vault, err error) {
 	if madeKeyFile {
 		syncDir(filepath.Dir(s.KeyFile))
 	}
-	return &Vault{db: db, aead: aead}, nil
+	return v, nil
+}
+
+// setKeys sets the keys that v derives from its data key.
+func (v *Vault) setKeys(dataKey []byte) error {
+	aead, err := chacha20poly1305.NewX(dataKey)
+	if err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	blind, err := hkdf.Key(sha256.New, dataKey, nil, blindInfo, keySize)
+	if err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	v.aead, v.blindKey = aead, blind
+	return nil
 }
 
 // Open opens the vault file at path and unlocks it with s. It returns
@@ -353,16 +381,17 @@ func Open(path string, s Secret) (*Vault, error) {
 	if err != nil {
 		return nil, openError(path, err)
 	}
-	aead, err := unlock(db, path, s)
-	if err != nil {
+	v := &Vault{db: db}
+	if err := v.unlock(path, s); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
-	return &Vault{db: db, aead: aead}, nil
+	return v, nil
 }
 
-// unlock reads the header of db and returns the data-key AEAD.
-func unlock(db *bolt.DB, path string, s Secret) (cipher.AEAD, error) {
+// unlock reads the header of v's file and sets v's keys.
+func (v *Vault) unlock(path string, s Secret) error {
+	db := v.db
 	h := make(map[string][]byte)
 	err := db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(headerBucket))
@@ -377,21 +406,21 @@ func unlock(db *bolt.DB, path string, s Secret) (cipher.AEAD, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !bytes.Equal(h[hFormat], []byte{formatVersion}) {
-		return nil, fmt.Errorf("%w: %s: unsupported vault format %x", ErrCorrupt, path, h[hFormat])
+		return fmt.Errorf("%w: %s: unsupported vault format %x", ErrCorrupt, path, h[hFormat])
 	}
 
 	var master []byte
 	switch string(h[hKDF]) {
 	case kdfArgon2id:
 		if len(s.Passphrase) == 0 {
-			return nil, fmt.Errorf("%w: %s is unlocked by a passphrase, not a key file", ErrWrongKey, path)
+			return fmt.Errorf("%w: %s is unlocked by a passphrase, not a key file", ErrWrongKey, path)
 		}
 		raw := h[hArgon]
 		if len(raw) != argonParamLen || len(h[hSalt]) != saltSize {
-			return nil, fmt.Errorf("%w: %s: malformed key derivation header", ErrCorrupt, path)
+			return fmt.Errorf("%w: %s: malformed key derivation header", ErrCorrupt, path)
 		}
 		p := argonParams{
 			time:      binary.BigEndian.Uint32(raw[0:]),
@@ -399,41 +428,37 @@ func unlock(db *bolt.DB, path string, s Secret) (cipher.AEAD, error) {
 			threads:   raw[8],
 		}
 		if !p.valid() {
-			return nil, fmt.Errorf("%w: %s: argon2id cost out of range", ErrCorrupt, path)
+			return fmt.Errorf("%w: %s: argon2id cost out of range", ErrCorrupt, path)
 		}
 		master = p.deriveKey(s.Passphrase, h[hSalt])
 	case kdfKeyFile:
 		if s.KeyFile == "" {
-			return nil, fmt.Errorf("%w: %s is unlocked by a key file, not a passphrase", ErrWrongKey, path)
+			return fmt.Errorf("%w: %s is unlocked by a key file, not a passphrase", ErrWrongKey, path)
 		}
 		var err error
 		if master, err = readKeyFile(s.KeyFile); err != nil {
-			return nil, err
+			return err
 		}
 	default:
-		return nil, fmt.Errorf("%w: %s: unknown key derivation %q", ErrCorrupt, path, h[hKDF])
+		return fmt.Errorf("%w: %s: unknown key derivation %q", ErrCorrupt, path, h[hKDF])
 	}
 	defer clear(master)
 
 	wrap, err := chacha20poly1305.NewX(master)
 	if err != nil {
-		return nil, fmt.Errorf("vault: %w", err)
+		return fmt.Errorf("vault: %w", err)
 	}
 	if _, err := openBox(wrap, h[hCheck], []byte(checkAD)); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrWrongKey, path)
+		return fmt.Errorf("%w: %s", ErrWrongKey, path)
 	}
 	// The key is right, so a data key that does not open was changed.
 	dataKey, err := openBox(wrap, h[hDataKey], []byte(dataKeyAD))
 	if err != nil || len(dataKey) != keySize {
 		clear(dataKey)
-		return nil, fmt.Errorf("%w: %s: wrapped data key does not authenticate", ErrCorrupt, path)
+		return fmt.Errorf("%w: %s: wrapped data key does not authenticate", ErrCorrupt, path)
 	}
 	defer clear(dataKey)
-	aead, err := chacha20poly1305.NewX(dataKey)
-	if err != nil {
-		return nil, fmt.Errorf("vault: %w", err)
-	}
-	return aead, nil
+	return v.setKeys(dataKey)
 }
 
 // createExclusive is bbolt's file opener for Create: never an existing file.
@@ -574,11 +599,11 @@ func openBox(aead cipher.AEAD, box, ad []byte) ([]byte, error) {
 	return plain, nil
 }
 
-// sealValue returns a value as stored: padded to its size class and sealed
-// in place (see the package documentation).
-func sealValue(aead cipher.AEAD, value, ad []byte) []byte {
+// sealValue returns a value as stored: padded to size bytes with its
+// overhead and sealed in place (see the package documentation).
+func sealValue(aead cipher.AEAD, value, ad []byte, size int) []byte {
 	const head = 1 + chacha20poly1305.NonceSizeX
-	out := make([]byte, sizeClass(len(value)))
+	out := make([]byte, size)
 	out[0] = valueFormat
 	nonce := out[1:head]
 	rand.Read(nonce)
@@ -594,7 +619,7 @@ func openValue(aead cipher.AEAD, box, ad []byte) ([]byte, error) {
 	if len(box) > 0 && box[0] == boxFormat {
 		return openBox(aead, box, ad)
 	}
-	if len(box) < MinValueSize || box[0] != valueFormat {
+	if (len(box) != indexBoxSize && len(box) < MinValueSize) || box[0] != valueFormat {
 		return nil, ErrCorrupt
 	}
 	nonce := box[1 : 1+chacha20poly1305.NonceSizeX]
@@ -603,7 +628,7 @@ func openValue(aead cipher.AEAD, box, ad []byte) ([]byte, error) {
 		return nil, ErrCorrupt
 	}
 	n := binary.BigEndian.Uint32(inner)
-	if uint64(n) > uint64(len(inner)-lengthSize) || sizeClass(int(n)) != len(box) {
+	if uint64(n) > uint64(len(inner)-lengthSize) || (len(box) != indexBoxSize && sizeClass(int(n)) != len(box)) {
 		return nil, ErrCorrupt
 	}
 	for _, c := range inner[lengthSize+int(n):] {
@@ -640,7 +665,7 @@ func (v *Vault) run(writable bool, fn func(*Tx) error) error {
 	}
 	// After a successful Commit, Rollback only reports that tx is closed.
 	defer func() { _ = btx.Rollback() }()
-	if err := fn(&Tx{tx: btx, aead: v.aead}); err != nil {
+	if err := fn(&Tx{tx: btx, aead: v.aead, blindKey: v.blindKey}); err != nil {
 		return err
 	}
 	if !writable {
@@ -675,8 +700,9 @@ func (v *Vault) Close() error {
 // not be "header" (reserved). Keys must be 1 to 32768 bytes. Buckets and
 // keys are stored in clear (see the package documentation).
 type Tx struct {
-	tx   *bolt.Tx
-	aead cipher.AEAD
+	tx       *bolt.Tx
+	aead     cipher.AEAD
+	blindKey []byte
 }
 
 var errReadOnly = errors.New("vault: write in a read-only transaction (use Update)")
@@ -720,6 +746,23 @@ func (tx *Tx) open(bucket, key, box []byte) ([]byte, error) {
 // there, and creates the bucket if needed. It needs an Update transaction.
 // Put does not retain key or value.
 func (tx *Tx) Put(bucket, key, value []byte) error {
+	return tx.put(bucket, key, value, sizeClass(len(value)))
+}
+
+// PutIndex is Put for the entries of an index: value, at most
+// IndexValueSize bytes, is padded to IndexValueSize instead of a size
+// class, so that it takes 77 bytes, not MinValueSize. Use it for values
+// whose size reveals nothing (IDs of one size), under keys made by Blind.
+func (tx *Tx) PutIndex(bucket, key, value []byte) error {
+	if len(value) > IndexValueSize {
+		return fmt.Errorf("vault: index value of %d bytes, more than %d", len(value), IndexValueSize)
+	}
+	return tx.put(bucket, key, value, indexBoxSize)
+}
+
+// put seals value, padded to size bytes stored, and stores it under key in
+// bucket, creating the bucket if needed.
+func (tx *Tx) put(bucket, key, value []byte, size int) error {
 	if err := checkBucket(bucket); err != nil {
 		return err
 	}
@@ -729,17 +772,30 @@ func (tx *Tx) Put(bucket, key, value []byte) error {
 	if !tx.tx.Writable() {
 		return errReadOnly
 	}
+	if size > bolt.MaxValueSize {
+		return fmt.Errorf("vault: put %q/%x: value of %d bytes too large", bucket, key, len(value))
+	}
 	b, err := tx.tx.CreateBucketIfNotExists(bucket)
 	if err != nil {
 		return fmt.Errorf("vault: bucket %q: %w", bucket, err)
 	}
-	if sizeClass(len(value)) > bolt.MaxValueSize {
-		return fmt.Errorf("vault: put %q/%x: value of %d bytes too large", bucket, key, len(value))
-	}
-	if err := b.Put(key, sealValue(tx.aead, value, ad(bucket, key))); err != nil {
+	if err := b.Put(key, sealValue(tx.aead, value, ad(bucket, key), size)); err != nil {
 		return fmt.Errorf("vault: put %q/%x: %w", bucket, key, err)
 	}
 	return nil
+}
+
+// Blind returns a 32-byte key that stands for data in an index bucket:
+// HMAC-SHA256 of label, a zero byte and data, under a key derived from the
+// vault's data key. Equal label and data give equal keys in one vault;
+// without the vault's key they reveal nothing about data. label separates
+// indexes (say "name" and "recipient").
+func (tx *Tx) Blind(label string, data []byte) []byte {
+	m := hmac.New(sha256.New, tx.blindKey)
+	m.Write([]byte(label))
+	m.Write([]byte{0})
+	m.Write(data)
+	return m.Sum(nil)
 }
 
 // Get returns a decrypted copy of the value under key in bucket (the

@@ -996,3 +996,57 @@ func TestUnpaddedValueRead(t *testing.T) {
 		t.Fatalf("rewritten value of %d bytes, want %d", n, MinValueSize)
 	}
 }
+
+// TestIndex checks PutIndex and Blind: an index entry is 77 bytes in the
+// file and reads back; values over IndexValueSize are refused; Blind is
+// the same for the same label and data across Close and Open, differs for
+// another label, other data or another vault, and does not hold data.
+func TestIndex(t *testing.T) {
+	s := pass("pw")
+	v, path := newVault(t, s)
+	id := []byte("0123456789abcdef")
+	var key, other, otherLabel []byte
+	err := v.Update(func(tx *Tx) error {
+		key = tx.Blind("name", []byte("alice"))
+		other = tx.Blind("name", []byte("alicf"))
+		otherLabel = tx.Blind("recipient", []byte("alice"))
+		if err := tx.PutIndex([]byte("by-name"), key, bytes.Repeat([]byte{1}, IndexValueSize+1)); err == nil {
+			t.Error("PutIndex took a value over IndexValueSize")
+		}
+		return tx.PutIndex([]byte("by-name"), key, id)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(key) != 32 || bytes.Equal(key, other) || bytes.Equal(key, otherLabel) || bytes.Contains(key, []byte("alice")) {
+		t.Fatalf("Blind: %x, %x, %x", key, other, otherLabel)
+	}
+	mustClose(t, v)
+	if n := len(rawGet(t, path, "by-name", string(key))); n != 77 {
+		t.Fatalf("an index entry of %d bytes, want 77", n)
+	}
+	v = mustOpen(t, path, s)
+	err = v.View(func(tx *Tx) error {
+		if again := tx.Blind("name", []byte("alice")); !bytes.Equal(again, key) {
+			t.Error("Blind differs after Open")
+		}
+		got, err := tx.Get([]byte("by-name"), key)
+		if err != nil || !bytes.Equal(got, id) {
+			t.Errorf("Get of the index entry: %q, %v", got, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := newVault(t, s)
+	err = v2.View(func(tx *Tx) error {
+		if bytes.Equal(tx.Blind("name", []byte("alice")), key) {
+			t.Error("two vaults blind alike")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
