@@ -89,10 +89,11 @@ type sendExample struct {
 }
 
 type vectors struct {
-	Comment []string        `json:"comment"`
-	Auth    []authVector    `json:"auth"`
-	Message []messageVector `json:"message"`
-	Send    sendExample     `json:"send"`
+	Comment  []string        `json:"comment"`
+	Auth     []authVector    `json:"auth"`
+	Message  []messageVector `json:"message"`
+	Send     sendExample     `json:"send"`
+	Examples examplesVector  `json:"examples"`
 }
 
 // testScalar returns a fixed private key: SHA-256 of a label.
@@ -216,6 +217,7 @@ func generateVectors(t *testing.T) vectors {
 		CorrID: tx.CorrID, SenderID: tx.Entity, Body: tx.Command.Body, Signed: signed,
 		AuthKey: ak[:], Auth: tx.Auth, Transmission: raw, BlockPrefix: block[:4+len(raw)],
 	}
+	v.Examples = generateExamples(t, v.Send, helloMessage(t, v))
 	return v
 }
 
