@@ -8,9 +8,12 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
@@ -254,4 +257,400 @@ func TestConformRotationChecked(t *testing.T) {
 	if chain := served(); !bytes.Equal(chain[0].Raw, second.Certificate[0]) || queue.VerifyChain(chain, fp, time.Now()) != nil {
 		t.Fatal("a valid rotation was not served")
 	}
+}
+
+// TestConformTLS: section 2, TLS 1.3 only, the ALPN hush/1 only, no
+// session tickets, and (QUIC) one bidirectional stream and no
+// unidirectional one.
+func TestConformTLS(t *testing.T) {
+	r := startWireRelayWith(t, nil)
+	dial := func(conf *tls.Config) (*tls.Conn, error) {
+		return tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", r.addr, conf)
+	}
+	// TLS 1.2 is refused.
+	if c, err := dial(&tls.Config{InsecureSkipVerify: true, NextProtos: []string{queue.ALPN}, MaxVersion: tls.VersionTLS12}); err == nil {
+		c.Close()
+		t.Fatal("the relay completed a TLS 1.2 handshake")
+	}
+	// Another ALPN, or none, is refused.
+	for _, protos := range [][]string{{"h2"}, nil} {
+		c, err := dial(&tls.Config{InsecureSkipVerify: true, NextProtos: protos, MinVersion: tls.VersionTLS13})
+		if err != nil {
+			continue // refused in the handshake
+		}
+		// Go's server completes the handshake without ALPN; the relay
+		// must then close the connection without speaking.
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write((&queue.ClientHello{Version: 1}).AppendBlock(nil))
+		if n, err := io.ReadFull(c, make([]byte, queue.BlockSize)); err == nil || n > 0 {
+			t.Fatalf("ALPN %v: the relay answered", protos)
+		}
+		c.Close()
+	}
+	// No session ticket: a second connection with the same session cache
+	// does not resume.
+	cache := tls.NewLRUClientSessionCache(4)
+	for i := range 2 {
+		c, err := dial(&tls.Config{InsecureSkipVerify: true, NextProtos: []string{queue.ALPN}, MinVersion: tls.VersionTLS13, ClientSessionCache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Tickets arrive after the handshake, with the first data read.
+		c.Write((&queue.ClientHello{Version: 1}).AppendBlock(nil))
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.ReadFull(c, make([]byte, queue.BlockSize))
+		if c.ConnectionState().DidResume {
+			t.Fatalf("connection %d resumed a TLS session", i)
+		}
+		c.Close()
+	}
+
+	// QUIC: a second bidirectional stream and a unidirectional one cannot
+	// be opened.
+	qc, err := quic.DialAddr(t.Context(), r.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{queue.ALPN}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qc.CloseWithError(0, "")
+	if _, err := qc.OpenStream(); err != nil {
+		t.Fatalf("the first stream: %v", err)
+	}
+	if _, err := qc.OpenStream(); err == nil {
+		t.Fatal("the relay allows a second bidirectional stream")
+	}
+	if _, err := qc.OpenUniStream(); err == nil {
+		t.Fatal("the relay allows a unidirectional stream")
+	}
+}
+
+// TestConformRecordSizes: section 2, "A relay MUST accept records of any
+// size TLS allows": a ClientHello and a command written in records of 100
+// bytes are answered.
+func TestConformRecordSizes(t *testing.T) {
+	r := startWireRelayWith(t, nil)
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", r.addr, &tls.Config{
+		InsecureSkipVerify: true, NextProtos: []string{queue.ALPN}, MinVersion: tls.VersionTLS13,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(wireTimeout))
+	writeSmall := func(b []byte) {
+		for len(b) > 0 {
+			n := min(100, len(b))
+			if _, err := c.Write(b[:n]); err != nil { // one record per Write
+				t.Fatal(err)
+			}
+			b = b[n:]
+		}
+	}
+	writeSmall((&queue.ClientHello{Version: 1}).AppendBlock(nil))
+	if _, err := io.ReadFull(c, make([]byte, queue.BlockSize)); err != nil {
+		t.Fatal(err)
+	}
+	ping := queue.Transmission{CorrID: bytes.Repeat([]byte{7}, queue.CorrIDSize), Command: queue.Command{Tag: queue.TagPING}}
+	var b queue.BlockBuilder
+	b.Add(ping.Append(nil))
+	writeSmall(b.AppendBlock(nil))
+	block := make([]byte, queue.BlockSize)
+	if _, err := io.ReadFull(c, block); err != nil {
+		t.Fatal(err)
+	}
+	txs, err := queue.ParseBlock(nil, block)
+	if err != nil || len(txs) != 1 {
+		t.Fatal(err)
+	}
+	if tx, _, err := queue.ParseTransmission(txs[0]); err != nil || tx.Command.Tag != queue.TagPONG || !bytes.Equal(tx.CorrID, ping.CorrID) {
+		t.Fatalf("PING in small records: %+v %v", tx, err)
+	}
+}
+
+// rawHandshake opens the transport (TLS or QUIC) without the hush
+// handshake, for tests of the handshake itself.
+func rawHandshake(t *testing.T, addr, transport string) *wireConn {
+	t.Helper()
+	w := &wireConn{t: t, transport: transport}
+	conf := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{queue.ALPN}, MinVersion: tls.VersionTLS13}
+	switch transport {
+	case wireTCP:
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		w.rw, w.closeW, w.deadline = c, c.CloseWrite, c.SetDeadline
+	case wireQUIC:
+		qc, err := quic.DialAddr(t.Context(), addr, conf, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { qc.CloseWithError(0, "") })
+		s, err := qc.OpenStreamSync(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.rw, w.closeW, w.deadline = s, s.Close, s.SetDeadline
+	}
+	return w
+}
+
+// TestConformHandshake: section 5. A malformed handshake block closes the
+// connection; a ClientHello of a later version gets version 1; every
+// session has its own session key, never a low-order one; a client that
+// sends no ClientHello within the handshake deadline is closed.
+func TestConformHandshake(t *testing.T) {
+	wireTransports(t, func(t *testing.T, transport string) {
+		r := startWireRelayWith(t, func(c *relay.Config) { c.HandshakeTimeout = 2 * time.Second })
+		hello := func(length int, body []byte) []byte {
+			b := make([]byte, queue.BlockSize)
+			b[0], b[1] = byte(length>>8), byte(length)
+			copy(b[2:], body)
+			return b
+		}
+		padded := hello(2, []byte{0, 1})
+		padded[queue.BlockSize-1] = 1
+		for name, block := range map[string][]byte{
+			"length 0":         hello(0, nil),
+			"length 16383":     hello(16383, nil),
+			"version 0":        hello(2, []byte{0, 0}),
+			"shorter than 2":   hello(1, []byte{0}),
+			"non-zero padding": padded,
+		} {
+			w := rawHandshake(t, r.addr, transport)
+			w.write(block)
+			t.Run(name, func(t *testing.T) { w.t = t; w.expectClosed() })
+		}
+		// A later version, with ext bytes, is answered with version 1.
+		w := rawHandshake(t, r.addr, transport)
+		w.write(hello(5, []byte{0, 9, 0xaa, 0xbb, 0xcc}))
+		sh, err := queue.ParseServerHello(w.readRaw())
+		if err != nil || sh.MinVersion != 1 || sh.MaxVersion != 1 {
+			t.Fatalf("ServerHello %+v, %v", sh, err)
+		}
+		// Session keys differ and are not of low order.
+		a, b := dialWire(t, r.addr, transport), dialWire(t, r.addr, transport)
+		if a.sessKey == b.sessKey || queue.LowOrder(a.sessKey) {
+			t.Fatal("two sessions share a session key, or it is of low order")
+		}
+		// Nothing sent: closed at the handshake deadline.
+		w = rawHandshake(t, r.addr, transport)
+		w.expectClosed()
+	})
+}
+
+// TestConformMalformed: sections 6, 7 and 15. The relay closes the session
+// without an answer on a malformed block or transmission, a relay tag, or
+// a command without a corrID; other sessions go on.
+func TestConformMalformed(t *testing.T) {
+	block := func(count int, parts ...[]byte) []byte {
+		b := []byte{byte(count >> 8), byte(count)}
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return append(b, make([]byte, queue.BlockSize-len(b))...)
+	}
+	corr := bytes.Repeat([]byte{1}, queue.CorrIDSize)
+	ping := (&queue.Transmission{CorrID: corr, Command: queue.Command{Tag: queue.TagPING}}).Append(nil)
+	withLen := func(tx []byte) []byte { return append([]byte{byte(len(tx) >> 8), byte(len(tx))}, tx...) }
+	padded := block(1, withLen(ping))
+	padded[queue.BlockSize-1] = 1
+	cases := map[string][]byte{
+		"section 6: count 0":                  block(0),
+		"section 6: count 5461":               block(5461, withLen(ping)),
+		"section 6: length 0":                 block(1, []byte{0, 0}),
+		"section 6: length past the end":      block(1, []byte{0x40, 0x00}, ping),
+		"section 6: non-zero padding":         padded,
+		"section 7: authLen 31":               block(1, withLen(append([]byte{31}, make([]byte, 31)...))),
+		"section 7: corrLen 23":               block(1, withLen(append([]byte{0, 23}, append(make([]byte, 23), 0, 0x0a)...))),
+		"section 7: no corrID":                block(1, withLen([]byte{0, 0, 0, 0x0a})),
+		"section 9: unknown tag":              block(1, withLen(append(append([]byte{0, 24}, corr...), 0, 0x7f))),
+		"section 9: trailing byte":            block(1, withLen(append(append([]byte{0, 24}, corr...), 0, 0x0a, 0))),
+		"section 15: relay tag":               block(1, withLen(append(append([]byte{0, 24}, corr...), 0, 0x82))),
+		"section 9: NEW passwordLen over 128": block(1, withLen(append(append(append([]byte{32}, make([]byte, 32)...), append([]byte{24}, corr...)...), append(append([]byte{0, 0x01}, make([]byte, 64)...), 129)...))),
+	}
+	wireTransports(t, func(t *testing.T, transport string) {
+		r := startWireRelayWith(t, nil)
+		other := dialWire(t, r.addr, transport)
+		for name, b := range cases {
+			t.Run(name, func(t *testing.T) {
+				w := dialWire(t, r.addr, transport)
+				w.write(b)
+				w.expectClosed()
+				other.t = t
+				tx, c := other.tx(nil, nil, queue.Command{Tag: queue.TagPING})
+				other.send(tx)
+				if got := other.response(c).Command; got.Tag != queue.TagPONG {
+					t.Fatalf("another session after it: %v", got.Tag)
+				}
+			})
+		}
+	})
+}
+
+// TestConformErrorCodes: sections 9 and 14, every error code a client can
+// cause, each where the tables of section 9 give it, with the response
+// echoing the command's corrID and entity.
+func TestConformErrorCodes(t *testing.T) {
+	wireTransports(t, func(t *testing.T, transport string) {
+		r := startWireRelayWith(t, func(c *relay.Config) {
+			c.QueueQuota = 2
+			c.MaxMessageSize = 100
+			c.MaxSubscriptions = 1
+		})
+		w := dialWire(t, r.addr, transport)
+		q := w.newQueue(true)
+		unknown := queue.NewID()
+		// Echo: the response carries the command's corrID and entity.
+		tx, corr := w.tx(q.rKey, unknown[:], queue.Command{Tag: queue.TagSUB})
+		w.send(tx)
+		resp := w.response(corr)
+		if !bytes.Equal(resp.Entity, unknown[:]) || resp.Auth != nil {
+			t.Fatalf("section 9: response entity %x auth %x", resp.Entity, resp.Auth)
+		}
+		wireErr(t, "section 14 AUTH: unknown ID", resp.Command, queue.AUTH)
+		wireErr(t, "section 14 AUTH: wrong key", w.do(q.sKey, q.rid, queue.Command{Tag: queue.TagSUB}), queue.AUTH)
+		wireErr(t, "section 14 AUTH: SEND on an unsecured queue", w.do(q.sKey, w.newQueue(false).sid, queue.Command{Tag: queue.TagSEND, Body: []byte("x")}), queue.AUTH)
+
+		// LARGE depends on the body only.
+		wireErr(t, "section 14 LARGE", w.do(q.sKey, q.sid, queue.Command{Tag: queue.TagSEND, Body: make([]byte, 101)}), queue.LARGE)
+		wireErr(t, "section 14 LARGE on an unknown ID", w.do(q.sKey, unknown[:], queue.Command{Tag: queue.TagSEND, Body: make([]byte, 101)}), queue.LARGE)
+		// QUOTA after the quota of messages.
+		for range 2 {
+			wireOK(t, "SEND", w.do(q.sKey, q.sid, queue.Command{Tag: queue.TagSEND, Body: []byte("x")}))
+		}
+		wireErr(t, "section 14 QUOTA", w.do(q.sKey, q.sid, queue.Command{Tag: queue.TagSEND, Body: []byte("x")}), queue.QUOTA)
+		// NO_MSG: ACK of another ID, GET of an empty queue.
+		wireErr(t, "section 14 NO_MSG: ACK", w.do(q.rKey, q.rid, queue.Command{Tag: queue.TagACK, MsgID: queue.NewID()}), queue.NO_MSG)
+		e := w.newQueue(true)
+		wireErr(t, "section 14 NO_MSG: GET", w.do(e.rKey, e.rid, queue.Command{Tag: queue.TagGET}), queue.NO_MSG)
+		// PROHIBITED: GET on a queue this session subscribes to, SUB over
+		// the limit, NEW while draining.
+		wireOK(t, "SUB", w.do(q.rKey, q.rid, queue.Command{Tag: queue.TagSUB}))
+		w.event(queue.TagMSG, q.rid)
+		wireErr(t, "section 14 PROHIBITED: GET while subscribed", w.do(q.rKey, q.rid, queue.Command{Tag: queue.TagGET}), queue.PROHIBITED)
+		wireErr(t, "section 14 PROHIBITED: SUB over the limit", w.do(e.rKey, e.rid, queue.Command{Tag: queue.TagSUB}), queue.PROHIBITED)
+		r.SetDraining(true)
+		k, dh := newKey(t), newKey(t)
+		wireErr(t, "section 14 PROHIBITED: NEW while draining", w.do(k, nil, queue.Command{Tag: queue.TagNEW, RecipientKey: queue.PublicKey(k), RecipientDHKey: queue.PublicKey(dh)}), queue.PROHIBITED)
+		r.SetDraining(false)
+		// SYNTAX: no auth, an auth on PING, an entity on NEW or PING, none
+		// on a queue command.
+		tx, corr = w.tx(nil, q.rid, queue.Command{Tag: queue.TagGET})
+		w.send(tx)
+		wireErr(t, "section 14 SYNTAX: no auth", w.response(corr).Command, queue.SYNTAX)
+		tx, corr = txWithAuth(nil, queue.Command{Tag: queue.TagPING}, randomAuth())
+		w.send(tx)
+		wireErr(t, "section 14 SYNTAX: auth on PING", w.response(corr).Command, queue.SYNTAX)
+		tx, corr = w.tx(nil, q.rid, queue.Command{Tag: queue.TagPING})
+		w.send(tx)
+		wireErr(t, "section 14 SYNTAX: entity on PING", w.response(corr).Command, queue.SYNTAX)
+		wireErr(t, "section 14 SYNTAX: entity on NEW", w.do(k, q.rid, queue.Command{Tag: queue.TagNEW, RecipientKey: queue.PublicKey(k), RecipientDHKey: queue.PublicKey(dh)}), queue.SYNTAX)
+		wireErr(t, "section 14 SYNTAX: no entity on SUB", w.do(q.rKey, nil, queue.Command{Tag: queue.TagSUB}), queue.SYNTAX)
+		// IDS has an empty entity.
+		tx, corr = w.tx(k, nil, queue.Command{Tag: queue.TagNEW, RecipientKey: queue.PublicKey(k), RecipientDHKey: queue.PublicKey(dh)})
+		w.send(tx)
+		if ids := w.response(corr); ids.Command.Tag != queue.TagIDS || ids.Entity != nil {
+			t.Fatalf("section 9: IDS %v with entity %x", ids.Command.Tag, ids.Entity)
+		}
+		// INTERNAL (the store failing) cannot be caused by a client; the
+		// relay's store tests cover it (TestStoreClosePending).
+	})
+}
+
+// TestConformSessionBinding: section 8, an authenticator is valid on its
+// session only: the same transmission bytes sent on another session are
+// answered ERR AUTH.
+func TestConformSessionBinding(t *testing.T) {
+	wireTransports(t, func(t *testing.T, transport string) {
+		r := startWireRelayWith(t, nil)
+		a, b := dialWire(t, r.addr, transport), dialWire(t, r.addr, transport)
+		q := a.newQueue(true)
+		tx, corr := a.tx(q.rKey, q.rid, queue.Command{Tag: queue.TagGET})
+		b.send(tx)
+		wireErr(t, "replayed on another session", b.response(corr).Command, queue.AUTH)
+		a.send(tx)
+		wireErr(t, "on its own session (empty queue)", a.response(corr).Command, queue.NO_MSG)
+	})
+}
+
+// TestConformEvents: sections 10 and 12. A subscriber gets its queue's
+// messages as MSG events (empty corrID, the recipient ID as entity), one
+// at a time: the next only after its ACK's OK; the same message again
+// after a new SUB, as the same sealed bytes (section 11); END when another
+// session subscribes; DELD when another session deletes the queue. GET
+// does not end a subscription of another session.
+func TestConformEvents(t *testing.T) {
+	wireTransports(t, func(t *testing.T, transport string) {
+		r := startWireRelayWith(t, nil)
+		sub, other, q := wireSubscriber(t, r, transport, 2)
+		ev := sub.event(queue.TagMSG, q.rid)
+		if ev.CorrID != nil || ev.Auth != nil {
+			t.Fatalf("section 10: MSG event with corrID %x auth %x", ev.CorrID, ev.Auth)
+		}
+		if got := string(q.open(t, ev.Command)); got != "message 0" {
+			t.Fatalf("first message %q", got)
+		}
+		// Window of one: a PING's answer comes, no second MSG.
+		tx, corr := sub.tx(nil, nil, queue.Command{Tag: queue.TagPING})
+		sub.send(tx)
+		sub.response(corr)
+		for _, tx := range sub.backlog {
+			if tx.Command.Tag == queue.TagMSG {
+				t.Fatal("section 12: a second MSG before the ACK")
+			}
+		}
+		// SUB again: the same message, the same sealed bytes.
+		wireOK(t, "SUB again", sub.do(q.rKey, q.rid, queue.Command{Tag: queue.TagSUB}))
+		again := sub.event(queue.TagMSG, q.rid)
+		if again.Command.MsgID != ev.Command.MsgID || !bytes.Equal(again.Command.Body, ev.Command.Body) {
+			t.Fatal("section 11: a message delivered twice is sealed differently")
+		}
+		// GET from another session does not end the subscription.
+		if m := other.do(q.rKey, q.rid, queue.Command{Tag: queue.TagGET}); m.Tag != queue.TagMSG {
+			t.Fatalf("GET: %v", m.Tag)
+		}
+		// The ACK's OK comes before the next MSG.
+		tx, corr = sub.tx(q.rKey, q.rid, queue.Command{Tag: queue.TagACK, MsgID: ev.Command.MsgID})
+		sub.send(tx)
+		okSeen := false
+		next := sub.take(func(tx queue.Transmission) bool {
+			if bytes.Equal(tx.CorrID, corr) {
+				okSeen = true
+				return false
+			}
+			return tx.Command.Tag == queue.TagMSG
+		})
+		if !okSeen {
+			t.Fatal("section 12: the next MSG came before the ACK's OK")
+		}
+		if got := string(q.open(t, next.Command)); got != "message 1" {
+			t.Fatalf("second message %q", got)
+		}
+		// END: another session subscribes.
+		wireOK(t, "SUB from the other session", other.do(q.rKey, q.rid, queue.Command{Tag: queue.TagSUB}))
+		sub.event(queue.TagEND, q.rid)
+		other.event(queue.TagMSG, q.rid)
+		// DELD: the first session deletes the queue; the subscriber (now
+		// the other session) is told.
+		wireOK(t, "DEL", sub.do(q.rKey, q.rid, queue.Command{Tag: queue.TagDEL}))
+		other.event(queue.TagDELD, q.rid)
+		wireErr(t, "section 9: a command after DEL", other.do(q.rKey, q.rid, queue.Command{Tag: queue.TagSUB}), queue.AUTH)
+	})
+}
+
+// TestConformIdleTimeout: sections 15 and 16, a session that sends no
+// block for the idle timeout is closed; PINGs keep it open.
+func TestConformIdleTimeout(t *testing.T) {
+	wireTransports(t, func(t *testing.T, transport string) {
+		r := startWireRelayWith(t, func(c *relay.Config) { c.IdleTimeout = 2 * time.Second })
+		w := dialWire(t, r.addr, transport)
+		for range 4 {
+			time.Sleep(time.Second)
+			tx, corr := w.tx(nil, nil, queue.Command{Tag: queue.TagPING})
+			w.send(tx)
+			w.response(corr)
+		}
+		w.expectClosed()
+	})
 }
