@@ -36,79 +36,17 @@ package relay
 //	  created(8)|rid(24)        -> empty; one entry per queue never secured,
 //	                               removed when it is secured or deleted
 //
-// # What the file reveals (threat model)
+// # Invariants
 //
-// Someone who obtains the file (a seized disk, a backup) learns, for every
-// live queue: both of its IDs and that they belong together, its
-// authorization keys, its message re-encryption key, its creation time to
-// the second, whether it is secured or suspended, how many messages it has
-// ever received (nextSeq) and, for each undelivered message, its ID, the
-// second it was stored and its body as the sender uploaded it (end-to-end
-// encrypted by the clients). The message key is kept (the relay needs it to
-// deliver after a restart): with it, someone who also recorded a recipient's
-// traffic with its TLS layer removed could match delivered MSG bodies to
-// stored or uploaded ones, which the re-encryption otherwise prevents. The
-// expiry and unsecured indexes order messages and queues by time. The file
-// holds no IP addresses, sessions, subscriptions or any link between
-// queues. Deleted and acknowledged data leave the B+tree at once,
-// but their bytes can survive in free pages until bbolt reuses them;
-// offline compaction (hush-relay compact) rewrites the file without them.
-//
-// # Writes
-//
-// One goroutine (loop) owns all writes. Writers submit operations to a
-// bounded FIFO queue; the loop takes the first pending operation, adds
-// whatever else is already queued (up to storeOptions.MaxBatch), applies
-// them in order in one bbolt transaction, and reports each result only
-// after the transaction has been committed, which bbolt follows with fsync.
-// So a SEND is answered only once durable, and concurrent SENDs share one
-// fsync.
-//
-// Under light load the loop does not wait for more operations: a lone
-// operation is committed at once. When operations arrived at
-// storeOptions.GatherRate or more per second over the last 100ms
-// (gatherWindow), the loop gathers: it waits, at most
-// storeOptions.GatherWait (default 2ms) after it took the first operation,
-// until the batch holds storeOptions.GatherOps (16). At half of the
-// relay's maximum load (hush-bench) this commits 10 to 13 operations at a
-// time instead of 2 to 5, and answers leave together, so that replies
-// share blocks: relay CPU per message fell by 30% over TCP and 18% over
-// QUIC, the p99 latency did not rise, and the p50 rose by about 2ms.
-//
-// # Memory
-//
-// bbolt reads every page through a read-only shared mapping of the file, so
-// the pages a relay has read stay mapped into it: random queue IDs touch
-// every leaf, and a relay with a million queues would count most of its
-// 420 MB file in its RSS (and in the OOM killer's score) although that
-// memory is page cache. So, on Linux, a goroutine of the store (trimLoop)
-// reads the process's file-backed resident memory (/proc/self/statm, about
-// 10µs) ten times a second (storeTrimInterval) and, when it is above
-// storeOptions.MappedLimit (default 64 MiB), drops the file's pages from
-// the process with madvise(MADV_DONTNEED), which costs about 0.2µs per
-// resident 4 KiB page (20ms for 420 MB). The pages stay in the page cache;
-// later reads map them again with minor faults (about 2µs each, and the
-// kernel maps up to 16 neighbouring pages with each). The limit is a
-// periodic trim, not a hard bound: between two checks residency grows by
-// what the relay reads in 100ms. (Creating a million queues at 2,300/s,
-// each a random key in three B-trees, maps a large part of the 420 MiB
-// file every second; checked every 100ms, the file's share of RSS stayed
-// under 120 MB.)
-// It counts all file-backed memory of the process, its executable's
-// included; several stores in one process each drop their own mapping.
-//
-// The drop runs in 8 MiB chunks (storeTrimChunk), each inside a read
-// transaction, which holds bbolt's mmap lock shared; bbolt takes that lock
-// exclusively to remap the file (to grow it) or to unmap it (Close), so the
-// range dropped, from DB.Info().Data for the transaction's Tx.Size and
-// clamped to the mapping's extent in /proc/self/maps, stays mapped to the
-// file throughout. (A commit that must grow the mapping waits for the chunk
-// in progress, and new read transactions wait behind it: a sync.RWMutex
-// lets no reader in while a writer waits. Other commits and reads do not
-// wait for a drop.) The mapping is PROT_READ and MAP_SHARED, and bbolt writes with
-// pwrite and fdatasync, never through it, so dropping its pages loses
-// nothing: readers, including concurrent transactions holding values that
-// alias the mapping, see the same bytes after a drop.
+//   - Nothing is held only in memory that a crash would lose: a write is
+//     reported only after its transaction is committed and fsynced.
+//   - One goroutine (loop) applies all writes, in submission order, in
+//     group transactions (see "Writes" in docs/store.md).
+//   - Values read through the mapping are never modified, and dropping the
+//     mapping's pages (trimLoop, Linux) loses nothing (see "Memory" in
+//     docs/store.md).
+//   - The file holds no IP addresses, sessions, subscriptions or links
+//     between queues (see "What the file reveals" in docs/store.md).
 
 import (
 	"bytes"
@@ -186,7 +124,7 @@ type storeOptions struct {
 	MaxBatch    int           // most operations per group commit; default 512
 	QueueLen    int           // bound of the pending-operation queue; default 4096; submitters block (ctx) when full
 	// GatherWait, GatherOps and GatherRate shape group commits under load
-	// (see "Writes" in the file comment): above GatherRate operations per
+	// (see "Writes" in docs/store.md): above GatherRate operations per
 	// second (default 2000), the loop waits up to GatherWait (default 2ms)
 	// for a batch of GatherOps (default 16). A negative GatherWait never
 	// waits.
@@ -199,7 +137,7 @@ type storeOptions struct {
 	OnCommit func(d time.Duration, ops int, err error)
 	// MappedLimit bounds, in bytes, the process's file-backed resident
 	// memory above which the store drops its file's pages from the process
-	// (see "Memory" in the file comment); default 64 MiB; negative: never.
+	// (see "Memory" in docs/store.md); default 64 MiB; negative: never.
 	// It does nothing except on Linux.
 	MappedLimit int64
 	// OnTrim, if not nil, is called on the store's trimming goroutine
@@ -275,7 +213,7 @@ var errRetry = errors.New("relay store: retry without the failed operation")
 // applied in that order.
 //
 // On Linux a second goroutine (trimLoop) bounds how much of the file stays
-// mapped into the process; see "Memory" in the file comment.
+// mapped into the process; see "Memory" in docs/store.md.
 type store struct {
 	db       *bbolt.DB
 	maxBatch int
@@ -476,7 +414,7 @@ func (s *store) submitErr(ctx context.Context, apply func(b storeTx) error) (<-c
 	return ch, nil
 }
 
-// loop is the only writer. See "Writes" in the file comment.
+// loop is the only writer. See "Writes" in docs/store.md.
 func (s *store) loop() {
 	defer close(s.loopDone)
 	batch := make([]*storeOp, 0, s.maxBatch)
@@ -585,7 +523,7 @@ func (s *store) commit(batch []*storeOp) {
 
 // trimLoop calls trimMapping every storeTrimInterval until Close. It runs
 // apart from the commit loop so that a drop delays no commit (except one
-// that must remap the file). See "Memory" in the file comment.
+// that must remap the file). See "Memory" in docs/store.md.
 func (s *store) trimLoop() {
 	defer close(s.trimDone)
 	t := time.NewTicker(storeTrimInterval)
@@ -605,7 +543,7 @@ func (s *store) trimLoop() {
 }
 
 // trimMapping drops the store file's pages from the process (see "Memory"
-// in the file comment) if the process's file-backed resident memory,
+// in docs/store.md) if the process's file-backed resident memory,
 // returned, is above limit. It is safe for concurrent use. On a system
 // other than Linux it returns errors.ErrUnsupported.
 func (s *store) trimMapping(limit int64) (resident int64, dropped bool, err error) {
@@ -1053,7 +991,7 @@ type queueState struct {
 	count   uint32 // messages held
 }
 
-// Queue record layout; see the file comment.
+// Queue record layout; see "Layout" in the file comment.
 const (
 	queueRecordVersion = 1
 	queueRecordSize    = 1 + 1 + queue.IDSize + 3*queue.KeySize + 8 + 8 + 4
@@ -1264,7 +1202,7 @@ func before(k []byte, t int64) bool {
 	return len(k) >= 8 && t > 0 && binary.BigEndian.Uint64(k) < uint64(t)
 }
 
-// Key and value encodings; see the file comment.
+// Key and value encodings; see "Layout" in the file comment.
 const (
 	messageKeySize    = queue.IDSize + 8
 	expiryKeySize     = 8 + queue.IDSize + 8
