@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -10,11 +11,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 )
@@ -653,4 +656,107 @@ func TestConformIdleTimeout(t *testing.T) {
 		}
 		w.expectClosed()
 	})
+}
+
+// TestConformClientHello: section 2, "TLS parameters a client offers": the
+// reference client's TLS ClientHello, over both transports, offers what
+// the section lists.
+func TestConformClientHello(t *testing.T) {
+	_, id, _ := ed25519.GenerateKey(rand.Reader)
+	cert, err := relay.IssueCertificate(id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, _ := relay.CertificateFingerprint(cert)
+	wireTransports(t, func(t *testing.T, transport string) {
+		got := make(chan *tls.ClientHelloInfo, 1)
+		conf := &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			NextProtos:   []string{queue.ALPN},
+			GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+				got <- h
+				return nil, errors.New("recorded")
+			},
+		}
+		var port int
+		if transport == wireTCP {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				if c, err := ln.Accept(); err == nil {
+					tls.Server(c, conf).Handshake()
+					c.Close()
+				}
+			}()
+			port = ln.Addr().(*net.TCPAddr).Port
+		} else {
+			ln, err := quic.ListenAddr("127.0.0.1:0", conf, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			port = ln.Addr().(*net.UDPAddr).Port
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		// A host name, so that the server_name rule is visible.
+		link.Dial(ctx, queue.Address{Fingerprint: fp, Host: "localhost", Port: uint16(port)}, link.Config{Transport: link.Transport(transport)})
+		var h *tls.ClientHelloInfo
+		select {
+		case h = <-got:
+		case <-ctx.Done():
+			t.Fatal("no ClientHello")
+		}
+		aesFirst := []uint16{0x1301, 0x1302, 0x1303}
+		chachaFirst := []uint16{0x1303, 0x1301, 0x1302}
+		if !slices.Equal(h.CipherSuites, aesFirst) && !slices.Equal(h.CipherSuites, chachaFirst) {
+			t.Errorf("cipher suites %04x", h.CipherSuites)
+		}
+		checks := []struct {
+			name      string
+			got, want []uint16
+		}{
+			{"supported_versions", h.SupportedVersions, []uint16{0x0304}},
+			{"supported_groups", curveIDs(h.SupportedCurves), []uint16{0x11ec, 0x11eb, 0x11ed, 0x001d, 0x0017, 0x0018, 0x0019}},
+			{"signature_algorithms", schemes(h.SignatureSchemes), []uint16{0x0804, 0x0403, 0x0807, 0x0805, 0x0806, 0x0503, 0x0603}},
+		}
+		extensions := []uint16{11, 65281, 23, 18, 5, 10, 13, 50, 16, 43, 51}
+		if transport == wireQUIC {
+			extensions = []uint16{0, 11, 65281, 23, 18, 57, 5, 10, 13, 50, 16, 43, 51}
+		}
+		checks = append(checks, struct {
+			name      string
+			got, want []uint16
+		}{"extensions", h.Extensions, extensions})
+		for _, c := range checks {
+			if !slices.Equal(c.got, c.want) {
+				t.Errorf("%s %04x, want %04x", c.name, c.got, c.want)
+			}
+		}
+		if !slices.Equal(h.SupportedProtos, []string{queue.ALPN}) || !slices.Equal(h.SupportedPoints, []uint8{0}) {
+			t.Errorf("ALPN %q, point formats %v", h.SupportedProtos, h.SupportedPoints)
+		}
+		if wantSNI := map[string]string{wireTCP: "", wireQUIC: "localhost"}[transport]; h.ServerName != wantSNI {
+			t.Errorf("server_name %q, want %q", h.ServerName, wantSNI)
+		}
+	})
+}
+
+func curveIDs(cs []tls.CurveID) []uint16 {
+	out := make([]uint16, len(cs))
+	for i, c := range cs {
+		out[i] = uint16(c)
+	}
+	return out
+}
+
+func schemes(ss []tls.SignatureScheme) []uint16 {
+	out := make([]uint16, len(ss))
+	for i, s := range ss {
+		out[i] = uint16(s)
+	}
+	return out
 }
