@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdh"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/hushrelay/hush/client/link"
+	"github.com/hushrelay/hush/internal/relaytest"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 )
@@ -39,9 +38,11 @@ func e2eContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// e2eRelay is an in-process relay on loopback.
+// e2eRelay is an in-process relay on loopback (relaytest), with the
+// fields the tests use.
 type e2eRelay struct {
 	t    *testing.T
+	rt   *relaytest.Relay
 	r    *relay.Relay
 	cfg  relay.Config
 	addr queue.Address
@@ -51,58 +52,20 @@ type e2eRelay struct {
 // nil, adjusts the configuration first.
 func startE2ERelay(t *testing.T, edit func(*relay.Config)) *e2eRelay {
 	t.Helper()
-	_, id, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := relay.IssueCertificate(id, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := relay.Config{
-		Listen:           "127.0.0.1:0",
-		Certificate:      cert,
-		StorePath:        filepath.Join(t.TempDir(), "relay.db"),
-		HandshakeTimeout: 5 * time.Second,
-	}
-	if edit != nil {
-		edit(&cfg)
-	}
-	e := &e2eRelay{t: t, cfg: cfg}
-	e.start()
+	e := &e2eRelay{t: t, rt: relaytest.New(t, edit)}
+	e.sync()
 	return e
 }
 
-// start runs a relay with e.cfg and points e.addr at it.
-func (e *e2eRelay) start() {
-	e.t.Helper()
-	r, err := relay.New(e.cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { r.Close() })
-	fp, err := relay.CertificateFingerprint(e.cfg.Certificate)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.r = r
-	e.addr = queue.Address{
-		Fingerprint: fp,
-		Password:    e.cfg.Password,
-		Host:        "127.0.0.1",
-		Port:        uint16(r.Addr().(*net.TCPAddr).Port),
-	}
-}
+// sync points e's fields at the relay running now.
+func (e *e2eRelay) sync() { e.r, e.cfg, e.addr = e.rt.Relay, e.rt.Config, e.rt.Address }
 
 // restart closes the relay and starts it again on the same store, on a new
 // port (the old one may be taken by then).
 func (e *e2eRelay) restart() {
 	e.t.Helper()
-	if err := e.r.Close(); err != nil {
-		e.t.Fatal(err)
-	}
-	e.cfg.Listen = "127.0.0.1:0"
-	e.start()
+	e.rt.Restart(e.t)
+	e.sync()
 }
 
 // dial connects to the relay over transport, closing the connection when

@@ -3,17 +3,16 @@ package relay_test
 import (
 	"bytes"
 	"crypto/ecdh"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
 	"io"
 	"net"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hushrelay/hush/internal/relaytest"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 )
@@ -159,24 +158,7 @@ func (s *rawSession) readBlock() {
 
 func startWireRelay(t *testing.T) *relay.Relay {
 	t.Helper()
-	_, id, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := relay.IssueCertificate(id, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := relay.New(relay.Config{
-		Listen:      "127.0.0.1:0",
-		Certificate: cert,
-		StorePath:   filepath.Join(t.TempDir(), "relay.db"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
+	return relaytest.New(t, nil).Relay
 }
 
 // TestWireUniformBlocks records a whole exchange (create, secure, send,

@@ -4,18 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdh"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/hushrelay/hush/internal/relaytest"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 )
@@ -40,35 +39,18 @@ type wireRelay struct {
 	addr string // host:port of both listeners
 }
 
-// startWireRelayWith starts a relay with a new identity and store and the
-// rates of a test (NEW and SEND not slowed down); edit, if not nil, adjusts
-// the configuration first.
+// startWireRelayWith starts a relay (relaytest) with the rates of a test
+// (NEW and SEND not slowed down); edit, if not nil, adjusts the
+// configuration first.
 func startWireRelayWith(t *testing.T, edit func(*relay.Config)) *wireRelay {
 	t.Helper()
-	_, id, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := relay.IssueCertificate(id, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := relay.Config{
-		Listen:      "127.0.0.1:0",
-		Certificate: cert,
-		StorePath:   filepath.Join(t.TempDir(), "relay.db"),
-		NewRate:     1e6,
-		SendRate:    1e6,
-	}
-	if edit != nil {
-		edit(&cfg)
-	}
-	r, err := relay.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return &wireRelay{Relay: r, cfg: cfg, addr: r.Addr().String()}
+	r := relaytest.New(t, func(c *relay.Config) {
+		c.NewRate, c.SendRate = 1e6, 1e6
+		if edit != nil {
+			edit(c)
+		}
+	})
+	return &wireRelay{Relay: r.Relay, cfg: r.Config, addr: r.HostPort}
 }
 
 // wireConn is a hand-driven session: it sends blocks of transmissions

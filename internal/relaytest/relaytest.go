@@ -1,7 +1,9 @@
-// Package relaytest runs hush-relay processes for tests: built once per
-// test binary from cmd/hush-relay, started on a data directory, killed
-// with SIGKILL as a crash would, and started again on the same data
-// directory and port.
+// Package relaytest runs relays for tests: hush-relay processes (Start),
+// built once per test binary from cmd/hush-relay, started on a data
+// directory, killed with SIGKILL as a crash would, and started again on
+// the same data directory and port; and relays in the test's own process
+// (New), each with a new identity and a store in the test's temporary
+// directory. Tests use it instead of building relays by hand.
 package relaytest
 
 import (
