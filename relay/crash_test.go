@@ -1,86 +1,18 @@
 package relay_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdh"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hushrelay/hush/client/link"
+	"github.com/hushrelay/hush/internal/relaytest"
 	"github.com/hushrelay/hush/queue"
 )
-
-// buildRelay builds the hush-relay binary once per test binary.
-var buildRelay = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "hush-relay-bin")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "hush-relay")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/hushrelay/hush/cmd/hush-relay").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
-var addressLine = regexp.MustCompile(`hush://\S+`)
-
-// startRelayProcess runs `hush-relay start` on dataDir, listening on
-// listen ("127.0.0.1:0" for a free port), and returns the process and the
-// address it printed.
-func startRelayProcess(t *testing.T, dataDir, listen string) (*exec.Cmd, queue.Address) {
-	t.Helper()
-	bin, err := buildRelay()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "start", "--data", dataDir, "--listen", listen, "--host", "127.0.0.1", "--no-password")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := addressLine.FindString(sc.Text()); m != "" {
-				select {
-				case found <- m:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case s := <-found:
-		addr, err := queue.ParseAddress(s)
-		if err != nil {
-			t.Fatalf("relay printed %q: %v", s, err)
-		}
-		return cmd, addr
-	case <-time.After(30 * time.Second):
-		t.Fatal("the relay printed no address within 30 s")
-	}
-	panic("unreachable")
-}
 
 // TestCrashKeepsAcknowledgedMessages kills the relay process with SIGKILL
 // while eight senders (half over QUIC, half over TCP, one queue each) send
@@ -94,7 +26,8 @@ func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	data := t.TempDir()
-	proc, addr := startRelayProcess(t, data, "127.0.0.1:0")
+	proc := relaytest.Start(t, data)
+	addr := proc.Addr
 
 	const senders = 8
 	recv, err := link.Dial(ctx, addr, link.Config{})
@@ -214,10 +147,7 @@ func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	proc.Wait()
+	proc.Kill()
 	// QUIC notices a dead peer only at its idle timeout: stop waiting. A
 	// SEND still in flight now was not acknowledged.
 	stopSending()
@@ -226,7 +156,8 @@ func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
 	<-recvDone
 
 	// Restart on the same data directory and drain every queue.
-	_, addr2 := startRelayProcess(t, data, "127.0.0.1:0")
+	proc.Restart()
+	addr2 := proc.Addr
 	if addr2.Fingerprint != addr.Fingerprint {
 		t.Fatalf("the identity changed across the restart")
 	}

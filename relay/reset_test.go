@@ -6,15 +6,14 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/hushrelay/hush/internal/relaytest"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 )
@@ -49,7 +48,8 @@ func TestRestartResetsQUIC(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	data := t.TempDir()
-	proc, addr := startRelayProcess(t, data, "127.0.0.1:0")
+	proc := relaytest.Start(t, data)
+	addr := proc.Addr
 
 	const clientIdle = time.Minute
 	qc, err := quic.DialAddr(ctx, addr.HostPort(), &tls.Config{
@@ -92,15 +92,15 @@ func TestRestartResetsQUIC(t *testing.T) {
 	}()
 	go io.Copy(io.Discard, st)
 
-	proc.Process.Signal(syscall.SIGKILL)
-	proc.Wait()
+	proc.Kill()
 	select {
 	case <-qc.Context().Done():
 		t.Fatalf("the connection ended before the relay restarted: %v", context.Cause(qc.Context()))
 	default:
 	}
-	_, addr2 := startRelayProcess(t, data, fmt.Sprintf("127.0.0.1:%d", addr.Port))
+	proc.Restart() // same data directory and port
 	restarted := time.Now()
+	addr2 := proc.Addr
 	if addr2.Fingerprint != addr.Fingerprint || addr2.Port != addr.Port {
 		t.Fatalf("restarted as %v, want %v", addr2, addr)
 	}
