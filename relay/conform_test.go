@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -759,4 +760,95 @@ func schemes(ss []tls.SignatureScheme) []uint16 {
 		out[i] = uint16(s)
 	}
 	return out
+}
+
+// TestConformAuthBeforeState: section 9, "Authorization is checked before
+// anything that depends on the queue's state, so QUOTA, NO_MSG and
+// PROHIBITED answers are only given to a holder of the right key", and a
+// wrong password comes before drain mode's PROHIBITED.
+func TestConformAuthBeforeState(t *testing.T) {
+	wireTransports(t, func(t *testing.T, transport string) {
+		r := startWireRelayWith(t, func(c *relay.Config) {
+			c.QueueQuota = 1
+			c.MaxSubscriptions = 1
+			c.Password = "pw"
+		})
+		w := dialWire(t, r.addr, transport)
+		w.password = "pw"
+		full, empty := w.newQueue(true), w.newQueue(true)
+		wireOK(t, "SEND", w.do(full.sKey, full.sid, queue.Command{Tag: queue.TagSEND, Body: []byte("x")}))
+		wrong := newKey(t)
+		wireErr(t, "SEND with a wrong key to a full queue", w.do(wrong, full.sid, queue.Command{Tag: queue.TagSEND, Body: []byte("x")}), queue.AUTH)
+		wireErr(t, "GET with a wrong key on an empty queue", w.do(wrong, empty.rid, queue.Command{Tag: queue.TagGET}), queue.AUTH)
+		wireErr(t, "ACK with a wrong key", w.do(wrong, full.rid, queue.Command{Tag: queue.TagACK, MsgID: queue.NewID()}), queue.AUTH)
+		wireOK(t, "SUB", w.do(full.rKey, full.rid, queue.Command{Tag: queue.TagSUB}))
+		wireErr(t, "SUB over the limit with a wrong key", w.do(wrong, empty.rid, queue.Command{Tag: queue.TagSUB}), queue.AUTH)
+		wireErr(t, "GET while subscribed with a wrong key", w.do(wrong, full.rid, queue.Command{Tag: queue.TagGET}), queue.AUTH)
+		r.SetDraining(true)
+		k, dh := newKey(t), newKey(t)
+		wireErr(t, "NEW while draining with a wrong password", w.do(k, nil, queue.Command{Tag: queue.TagNEW, RecipientKey: queue.PublicKey(k), RecipientDHKey: queue.PublicKey(dh), Password: []byte("wrong")}), queue.AUTH)
+		wireErr(t, "NEW while draining with the password", w.do(k, nil, queue.Command{Tag: queue.TagNEW, RecipientKey: queue.PublicKey(k), RecipientDHKey: queue.PublicKey(dh), Password: []byte("pw")}), queue.PROHIBITED)
+	})
+}
+
+// TestConformRatesSlowDown: section 16, a session over its NEW or SEND
+// rate is slowed down, never answered with an error: a burst of commands
+// well over the rates, sent in one block, is answered IDS and OK each.
+func TestConformRatesSlowDown(t *testing.T) {
+	wireTransports(t, func(t *testing.T, transport string) {
+		r := startWireRelayWith(t, func(c *relay.Config) { c.NewRate, c.SendRate = 2, 4 })
+		w := dialWire(t, r.addr, transport)
+		var txs, corrs [][]byte
+		for range 6 {
+			k, dh := newKey(t), newKey(t)
+			tx, corr := w.tx(k, nil, queue.Command{Tag: queue.TagNEW, RecipientKey: queue.PublicKey(k), RecipientDHKey: queue.PublicKey(dh)})
+			txs, corrs = append(txs, tx), append(corrs, corr)
+		}
+		w.send(txs...)
+		for i, c := range corrs {
+			if got := w.response(c).Command; got.Tag != queue.TagIDS {
+				t.Fatalf("NEW %d over the rate: %v %v", i, got.Tag, got.Error)
+			}
+		}
+		q := w.newQueue(true)
+		txs, corrs = nil, nil
+		for range 12 {
+			tx, corr := w.tx(q.sKey, q.sid, queue.Command{Tag: queue.TagSEND, Body: []byte("x")})
+			txs, corrs = append(txs, tx), append(corrs, corr)
+		}
+		w.send(txs...)
+		for i, c := range corrs {
+			wireOK(t, fmt.Sprintf("SEND %d over the rate", i), w.response(c).Command)
+		}
+	})
+}
+
+// TestConformGetThenAck: section 12, "After GET, the client ACKs as usual;
+// no MSG is pushed after that ACK unless the session subscribes."
+func TestConformGetThenAck(t *testing.T) {
+	wireTransports(t, func(t *testing.T, transport string) {
+		r := startWireRelayWith(t, nil)
+		w := dialWire(t, r.addr, transport)
+		q := w.newQueue(true)
+		for _, b := range []string{"one", "two"} {
+			wireOK(t, "SEND", w.do(q.sKey, q.sid, queue.Command{Tag: queue.TagSEND, Body: []byte(b)}))
+		}
+		m := w.do(q.rKey, q.rid, queue.Command{Tag: queue.TagGET})
+		if got := string(q.open(t, m)); got != "one" {
+			t.Fatalf("GET: %q", got)
+		}
+		wireOK(t, "ACK", w.do(q.rKey, q.rid, queue.Command{Tag: queue.TagACK, MsgID: m.MsgID}))
+		// A PING's answer comes after anything the ACK could have pushed.
+		tx, corr := w.tx(nil, nil, queue.Command{Tag: queue.TagPING})
+		w.send(tx)
+		w.response(corr)
+		for _, tx := range w.backlog {
+			if tx.Command.Tag == queue.TagMSG {
+				t.Fatal("a MSG was pushed after the ACK of a GET")
+			}
+		}
+		if got := string(q.open(t, w.do(q.rKey, q.rid, queue.Command{Tag: queue.TagGET}))); got != "two" {
+			t.Fatalf("second GET: %q", got)
+		}
+	})
 }
