@@ -84,6 +84,11 @@ type chaosRestart struct {
 	// shown to the application that came through this relay; null when
 	// none came before the end (or before its next kill).
 	FirstDeliveryMS *float64 `json:"first_delivery_ms"`
+	// RelayUpMS is, for clients a and b, the time from serving again to
+	// the client's EventRelayUp for this relay; null when it showed none
+	// (a client that noticed the loss only once the relay was back
+	// reconnects without a relay-down and relay-up pair).
+	RelayUpMS [2]*float64 `json:"relay_up_ms"`
 
 	restarted time.Time
 }
@@ -302,6 +307,10 @@ type chaosTracker struct {
 	outageShown          int64
 
 	restarts []*chaosRestart
+	// hostPorts are the relays' host:port, as EventRelayUp names them.
+	hostPorts [chaosRelays]string
+	// last is, per relay, its last restart.
+	last [chaosRelays]*chaosRestart
 	// pending is, per relay, its last restart while no delivery through
 	// it has been seen since.
 	pending [chaosRelays]*chaosRestart
@@ -369,6 +378,13 @@ func (t *chaosTracker) event(side int, ev client.Event, at time.Time) {
 				t.pending[ct.relay] = nil
 			}
 		}
+	case client.EventRelayUp:
+		for i, hp := range t.hostPorts {
+			if p := t.last[i]; hp == ev.Relay && p != nil && p.RelayUpMS[side] == nil && at.After(p.restarted) {
+				d := ms(at.Sub(p.restarted))
+				p.RelayUpMS[side] = &d
+			}
+		}
 	case client.EventProblem:
 		switch {
 		case errors.Is(ev.Problem, client.ErrDuplicate):
@@ -429,6 +445,7 @@ func (t *chaosTracker) restarted(r *chaosRestart) {
 	defer t.mu.Unlock()
 	t.restarts = append(t.restarts, r)
 	t.pending[r.Relay] = r
+	t.last[r.Relay] = r
 }
 
 // outage records the outage's time.
@@ -550,6 +567,7 @@ func runChaos(ctx context.Context, o *chaosOptions) (*chaosResult, error) {
 			return nil, err
 		}
 		s.relays[i] = r
+		s.t.hostPorts[i] = r.addr.HostPort()
 	}
 
 	// The clients, and a goroutine each that takes their events.
@@ -913,11 +931,14 @@ func printChaos(w io.Writer, r *chaosResult) {
 		if x.Outage {
 			what = " (outage)"
 		}
-		took := "none"
-		if x.FirstDeliveryMS != nil {
-			took = fmt.Sprintf("%.3f s", *x.FirstDeliveryMS/1000)
+		secs := func(v *float64) string {
+			if v == nil {
+				return "none"
+			}
+			return fmt.Sprintf("%.3f s", *v/1000)
 		}
-		fmt.Fprintf(w, "  at %6.1f s  relay %d, down %4.1f s%-9s  %s\n", x.AtS, x.Relay, x.DownS, what, took)
+		fmt.Fprintf(w, "  at %6.1f s  relay %d, down %4.1f s%-9s  %-9s (relay-up events: a %s, b %s)\n",
+			x.AtS, x.Relay, x.DownS, what, secs(x.FirstDeliveryMS), secs(x.RelayUpMS[0]), secs(x.RelayUpMS[1]))
 	}
 	if r.RecoveryMedianMS != nil {
 		fmt.Fprintf(w, "recovery       median %.3f s (goal ≤ %.0f s), worst %.3f s (goal ≤ %.0f s)", *r.RecoveryMedianMS/1000, r.GoalMedianMS/1000, *r.RecoveryWorstMS/1000, r.GoalWorstMS/1000)
