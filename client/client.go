@@ -101,6 +101,9 @@ type Config struct {
 	Offline bool
 	// Logger receives operational logs; default: discard.
 	Logger *slog.Logger
+	// Events says how events reach the application; the default is
+	// EventsChannel (see Events).
+	Events EventMode
 }
 
 // Init creates the store in home, which it creates if missing and sets
@@ -207,8 +210,10 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.wg.Add(1)
-	go c.emitLoop()
+	if cfg.Events == EventsChannel {
+		c.wg.Add(1)
+		go c.emitLoop()
+	}
 	if !cfg.Offline {
 		if err := c.goOnline(); err != nil {
 			c.Close()

@@ -15,6 +15,7 @@ import (
 	"github.com/mdp/qrterminal/v3"
 
 	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/agent"
 	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 )
@@ -46,23 +47,20 @@ func (c *cmd) relaysAdd(ctx context.Context, s string) error {
 	if err != nil {
 		return fmt.Errorf("%q is not a relay address (hush://<fingerprint>[:<password>]@<host>[:<port>]): %w", s, err)
 	}
-	cl, err := c.open(ctx, true)
+	se, err := c.open(ctx, true)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	if err := cl.AddRelay(addr); err != nil {
+	defer se.Close()
+	n, err := se.AddRelay(ctx, addr)
+	if err != nil {
 		return fmt.Errorf("adding the relay: %w", err)
 	}
-	relays, err := cl.Relays()
-	if err != nil {
-		return err
-	}
 	if c.json {
-		return c.emit(map[string]any{"added": addr.WithoutPassword().String(), "relays": len(relays)})
+		return c.emit(map[string]any{"added": addr.WithoutPassword().String(), "relays": n})
 	}
-	fmt.Fprintf(c.env.stdout, "added relay %s (%d configured)\n", addr.HostPort(), len(relays))
-	if len(relays) == 1 {
+	fmt.Fprintf(c.env.stdout, "added relay %s (%d configured)\n", addr.HostPort(), n)
+	if n == 1 {
 		fmt.Fprintln(c.env.stdout, "Add a second relay, from another operator: each contact then uses one relay\nper direction, so that no single relay sees both.")
 	}
 	return nil
@@ -70,25 +68,17 @@ func (c *cmd) relaysAdd(ctx context.Context, s string) error {
 
 // relaysList is "hush relays list".
 func (c *cmd) relaysList(ctx context.Context) error {
-	cl, err := c.open(ctx, true)
+	s, err := c.open(ctx, true)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	relays, err := cl.Relays()
+	defer s.Close()
+	relays, err := s.Relays(ctx)
 	if err != nil {
 		return err
 	}
 	if c.json {
-		type relayJSON struct {
-			Address  string `json:"address"`
-			Password bool   `json:"password"`
-		}
-		list := make([]relayJSON, 0, len(relays))
-		for _, a := range relays {
-			list = append(list, relayJSON{a.WithoutPassword().String(), a.Password != ""})
-		}
-		return c.emit(map[string]any{"relays": list})
+		return c.emit(map[string]any{"relays": relays})
 	}
 	if len(relays) == 0 {
 		fmt.Fprintln(c.env.stdout, "no relays: add one with \"hush relays add ADDRESS\"")
@@ -96,17 +86,17 @@ func (c *cmd) relaysList(ctx context.Context) error {
 	}
 	for _, a := range relays {
 		note := ""
-		if a.Password != "" {
+		if a.Password {
 			note = "  (with password)"
 		}
-		fmt.Fprintf(c.env.stdout, "%s%s\n", a.WithoutPassword(), note)
+		fmt.Fprintf(c.env.stdout, "%s%s\n", a.Address, note)
 	}
 	return nil
 }
 
 // checkRelays fails without relays and warns with a single one.
-func (c *cmd) checkRelays(cl *client.Client) error {
-	relays, err := cl.Relays()
+func (c *cmd) checkRelays(ctx context.Context, s *session) error {
+	relays, err := s.Relays(ctx)
 	if err != nil {
 		return err
 	}
@@ -114,8 +104,12 @@ func (c *cmd) checkRelays(cl *client.Client) error {
 	case 0:
 		return errNoRelay
 	case 1:
+		hostPort := relays[0].Address
+		if a, err := queue.ParseAddress(hostPort); err == nil {
+			hostPort = a.HostPort()
+		}
 		c.warn("only one relay is configured (%s), so both directions of this contact may share it,\n"+
-			"and that relay could see both sides of the conversation; add a second one with \"hush relays add ADDRESS\"", relays[0].HostPort())
+			"and that relay could see both sides of the conversation; add a second one with \"hush relays add ADDRESS\"", hostPort)
 	}
 	return nil
 }
@@ -124,19 +118,19 @@ var errNoRelay = errors.New("no relay configured: add one with \"hush relays add
 
 // invite is "hush invite".
 func (c *cmd) invite(ctx context.Context, name string, timeout time.Duration) error {
-	cl, err := c.open(ctx, false)
+	s, err := c.open(ctx, false)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	if err := c.checkRelays(cl); err != nil {
+	defer s.Close()
+	if err := c.checkRelays(ctx, s); err != nil {
 		return err
 	}
-	ictx, cancel := context.WithTimeout(ctx, timeout)
+	ictx, cancel := context.WithTimeout(ctx, timeout+callTimeout)
 	defer cancel()
-	link, err := cl.Invite(ictx, name)
+	link, err := s.Invite(ictx, name, timeout)
 	if err != nil {
-		return c.relayError(ictx, timeout, c.contactError(err, name))
+		return c.relayError(timeout, c.contactError(err, name))
 	}
 	if c.json {
 		return c.emit(map[string]any{"link": link})
@@ -157,29 +151,29 @@ func (c *cmd) invite(ctx context.Context, name string, timeout time.Duration) er
 
 // accept is "hush accept".
 func (c *cmd) accept(ctx context.Context, link, name string, timeout time.Duration) error {
-	cl, err := c.open(ctx, false)
+	s, err := c.open(ctx, false)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	relays, err := cl.Relays()
+	defer s.Close()
+	relays, err := s.Relays(ctx)
 	if err != nil {
 		return err
 	}
 	if len(relays) == 0 {
 		return errNoRelay
 	}
-	actx, cancel := context.WithTimeout(ctx, timeout)
+	actx, cancel := context.WithTimeout(ctx, timeout+callTimeout)
 	defer cancel()
-	ct, err := cl.Accept(actx, strings.TrimSpace(link), name)
+	ct, err := s.Accept(actx, strings.TrimSpace(link), name, timeout)
 	if err != nil {
-		return c.relayError(actx, timeout, c.contactError(err, name))
+		return c.relayError(timeout, c.contactError(err, name))
 	}
 	if ct.SharedRelay || len(relays) == 1 {
 		c.warn("both directions of the contact with %s share one relay, which can see both sides\n"+
 			"of the conversation; add a second relay with \"hush relays add ADDRESS\" for new contacts", ct.Name)
 	}
-	flushed := c.flush(ctx, cl, defaultFlushTimeout) == nil
+	flushed := c.flush(ctx, s, defaultFlushTimeout) == nil
 	if c.json {
 		return c.emit(map[string]any{"contact": contactOf(ct), "flushed": flushed})
 	}
@@ -191,11 +185,11 @@ func (c *cmd) accept(ctx context.Context, link, name string, timeout time.Durati
 	return nil
 }
 
-// relayError explains err when ctx, bounded by timeout, has expired: a
+// relayError explains err when the command's timeout has expired: a
 // relay could not be reached in time.
-func (c *cmd) relayError(ctx context.Context, timeout time.Duration, err error) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		if err == context.DeadlineExceeded {
+func (c *cmd) relayError(timeout time.Duration, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		if err.Error() == context.DeadlineExceeded.Error() {
 			return fmt.Errorf("could not reach the relay within %v (--timeout)", timeout)
 		}
 		return fmt.Errorf("could not reach the relay within %v (--timeout): %w", timeout, err)
@@ -241,12 +235,12 @@ func contactOf(ct client.Contact) contactJSON {
 
 // contacts is "hush contacts".
 func (c *cmd) contacts(ctx context.Context) error {
-	cl, err := c.open(ctx, true)
+	s, err := c.open(ctx, true)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	list, err := cl.Contacts()
+	defer s.Close()
+	list, err := s.Contacts(ctx)
 	if err != nil {
 		return err
 	}
@@ -278,17 +272,17 @@ func (c *cmd) send(ctx context.Context, name, text string, timeout time.Duration
 	if text == "" {
 		return errors.New("the message is empty")
 	}
-	cl, err := c.open(ctx, false)
+	s, err := c.open(ctx, false)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	seq, err := cl.Send(ctx, name, text)
+	defer s.Close()
+	seq, err := s.Send(ctx, name, text)
 	if err != nil {
 		return c.contactError(err, name)
 	}
 	status := "sent"
-	if c.flush(ctx, cl, timeout) != nil {
+	if c.flush(ctx, s, timeout) != nil {
 		status = "queued"
 	}
 	if c.json {
@@ -304,33 +298,50 @@ func (c *cmd) send(ctx context.Context, name, text string, timeout time.Duration
 
 // flush waits, at most timeout, until the relays took every queued
 // message.
-func (c *cmd) flush(ctx context.Context, cl *client.Client, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func (c *cmd) flush(ctx context.Context, s *session, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout+callTimeout)
 	defer cancel()
-	return cl.Flush(ctx)
+	flushed, err := s.Flush(ctx, timeout)
+	if err == nil && !flushed {
+		err = errQueued
+	}
+	return err
 }
+
+// errQueued is returned by flush when messages are still queued.
+var errQueued = errors.New("messages are still queued")
 
 // receive is "hush receive".
 func (c *cmd) receive(ctx context.Context, wait, timeout time.Duration) error {
-	cl, err := c.open(ctx, false)
+	s, err := c.open(ctx, false)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	p := c.newPrinter("")
+	defer s.Close()
+	sub, err := s.Subscribe(ctx, "")
+	if err != nil {
+		return err
+	}
+	p := c.newPrinter(s, "")
 	quiet := time.NewTimer(wait)
 	defer quiet.Stop()
-	events := cl.Events()
+	events := sub.Events()
 	n := 0
 listen:
 	for {
 		select {
 		case ev, ok := <-events:
 			if !ok {
-				return errors.New("the client stopped")
+				return s.stopped()
 			}
-			p.print(ev)
-			if ev.Kind != client.EventRelayDown && ev.Kind != client.EventRelayUp {
+			shown, err := p.show(ctx, ev)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			if shown && ev.Kind != client.EventRelayDown && ev.Kind != client.EventRelayUp {
 				n++
 			}
 			quiet.Reset(wait)
@@ -342,11 +353,14 @@ listen:
 	}
 	// Quiet for wait: let the relays take what is queued (replies to
 	// handshakes, retried messages), still printing what arrives.
-	if err := c.flushPrinting(ctx, cl, timeout, p); err != nil {
+	if err := c.flushPrinting(ctx, s, timeout, p, events); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		c.warnQueued(cl)
+		if !errors.Is(err, errQueued) {
+			return err
+		}
+		c.warnQueued(ctx, s)
 	}
 	if n == 0 && !c.json {
 		fmt.Fprintln(c.env.stderr, "hush: nothing new")
@@ -354,10 +368,18 @@ listen:
 	return nil
 }
 
+// stopped is the error of a command whose events ended.
+func (s *session) stopped() error {
+	if s.viaAgent {
+		return errors.New("the agent stopped")
+	}
+	return errors.New("the client stopped")
+}
+
 // warnQueued warns that messages are left in the outbox.
-func (c *cmd) warnQueued(cl *client.Client) {
+func (c *cmd) warnQueued(ctx context.Context, s *session) {
 	n := 0
-	if list, err := cl.Contacts(); err == nil {
+	if list, err := s.Contacts(ctx); err == nil {
 		for _, ct := range list {
 			n += ct.Outbox
 		}
@@ -373,10 +395,9 @@ func (c *cmd) warnQueued(cl *client.Client) {
 }
 
 // flushPrinting is flush while printing the events that arrive meanwhile.
-func (c *cmd) flushPrinting(ctx context.Context, cl *client.Client, timeout time.Duration, p *printer) error {
+func (c *cmd) flushPrinting(ctx context.Context, s *session, timeout time.Duration, p *printer, events <-chan agent.Event) error {
 	done := make(chan error, 1)
-	go func() { done <- c.flush(ctx, cl, timeout) }()
-	events := cl.Events()
+	go func() { done <- c.flush(ctx, s, timeout) }()
 	for {
 		select {
 		case err := <-done:
@@ -386,7 +407,9 @@ func (c *cmd) flushPrinting(ctx context.Context, cl *client.Client, timeout time
 				events = nil
 				continue
 			}
-			p.print(ev)
+			if _, err := p.show(ctx, ev); err != nil {
+				events = nil
+			}
 		}
 	}
 }
@@ -394,12 +417,26 @@ func (c *cmd) flushPrinting(ctx context.Context, cl *client.Client, timeout time
 // printer prints events, as text or JSON.
 type printer struct {
 	c *cmd
+	s *session
 	// chat is the contact of "hush chat", whose sent messages get a short
 	// acknowledgement; "" for receive.
 	chat string
 }
 
-func (c *cmd) newPrinter(chat string) *printer { return &printer{c: c, chat: chat} }
+func (c *cmd) newPrinter(s *session, chat string) *printer { return &printer{c: c, s: s, chat: chat} }
+
+// show prints ev if it is the first to take it from the store (another
+// command using the agent may have), and reports whether it did. An event
+// is printed after it is taken, so that an agent killed at any moment
+// makes no event shown twice.
+func (p *printer) show(ctx context.Context, ev agent.Event) (bool, error) {
+	taken, err := p.s.Ack(ctx, ev.ID)
+	if err != nil || !taken {
+		return false, err
+	}
+	p.print(ev.Event)
+	return true, nil
+}
 
 // eventJSON is an event in JSON output.
 type eventJSON struct {
@@ -487,12 +524,12 @@ func clean(s string) string {
 
 // chat is "hush chat".
 func (c *cmd) chat(ctx context.Context, name string, timeout time.Duration) error {
-	cl, err := c.open(ctx, false)
+	s, err := c.open(ctx, false)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	list, err := cl.Contacts()
+	defer s.Close()
+	list, err := s.Contacts(ctx)
 	if err != nil {
 		return err
 	}
@@ -504,6 +541,11 @@ func (c *cmd) chat(ctx context.Context, name string, timeout time.Duration) erro
 	}
 	if ct == nil {
 		return c.contactError(client.ErrNoContact, name)
+	}
+	// The events of this contact only: others wait for receive.
+	sub, err := s.Subscribe(ctx, name)
+	if err != nil {
+		return err
 	}
 
 	// Lines are read only once the contact is connected; until then they
@@ -521,17 +563,22 @@ func (c *cmd) chat(ctx context.Context, name string, timeout time.Duration) erro
 	if !c.json && in != nil {
 		fmt.Fprintf(c.env.stderr, "hush: chatting with %s; type a line to send it, Ctrl-D to end\n", clean(name))
 	}
-	p := c.newPrinter(name)
-	events := cl.Events()
+	p := c.newPrinter(s, name)
+	events := sub.Events()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil // what was typed is in the outbox, sent by the next run
 		case ev, ok := <-events:
 			if !ok {
-				return errors.New("the client stopped")
+				return s.stopped()
 			}
-			p.print(ev)
+			if _, err := p.show(ctx, ev); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
 			if ev.Kind == client.EventConnected && ev.Contact == name && in == nil {
 				in = lines
 				if !c.json {
@@ -540,15 +587,18 @@ func (c *cmd) chat(ctx context.Context, name string, timeout time.Duration) erro
 			}
 		case line, ok := <-in:
 			if !ok {
-				if err := c.flushPrinting(ctx, cl, timeout, p); err != nil && ctx.Err() == nil {
-					c.warnQueued(cl)
+				if err := c.flushPrinting(ctx, s, timeout, p, events); err != nil && ctx.Err() == nil {
+					if !errors.Is(err, errQueued) {
+						return err
+					}
+					c.warnQueued(ctx, s)
 				}
 				return nil
 			}
 			if strings.TrimSpace(line) == "" {
 				continue
 			}
-			if _, err := cl.Send(ctx, name, line); err != nil {
+			if _, err := s.Send(ctx, name, line); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}

@@ -14,6 +14,7 @@
 //	hush send NAME TEXT                                 send a message
 //	hush receive [--wait DUR]                           print what arrived, then exit
 //	hush chat NAME                                      chat interactively
+//	hush agent                                          keep running; serve the other commands (docs/agent.md)
 //	hush demo                                           two relays and two clients in one process
 //
 // The store is in --home (default ~/.hush, or $HUSH_HOME). Run "hush help"
@@ -53,6 +54,9 @@ Commands:
   receive              complete pending handshakes, resend what is queued,
                        print what arrived and exit (--wait DUR of quiet)
   chat NAME            send the lines typed, print the contact's as they arrive
+  agent                keep running: receive and send continuously, and serve
+                       the other commands and programs on the socket hush.sock
+                       in --home (the API: docs/agent.md)
   demo                 run two relays and two clients in this process, on
                        127.0.0.1, and show an invitation and a message each way
   version              print the version
@@ -265,6 +269,9 @@ func run(ctx context.Context, args []string, env environment) error {
 		timeout := fs.Duration("timeout", defaultFlushTimeout, "how long to wait at the end for the last messages to be taken by the relay")
 		nargs, argsUsage = 1, "NAME"
 		exec = func(a []string) error { return c.chat(ctx, a[0], *timeout) }
+	case "agent":
+		fs = newFlagSet("agent", "", "run the agent: open the store once, stay connected to the relays, receive and\nsend continuously, and serve the API (docs/agent.md) on the socket hush.sock\nin --home until SIGINT or SIGTERM. While it runs, every hush command for\nthis home goes through it, and needs no passphrase.")
+		exec = func([]string) error { return c.runAgent(ctx) }
 	case "demo":
 		fs = newFlagSet("demo", "", "start two relays and two clients, alice and bob, in this process on 127.0.0.1,\nwith temporary stores; show an invitation, its acceptance and a message each way")
 		needsHome = false

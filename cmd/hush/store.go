@@ -119,10 +119,11 @@ func (c *cmd) newPassphrase() ([]byte, error) {
 	return pass, nil
 }
 
-// open opens the store in --home, online (connected to the relays) unless
-// offline. When the store needs a passphrase and none was given, it asks
-// on the terminal, if there is one.
-func (c *cmd) open(ctx context.Context, offline bool) (*client.Client, error) {
+// openClient opens the store in --home, online (connected to the relays)
+// unless offline, with its events kept in the store until taken (for
+// package agent's server). When the store needs a passphrase and none was
+// given, it asks on the terminal, if there is one.
+func (c *cmd) openClient(ctx context.Context, offline bool) (*client.Client, error) {
 	pass, from, err := c.given()
 	if err != nil {
 		return nil, err
@@ -133,6 +134,7 @@ func (c *cmd) open(ctx context.Context, offline bool) (*client.Client, error) {
 		Dial:       link.Config{Transport: link.Transport(c.transport), Tor: link.TorMode(c.tor), SOCKS: c.socks},
 		Offline:    offline,
 		Logger:     c.logger(),
+		Events:     client.EventsStored,
 	}
 	cl, err := client.Open(ctx, cfg)
 	if errors.Is(err, client.ErrPassphraseRequired) && pass == nil {

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/agent"
+	"github.com/hushrelay/hush/internal/cli"
+)
+
+// session is what a command talks to: the home's running agent, or,
+// when none runs, the store opened in this process and served to the
+// command through a pipe, so that both take the same path.
+type session struct {
+	*agent.Conn
+	// viaAgent is true when the agent of another process answers.
+	viaAgent bool
+	// srv and cl are the in-process server and client; nil via the agent.
+	srv *agent.Server
+	cl  *client.Client
+}
+
+// Close ends the session: the connection, and the in-process client.
+func (s *session) Close() error {
+	s.Conn.Close()
+	if s.srv == nil {
+		return nil
+	}
+	s.srv.Close()
+	return s.cl.Close()
+}
+
+// open returns a session for a command: with the running agent of
+// --home if there is one, else with the store opened here, online
+// (connected to the relays) unless offline.
+func (c *cmd) open(ctx context.Context, offline bool) (*session, error) {
+	conn, err := agent.Dial(ctx, c.home)
+	switch {
+	case err == nil:
+		return &session{Conn: conn, viaAgent: true}, nil
+	case !errors.Is(err, agent.ErrNoAgent) && !errors.Is(err, agent.ErrPathTooLong):
+		return nil, fmt.Errorf("connecting to the agent: %w", err)
+	}
+	cl, err := c.openClient(ctx, offline)
+	if err != nil {
+		return nil, err
+	}
+	srv := agent.NewServer(cl, agent.Config{Version: cli.Version(), Logger: c.logger()})
+	return &session{Conn: srv.Pipe(), srv: srv, cl: cl}, nil
+}
+
+// runAgent is "hush agent": it opens the store, serves the API on the
+// socket in --home until SIGINT or SIGTERM, and receives and sends
+// meanwhile.
+func (c *cmd) runAgent(ctx context.Context) error {
+	if conn, err := agent.Dial(ctx, c.home); err == nil {
+		conn.Close()
+		return fmt.Errorf("an agent is already running for %s", c.home)
+	}
+	cl, err := c.openClient(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ln, err := agent.Listen(c.home)
+	if errors.Is(err, agent.ErrRunning) {
+		return fmt.Errorf("an agent is already running for %s", c.home)
+	}
+	if err != nil {
+		return fmt.Errorf("making the agent's socket: %w", err)
+	}
+	srv := agent.NewServer(cl, agent.Config{Version: cli.Version(), Logger: c.logger()})
+	defer srv.Close()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	if c.json {
+		c.emit(map[string]any{"agent": "running", "socket": agent.SocketPath(c.home)})
+	} else {
+		fmt.Fprintf(c.env.stderr, "hush: agent running for %s on %s; stop it with Ctrl-C or SIGTERM\n", c.home, agent.SocketPath(c.home))
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("serving: %w", err)
+		}
+	}
+	if !c.json {
+		fmt.Fprintln(c.env.stderr, "hush: agent stopping")
+	}
+	srv.Close()
+	return cl.Close()
+}
+
+// callTimeout is how long a command waits for the agent beyond a timeout
+// it gave the agent, so that the agent's own answer (with its reason)
+// comes first.
+const callTimeout = 5 * time.Second
