@@ -328,3 +328,51 @@ func TestAgentKill(t *testing.T) {
 		t.Logf("printed:\n%s", printed.String())
 	}
 }
+
+// TestEchoBot runs the example bot (examples/echobot) on an agent: it
+// answers the messages of a real client through real relays.
+func TestEchoBot(t *testing.T) {
+	bot := filepath.Join(t.TempDir(), "echobot")
+	args := []string{"build", "-o", bot}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "github.com/hushrelay/hush/examples/echobot")...)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the echo bot: %v\n%s", err, out)
+	}
+	relays := []queue.Address{startRelay(t), startRelay(t)}
+	us := newUsers(t, relays, "bot", "user")
+	b, u := us[0], us[1]
+	b.startAgent(t)
+	// The bot's contacts are made through its agent.
+	var inv struct {
+		Link string `json:"link"`
+	}
+	jsonLine(t, u.ok(t, "--json", "invite", "--name", "bot").stdout, &inv)
+	b.ok(t, "accept", "--name", "user", inv.Link)
+	u.receiveUntil(t, "bot connected")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bot, "--home", b.home)
+	cmd.Env = baseEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	u.ok(t, "send", "bot", "ping")
+	u.ok(t, "send", "bot", "<b>&</b> pong")
+	out := u.receiveUntil(t, "bot: echo: ping\n", "bot: echo: <b>&</b> pong\n")
+	if n := strings.Count(out, "echo: ping"); n != 1 {
+		t.Errorf("the echo of ping came %d times:\n%s", n, out)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("echobot after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "echoed 4 bytes to user") {
+		t.Errorf("echobot printed:\n%s", stdout.String())
+	}
+}
