@@ -35,7 +35,8 @@
 //	  zeros  up to the size class
 //
 // Values written before padding (format 1: format | nonce | sealed value,
-// no length or zeros) are still read; they are padded when next written.
+// no length or zeros) are rewritten padded when such a vault is first
+// opened.
 package vault
 
 import (
@@ -113,6 +114,7 @@ const (
 	headerBucket = "header"
 
 	hFormat  = "format"   // 1 byte: formatVersion
+	hPadded  = "padded"   // 1 byte, 1: every value is padded (format 2); absent in vaults made before padding
 	hKDF     = "kdf"      // kdfArgon2id or kdfKeyFile
 	hSalt    = "salt"     // saltSize bytes (argon2id only)
 	hArgon   = "argon2id" // time uint32 BE, memory KiB uint32 BE, threads uint8 (argon2id only)
@@ -291,6 +293,7 @@ func CreateWith(path string, s Secret, opts Options) (v *Vault, err error) {
 
 	header := map[string][]byte{
 		hFormat: {formatVersion},
+		hPadded: {1},
 	}
 	var master []byte
 	if s.KeyFile == "" {
@@ -369,7 +372,8 @@ func (v *Vault) setKeys(dataKey []byte) error {
 // a second, ErrWrongKey if s does not unlock it, ErrCorrupt if the file is
 // not a vault, and an error matching fs.ErrNotExist if path does not exist.
 // With a passphrase it blocks while Argon2id runs at the cost stored in the
-// vault (about a second at the defaults).
+// vault (about a second at the defaults). The first Open of a vault made
+// before values were padded pads them all, in one transaction.
 func Open(path string, s Secret) (*Vault, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
@@ -386,7 +390,52 @@ func Open(path string, s Secret) (*Vault, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if err := v.padAll(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	return v, nil
+}
+
+// padAll pads, once, the values of a vault made before padding: it
+// rewrites every format 1 value as a padded one and then marks the header.
+func (v *Vault) padAll() error {
+	return v.db.Update(func(btx *bolt.Tx) error {
+		header := btx.Bucket([]byte(headerBucket))
+		if header.Get([]byte(hPadded)) != nil {
+			return nil
+		}
+		tx := &Tx{tx: btx, aead: v.aead, blindKey: v.blindKey}
+		err := btx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if string(name) == headerBucket {
+				return nil
+			}
+			var old [][]byte
+			err := b.ForEach(func(k, box []byte) error {
+				if len(box) > 0 && box[0] == boxFormat {
+					old = append(old, bytes.Clone(k))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, k := range old {
+				plain, err := tx.open(name, k, b.Get(k))
+				if err != nil {
+					return err
+				}
+				if err := b.Put(k, sealValue(v.aead, plain, ad(name, k), sizeClass(len(plain)))); err != nil {
+					return fmt.Errorf("vault: padding %q/%x: %w", name, k, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return header.Put([]byte(hPadded), []byte{1})
+	})
 }
 
 // unlock reads the header of v's file and sets v's keys.

@@ -1050,3 +1050,49 @@ func TestIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOldVaultPaddedOnOpen makes a vault as one made before padding looks
+// (format 1 values, no "padded" mark in the header): the first Open
+// rewrites every value in its size class, and the values read back.
+func TestOldVaultPaddedOnOpen(t *testing.T) {
+	s := pass("pw")
+	v, path := newVault(t, s)
+	values := map[string]string{"a/1": "hi", "a/2": strings.Repeat("x", 9000), "b/1": ""}
+	boxes := map[string][]byte{}
+	for bk, val := range values {
+		bucket, key, _ := strings.Cut(bk, "/")
+		boxes[bk] = sealBox(v.aead, []byte(val), ad([]byte(bucket), []byte(key)))
+	}
+	mustClose(t, v)
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		for bk, box := range boxes {
+			bucket, key, _ := strings.Cut(bk, "/")
+			b, err := tx.CreateBucketIfNotExists([]byte(bucket))
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(key), box); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte(headerBucket)).Delete([]byte(hPadded))
+	})
+	if n := len(rawGet(t, path, "a", "1")); n >= MinValueSize {
+		t.Fatalf("the old value is %d bytes already", n)
+	}
+	v = mustOpen(t, path, s)
+	mustClose(t, v)
+	for bk, box := range rawValues(t, path) {
+		if len(box) != MinValueSize {
+			t.Errorf("%s: %d bytes after Open, want %d", bk, len(box), MinValueSize)
+		}
+	}
+	if rawGet(t, path, headerBucket, hPadded)[0] != 1 {
+		t.Fatal("the header is not marked padded")
+	}
+	v = mustOpen(t, path, s)
+	for bk, val := range values {
+		bucket, key, _ := strings.Cut(bk, "/")
+		mustGet(t, v, bucket, key, val)
+	}
+}
