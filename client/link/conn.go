@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -77,6 +79,14 @@ const extraEvents = 64
 // ends. A command whose ctx ended may still have reached the relay. A
 // relay's ERR is returned as its queue.ErrorCode, so that errors.Is(err,
 // queue.AUTH) and errors.Is(err, queue.QUOTA) work.
+//
+// A connection ends when the relay is lost (Err wraps ErrUnreachable):
+// over TCP when the relay's end closes or resets; over QUIC at the QUIC
+// idle timeout (Config.QUICIdleTimeout) or, for a relay that restarted, at
+// its stateless reset, which a PING draws when a QUIC keep-alive goes
+// unanswered (queue/PROTOCOL.md section 2); and on both when a keep-alive
+// PING (Config.KeepAlive) goes unanswered. Reconnecting is the caller's
+// (see Backoff).
 //
 // Events (MSG, END, DELD) arrive on the Events channel in the relay's
 // order. The reader never waits for the application: a command's response
@@ -216,6 +226,10 @@ func newConn(s session, cfg Config) *Conn {
 	if c.keepAlive > 0 {
 		c.wg.Add(1)
 		go c.keepAliveLoop()
+	}
+	if s.quic != nil {
+		c.wg.Add(1)
+		go c.silenceLoop(s.quic, cfg.QUICKeepAlive)
 	}
 	return c
 }
@@ -726,6 +740,49 @@ func (c *Conn) deliverLoop() {
 		case <-c.done:
 			return
 		}
+	}
+}
+
+// silenceGrace is the least time a QUIC connection waits for the answer
+// to a keep-alive packet before silenceLoop suspects the relay.
+const silenceGrace = 500 * time.Millisecond
+
+// silenceLoop notices a relay that restarted while the connection was
+// idle. QUIC keep-alive packets are too short to draw a stateless reset
+// from a restarted relay (queue/PROTOCOL.md section 2), so when nothing
+// came from the relay for a keep-alive period and then silenceGrace (or
+// four round trips, if longer), it sends a PING: a block, whose packets
+// draw the reset that ends the connection at once. It sends one a
+// keep-alive period while the silence lasts; the QUIC idle timeout ends
+// the connection to a relay that is down. A relay that answers costs
+// nothing more than the keep-alive packets.
+func (c *Conn) silenceLoop(qc *quic.Conn, keepAlive time.Duration) {
+	defer c.wg.Done()
+	tick := time.NewTicker(keepAlive / 4)
+	defer tick.Stop()
+	received, heard := qc.ConnectionStats().PacketsReceived, time.Now()
+	var probed time.Time // the last PING sent for silence
+	for {
+		select {
+		case <-tick.C:
+		case <-c.done:
+			return
+		}
+		now := time.Now()
+		st := qc.ConnectionStats()
+		if st.PacketsReceived != received {
+			received, heard = st.PacketsReceived, now
+			continue
+		}
+		if now.Sub(heard) < keepAlive+max(silenceGrace, 4*st.SmoothedRTT) || now.Sub(probed) < keepAlive {
+			continue
+		}
+		probed = now
+		c.wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), keepAlive)
+			defer cancel()
+			c.Ping(ctx) // answered, reset or lost: the outcome shows elsewhere
+		})
 	}
 }
 

@@ -64,14 +64,15 @@ const (
 	DefaultHandshakeTimeout = 15 * time.Second
 	DefaultKeepAlive        = 60 * time.Second
 	// DefaultQUICKeepAlive and DefaultQUICIdleTimeout let an idle QUIC
-	// connection notice a relay that died, or restarted, 5 to 6 s after
-	// the last packet it received (the idle timeout runs from the
-	// unanswered keep-alive), for about 400 KB an hour: one keep-alive
-	// packet and its acknowledgement a second, some 55 bytes each with
-	// their IPv4 and UDP headers (TestQUICKeepAlive logs both figures). 5
+	// connection notice a relay that died 5 to 6 s after the last packet
+	// it received (the idle timeout runs from the unanswered keep-alive),
+	// and one that restarted about 1.5 s after it (see Conn), for about
+	// 400 KB an hour: one keep-alive packet and its acknowledgement a
+	// second, some 55 bytes each with their IPv4 and UDP headers
+	// (TestQUICKeepAlive and TestQUICIdleRestartReset log the figures). 5
 	// s is the least idle timeout quic-go accepts from a peer, and long
-	// enough not to take a busy relay for a dead one (2 s did, in tests
-	// on a loaded machine).
+	// enough not to take a busy relay for a dead one (2 s did, in tests on
+	// a loaded machine).
 	DefaultQUICKeepAlive   = 1 * time.Second
 	DefaultQUICIdleTimeout = 5 * time.Second
 )
@@ -115,7 +116,8 @@ type Config struct {
 	// connection, is noticed that long after its last packet. A restarted
 	// relay is noticed at once when the client sends it a block: its
 	// stateless reset ends the connection (queue/PROTOCOL.md section 2;
-	// keep-alive packets are too short to draw one). Default
+	// keep-alive packets are too short to draw one, so the connection
+	// sends a PING when a keep-alive goes unanswered). Default
 	// DefaultQUICIdleTimeout.
 	QUICIdleTimeout time.Duration
 
@@ -268,9 +270,10 @@ func (t tlsStream) Write(b []byte) (int, error) {
 type session struct {
 	transport  Transport
 	conn       stream
-	binding    []byte    // TLS exporter value
-	sessionKey queue.Key // the relay's X25519 key for this session
-	password   []byte    // from the address, for NEW
+	quic       *quic.Conn // the QUIC connection under conn; nil over TCP
+	binding    []byte     // TLS exporter value
+	sessionKey queue.Key  // the relay's X25519 key for this session
+	password   []byte     // from the address, for NEW
 }
 
 func dialQUIC(ctx context.Context, addr queue.Address, cfg Config) (session, error) {
@@ -296,6 +299,7 @@ func dialQUIC(ctx context.Context, addr queue.Address, cfg Config) (session, err
 	s := session{
 		transport: TransportQUIC,
 		conn:      quicStream{conn: conn, s: st},
+		quic:      conn,
 		password:  []byte(addr.Password),
 	}
 	cs := conn.ConnectionState().TLS

@@ -1,22 +1,32 @@
 package link
 
 import (
+	"crypto/rand"
 	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/hushrelay/hush/relay"
 )
 
 // udpProxy forwards datagrams between one client and a backend, counting
-// them, and can drop everything (as if the relay's host went away).
+// them. It can drop everything (as if the relay's host went away), or
+// move to another backend, dropping what the old one sends (as if the
+// relay was killed and restarted).
 type udpProxy struct {
+	t  *testing.T
 	ln *net.UDPConn
 
 	up, down         atomic.Int64 // bytes: client to backend, backend to client
 	upPkts, downPkts atomic.Int64
-	blackhole        atomic.Bool // drop every datagram
+	blackhole        atomic.Bool                 // drop every datagram
+	client           atomic.Pointer[net.UDPAddr] // where the client sends from
+	out              atomic.Pointer[net.UDPConn] // to the backend
 	wg               sync.WaitGroup
 }
 
@@ -26,16 +36,8 @@ func startUDPProxy(t *testing.T, backend string) *udpProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ba, err := net.ResolveUDPAddr("udp", backend)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &udpProxy{ln: ln}
-	out, err := net.DialUDP("udp", nil, ba)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var client atomic.Pointer[net.UDPAddr]
+	p := &udpProxy{t: t, ln: ln}
+	p.setBackend(backend)
 	p.wg.Go(func() {
 		buf := make([]byte, 65536)
 		for {
@@ -43,15 +45,38 @@ func startUDPProxy(t *testing.T, backend string) *udpProxy {
 			if err != nil {
 				return
 			}
-			client.Store(from)
+			p.client.Store(from)
 			if p.blackhole.Load() {
 				continue
 			}
 			p.up.Add(int64(n))
 			p.upPkts.Add(1)
-			out.Write(buf[:n])
+			p.out.Load().Write(buf[:n])
 		}
 	})
+	t.Cleanup(func() {
+		ln.Close()
+		p.out.Load().Close()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// setBackend forwards to backend from now on, from a new socket; what the
+// previous backend sends is dropped.
+func (p *udpProxy) setBackend(backend string) {
+	p.t.Helper()
+	ba, err := net.ResolveUDPAddr("udp", backend)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	out, err := net.DialUDP("udp", nil, ba)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if old := p.out.Swap(out); old != nil {
+		old.Close()
+	}
 	p.wg.Go(func() {
 		buf := make([]byte, 65536)
 		for {
@@ -59,17 +84,49 @@ func startUDPProxy(t *testing.T, backend string) *udpProxy {
 			if err != nil {
 				return
 			}
-			c := client.Load()
+			c := p.client.Load()
 			if c == nil || p.blackhole.Load() {
 				continue
 			}
 			p.down.Add(int64(n))
 			p.downPkts.Add(1)
-			ln.WriteToUDP(buf[:n], c)
+			p.ln.WriteToUDP(buf[:n], c)
 		}
 	})
-	t.Cleanup(func() { ln.Close(); out.Close(); p.wg.Wait() })
-	return p
+}
+
+// TestQUICIdleRestartReset has the relay of an idle QUIC connection
+// vanish and another instance with the same stateless reset key take its
+// place, as a relay that was killed and restarted: the connection ends
+// with a stateless reset, which only packets longer than QUIC keep-alives
+// draw (silenceLoop sends them), not at the QUIC idle timeout.
+func TestQUICIdleRestartReset(t *testing.T) {
+	ctx := testContext(t)
+	var key [32]byte
+	rand.Read(key[:])
+	withKey := func(c *relay.Config) { c.StatelessResetKey = key }
+	addr := startRelay(t, withKey)
+	px := startUDPProxy(t, addr.HostPort())
+	addr.Port = uint16(px.ln.LocalAddr().(*net.UDPAddr).Port)
+	c := dialPeer(t, ctx, addr, Config{Transport: TransportQUIC, QUICIdleTimeout: time.Hour})
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Path MTU discovery's probes, large enough to draw a reset, are over
+	// by then: only keep-alive packets and their acknowledgements go.
+	time.Sleep(3 * time.Second)
+	px.setBackend(startRelay(t, withKey).HostPort())
+	start := time.Now()
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		t.Fatal("the connection outlived its relay")
+	}
+	t.Logf("the relay restarted: the connection ended after %v", time.Since(start).Round(time.Millisecond))
+	var reset *quic.StatelessResetError
+	if err := c.Err(); !errors.Is(err, ErrUnreachable) || !errors.As(err, &reset) {
+		t.Fatalf("ended with %v, want ErrUnreachable from a stateless reset", err)
+	}
 }
 
 // TestQUICKeepAlive idles a QUIC connection, with the default keep-alive
