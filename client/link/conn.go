@@ -82,7 +82,7 @@ const extraEvents = 64
 //
 // A connection ends when the relay is lost (Err wraps ErrUnreachable):
 // over TCP when the relay's end closes or resets; over QUIC at the QUIC
-// idle timeout (Config.QUICIdleTimeout) or, for a relay that restarted, at
+// idle timeout (Config.TransportIdleTimeout) or, for a relay that restarted, at
 // its stateless reset, which a PING draws when a QUIC keep-alive goes
 // unanswered (queue/PROTOCOL.md section 2); and on both when a keep-alive
 // PING (Config.KeepAlive) goes unanswered. Reconnecting is the caller's
@@ -229,7 +229,7 @@ func newConn(s session, cfg Config) *Conn {
 	}
 	if s.quic != nil {
 		c.wg.Add(1)
-		go c.silenceLoop(s.quic, cfg.QUICKeepAlive)
+		go c.silenceLoop(s.quic, cfg.TransportKeepAlive)
 	}
 	return c
 }

@@ -63,18 +63,19 @@ const (
 	DefaultQUICTimeout      = 3 * time.Second
 	DefaultHandshakeTimeout = 15 * time.Second
 	DefaultKeepAlive        = 60 * time.Second
-	// DefaultQUICKeepAlive and DefaultQUICIdleTimeout let an idle QUIC
-	// connection notice a relay that died 5 to 6 s after the last packet
-	// it received (the idle timeout runs from the unanswered keep-alive),
-	// and one that restarted about 1.5 s after it (see Conn), for about
-	// 400 KB an hour: one keep-alive packet and its acknowledgement a
-	// second, some 55 bytes each with their IPv4 and UDP headers
-	// (TestQUICKeepAlive and TestQUICIdleRestartReset log the figures). 5
-	// s is the least idle timeout quic-go accepts from a peer, and long
-	// enough not to take a busy relay for a dead one (2 s did, in tests on
-	// a loaded machine).
-	DefaultQUICKeepAlive   = 1 * time.Second
-	DefaultQUICIdleTimeout = 5 * time.Second
+	// DefaultTransportKeepAlive and DefaultTransportIdleTimeout let an
+	// idle QUIC connection notice a relay that died 5 to 6 s after the
+	// last packet it received (the idle timeout runs from the unanswered
+	// keep-alive), and one that restarted about 1.5 s after it (see Conn),
+	// for about 400 KB an hour: one keep-alive packet and its
+	// acknowledgement a second, some 55 bytes each with their IPv4 and UDP
+	// headers (TestQUICKeepAlive and TestQUICIdleRestartReset log the
+	// figures). TCP keep-alive probes cost about the same (52-byte
+	// segments with their IPv4 headers). 5 s is the least idle timeout
+	// quic-go accepts from a peer, and long enough not to take a busy relay
+	// for a dead one (2 s did, in tests on a loaded machine).
+	DefaultTransportKeepAlive   = 1 * time.Second
+	DefaultTransportIdleTimeout = 5 * time.Second
 )
 
 // Config configures Dial. The zero value is ready to use: QUIC first,
@@ -87,8 +88,11 @@ type Config struct {
 	// not carry. An onion host is only ever dialled over TCP.
 	Transport Transport
 	// DialTCP opens the TCP connection that TLS runs over, for example
-	// through a SOCKS5 proxy. Default: a net.Dialer's DialContext. It must
-	// honour ctx.
+	// through a SOCKS5 proxy. It must honour ctx. Default: a net.Dialer's
+	// DialContext, with TCP keep-alive probes every TransportKeepAlive
+	// while the connection is idle, ending it when TransportIdleTimeout
+	// worth of them go unanswered: a relay whose host went away, or
+	// restarted without closing its end, is noticed like over QUIC.
 	DialTCP func(ctx context.Context, network, addr string) (net.Conn, error)
 	// QUICTimeout bounds each QUIC connection attempt (UDP and TLS); with
 	// TransportAuto, TCP is tried after it. Default 3 s. It keeps a relay
@@ -105,21 +109,23 @@ type Config struct {
 	// keep-alives. Keep it below the relay's idle timeout (5 minutes by
 	// default, queue/PROTOCOL.md section 16).
 	KeepAlive time.Duration
-	// QUICKeepAlive is how long a QUIC connection waits after the last
+	// TransportKeepAlive is how long a connection waits after the last
 	// packet it received before it sends a keep-alive packet (a QUIC PING
-	// frame, not a hush PING). Default DefaultQUICKeepAlive. It is at most
-	// half of QUICIdleTimeout.
-	QUICKeepAlive time.Duration
-	// QUICIdleTimeout is the QUIC idle timeout the client advertises: a
-	// QUIC connection that receives nothing for this long ends (with
-	// ErrUnreachable), so a relay that died, or restarted and lost the
-	// connection, is noticed that long after its last packet. A restarted
-	// relay is noticed at once when the client sends it a block: its
-	// stateless reset ends the connection (queue/PROTOCOL.md section 2;
-	// keep-alive packets are too short to draw one, so the connection
-	// sends a PING when a keep-alive goes unanswered). Default
-	// DefaultQUICIdleTimeout.
-	QUICIdleTimeout time.Duration
+	// frame, or a TCP keep-alive probe with the default DialTCP; not a
+	// hush PING). Default DefaultTransportKeepAlive. It is at most half of
+	// TransportIdleTimeout.
+	TransportKeepAlive time.Duration
+	// TransportIdleTimeout is the QUIC idle timeout the client advertises,
+	// and about how long TCP keep-alive probes go unanswered before the
+	// connection ends: a connection that receives nothing for this long
+	// ends (with ErrUnreachable), so a relay that died, or restarted and
+	// lost the connection, is noticed that long after its last packet. A
+	// restarted relay is noticed at once when the client sends it a block:
+	// its stateless reset ends a QUIC connection (queue/PROTOCOL.md
+	// section 2; keep-alive packets are too short to draw one, so the
+	// connection sends a PING when a keep-alive goes unanswered), its
+	// host's TCP reset a TCP one. Default DefaultTransportIdleTimeout.
+	TransportIdleTimeout time.Duration
 
 	// RetryMin, RetryMax, RetrySlowAfter and RetrySlow set the delays
 	// between reconnection attempts (see Backoff; Dial itself makes one
@@ -156,9 +162,6 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.SOCKS == "" {
 		cfg.SOCKS = DefaultSOCKS
 	}
-	if cfg.DialTCP == nil {
-		cfg.DialTCP = new(net.Dialer).DialContext
-	}
 	if cfg.QUICTimeout <= 0 {
 		cfg.QUICTimeout = DefaultQUICTimeout
 	}
@@ -168,13 +171,22 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = DefaultKeepAlive
 	}
-	if cfg.QUICIdleTimeout <= 0 {
-		cfg.QUICIdleTimeout = DefaultQUICIdleTimeout
+	if cfg.TransportIdleTimeout <= 0 {
+		cfg.TransportIdleTimeout = DefaultTransportIdleTimeout
 	}
-	if cfg.QUICKeepAlive <= 0 {
-		cfg.QUICKeepAlive = DefaultQUICKeepAlive
+	if cfg.TransportKeepAlive <= 0 {
+		cfg.TransportKeepAlive = DefaultTransportKeepAlive
 	}
-	cfg.QUICKeepAlive = min(cfg.QUICKeepAlive, cfg.QUICIdleTimeout/2)
+	cfg.TransportKeepAlive = min(cfg.TransportKeepAlive, cfg.TransportIdleTimeout/2)
+	if cfg.DialTCP == nil {
+		d := &net.Dialer{KeepAliveConfig: net.KeepAliveConfig{
+			Enable:   true,
+			Idle:     cfg.TransportKeepAlive,
+			Interval: cfg.TransportKeepAlive,
+			Count:    max(1, int(cfg.TransportIdleTimeout/cfg.TransportKeepAlive)-1),
+		}}
+		cfg.DialTCP = d.DialContext
+	}
 	return cfg, nil
 }
 
@@ -282,8 +294,8 @@ func dialQUIC(ctx context.Context, addr queue.Address, cfg Config) (session, err
 	v := &verifier{fp: addr.Fingerprint}
 	qctx, qcancel := context.WithTimeout(hctx, cfg.QUICTimeout)
 	conn, err := quic.DialAddr(qctx, addr.HostPort(), v.tlsConfig(), &quic.Config{
-		KeepAlivePeriod:       cfg.QUICKeepAlive,
-		MaxIdleTimeout:        cfg.QUICIdleTimeout,
+		KeepAlivePeriod:       cfg.TransportKeepAlive,
+		MaxIdleTimeout:        cfg.TransportIdleTimeout,
 		MaxIncomingStreams:    -1,
 		MaxIncomingUniStreams: -1,
 	})

@@ -108,7 +108,7 @@ func TestQUICIdleRestartReset(t *testing.T) {
 	addr := startRelay(t, withKey)
 	px := startUDPProxy(t, addr.HostPort())
 	addr.Port = uint16(px.ln.LocalAddr().(*net.UDPAddr).Port)
-	c := dialPeer(t, ctx, addr, Config{Transport: TransportQUIC, QUICIdleTimeout: time.Hour})
+	c := dialPeer(t, ctx, addr, Config{Transport: TransportQUIC, TransportIdleTimeout: time.Hour})
 	if err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestQUICKeepAlive(t *testing.T) {
 	// Let path MTU discovery, whose probes are large, settle.
 	time.Sleep(3 * time.Second)
 	up0, down0, pu0, pd0 := px.up.Load(), px.down.Load(), px.upPkts.Load(), px.downPkts.Load()
-	const idle = 6 * time.Second // longer than DefaultQUICIdleTimeout
+	const idle = 6 * time.Second // longer than DefaultTransportIdleTimeout
 	time.Sleep(idle)
 	pkts := px.upPkts.Load() - pu0 + px.downPkts.Load() - pd0
 	bytes := px.up.Load() - up0 + px.down.Load() - down0 + 28*pkts // with IPv4 and UDP headers
