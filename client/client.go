@@ -104,6 +104,9 @@ type Config struct {
 	// Events says how events reach the application; the default is
 	// EventsChannel (see Events).
 	Events EventMode
+	// HandshakeExpiry is how long a contact may stay invited or joining
+	// before the client forgets it; default HandshakeExpiry.
+	HandshakeExpiry time.Duration
 }
 
 // Init creates the store in home, which it creates if missing and sets
@@ -239,6 +242,8 @@ func (c *Client) goOnline() error {
 	}
 	c.wg.Add(1)
 	go c.outboxLoop()
+	c.wg.Add(1)
+	go c.expireLoop()
 	return nil
 }
 
@@ -317,6 +322,9 @@ type Contact struct {
 	// Outbox counts messages to this contact that the relay has not yet
 	// accepted.
 	Outbox int
+	// Expires is when an unfinished handshake (invited, joining) expires;
+	// zero for others.
+	Expires time.Time
 }
 
 // Contacts returns every contact, oldest first.
@@ -340,8 +348,9 @@ func (c *Client) Contacts() ([]Contact, error) {
 		return nil, err
 	}
 	out := make([]Contact, 0, len(recs))
+	now := time.Now()
 	for _, r := range recs {
-		out = append(out, Contact{Name: r.Name, State: r.State, Created: r.Created, SharedRelay: r.SharedRelay, Outbox: pending[string(r.ID)]})
+		out = append(out, c.contactOf(r, pending[string(r.ID)], now))
 	}
 	return out, nil
 }

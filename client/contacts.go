@@ -287,6 +287,9 @@ func (c *Client) Send(ctx context.Context, name, text string) (uint64, error) {
 		if err != nil {
 			return err
 		}
+		if rec.State == StateGone {
+			return ErrContactGone
+		}
 		if rec.State == StateInvited || rec.Send == nil || rec.Ratchet == nil {
 			return ErrNotConnected
 		}
@@ -313,6 +316,7 @@ func (c *Client) Send(ctx context.Context, name, text string) (uint64, error) {
 // are stored, or when it can never be processed.
 func (c *Client) receive(ev link.Event) (q link.Queue, ack bool) {
 	var connected string
+	var gone *contactRecord
 	err := c.store.Update(func(tx *vault.Tx) error {
 		rec, err := c.contactByRecipient(tx, ev.RecipientID)
 		if err != nil {
@@ -322,6 +326,9 @@ func (c *Client) receive(ev link.Event) (q link.Queue, ack bool) {
 			return err
 		}
 		connected, err = c.process(tx, rec, ev)
+		if err == nil && rec.State == StateGone {
+			gone = rec
+		}
 		return err
 	})
 	switch {
@@ -336,6 +343,9 @@ func (c *Client) receive(ev link.Event) (q link.Queue, ack bool) {
 	notify(c.wakeEvents)
 	if connected != "" {
 		notify(c.wakeOutbox)
+	}
+	if gone != nil {
+		c.wg.Go(func() { c.contactGone(gone) })
 	}
 	return q, true
 }
@@ -471,6 +481,11 @@ func (c *Client) process(tx *vault.Tx, rec *contactRecord, ev link.Event) (strin
 			}
 		}
 		if err := c.pushEvent(tx, Event{Kind: EventMessage, Contact: rec.Name, Text: string(p.body), Seq: p.seq, Time: sent}); err != nil {
+			return "", err
+		}
+	case payloadGone:
+		rec.State, rec.Send = StateGone, nil
+		if err := c.pushEvent(tx, Event{Kind: EventProblem, Contact: rec.Name, Seq: p.seq, Time: sent, Problem: ErrContactGone}); err != nil {
 			return "", err
 		}
 	}

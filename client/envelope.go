@@ -139,15 +139,16 @@ func openEnvelope(b []byte, queuePriv *ecdh.PrivateKey) (envelope, error) {
 //
 //	seq      uint64: 1 for the first message each way, then +1
 //	prevHash [32]:   SHA-256 of the previous payload sent this way (zeros for seq 1)
-//	kind     uint8:  payloadConfirm, payloadReady or payloadText
+//	kind     uint8:  payloadConfirm, payloadReady, payloadText or payloadGone
 //	time     int64:  Unix milliseconds when the sender wrote it
 //	body     the rest: payloadConfirm: the joiner's queue (see appendQueueInfo);
-//	         payloadReady: empty; payloadText: UTF-8 text
+//	         payloadReady, payloadGone: empty; payloadText: UTF-8 text
 const (
 	payloadHeaderSize = 8 + 32 + 1 + 8
 	payloadConfirm    = 1
 	payloadReady      = 2
 	payloadText       = 3
+	payloadGone       = 4
 	// MaxTextSize is the longest message text, in bytes.
 	MaxTextSize = ratchet.MaxPlaintext - payloadHeaderSize
 )
@@ -178,7 +179,7 @@ func parsePayload(b []byte) (payload, error) {
 	p.kind = b[40]
 	p.time = int64(binary.BigEndian.Uint64(b[41:49]))
 	p.body = b[payloadHeaderSize:]
-	if p.seq == 0 || p.kind < payloadConfirm || p.kind > payloadText {
+	if p.seq == 0 || p.kind < payloadConfirm || p.kind > payloadGone {
 		return payload{}, errEnvelope
 	}
 	return p, nil

@@ -212,6 +212,9 @@ func (l *relayLink) subscribeAll(conn *link.Conn) error {
 		first error
 	)
 	for _, r := range recs {
+		if r.State == StateGone {
+			continue // its queue is deleted
+		}
 		a, err := queue.ParseAddress(r.Recv.Relay)
 		if err != nil || a.Fingerprint != l.addr.Fingerprint || l.c.isolation(r.ID) != l.iso {
 			continue

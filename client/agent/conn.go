@@ -308,6 +308,18 @@ func (c *Conn) Flush(ctx context.Context, timeout time.Duration) (bool, error) {
 	return r.Flushed, err
 }
 
+// Forget forgets a contact (client.Client.Forget); the agent tries for at
+// most timeout (0: DefaultRelayTimeout) to delete its queue. The notice to
+// the contact may wait in the outbox: see Flush.
+func (c *Conn) Forget(ctx context.Context, contact string, timeout time.Duration) error {
+	return c.Call(ctx, MethodForget, ForgetParams{contact, seconds(timeout)}, nil)
+}
+
+// Rename renames a contact (client.Client.Rename).
+func (c *Conn) Rename(ctx context.Context, contact, name string) error {
+	return c.Call(ctx, MethodRename, RenameParams{contact, name}, nil)
+}
+
 // Subscription is a stream of events from the agent.
 type Subscription struct {
 	ID uint64

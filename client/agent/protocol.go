@@ -32,6 +32,8 @@ const (
 	MethodSubscribe   = "subscribeReceive"
 	MethodUnsubscribe = "unsubscribeReceive"
 	MethodAck         = "ack"
+	MethodForget      = "forgetContact"
+	MethodRename      = "renameContact"
 	// NotificationReceive is the method of the agent's event notifications.
 	NotificationReceive = "receive"
 )
@@ -56,6 +58,8 @@ const (
 	CodeInvitationUsed = 9  // client.ErrInvitationUsed
 	CodeTooLong        = 10 // client.ErrTooLong
 	CodeClosing        = 11 // the agent is shutting down
+	CodeContactGone    = 12 // client.ErrContactGone
+	CodeBadName        = 13 // client.ErrBadName
 )
 
 // codeErrors maps hush's codes to the errors they stand for, most
@@ -74,6 +78,8 @@ var codeErrors = []struct {
 	{CodeTooLong, client.ErrTooLong},
 	{CodeTimeout, context.DeadlineExceeded},
 	{CodeClosing, ErrClosed},
+	{CodeContactGone, client.ErrContactGone},
+	{CodeBadName, client.ErrBadName},
 }
 
 // Error is a JSON-RPC error object. Those of hush's codes unwrap to the
@@ -293,14 +299,17 @@ type ContactJSON struct {
 	Created     string `json:"created"`
 	SharedRelay bool   `json:"shared_relay"`
 	Outbox      int    `json:"outbox"`
+	// Expires is when an unfinished handshake expires; absent for others.
+	Expires string `json:"expires,omitempty"`
 }
 
 func contactJSON(ct client.Contact) ContactJSON {
-	return ContactJSON{ct.Name, string(ct.State), formatTime(ct.Created), ct.SharedRelay, ct.Outbox}
+	return ContactJSON{ct.Name, string(ct.State), formatTime(ct.Created), ct.SharedRelay, ct.Outbox, formatTime(ct.Expires)}
 }
 
 func (j ContactJSON) contact() client.Contact {
-	return client.Contact{Name: j.Name, State: client.ContactState(j.State), Created: parseTime(j.Created), SharedRelay: j.SharedRelay, Outbox: j.Outbox}
+	return client.Contact{Name: j.Name, State: client.ContactState(j.State), Created: parseTime(j.Created), SharedRelay: j.SharedRelay,
+		Outbox: j.Outbox, Expires: parseTime(j.Expires)}
 }
 
 // RelayJSON is a configured relay: its address without the password, and
@@ -371,6 +380,14 @@ type (
 	}
 	AckResult struct {
 		Removed bool `json:"removed"`
+	}
+	ForgetParams struct {
+		Contact string  `json:"contact"`
+		Timeout float64 `json:"timeout,omitempty"`
+	}
+	RenameParams struct {
+		Contact string `json:"contact"`
+		Name    string `json:"name"`
 	}
 )
 

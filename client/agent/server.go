@@ -512,6 +512,36 @@ func (sc *serverConn) call(req Request) result {
 		}
 		sub.cancel()
 		return result{value: struct{}{}}
+	case MethodForget:
+		var p ForgetParams
+		if err := params(req, &p); err != nil {
+			return result{err: err}
+		}
+		if p.Contact == "" {
+			return result{err: missing("contact")}
+		}
+		d, err := timeout(p.Timeout, DefaultRelayTimeout)
+		if err != nil {
+			return result{err: err}
+		}
+		ctx, cancel := context.WithTimeout(sc.ctx, d)
+		defer cancel()
+		if err := cl.Forget(ctx, p.Contact); err != nil {
+			return result{err: err}
+		}
+		return result{value: struct{}{}}
+	case MethodRename:
+		var p RenameParams
+		if err := params(req, &p); err != nil {
+			return result{err: err}
+		}
+		if p.Contact == "" {
+			return result{err: missing("contact")}
+		}
+		if err := cl.Rename(p.Contact, p.Name); err != nil {
+			return result{err: err}
+		}
+		return result{value: struct{}{}}
 	case MethodAck:
 		var p AckParams
 		if err := params(req, &p); err != nil {

@@ -214,6 +214,10 @@ func (c *cmd) contactError(err error, name string) error {
 		return fmt.Errorf("no contact named %q (see \"hush contacts\")", name)
 	case errors.Is(err, client.ErrTooLong):
 		return fmt.Errorf("the message is too long: at most %d bytes", client.MaxTextSize)
+	case errors.Is(err, client.ErrContactGone):
+		return fmt.Errorf("%s forgot you and deleted their queue: nothing can reach them (hush forget %s removes them here)", name, name)
+	case errors.Is(err, client.ErrBadName):
+		return errors.New("the new name is empty")
 	case errors.Is(err, client.ErrNotConnected):
 		return fmt.Errorf("%s is not connected yet: both sides must run \"hush receive\" after the invitation is accepted (see \"hush contacts\")", name)
 	}
@@ -227,10 +231,16 @@ type contactJSON struct {
 	Created     time.Time `json:"created"`
 	SharedRelay bool      `json:"shared_relay"`
 	Outbox      int       `json:"outbox"`
+	// Expires is when an unfinished handshake expires.
+	Expires *time.Time `json:"expires,omitempty"`
 }
 
 func contactOf(ct client.Contact) contactJSON {
-	return contactJSON{ct.Name, string(ct.State), ct.Created, ct.SharedRelay, ct.Outbox}
+	j := contactJSON{Name: ct.Name, State: string(ct.State), Created: ct.Created, SharedRelay: ct.SharedRelay, Outbox: ct.Outbox}
+	if !ct.Expires.IsZero() {
+		j.Expires = &ct.Expires
+	}
+	return j
 }
 
 // contacts is "hush contacts".
@@ -258,13 +268,67 @@ func (c *cmd) contacts(ctx context.Context) error {
 	tw := tabwriter.NewWriter(c.env.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATE\tSINCE\tQUEUED\tNOTE")
 	for _, ct := range list {
-		note := ""
-		if ct.SharedRelay {
-			note = "both directions share one relay"
+		var notes []string
+		switch ct.State {
+		case client.StateInvited:
+			notes = append(notes, "waiting for them to accept the link; expires "+ct.Expires.Local().Format("2006-01-02 15:04"))
+		case client.StateJoining:
+			notes = append(notes, "waiting for the inviter to confirm (they run hush receive); expires "+ct.Expires.Local().Format("2006-01-02 15:04"))
+		case client.StateExpired:
+			notes = append(notes, "the handshake never completed: it will be forgotten (or: hush forget)")
+		case client.StateGone:
+			notes = append(notes, "they forgot you and deleted their queue: hush forget "+clean(ct.Name))
 		}
+		if ct.SharedRelay {
+			notes = append(notes, "both directions share one relay")
+		}
+		note := strings.Join(notes, "; ")
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", clean(ct.Name), ct.State, ct.Created.Local().Format("2006-01-02 15:04"), ct.Outbox, note)
 	}
 	return tw.Flush()
+}
+
+// forget is "hush forget".
+func (c *cmd) forget(ctx context.Context, name string, timeout time.Duration) error {
+	s, err := c.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	fctx, cancel := context.WithTimeout(ctx, timeout+callTimeout)
+	defer cancel()
+	if err := s.Forget(fctx, name, timeout); err != nil {
+		return c.relayError(timeout, c.contactError(err, name))
+	}
+	told := c.flush(ctx, s, timeout) == nil
+	if c.json {
+		return c.emit(map[string]any{"forgotten": name, "flushed": told})
+	}
+	fmt.Fprintf(c.env.stdout, "forgot %s: our queue is deleted, and their keys\n", clean(name))
+	if !told {
+		fmt.Fprintf(c.env.stdout, "the notice to them (so that they delete their queue) is %s\n", queuedNote)
+	}
+	return nil
+}
+
+// rename is "hush rename".
+func (c *cmd) rename(ctx context.Context, name, newName string) error {
+	s, err := c.open(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.Rename(ctx, name, newName); err != nil {
+		if errors.Is(err, client.ErrNameTaken) {
+			name = newName
+		}
+		return c.contactError(err, name)
+	}
+	if c.json {
+		return c.emit(map[string]any{"renamed": name, "name": newName})
+	}
+	fmt.Fprintf(c.env.stdout, "renamed %s to %s\n", clean(name), clean(newName))
+	return nil
 }
 
 // send is "hush send".

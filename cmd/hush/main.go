@@ -14,6 +14,8 @@
 //	hush send NAME TEXT                                 send a message
 //	hush receive [--wait DUR]                           print what arrived, then exit
 //	hush chat NAME                                      chat interactively
+//	hush forget NAME                                    delete a contact, its queues and keys
+//	hush rename NAME NEW                                rename a contact
 //	hush agent                                          keep running; serve the other commands (docs/agent.md)
 //	hush demo                                           two relays and two clients in one process
 //
@@ -54,6 +56,9 @@ Commands:
   receive              complete pending handshakes, resend what is queued,
                        print what arrived and exit (--wait DUR of quiet)
   chat NAME            send the lines typed, print the contact's as they arrive
+  forget NAME          delete the contact: our queue on its relay, its keys and
+                       messages here; tell them, so that they delete theirs
+  rename NAME NEW      give the contact another name
   agent                keep running: receive and send continuously, and serve
                        the other commands and programs on the socket hush.sock
                        in --home (the API: docs/agent.md)
@@ -269,6 +274,15 @@ func run(ctx context.Context, args []string, env environment) error {
 		timeout := fs.Duration("timeout", defaultFlushTimeout, "how long to wait at the end for the last messages to be taken by the relay")
 		nargs, argsUsage = 1, "NAME"
 		exec = func(a []string) error { return c.chat(ctx, a[0], *timeout) }
+	case "forget":
+		fs = newFlagSet("forget", "NAME", "forget the contact NAME, in any state: delete our queue for them on its relay,\ntheir keys and the messages queued for them here, and tell them, so that\ntheir hush deletes the queue we sent to")
+		timeout := fs.Duration("timeout", defaultRelayTimeout, "how long to try to reach the relay of our queue, and then to send the notice")
+		nargs, argsUsage = 1, "NAME"
+		exec = func(a []string) error { return c.forget(ctx, a[0], *timeout) }
+	case "rename":
+		fs = newFlagSet("rename", "NAME NEW", "call the contact NAME NEW from now on")
+		nargs, argsUsage = 2, "NAME NEW"
+		exec = func(a []string) error { return c.rename(ctx, a[0], a[1]) }
 	case "agent":
 		fs = newFlagSet("agent", "", "run the agent: open the store once, stay connected to the relays, receive and\nsend continuously, and serve the API (docs/agent.md) on the socket hush.sock\nin --home until SIGINT or SIGTERM. While it runs, every hush command for\nthis home goes through it, and needs no passphrase.")
 		exec = func([]string) error { return c.runAgent(ctx) }
