@@ -121,9 +121,13 @@ type Conn struct {
 	pending map[[queue.CorrIDSize]byte]chan response // one per command awaiting its response
 	subs    map[queue.ID]*subscription               // by recipient ID; bounded by the relay's MaxSubscriptions
 	// waiting holds the events read from the relay and not yet handed to
-	// the application, oldest first: at most 2*len(subs)+extraEvents.
+	// the application, oldest first: at most
+	// 2*(len(subs)+endsWaiting)+extraEvents.
 	waiting []Event
-	err     error // why the connection ended; set once, then done is closed
+	// endsWaiting counts the END and DELD events in waiting: each ended a
+	// subscription whose events before it may still wait.
+	endsWaiting int
+	err         error // why the connection ended; set once, then done is closed
 }
 
 // response is a relay's answer to one command, copied out of the block.
@@ -245,8 +249,9 @@ func (c *Conn) Transport() Transport { return c.transport }
 // Until the application receives them, events wait in the connection. The
 // relay sends one MSG per subscription until it is acknowledged (one more
 // after a repeated SUB), then at most an END or DELD, so they are bounded:
-// a relay that leaves more than two per subscription plus 64 waiting has
-// broken the protocol, and the connection ends with ErrProtocol.
+// a relay that leaves more than two per subscription (counting those whose
+// END or DELD waits) plus 64 waiting has broken the protocol, and the
+// connection ends with ErrProtocol.
 func (c *Conn) Events() <-chan Event { return c.events }
 
 // Done returns a channel that is closed when the connection ends.
@@ -695,12 +700,15 @@ func (c *Conn) handle(tx []byte) error {
 // more events waiting than the protocol allows (see Events).
 func (c *Conn) emit(ev Event) error {
 	c.mu.Lock()
-	if len(c.waiting) >= 2*len(c.subs)+extraEvents {
+	if len(c.waiting) >= 2*(len(c.subs)+c.endsWaiting)+extraEvents {
 		n := len(c.waiting)
 		c.mu.Unlock()
 		return fmt.Errorf("%w: %d events waiting, more than two per subscription", ErrProtocol, n)
 	}
 	c.waiting = append(c.waiting, ev)
+	if ev.Kind == EventEnd || ev.Kind == EventDeleted {
+		c.endsWaiting++
+	}
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
@@ -722,6 +730,9 @@ func (c *Conn) deliverLoop() {
 			ev = c.waiting[0]
 			c.waiting[0] = Event{}
 			c.waiting = c.waiting[1:]
+			if ev.Kind == EventEnd || ev.Kind == EventDeleted {
+				c.endsWaiting--
+			}
 			if n == 1 {
 				c.waiting = nil // let the array go
 			}

@@ -380,6 +380,83 @@ func TestSlowApplication(t *testing.T) {
 	}
 }
 
+// TestSlowApplicationEnds has the relay deliver a message on each of many
+// queues and then end every subscription (END, as when another client
+// subscribes to them all) while the application reads nothing: the
+// messages and ENDs wait within the bound, and all arrive in order.
+func TestSlowApplicationEnds(t *testing.T) {
+	ctx := testContext(t)
+	const n = 3 * extraEvents
+	qs := make([]Queue, n)
+	for i := range qs {
+		rkey, _ := queue.GenerateKey()
+		qs[i] = Queue{RecipientID: queue.NewID(), RecipientKey: rkey}
+		rand.Read(qs[i].MessageKey[:])
+	}
+	addr := startPeer(t, func(p *peer) {
+		for subscribed := 0; subscribed < n; {
+			txs, ok := p.read()
+			if !ok {
+				return
+			}
+			for _, tx := range txs {
+				subscribed++
+				rid := queue.ID(tx.Entity)
+				i := slices.IndexFunc(qs, func(q Queue) bool { return q.RecipientID == rid })
+				id := queue.NewID()
+				p.write(
+					queue.Transmission{CorrID: tx.CorrID, Entity: tx.Entity, Command: queue.Command{Tag: queue.TagOK}},
+					queue.Transmission{Entity: tx.Entity, Command: queue.Command{
+						Tag: queue.TagMSG, MsgID: id, Body: queue.SealMessage(nil, &qs[i].MessageKey, id, 0, []byte{byte(i)}),
+					}},
+				)
+			}
+		}
+		for _, q := range qs {
+			p.write(queue.Transmission{Entity: q.RecipientID[:], Command: queue.Command{Tag: queue.TagEND}})
+		}
+		p.drain()
+	})
+	c := dialPeer(t, ctx, addr, Config{Transport: TransportTCP})
+	for _, q := range qs {
+		if err := c.Subscribe(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Nothing is read until every event waits (one of them in the hands
+	// of deliverLoop).
+	for {
+		c.mu.Lock()
+		waiting := len(c.waiting)
+		c.mu.Unlock()
+		if waiting == 2*n-1 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var got []Event
+	for len(got) < 2*n {
+		select {
+		case ev := <-c.Events():
+			got = append(got, ev)
+		case <-ctx.Done():
+			t.Fatalf("%d events, then none (connection: %v)", len(got), c.Err())
+		}
+	}
+	for i, ev := range got {
+		want, kind := qs[i%n], EventMessage
+		if i >= n {
+			kind = EventEnd
+		}
+		if ev.RecipientID != want.RecipientID || ev.Kind != kind {
+			t.Fatalf("event %d: %v on queue %d, want %v on queue %d", i, ev.Kind, slices.IndexFunc(qs, func(q Queue) bool { return q.RecipientID == ev.RecipientID }), kind, i%n)
+		}
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("the connection ended: %v", err)
+	}
+}
+
 // TestRelayFloodsEvents has the relay send more events than it may (the
 // protocol allows one MSG per subscription until it is acknowledged): the
 // connection ends with ErrProtocol instead of buffering without bound.
