@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,5 +132,71 @@ func TestWrongFingerprintAtOnce(t *testing.T) {
 			}
 			t.Log(err)
 		})
+	}
+}
+
+// TestManyContactsDrain has a client open with 70 contacts on one relay,
+// each of whose queues holds two messages (more than the 64 queues that
+// stalled the client when its connection's reader waited for the
+// application): all 140 arrive, each exactly once and in order per
+// contact, and the relay is never reported down. It logs the drain time.
+func TestManyContactsDrain(t *testing.T) {
+	const n, per = 70, 2
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	r := startRelay(t)
+	a, b := newPerson(t, r), newPerson(t, r)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			link, err := a.c.Invite(ctx, fmt.Sprintf("b%d", i))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := b.c.Accept(ctx, link, fmt.Sprintf("a%d", i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, p := range []*person{a, b} {
+		for range n {
+			p.next(ctx, client.EventConnected)
+		}
+	}
+	a.c.Close()
+	for i := range n {
+		for j := range per {
+			if _, err := b.c.Send(ctx, fmt.Sprintf("a%d", i), fmt.Sprint(j)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := b.c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	a.open()
+	got := make(map[string][]string)
+	for total := 0; total < n*per; total++ {
+		ev := a.next(ctx, client.EventMessage, client.EventProblem, client.EventRelayDown)
+		if ev.Kind != client.EventMessage {
+			t.Fatalf("%v: %v", ev.Kind, ev.Problem)
+		}
+		got[ev.Contact] = append(got[ev.Contact], ev.Text)
+	}
+	t.Logf("%d contacts, %d messages drained in %v", n, n*per, time.Since(start).Round(time.Millisecond))
+	for i := range n {
+		if c := fmt.Sprintf("b%d", i); !slices.Equal(got[c], []string{"0", "1"}) {
+			t.Fatalf("from %s: %q, want [0 1]", c, got[c])
+		}
 	}
 }
