@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -110,6 +111,9 @@ type Server struct {
 
 	closeOnce sync.Once
 
+	// subs counts the open subscriptions of all connections.
+	subs atomic.Int64
+
 	mu sync.Mutex
 	// lns are the listeners being served.
 	lns map[net.Listener]struct{}
@@ -140,10 +144,42 @@ func (s *Server) watchEvents() {
 		case <-s.ctx.Done():
 			return
 		case <-s.cl.EventsAdded():
+			if s.subs.Load() == 0 {
+				s.dropTransient()
+			}
 			s.mu.Lock()
 			close(s.changed)
 			s.changed = make(chan struct{})
 			s.mu.Unlock()
+		}
+	}
+}
+
+// transient are the kinds of events that concern the moment: they reach
+// the subscriptions open when they happen, and are not kept for later
+// ones (so that an agent without subscribers does not pile them up).
+var transient = map[client.EventKind]bool{client.EventSent: true, client.EventRelayDown: true, client.EventRelayUp: true}
+
+// dropTransient removes the stored transient events.
+func (s *Server) dropTransient() {
+	var cursor uint64
+	for {
+		evs, err := s.cl.StoredEvents(cursor, Window)
+		if err != nil {
+			s.cfg.Logger.Error("reading events", "err", err)
+			return
+		}
+		for _, ev := range evs {
+			cursor = ev.ID
+			if transient[ev.Kind] {
+				if _, err := s.cl.TakeEvent(ev.ID); err != nil {
+					s.cfg.Logger.Error("dropping an event", "err", err)
+					return
+				}
+			}
+		}
+		if len(evs) < Window {
+			return
 		}
 	}
 }
@@ -259,6 +295,10 @@ func (s *Server) serveConn(c net.Conn) {
 		defer s.wg.Done()
 		sc.read()
 		sc.cancel()
+		sc.mu.Lock()
+		s.subs.Add(-int64(len(sc.subs)))
+		sc.subs = nil
+		sc.mu.Unlock()
 		c.Close()
 		sc.wg.Wait()
 		s.mu.Lock()
@@ -507,6 +547,9 @@ func (sc *serverConn) call(req Request) result {
 		sub, ok := sc.subs[p.Subscription]
 		delete(sc.subs, p.Subscription)
 		sc.mu.Unlock()
+		if ok {
+			sc.s.subs.Add(-1)
+		}
 		if !ok {
 			return result{err: &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: no subscription %d", p.Subscription)}}
 		}
@@ -566,6 +609,7 @@ func (sc *serverConn) subscribe(contact string) *subscription {
 	sc.lastSub++
 	sub := &subscription{id: sc.lastSub, contact: contact, acked: make(chan struct{}, 1), inflight: make(map[uint64]bool)}
 	sc.subs[sub.id] = sub
+	sc.s.subs.Add(1)
 	return sub
 }
 
