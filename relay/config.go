@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/hushrelay/hush/queue"
@@ -55,6 +56,38 @@ type Config struct {
 	// of NEW and SEND. A session over its rate is slowed down (its commands
 	// wait), never answered with an error. Defaults 10 and 2000.
 	NewRate, SendRate float64
+	// CommandRate is the per-session sustained rate, per second, of all
+	// commands together, authorized or not; FailureRate that of commands
+	// answered with an error. A session over either is slowed down: its
+	// reader waits before it reads the next block. Defaults 4000 and 20.
+	CommandRate, FailureRate float64
+	// RelayNewRate is the relay-wide sustained rate, per second, of NEW,
+	// over every session: NEW commands beyond it wait. Default 100.
+	RelayNewRate float64
+
+	// MaxSessions bounds the connections the relay holds, TCP and QUIC
+	// together, from their acceptance (before the TLS or QUIC handshake)
+	// to their end. Beyond it a new TCP connection is closed at once and
+	// a QUIC connection attempt is refused (CONNECTION_REFUSED). Default
+	// 8192 (DefaultMaxSessions): TCP sessions take a file descriptor each.
+	MaxSessions int
+	// MaxSessionsPerAddress is the same bound per source IP address.
+	// Default 256.
+	MaxSessionsPerAddress int
+	// MaxHandshakes bounds the connections whose handshakes (TLS or QUIC,
+	// then hush) are in progress; one address may hold a quarter of them.
+	// Beyond it new connections are refused as above. Default 512. When
+	// half are taken, QUIC connection attempts must first prove their
+	// address (a Retry, RFC 9000 section 8.1.2).
+	MaxHandshakes int
+	// FirstByteTimeout closes a TCP connection that sent no byte of its
+	// TLS handshake within it. Default 5 s.
+	FirstByteTimeout time.Duration
+	// UncappedAddresses are source addresses MaxSessionsPerAddress does
+	// not apply to: the local Tor daemon's, whose connections carry every
+	// onion client. The relay-wide caps still apply.
+	UncappedAddresses []netip.Addr
+
 	// MaxSubscriptions is the most queues one session may subscribe to.
 	// Default 16384; SUB beyond it gets ERR PROHIBITED.
 	MaxSubscriptions int
@@ -94,7 +127,15 @@ const (
 	DefaultNewRate          = 10
 	DefaultSendRate         = 2000
 	DefaultMaxSubscriptions = 16384
-	DefaultMappedStoreLimit = 64 << 20
+	DefaultCommandRate      = 4000
+	DefaultFailureRate      = 20
+	DefaultRelayNewRate     = 100
+
+	DefaultMaxSessions           = 8192
+	DefaultMaxSessionsPerAddress = 256
+	DefaultMaxHandshakes         = 512
+	DefaultFirstByteTimeout      = 5 * time.Second
+	DefaultMappedStoreLimit      = 64 << 20
 )
 
 // ErrConfig is returned (wrapped, with the reason) by New for an invalid
@@ -136,6 +177,25 @@ func (c Config) withDefaults() (Config, error) {
 	if c.SendRate == 0 {
 		c.SendRate = DefaultSendRate
 	}
+	if c.CommandRate == 0 {
+		c.CommandRate = DefaultCommandRate
+	}
+	if c.FailureRate == 0 {
+		c.FailureRate = DefaultFailureRate
+	}
+	if c.RelayNewRate == 0 {
+		c.RelayNewRate = DefaultRelayNewRate
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = DefaultMaxSessions
+	}
+	if c.MaxSessionsPerAddress == 0 {
+		c.MaxSessionsPerAddress = DefaultMaxSessionsPerAddress
+	}
+	if c.MaxHandshakes == 0 {
+		c.MaxHandshakes = DefaultMaxHandshakes
+	}
+	set(&c.FirstByteTimeout, DefaultFirstByteTimeout)
 	if c.MaxSubscriptions == 0 {
 		c.MaxSubscriptions = DefaultMaxSubscriptions
 	}
@@ -145,7 +205,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.QueueQuota < 0 || c.MaxMessageSize < 0 || c.NewRate < 0 || c.SendRate < 0 || c.MaxSubscriptions < 0 {
+	if c.QueueQuota < 0 || c.MaxMessageSize < 0 || c.NewRate < 0 || c.SendRate < 0 || c.MaxSubscriptions < 0 ||
+		c.CommandRate < 0 || c.FailureRate < 0 || c.RelayNewRate < 0 ||
+		c.MaxSessions < 0 || c.MaxSessionsPerAddress < 0 || c.MaxHandshakes < 0 {
 		return c, fmt.Errorf("%w: negative limit", ErrConfig)
 	}
 	return c, nil

@@ -34,6 +34,12 @@ type metrics struct {
 	commitErrors      prometheus.Counter
 	trims             prometheus.Counter
 	trimErrors        prometheus.Counter
+	acceptErrors      prometheus.Counter
+	// delayed* count the commands that waited for a budget: the session's
+	// command budget, its error budget, the relay's NEW rate.
+	delayedCommands, delayedFailures, delayedNew prometheus.Counter
+	// refused counts refused connection attempts by transport and reason.
+	refused [transportCount][refusalCount]prometheus.Counter
 
 	// commands and errors are indexed by tag and by code; the entries for
 	// values that are not commands or codes are nil.
@@ -72,6 +78,23 @@ func newMetrics(r *Relay) *metrics {
 		trims:        counter("store_mapping_trims_total", "Times the store file's pages were dropped from the relay's memory mapping (file-backed memory above the mapped store limit)."),
 		trimErrors:   counter("store_mapping_trim_errors_total", "Checks of the relay's file-backed memory, or drops of the mapping, that failed (at most ten a second)."),
 	}
+	m.acceptErrors = counter("accept_errors_total", "Errors accepting connections (for example out of file descriptors); logged at most every 10 s.")
+	delayed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "hush_relay", Name: "commands_delayed_total",
+		Help: "Commands that waited for a budget (slowed down, not refused): commands (the session's budget of all commands), failures (its budget of ERR AUTH and SYNTAX answers), relay_new (the relay-wide NEW rate).",
+	}, []string{"budget"})
+	m.delayedCommands = delayed.WithLabelValues("commands")
+	m.delayedFailures = delayed.WithLabelValues("failures")
+	m.delayedNew = delayed.WithLabelValues("relay_new")
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "hush_relay", Name: "connections_refused_total",
+		Help: "Connection attempts refused before their handshake, by transport and by the limit reached (sessions, address, handshakes); logged at most every 10 s.",
+	}, []string{"transport", "limit"})
+	for t := range transportCount {
+		for why := refusedSessions; why < refusalCount; why++ {
+			m.refused[t][why] = refused.WithLabelValues(t.String(), why.String())
+		}
+	}
 	commands := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "hush_relay", Name: "commands_total", Help: "Commands received, by command.",
 	}, []string{"command"})
@@ -91,6 +114,15 @@ func newMetrics(r *Relay) *metrics {
 		m.sessionsTotal, m.handshakeFailures, m.queuesCreated, m.queuesDeleted, m.queuesExpired,
 		m.messagesReceived, m.messagesDelivered, m.messagesAcked, m.messagesExpired,
 		m.commitSeconds, m.commitOps, m.commitErrors, m.trims, m.trimErrors, commands, errs,
+		m.acceptErrors, delayed, refused,
+		gauge("connections", "Connections held now, TCP and QUIC, handshaking or in a session.", func() float64 {
+			n, _ := r.admit.counts()
+			return float64(n)
+		}),
+		gauge("handshakes", "Connections whose handshakes are in progress now.", func() float64 {
+			_, n := r.admit.counts()
+			return float64(n)
+		}),
 		gauge("sessions", "Sessions open now.", func() float64 {
 			r.mu.Lock()
 			defer r.mu.Unlock()

@@ -241,15 +241,17 @@ func TestMetricsCountWorkload(t *testing.T) {
 	}
 	metricValue(t, fams, "go_goroutines", "")
 
-	// Aggregate only: the only labels are the command and the code, and
-	// no ID appears in any form.
+	// Aggregate only: the only labels are the command, the code, the
+	// budget, the transport and the limit, and no ID appears in any form.
 	for name, f := range fams {
 		if !strings.HasPrefix(name, "hush_relay_") {
 			continue
 		}
 		for _, m := range f.GetMetric() {
 			for _, lp := range m.GetLabel() {
-				if lp.GetName() != "command" && lp.GetName() != "code" {
+				switch lp.GetName() {
+				case "command", "code", "budget", "transport", "limit":
+				default:
 					t.Errorf("%s has a label %s", name, lp.GetName())
 				}
 			}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/time/rate"
 
 	"github.com/hushrelay/hush/queue"
 )
@@ -39,11 +41,17 @@ type Relay struct {
 	// NEW's password in constant time.
 	passwordHash [32]byte
 
-	metrics  *metrics
-	blocks   sync.Pool                 // *[]byte of queue.BlockSize; see getBlock
-	cert     atomic.Pointer[certState] // the certificate served; see SetCertificate
-	draining atomic.Bool               // NEW is refused; see SetDraining
-	started  time.Time
+	metrics *metrics
+	admit   *admission
+	// newLimit is the relay-wide NEW rate (Config.RelayNewRate).
+	newLimit *rate.Limiter
+	// acceptLog and refuseLog rate-limit the logs of accept errors and of
+	// refused connections.
+	acceptLog, refuseLog rateLog
+	blocks               sync.Pool                 // *[]byte of queue.BlockSize; see getBlock
+	cert                 atomic.Pointer[certState] // the certificate served; see SetCertificate
+	draining             atomic.Bool               // NEW is refused; see SetDraining
+	started              time.Time
 	// accepting counts the accept loops (TCP and QUIC) not yet ended, for
 	// Health.
 	accepting atomic.Int32
@@ -93,6 +101,8 @@ func New(cfg Config) (*Relay, error) {
 	}
 	r.passwordHash = sha256.Sum256([]byte(cfg.Password))
 	r.draining.Store(cfg.Drain)
+	r.admit = newAdmission(&cfg)
+	r.newLimit = rate.NewLimiter(rate.Limit(cfg.RelayNewRate), max(1, int(cfg.RelayNewRate)))
 	r.metrics = newMetrics(r)
 	st, err := openStore(cfg.StorePath, storeOptions{
 		OnCommit:    r.metrics.observeCommit,
@@ -169,7 +179,17 @@ func (r *Relay) listen() error {
 			return err
 		}
 	}
-	r.quicTr = &quic.Transport{Conn: r.udpConn, StatelessResetKey: &resetKey}
+	r.quicTr = &quic.Transport{
+		Conn:              r.udpConn,
+		StatelessResetKey: &resetKey,
+		// Connection attempts are counted, and refused beyond the caps,
+		// before their handshake; when half the handshake slots are taken,
+		// an attempt must first prove its source address with a Retry.
+		ConnContext: r.admitQUIC,
+		VerifySourceAddress: func(net.Addr) bool {
+			return r.admit.busy()
+		},
+	}
 	ln, err := r.quicTr.Listen(r.tlsConf, &quic.Config{
 		HandshakeIdleTimeout: r.cfg.HandshakeTimeout,
 		// The QUIC idle timeout is the session's (PROTOCOL.md section 2):
@@ -225,12 +245,27 @@ func (r *Relay) acceptTCP() {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			r.cfg.Logger.Error("accept tcp", "err", err)
+			r.metrics.acceptErrors.Inc()
+			r.acceptLog.log(r.cfg.Logger, slog.LevelError, "accept tcp", "err", err)
 			time.Sleep(100 * time.Millisecond) // for example out of file descriptors
 			continue
 		}
-		r.startSession(func(ctx context.Context) (io.ReadWriteCloser, []byte, error) {
-			tc := tls.Server(c, r.tlsConf)
+		tk, why := r.admit.admit(addrOf(c.RemoteAddr()))
+		if why != admitted {
+			// Closed at once, with a reset: nothing of TLS is sent, and the
+			// relay keeps no TIME-WAIT state for it.
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
+			c.Close()
+			r.refused(transportTCP, why)
+			continue
+		}
+		// Until the first byte of the TLS handshake, the short deadline.
+		c.SetReadDeadline(time.Now().Add(r.cfg.FirstByteTimeout))
+		fc := &firstByteConn{Conn: c, armed: true}
+		r.startSession(tk, func(ctx context.Context) (io.ReadWriteCloser, []byte, error) {
+			tc := tls.Server(fc, r.tlsConf)
 			if err := tc.HandshakeContext(ctx); err != nil {
 				c.Close()
 				return nil, nil, err
@@ -259,10 +294,16 @@ func (r *Relay) acceptQUIC() {
 			if r.ctx.Err() != nil || errors.Is(err, quic.ErrServerClosed) {
 				return
 			}
-			r.cfg.Logger.Error("accept quic", "err", err)
+			r.metrics.acceptErrors.Inc()
+			r.acceptLog.log(r.cfg.Logger, slog.LevelError, "accept quic", "err", err)
 			continue
 		}
-		r.startSession(func(ctx context.Context) (io.ReadWriteCloser, []byte, error) {
+		tk, _ := qc.Context().Value(ticketKey{}).(*ticket)
+		if tk == nil { // not admitted by admitQUIC: cannot happen
+			qc.CloseWithError(0, "")
+			continue
+		}
+		r.startSession(tk, func(ctx context.Context) (io.ReadWriteCloser, []byte, error) {
 			st, err := qc.AcceptStream(ctx)
 			if err != nil {
 				qc.CloseWithError(0, "")
@@ -279,6 +320,66 @@ func (r *Relay) acceptQUIC() {
 	}
 }
 
+// ticketKey is the context key of a QUIC connection's ticket.
+type ticketKey struct{}
+
+// admitQUIC is the QUIC transport's ConnContext: it admits a connection
+// attempt before its handshake, or refuses it (quic-go answers
+// CONNECTION_REFUSED). The ticket is released when the connection ends,
+// handshake failures included.
+func (r *Relay) admitQUIC(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
+	tk, why := r.admit.admit(addrOf(info.RemoteAddr))
+	if why != admitted {
+		r.refused(transportQUIC, why)
+		return nil, errRefused
+	}
+	context.AfterFunc(ctx, tk.release)
+	return context.WithValue(ctx, ticketKey{}, tk), nil
+}
+
+// errRefused refuses a QUIC connection attempt beyond the caps.
+var errRefused = errors.New("connection refused: too many connections")
+
+// transport names a transport in metrics.
+type transport int
+
+const (
+	transportTCP transport = iota
+	transportQUIC
+	transportCount
+)
+
+func (t transport) String() string {
+	if t == transportQUIC {
+		return "quic"
+	}
+	return "tcp"
+}
+
+// refused counts and logs (rate-limited) a refused connection attempt.
+func (r *Relay) refused(t transport, why refusal) {
+	r.metrics.refused[t][why].Inc()
+	r.refuseLog.log(r.cfg.Logger, slog.LevelWarn, "connections refused: limit reached",
+		"transport", t.String(), "limit", why.String())
+}
+
+// firstByteConn clears the connection's read deadline, the short one set
+// until the first byte, once a read returns data. Only one goroutine
+// reads it at a time (the TLS connection's).
+type firstByteConn struct {
+	net.Conn
+	armed bool
+}
+
+func (c *firstByteConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.armed {
+		c.armed = false
+		c.Conn.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
 // quicStream is a session's one QUIC stream; closing it closes the
 // connection.
 type quicStream struct {
@@ -290,8 +391,9 @@ func (q quicStream) Close() error { return q.conn.CloseWithError(0, "") }
 
 // startSession runs a session in its own goroutine. open completes the
 // transport handshake within the handshake deadline and returns the
-// session's stream and binding.
-func (r *Relay) startSession(open func(context.Context) (io.ReadWriteCloser, []byte, error)) {
+// session's stream and binding. tk, the connection's admission, is
+// released when the session ends or fails.
+func (r *Relay) startSession(tk *ticket, open func(context.Context) (io.ReadWriteCloser, []byte, error)) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -299,17 +401,20 @@ func (r *Relay) startSession(open func(context.Context) (io.ReadWriteCloser, []b
 		conn, binding, err := open(ctx)
 		cancel()
 		if err != nil {
+			tk.release()
 			r.metrics.handshakeFailures.Inc()
 			r.cfg.Logger.Debug("transport handshake failed", "err", err)
 			return
 		}
-		s, err := newSession(r, conn, binding)
+		s, err := newSession(r, conn, binding, tk)
 		if err != nil {
 			conn.Close()
+			tk.release()
 			return
 		}
 		if !r.addSession(s) {
 			conn.Close()
+			tk.release()
 			return
 		}
 		// The session runs on a goroutine of its own: this one's stack
@@ -318,6 +423,7 @@ func (r *Relay) startSession(open func(context.Context) (io.ReadWriteCloser, []b
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
+			defer tk.release()
 			defer r.removeSession(s)
 			err := s.run()
 			r.cfg.Logger.Debug("session ended", "err", err)

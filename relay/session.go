@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,9 +65,20 @@ type session struct {
 	ctx    context.Context // canceled when the session ends
 	cancel context.CancelFunc
 
+	tk *ticket // the connection's admission
+
 	newLimit, sendLimit *rate.Limiter
-	inFlight            chan struct{} // semaphore
-	wg                  sync.WaitGroup
+	// cmdLimit is the budget of all commands (Config.CommandRate),
+	// failLimit that of commands answered ERR AUTH or SYNTAX
+	// (Config.FailureRate): both are waited for by the handler, so the
+	// reader waits too.
+	cmdLimit, failLimit *rate.Limiter
+	// failures counts the session's ERR AUTH and SYNTAX replies; the
+	// handler waits on failLimit for those it has not yet paid for (paid).
+	failures atomic.Int64
+	paid     int64         // used by the handler goroutine only
+	inFlight chan struct{} // semaphore
+	wg       sync.WaitGroup
 
 	// authCache maps a queue key to its authorization key on this session.
 	// Only the goroutine serving the session's current block uses it (see
@@ -135,7 +147,7 @@ type subscription struct {
 	acking int
 }
 
-func newSession(r *Relay, conn io.ReadWriteCloser, binding []byte) (*session, error) {
+func newSession(r *Relay, conn io.ReadWriteCloser, binding []byte, tk *ticket) (*session, error) {
 	key, err := queue.GenerateKey()
 	if err != nil {
 		return nil, err
@@ -145,6 +157,9 @@ func newSession(r *Relay, conn io.ReadWriteCloser, binding []byte) (*session, er
 		conn:       conn,
 		binding:    binding,
 		key:        key,
+		tk:         tk,
+		cmdLimit:   rate.NewLimiter(rate.Limit(r.cfg.CommandRate), max(1, int(r.cfg.CommandRate))),
+		failLimit:  rate.NewLimiter(rate.Limit(r.cfg.FailureRate), max(1, int(r.cfg.FailureRate))),
 		newLimit:   rate.NewLimiter(rate.Limit(r.cfg.NewRate), max(1, int(r.cfg.NewRate))),
 		sendLimit:  rate.NewLimiter(rate.Limit(r.cfg.SendRate), max(1, int(r.cfg.SendRate))),
 		inFlight:   make(chan struct{}, maxInFlight),
@@ -184,14 +199,21 @@ func (s *session) run() error {
 	if err != nil {
 		return err
 	}
+	s.tk.handshakeDone()
 	return s.readLoop()
 }
 
 func (s *session) handshake() error {
+	// No block buffer until the ClientHello's first byte has come.
+	var first [1]byte
+	if _, err := io.ReadFull(s.conn, first[:]); err != nil {
+		return err
+	}
 	bp := s.r.getBlock()
 	defer s.r.putBlock(bp)
 	buf := *bp
-	if _, err := io.ReadFull(s.conn, buf); err != nil {
+	buf[0] = first[0]
+	if _, err := io.ReadFull(s.conn, buf[1:]); err != nil {
 		return err
 	}
 	ch, err := queue.ParseClientHello(buf)
@@ -298,11 +320,41 @@ func (s *session) serveBlock(block []byte, txs [][]byte) ([][]byte, error) {
 		if err != nil || !t.Command.Tag.IsCommand() || t.CorrID == nil {
 			return txs, errMalformed
 		}
+		// The budgets: every command, then the errors it and earlier
+		// commands were answered with.
+		if err := s.r.wait(s.ctx, s.cmdLimit, s.r.metrics.delayedCommands); err != nil {
+			return txs, err
+		}
 		if err := s.handle(t, signed); err != nil {
 			return txs, err
 		}
+		for n := s.failures.Load(); s.paid < n; s.paid++ {
+			if err := s.r.wait(s.ctx, s.failLimit, s.r.metrics.delayedFailures); err != nil {
+				return txs, err
+			}
+		}
 	}
 	return txs, nil
+}
+
+// wait waits until l allows one more event, or ctx is done; it counts in
+// c the waits that were not immediate.
+func (r *Relay) wait(ctx context.Context, l *rate.Limiter, c prometheus.Counter) error {
+	res := l.Reserve()
+	d := res.Delay()
+	if d == 0 {
+		return nil
+	}
+	c.Inc()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		res.Cancel()
+		return ctx.Err()
+	}
 }
 
 // getBlock returns a BlockSize buffer from the relay's pool. Sessions hold
@@ -343,6 +395,9 @@ func (s *session) reply(corrID, entity []byte, cmd queue.Command) error {
 
 func (s *session) replyErr(corrID, entity []byte, code queue.ErrorCode) error {
 	s.r.metrics.countError(code)
+	if code == queue.AUTH || code == queue.SYNTAX {
+		s.failures.Add(1)
+	}
 	return s.reply(corrID, entity, queue.Command{Tag: queue.TagERR, Error: code})
 }
 
@@ -607,6 +662,9 @@ func errorCode(err error) queue.ErrorCode {
 
 func (s *session) handleNew(corrID []byte, cmd queue.Command, signed, auth []byte) error {
 	if err := s.newLimit.Wait(s.ctx); err != nil {
+		return err
+	}
+	if err := s.r.wait(s.ctx, s.r.newLimit, s.r.metrics.delayedNew); err != nil {
 		return err
 	}
 	// The key is not cached: a session creating many queues would fill

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -67,6 +68,7 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:0", "host:port of both listeners")
 	newRate := fs.Float64("new-rate", 0, "NEW per second per session (0: relay default)")
 	sendRate := fs.Float64("send-rate", 0, "SEND per second per session (0: relay default)")
+	uncapped := fs.String("uncapped", "127.0.0.1", "comma-separated source addresses without a per-address session cap (\"\": none)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here until shutdown")
 	memRate := fs.Int("memprofilerate", 0, "runtime.MemProfileRate (0: the Go default); 1 records every allocation for exact heap profiles")
 	if err := fs.Parse(args); err != nil {
@@ -107,6 +109,17 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	var uncap []netip.Addr
+	for _, a := range strings.Split(*uncapped, ",") {
+		if a == "" {
+			continue
+		}
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return usageError{fmt.Sprintf("relay-child: --uncapped: %v", err)}
+		}
+		uncap = append(uncap, ip)
+	}
 	start := time.Now()
 	r, err := relay.New(relay.Config{
 		Listen:      *listen,
@@ -114,6 +127,9 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 		StorePath:   filepath.Join(*dir, childStoreFile),
 		NewRate:     *newRate,
 		SendRate:    *sendRate,
+		// A benchmark's NEW rate holds relay-wide too.
+		RelayNewRate:      *newRate,
+		UncappedAddresses: uncap,
 	})
 	if err != nil {
 		return err
@@ -209,6 +225,10 @@ type childOptions struct {
 	cpuProfile string
 	// memProfileRate, if not 0, is the child's runtime.MemProfileRate.
 	memProfileRate int
+	// capLoopback applies the relay's per-address session cap to
+	// 127.0.0.1 too; by default the benchmarks' many sessions from it are
+	// not capped.
+	capLoopback bool
 }
 
 // childTimeout bounds the child's start, each command and its shutdown.
@@ -242,6 +262,9 @@ func startChild(ctx context.Context, o childOptions) (*relayChild, error) {
 	args := []string{"relay-child", "--data", o.dataDir, "--listen", listen,
 		"--new-rate", strconv.FormatFloat(o.newRate, 'g', -1, 64),
 		"--send-rate", strconv.FormatFloat(o.sendRate, 'g', -1, 64)}
+	if o.capLoopback {
+		args = append(args, "--uncapped", "")
+	}
 	if o.cpuProfile != "" {
 		args = append(args, "--cpuprofile", o.cpuProfile)
 	}

@@ -27,20 +27,27 @@ const errPasswordChars = "the password must be 1 to 128 characters of A-Z a-z 0-
 
 // fileConfig is config.toml. Zero values mean the defaults.
 type fileConfig struct {
-	Listen           string   `toml:"listen"`
-	Host             string   `toml:"host"`
-	Password         string   `toml:"password"`
-	PasswordFile     string   `toml:"password_file"`
-	QueueQuota       int      `toml:"queue_quota"`
-	MaxMessageSize   int      `toml:"max_message_size"`
-	MessageTTL       duration `toml:"message_ttl"`
-	UnsecuredTTL     duration `toml:"unsecured_ttl"`
-	SweepInterval    duration `toml:"sweep_interval"`
-	HandshakeTimeout duration `toml:"handshake_timeout"`
-	IdleTimeout      duration `toml:"idle_timeout"`
-	NewRate          float64  `toml:"new_rate"`
-	SendRate         float64  `toml:"send_rate"`
-	MaxSubscriptions int      `toml:"max_subscriptions"`
+	Listen                string   `toml:"listen"`
+	Host                  string   `toml:"host"`
+	Password              string   `toml:"password"`
+	PasswordFile          string   `toml:"password_file"`
+	QueueQuota            int      `toml:"queue_quota"`
+	MaxMessageSize        int      `toml:"max_message_size"`
+	MessageTTL            duration `toml:"message_ttl"`
+	UnsecuredTTL          duration `toml:"unsecured_ttl"`
+	SweepInterval         duration `toml:"sweep_interval"`
+	HandshakeTimeout      duration `toml:"handshake_timeout"`
+	IdleTimeout           duration `toml:"idle_timeout"`
+	NewRate               float64  `toml:"new_rate"`
+	SendRate              float64  `toml:"send_rate"`
+	MaxSubscriptions      int      `toml:"max_subscriptions"`
+	CommandRate           float64  `toml:"command_rate"`
+	FailureRate           float64  `toml:"failure_rate"`
+	RelayNewRate          float64  `toml:"relay_new_rate"`
+	MaxSessions           int      `toml:"max_sessions"`
+	MaxSessionsPerAddress int      `toml:"max_sessions_per_address"`
+	MaxHandshakes         int      `toml:"max_handshakes"`
+	FirstByteTimeout      duration `toml:"first_byte_timeout"`
 	// MappedStoreLimitMiB is in MiB; negative means never.
 	MappedStoreLimitMiB int    `toml:"mapped_store_limit_mib"`
 	LogLevel            string `toml:"log_level"`
@@ -132,6 +139,31 @@ is slowed down, not refused.`, strconv.Itoa(relay.DefaultNewRate)},
 is slowed down, not refused.`, strconv.Itoa(relay.DefaultSendRate)},
 		{"max_subscriptions", `The most queues one session may subscribe to; SUB beyond it gets
 ERR PROHIBITED.`, strconv.Itoa(relay.DefaultMaxSubscriptions)},
+		{"command_rate", `Commands of any kind one session may send per second, sustained; a
+faster session is slowed down (the relay reads its next block later).`,
+			strconv.Itoa(relay.DefaultCommandRate)},
+		{"failure_rate", `Commands answered ERR AUTH or ERR SYNTAX one session may send per
+second, sustained (a flood of made-up IDs and keys costs the relay as much
+as real commands); a faster session is slowed down.`, strconv.Itoa(relay.DefaultFailureRate)},
+		{"relay_new_rate", `Queues the whole relay creates per second, over all sessions,
+sustained; NEW beyond it waits.`, strconv.Itoa(relay.DefaultRelayNewRate)},
+		{"max_sessions", `The most connections the relay holds, TCP and QUIC together, counted
+from their acceptance (before TLS) to their end. Beyond it a new TCP
+connection is closed at once, before TLS, and a QUIC attempt is refused
+(CONNECTION_REFUSED). Every TCP connection takes a file descriptor: keep
+this well below the relay's descriptor limit (ulimit -n). An idle session
+costs about 30 KiB over TCP and 85 KiB over QUIC, so the default bounds
+them to about 700 MiB.`, strconv.Itoa(relay.DefaultMaxSessions)},
+		{"max_sessions_per_address", `The most connections from one source IP address, refused in the same
+way. Connections through an onion service (tor) all come from the
+loopback address, to which this cap does not apply when tor is on.`,
+			strconv.Itoa(relay.DefaultMaxSessionsPerAddress)},
+		{"max_handshakes", `The most connections whose TLS (or QUIC) and hush handshakes are in
+progress; one address may hold a quarter of them. New connections beyond
+it are refused as above; when half are taken, QUIC attempts must first
+prove their address (a Retry).`, strconv.Itoa(relay.DefaultMaxHandshakes)},
+		{"first_byte_timeout", `A TCP connection that sends no byte of its TLS handshake within this
+time is closed.`, q(formatDuration(relay.DefaultFirstByteTimeout))},
 		{"mapped_store_limit_mib", `The relay reads its store through a memory mapping: the pages it has
 read stay counted in its RSS and in the OOM killer's score, although they
 are page cache. Above this many MiB of them the relay drops them from its
@@ -262,6 +294,12 @@ func loadConfig(path string, environ []string) (fileConfig, error) {
 		{"new_rate", fc.NewRate},
 		{"send_rate", fc.SendRate},
 		{"max_subscriptions", float64(fc.MaxSubscriptions)},
+		{"command_rate", fc.CommandRate},
+		{"failure_rate", fc.FailureRate},
+		{"relay_new_rate", fc.RelayNewRate},
+		{"max_sessions", float64(fc.MaxSessions)},
+		{"max_sessions_per_address", float64(fc.MaxSessionsPerAddress)},
+		{"max_handshakes", float64(fc.MaxHandshakes)},
 	} {
 		if v.n < 0 {
 			return fc, fmt.Errorf("%s must not be negative", where(v.key))
@@ -537,25 +575,44 @@ func (s *settings) address(fp queue.Fingerprint, port uint16) (queue.Address, er
 // store and logger. s.file must have been checked by loadConfig.
 func (s *settings) relayConfig() relay.Config {
 	fc := s.file
+	var uncapped []netip.Addr
+	if s.tor.mode == "embedded" || s.tor.mode == "system" {
+		// The onion service's connections come from the local tor: from
+		// the loopback address, or from the listen address it forwards to.
+		uncapped = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
+		if host, _, err := net.SplitHostPort(s.listen); err == nil {
+			if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+				uncapped = append(uncapped, ip)
+			}
+		}
+	}
 	mapped := int64(fc.MappedStoreLimitMiB) << 20 // at most maxMappedStoreLimitMiB
 	if fc.MappedStoreLimitMiB < 0 {
 		mapped = -1 // never, however negative
 	}
 	return relay.Config{
-		Listen:           s.listen,
-		Password:         s.password,
-		QueueQuota:       fc.QueueQuota,
-		MaxMessageSize:   fc.MaxMessageSize,
-		MessageTTL:       time.Duration(fc.MessageTTL),
-		UnsecuredTTL:     time.Duration(fc.UnsecuredTTL),
-		SweepInterval:    time.Duration(fc.SweepInterval),
-		HandshakeTimeout: time.Duration(fc.HandshakeTimeout),
-		IdleTimeout:      time.Duration(fc.IdleTimeout),
-		NewRate:          fc.NewRate,
-		SendRate:         fc.SendRate,
-		MaxSubscriptions: fc.MaxSubscriptions,
-		MappedStoreLimit: mapped,
-		Drain:            s.drain,
+		Listen:                s.listen,
+		Password:              s.password,
+		QueueQuota:            fc.QueueQuota,
+		MaxMessageSize:        fc.MaxMessageSize,
+		MessageTTL:            time.Duration(fc.MessageTTL),
+		UnsecuredTTL:          time.Duration(fc.UnsecuredTTL),
+		SweepInterval:         time.Duration(fc.SweepInterval),
+		HandshakeTimeout:      time.Duration(fc.HandshakeTimeout),
+		IdleTimeout:           time.Duration(fc.IdleTimeout),
+		NewRate:               fc.NewRate,
+		SendRate:              fc.SendRate,
+		MaxSubscriptions:      fc.MaxSubscriptions,
+		CommandRate:           fc.CommandRate,
+		FailureRate:           fc.FailureRate,
+		RelayNewRate:          fc.RelayNewRate,
+		MaxSessions:           fc.MaxSessions,
+		MaxSessionsPerAddress: fc.MaxSessionsPerAddress,
+		MaxHandshakes:         fc.MaxHandshakes,
+		FirstByteTimeout:      time.Duration(fc.FirstByteTimeout),
+		UncappedAddresses:     uncapped,
+		MappedStoreLimit:      mapped,
+		Drain:                 s.drain,
 	}
 }
 

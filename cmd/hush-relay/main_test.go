@@ -808,18 +808,25 @@ func TestConfigDefaults(t *testing.T) {
 	s := settings{file: fc, listen: fc.Listen}
 	got := s.relayConfig()
 	want := relay.Config{
-		Listen:           relay.DefaultListen,
-		QueueQuota:       relay.DefaultQueueQuota,
-		MaxMessageSize:   queue.MaxMessageSize,
-		MessageTTL:       relay.DefaultMessageTTL,
-		UnsecuredTTL:     relay.DefaultUnsecuredTTL,
-		SweepInterval:    relay.DefaultSweepInterval,
-		HandshakeTimeout: relay.DefaultHandshakeTimeout,
-		IdleTimeout:      relay.DefaultIdleTimeout,
-		NewRate:          relay.DefaultNewRate,
-		SendRate:         relay.DefaultSendRate,
-		MaxSubscriptions: relay.DefaultMaxSubscriptions,
-		MappedStoreLimit: relay.DefaultMappedStoreLimit,
+		Listen:                relay.DefaultListen,
+		QueueQuota:            relay.DefaultQueueQuota,
+		MaxMessageSize:        queue.MaxMessageSize,
+		MessageTTL:            relay.DefaultMessageTTL,
+		UnsecuredTTL:          relay.DefaultUnsecuredTTL,
+		SweepInterval:         relay.DefaultSweepInterval,
+		HandshakeTimeout:      relay.DefaultHandshakeTimeout,
+		IdleTimeout:           relay.DefaultIdleTimeout,
+		NewRate:               relay.DefaultNewRate,
+		SendRate:              relay.DefaultSendRate,
+		MaxSubscriptions:      relay.DefaultMaxSubscriptions,
+		CommandRate:           relay.DefaultCommandRate,
+		FailureRate:           relay.DefaultFailureRate,
+		RelayNewRate:          relay.DefaultRelayNewRate,
+		MaxSessions:           relay.DefaultMaxSessions,
+		MaxSessionsPerAddress: relay.DefaultMaxSessionsPerAddress,
+		MaxHandshakes:         relay.DefaultMaxHandshakes,
+		FirstByteTimeout:      relay.DefaultFirstByteTimeout,
+		MappedStoreLimit:      relay.DefaultMappedStoreLimit,
 	}
 	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Errorf("the documented defaults give\n%+v\nwant\n%+v", got, want)
@@ -831,7 +838,8 @@ func TestConfigDefaults(t *testing.T) {
 	// Every field of fileConfig is documented.
 	for _, f := range []string{"listen", "host", "password", "password_file", "queue_quota", "max_message_size",
 		"message_ttl", "unsecured_ttl", "sweep_interval", "handshake_timeout", "idle_timeout",
-		"new_rate", "send_rate", "max_subscriptions", "mapped_store_limit_mib", "log_level", "log_format",
+		"new_rate", "send_rate", "max_subscriptions", "command_rate", "failure_rate", "relay_new_rate",
+		"max_sessions", "max_sessions_per_address", "max_handshakes", "first_byte_timeout", "mapped_store_limit_mib", "log_level", "log_format",
 		"admin", "drain", "tor", "tor_control", "torrc"} {
 		if !strings.Contains(string(configText(nil)), "\n# "+f+" = ") {
 			t.Errorf("config.toml does not document %s", f)
