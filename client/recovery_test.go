@@ -54,17 +54,18 @@ func (r *recorder) until(ctx context.Context, what string, cond func() bool) {
 }
 
 // TestRelayKilled kills the relay of a conversation with SIGKILL and
-// restarts it on the same port, over QUIC and over TCP: once after both
-// clients noticed (EventRelayDown) and a second passed, and once at
-// once. Messages sent while it is down arrive exactly once and in order
-// after the restart, and the clients report the relay down and back. It
-// logs the time from each restart to the first message delivered.
+// restarts it on the same port, over QUIC, over TCP, and with QUIC first
+// and TCP as the fallback (the default): twice after both clients noticed
+// (EventRelayDown) and a second passed, and twice at once. Messages sent
+// while it is down arrive exactly once and in order after the restart,
+// and the clients report the relay down and back. It logs the time from
+// each restart to the first message delivered.
 func TestRelayKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills hush-relay processes")
 	}
-	for _, tr := range []link.Transport{link.TransportQUIC, link.TransportTCP} {
-		t.Run(string(tr), func(t *testing.T) {
+	for _, tr := range []link.Transport{link.TransportQUIC, link.TransportTCP, link.TransportAuto} {
+		t.Run(tr.String(), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			r := relaytest.Start(t, t.TempDir())

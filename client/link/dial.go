@@ -35,6 +35,14 @@ const (
 // TorMode says whether and how connections go through Tor.
 type TorMode string
 
+// String returns the transport's name: "quic", "tcp" or "auto".
+func (t Transport) String() string {
+	if t == TransportAuto {
+		return "auto"
+	}
+	return string(t)
+}
+
 // Tor modes, the values of Config.Tor.
 const (
 	// TorOff (or "") dials relays directly; an onion-only relay cannot be
