@@ -130,6 +130,10 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 		// A benchmark's NEW rate holds relay-wide too.
 		RelayNewRate:      *newRate,
 		UncappedAddresses: uncap,
+		// Derived from the identity, so that a restarted child answers the
+		// packets of its earlier run's connections with a stateless reset
+		// their clients recognise, as hush-relay does.
+		StatelessResetKey: relay.StatelessResetKey(identity),
 	})
 	if err != nil {
 		return err
