@@ -37,14 +37,11 @@ type StoredEvent struct {
 func (c *Client) StoredEvents(after uint64, max int) ([]StoredEvent, error) {
 	var out []StoredEvent
 	err := c.store.View(func(tx *vault.Tx) error {
-		return tx.ForEach(bucketEvents, nil, func(k, v []byte) error {
+		return tx.ForEachFrom(bucketEvents, seqKey(after+1), func(k, v []byte) error {
 			if len(k) != 8 {
 				return fmt.Errorf("%w: event key of %d bytes", vault.ErrCorrupt, len(k))
 			}
 			id := binary.BigEndian.Uint64(k)
-			if id <= after {
-				return nil
-			}
 			var rec eventRecord
 			if err := unmarshal(v, &rec); err != nil {
 				return err

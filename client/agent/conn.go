@@ -94,7 +94,7 @@ func (c *Conn) read() {
 	var err error
 	for {
 		var line []byte
-		line, err = readLine(br, MaxLine)
+		line, err = readLine(br, maxAnswerLine)
 		if err != nil {
 			break
 		}

@@ -11,9 +11,13 @@ import (
 	"github.com/hushrelay/hush/client"
 )
 
-// MaxLine is the longest line, request or response, in bytes (with its
-// newline). A longer request ends the connection after a parse error.
+// MaxLine is the longest request line, in bytes (with its newline). A
+// longer request ends the connection after a parse error.
 const MaxLine = 256 << 10
+
+// maxAnswerLine is the longest line a Conn reads from the agent: answers
+// grow with the number of contacts (about 200 bytes each).
+const maxAnswerLine = 64 << 20
 
 // Window is how many event notifications a subscription may have
 // unacknowledged: the agent sends no more until the subscriber acks.
