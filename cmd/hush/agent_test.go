@@ -372,7 +372,7 @@ func TestEchoBot(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("echobot after SIGTERM: %v\n%s", err, stderr.String())
 	}
-	if !strings.Contains(stdout.String(), "echoed 4 bytes to user") {
-		t.Errorf("echobot printed:\n%s", stdout.String())
+	if n := strings.Count(stdout.String(), "answered user\n"); n != 2 {
+		t.Errorf("echobot answered %d times, want 2:\n%s", n, stdout.String())
 	}
 }

@@ -64,7 +64,7 @@ func run(ctx context.Context, home string) error {
 			case errors.Is(err, client.ErrTooLong):
 				_, err = conn.Send(ctx, ev.Contact, "too long to echo")
 			case err == nil:
-				fmt.Printf("echoed %d bytes to %s\n", len(ev.Text), ev.Contact)
+				fmt.Printf("answered %s\n", ev.Contact)
 			}
 			if err != nil {
 				return err
