@@ -158,6 +158,12 @@ type Status struct {
 	Subscriptions      int       `json:"subscriptions"`
 	Queues             int       `json:"queues"`
 	Messages           int       `json:"messages"`
+	// StoredBytes is what Config.MaxStoredBytes caps: the bytes of the
+	// messages held (bodies plus 32 bytes each) and 256 per queue;
+	// StorageFull is set while
+	// NEW and SEND are refused for lack of storage.
+	StoredBytes int64 `json:"stored_bytes"`
+	StorageFull bool  `json:"storage_full"`
 	// StoreBytes is the size of the store file; StoreFreeBytes the part
 	// of it that compaction would reclaim.
 	StoreBytes     int64 `json:"store_bytes"`
@@ -184,6 +190,8 @@ func (r *Relay) Status(ctx context.Context) Status {
 	if q, m, err := r.store.counts(); err == nil {
 		st.Queues, st.Messages = q, m
 	}
+	st.StoredBytes = r.store.storedBytes()
+	st.StorageFull = r.storageFull()
 	if size, free, err := r.store.sizes(); err == nil {
 		st.StoreBytes, st.StoreFreeBytes = size, free
 	}

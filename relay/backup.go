@@ -49,14 +49,29 @@ type StoreReport struct {
 }
 
 // Backup writes a consistent copy of the store to w while the relay runs:
-// the state of one moment, in one read transaction, while writes go on.
-// The copy is a store file: a relay can open it, and CheckStore checks
-// it. It returns the number of bytes written. It blocks until the copy is
-// written, or until a write to w fails or ctx is done (it then returns
-// their error). Writes are never refused during a backup, but they may
-// wait while the store's file has to grow.
+// the state of one moment, while writes go on. The copy is a store file:
+// a relay can open it, and CheckStore checks it. It is first spooled, in
+// one read transaction, to a temporary file next to the store (which
+// needs as much free space as the store, and is removed before Backup
+// returns), and then copied to w: however slowly w is read, the store's
+// read transaction lasts only as long as the local copy, so a commit that
+// must grow the file never waits for the reader. It returns the number of
+// bytes written to w. It blocks until the copy is written, or until a
+// write to w fails or ctx is done (it then returns their error).
 func (r *Relay) Backup(ctx context.Context, w io.Writer) (int64, error) {
-	return r.store.writeTo(ctx, w)
+	f, err := os.CreateTemp(filepath.Dir(r.cfg.StorePath), ".backup-*.tmp")
+	if err != nil {
+		return 0, fmt.Errorf("backup spool: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := r.store.writeTo(ctx, f); err != nil {
+		return 0, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("backup spool: %w", err)
+	}
+	return io.Copy(ctxWriter{ctx, w}, f)
 }
 
 // BackupStore writes a consistent copy of the store file at path, which no
@@ -206,6 +221,7 @@ func checkLayout(tx *bbolt.Tx) error {
 // and counts what it finds into rep.
 func checkContents(b storeTx, rep *StoreReport, p *problems) {
 	i := 0
+	var stored int64 // bytes of message values
 	b.queues.ForEach(func(k, v []byte) error {
 		i++
 		if len(k) != queue.IDSize {
@@ -245,6 +261,7 @@ func checkContents(b storeTx, rep *StoreReport, p *problems) {
 				p.add("queue %d: malformed message", i)
 				continue
 			}
+			stored += int64(len(v))
 			seq := binary.BigEndian.Uint64(k[queue.IDSize:])
 			if seq >= q.nextSeq {
 				p.add("queue %d: a message numbered beyond the queue's counter", i)
@@ -271,6 +288,13 @@ func checkContents(b storeTx, rep *StoreReport, p *problems) {
 	} {
 		if n := c.bucket.Stats().KeyN; n != c.want {
 			p.add("%d %s, want %d: entries that belong to no queue", n, c.what, c.want)
+		}
+	}
+	// The counts the relay keeps, if the file has them yet.
+	if v := b.meta.Get(metaCountsKey); v != nil {
+		want := countDelta{int64(rep.Queues), int64(rep.Messages), stored}
+		if len(v) != 24 || !bytes.Equal(v, want.encode()) {
+			p.add("the recorded counts of queues, messages and bytes disagree with the contents")
 		}
 	}
 }
@@ -475,12 +499,8 @@ func (s *store) probe(ctx context.Context) error {
 // counts returns the numbers of queues and of undelivered messages, from
 // one read transaction that walks the pages of two buckets.
 func (s *store) counts() (queues, messages int, err error) {
-	err = s.view(func(b storeTx) error {
-		queues = b.queues.Stats().KeyN
-		messages = b.expiry.Stats().KeyN // one entry per message, keys only
-		return nil
-	})
-	return queues, messages, err
+	c := s.total.snapshot()
+	return int(c.queues), int(c.messages), nil
 }
 
 // sizes returns the size of the store file and the bytes of its free

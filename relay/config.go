@@ -92,6 +92,20 @@ type Config struct {
 	// Default 16384; SUB beyond it gets ERR PROHIBITED.
 	MaxSubscriptions int
 
+	// MaxStoredBytes caps the bytes the store holds: its messages (their
+	// bodies plus 32 bytes each) and 256 bytes per queue. At or above it, NEW and SEND are
+	// answered ERR QUOTA while every other command, ACK and DEL included,
+	// works as usual; they are accepted again once messages are
+	// acknowledged, deleted or expire. Default 8 GiB
+	// (DefaultMaxStoredBytes); negative: no cap.
+	MaxStoredBytes int64
+	// MinFreeDisk is the free-disk reserve: when the filesystem holding
+	// the store has less free space than this (checked every second),
+	// NEW and SEND are refused in the same way, so that ACK and DEL,
+	// which need a few pages each, can still be committed and free
+	// space. Default 256 MiB (DefaultMinFreeDisk); negative: no reserve.
+	MinFreeDisk int64
+
 	// MappedStoreLimit bounds, in bytes, the relay process's file-backed
 	// resident memory: bbolt reads the store through a memory mapping, and
 	// the pages it reads stay mapped into the relay (counted in its RSS and
@@ -136,6 +150,8 @@ const (
 	DefaultMaxHandshakes         = 512
 	DefaultFirstByteTimeout      = 5 * time.Second
 	DefaultMappedStoreLimit      = 64 << 20
+	DefaultMaxStoredBytes        = 8 << 30
+	DefaultMinFreeDisk           = 256 << 20
 )
 
 // ErrConfig is returned (wrapped, with the reason) by New for an invalid
@@ -198,6 +214,12 @@ func (c Config) withDefaults() (Config, error) {
 	set(&c.FirstByteTimeout, DefaultFirstByteTimeout)
 	if c.MaxSubscriptions == 0 {
 		c.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if c.MaxStoredBytes == 0 {
+		c.MaxStoredBytes = DefaultMaxStoredBytes
+	}
+	if c.MinFreeDisk == 0 {
+		c.MinFreeDisk = DefaultMinFreeDisk
 	}
 	if c.MappedStoreLimit == 0 {
 		c.MappedStoreLimit = DefaultMappedStoreLimit

@@ -12,8 +12,8 @@ import (
 // metrics are a relay's Prometheus metrics, in a registry of their own.
 //
 // They are aggregate only: no metric is labelled by queue, session or
-// address, and the only labels are the command name and the error code,
-// each from a fixed set. Counting on the hot path is an atomic add on a
+// address, and the only labels are the command name, the error code, the
+// budget, the transport and the limit reached, each from a fixed set. Counting on the hot path is an atomic add on a
 // counter created in advance: nothing is allocated per command or
 // message. Gauges that need the store or the relay's lock are computed
 // when scraped.
@@ -35,6 +35,7 @@ type metrics struct {
 	trims             prometheus.Counter
 	trimErrors        prometheus.Counter
 	acceptErrors      prometheus.Counter
+	storageRefusals   prometheus.Counter
 	// delayed* count the commands that waited for a budget: the session's
 	// command budget, its error budget, the relay's NEW rate.
 	delayedCommands, delayedFailures, delayedNew prometheus.Counter
@@ -78,6 +79,7 @@ func newMetrics(r *Relay) *metrics {
 		trims:        counter("store_mapping_trims_total", "Times the store file's pages were dropped from the relay's memory mapping (file-backed memory above the mapped store limit)."),
 		trimErrors:   counter("store_mapping_trim_errors_total", "Checks of the relay's file-backed memory, or drops of the mapping, that failed (at most ten a second)."),
 	}
+	m.storageRefusals = counter("storage_refusals_total", "NEW and SEND answered ERR QUOTA because the store holds its byte cap or the disk is below its reserve; logged at most every 10 s.")
 	m.acceptErrors = counter("accept_errors_total", "Errors accepting connections (for example out of file descriptors); logged at most every 10 s.")
 	delayed := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "hush_relay", Name: "commands_delayed_total",
@@ -114,7 +116,13 @@ func newMetrics(r *Relay) *metrics {
 		m.sessionsTotal, m.handshakeFailures, m.queuesCreated, m.queuesDeleted, m.queuesExpired,
 		m.messagesReceived, m.messagesDelivered, m.messagesAcked, m.messagesExpired,
 		m.commitSeconds, m.commitOps, m.commitErrors, m.trims, m.trimErrors, commands, errs,
-		m.acceptErrors, delayed, refused,
+		m.acceptErrors, delayed, refused, m.storageRefusals,
+		gauge("storage_full", "1 while NEW and SEND are refused for lack of storage (byte cap or free-disk reserve), else 0.", func() float64 {
+			if r.storageFull() {
+				return 1
+			}
+			return 0
+		}),
 		gauge("connections", "Connections held now, TCP and QUIC, handshaking or in a session.", func() float64 {
 			n, _ := r.admit.counts()
 			return float64(n)
@@ -185,8 +193,8 @@ func (m *metrics) observeTrim(_ int64, _ time.Duration, err error) {
 }
 
 // storeCollector reports the store's contents and size when scraped: the
-// queue and message counts come from one read transaction, which walks
-// the pages (not the values) of two buckets.
+// counts are those the commit loop keeps (no walk of the file), the sizes
+// come from the file's size and bbolt's statistics.
 type storeCollector struct{ r *Relay }
 
 var (
@@ -194,6 +202,7 @@ var (
 	descStored = prometheus.NewDesc("hush_relay_messages_stored", "Undelivered messages in the store.", nil, nil)
 	descSize   = prometheus.NewDesc("hush_relay_store_size_bytes", "Size of the store file.", nil, nil)
 	descFree   = prometheus.NewDesc("hush_relay_store_free_bytes", "Free space inside the store file, which compact reclaims.", nil, nil)
+	descBytes  = prometheus.NewDesc("hush_relay_stored_bytes", "What the stored-bytes cap bounds: the bytes of the messages held (bodies plus 32 bytes each) and 256 per queue.", nil, nil)
 )
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -201,14 +210,15 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descStored
 	ch <- descSize
 	ch <- descFree
+	ch <- descBytes
 }
 
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.r.store
-	if queues, msgs, err := st.counts(); err == nil {
-		ch <- prometheus.MustNewConstMetric(descQueues, prometheus.GaugeValue, float64(queues))
-		ch <- prometheus.MustNewConstMetric(descStored, prometheus.GaugeValue, float64(msgs))
-	}
+	n := st.total.snapshot()
+	ch <- prometheus.MustNewConstMetric(descQueues, prometheus.GaugeValue, float64(n.queues))
+	ch <- prometheus.MustNewConstMetric(descStored, prometheus.GaugeValue, float64(n.messages))
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(n.bytes+n.queues*queueCost))
 	if size, free, err := st.sizes(); err == nil {
 		ch <- prometheus.MustNewConstMetric(descSize, prometheus.GaugeValue, float64(size))
 		ch <- prometheus.MustNewConstMetric(descFree, prometheus.GaugeValue, float64(free))

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -48,10 +49,16 @@ type Relay struct {
 	// acceptLog and refuseLog rate-limit the logs of accept errors and of
 	// refused connections.
 	acceptLog, refuseLog rateLog
-	blocks               sync.Pool                 // *[]byte of queue.BlockSize; see getBlock
-	cert                 atomic.Pointer[certState] // the certificate served; see SetCertificate
-	draining             atomic.Bool               // NEW is refused; see SetDraining
-	started              time.Time
+	// storageLog and commitLog rate-limit the logs of refusals for lack
+	// of storage and of failed commits.
+	storageLog, commitLog rateLog
+	// diskLow is set while the store's filesystem has less free space
+	// than Config.MinFreeDisk; see diskLoop.
+	diskLow  atomic.Bool
+	blocks   sync.Pool                 // *[]byte of queue.BlockSize; see getBlock
+	cert     atomic.Pointer[certState] // the certificate served; see SetCertificate
+	draining atomic.Bool               // NEW is refused; see SetDraining
+	started  time.Time
 	// accepting counts the accept loops (TCP and QUIC) not yet ended, for
 	// Health.
 	accepting atomic.Int32
@@ -105,7 +112,12 @@ func New(cfg Config) (*Relay, error) {
 	r.newLimit = rate.NewLimiter(rate.Limit(cfg.RelayNewRate), max(1, int(cfg.RelayNewRate)))
 	r.metrics = newMetrics(r)
 	st, err := openStore(cfg.StorePath, storeOptions{
-		OnCommit:    r.metrics.observeCommit,
+		OnCommit: func(d time.Duration, ops int, err error) {
+			r.metrics.observeCommit(d, ops, err)
+			if err != nil {
+				r.commitLog.log(cfg.Logger, slog.LevelError, "store commit failed: the commands in it were answered ERR INTERNAL", "err", err)
+			}
+		},
 		MappedLimit: cfg.MappedStoreLimit,
 		OnTrim:      r.metrics.observeTrim,
 	})
@@ -123,8 +135,10 @@ func New(cfg Config) (*Relay, error) {
 		st.Close()
 		return nil, err
 	}
+	r.checkDisk()
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	r.wg.Add(3)
+	r.wg.Add(4)
+	go r.diskLoop()
 	r.accepting.Store(2)
 	go r.acceptTCP()
 	go r.acceptQUIC()
@@ -494,6 +508,57 @@ func (r *Relay) notifyHead(rid queue.ID) {
 	if sub != nil {
 		sub.sess.markPending(sub, true)
 	}
+}
+
+// diskCheckInterval is how often diskLoop checks the free disk space.
+const diskCheckInterval = time.Second
+
+// diskLoop keeps diskLow up to date until the relay closes.
+func (r *Relay) diskLoop() {
+	defer r.wg.Done()
+	t := time.NewTicker(diskCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+			r.checkDisk()
+		}
+	}
+}
+
+// checkDisk sets diskLow from the free space of the store's filesystem.
+// When it cannot be read the reserve is not applied.
+func (r *Relay) checkDisk() {
+	if r.cfg.MinFreeDisk <= 0 {
+		return
+	}
+	free, err := diskFree(filepath.Dir(r.cfg.StorePath))
+	low := err == nil && free < r.cfg.MinFreeDisk
+	if was := r.diskLow.Swap(low); was != low {
+		if low {
+			r.cfg.Logger.Warn("free disk space below the reserve: NEW and SEND are refused (ERR QUOTA) until it returns")
+		} else {
+			r.cfg.Logger.Info("free disk space above the reserve again: NEW and SEND are accepted")
+		}
+	}
+}
+
+// storageFull reports whether the store holds MaxStoredBytes or more, or
+// the disk is below its reserve: NEW and SEND are then refused.
+func (r *Relay) storageFull() bool {
+	if r.diskLow.Load() {
+		return true
+	}
+	return r.cfg.MaxStoredBytes > 0 && r.store.storedBytes() >= r.cfg.MaxStoredBytes
+}
+
+// refuseStorage counts and logs (rate-limited) a NEW or SEND refused for
+// lack of storage.
+func (r *Relay) refuseStorage() {
+	r.metrics.storageRefusals.Inc()
+	r.storageLog.log(r.cfg.Logger, slog.LevelWarn, "storage full: NEW and SEND answered ERR QUOTA")
 }
 
 func (r *Relay) sweepLoop() {

@@ -683,6 +683,10 @@ func (s *session) handleNew(corrID []byte, cmd queue.Command, signed, auth []byt
 	if s.r.draining.Load() {
 		return s.replyErr(corrID, nil, queue.PROHIBITED)
 	}
+	if s.r.storageFull() {
+		s.r.refuseStorage()
+		return s.replyErr(corrID, nil, queue.QUOTA)
+	}
 	relayKey, err := queue.GenerateKey()
 	if err != nil {
 		return s.replyErr(corrID, nil, queue.INTERNAL)
@@ -752,6 +756,10 @@ func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 	}
 	if !s.verify(key, signed, auth, found && rec.Secured) || !found || !rec.Secured || rec.Suspended {
 		return s.replyErr(corrID, entity, queue.AUTH)
+	}
+	if s.r.storageFull() {
+		s.r.refuseStorage()
+		return s.replyErr(corrID, entity, queue.QUOTA)
 	}
 	msg := storedMessage{ID: queue.NewID(), Timestamp: time.Now().Unix(), Body: cmd.Body} // addMessage copies it
 	done := s.startWrite(&rec, false)

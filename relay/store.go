@@ -12,6 +12,12 @@ package relay
 //	  "version"                 -> 1 byte: the format version, 1. A file with
 //	                               another version, or with buckets but no
 //	                               version, is refused at open.
+//	  "counts"                  -> 24 bytes: queues(8) | messages(8) | bytes(8),
+//	                               the queues, the messages and the bytes of
+//	                               message values held, updated in every
+//	                               transaction that changes them. A file
+//	                               without it (written before it existed) is
+//	                               counted once at open.
 //	bucket "queues"
 //	  rid(24)                   -> queue record, 142 bytes:
 //	                                 version   1 byte, 1
@@ -77,6 +83,7 @@ var (
 	bucketExpiry    = []byte("expiry")
 	bucketUnsecured = []byte("unsecured")
 	metaVersionKey  = []byte("version")
+	metaCountsKey   = []byte("counts")
 )
 
 // Default storeOptions.
@@ -227,6 +234,9 @@ type store struct {
 	loopDone chan struct{} // closed when the commit loop has returned
 	trimDone chan struct{} // closed when trimLoop has returned, or was never started
 	commits  atomic.Uint64 // group transactions committed, for tests and metrics
+	// total is what the file holds as of the last commit; only the commit
+	// loop writes it.
+	total    storeCounts
 	onCommit func(time.Duration, int, error)
 	// mappedLimit is storeOptions.MappedLimit, negative for never; trims
 	// counts the drops of the mapping.
@@ -296,6 +306,11 @@ func openStore(path string, opts storeOptions) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open relay store %s: %w", path, err)
 	}
+	var total storeCounts
+	if err := db.Update(func(tx *bbolt.Tx) error { return loadCounts(tx, &total) }); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open relay store %s: %w", path, err)
+	}
 	s := &store{
 		db:       db,
 		maxBatch: opts.MaxBatch,
@@ -311,6 +326,7 @@ func openStore(path string, opts storeOptions) (*store, error) {
 		mappedLimit: opts.MappedLimit,
 		onTrim:      opts.OnTrim,
 	}
+	s.total.add(total.snapshot())
 	go s.loop()
 	if canDropMapping && s.mappedLimit > 0 {
 		go s.trimLoop()
@@ -484,8 +500,11 @@ func (s *store) commit(batch []*storeOp) {
 	start := time.Now()
 	for len(batch) > 0 {
 		failed := -1
+		var delta countDelta
 		err := s.db.Update(func(tx *bbolt.Tx) error {
+			delta = countDelta{}
 			b := bucketsOf(tx)
+			b.delta = &delta
 			for i, op := range batch {
 				op.err = op.apply(b)
 				if op.err != nil && !isDomainError(op.err) {
@@ -493,7 +512,12 @@ func (s *store) commit(batch []*storeOp) {
 					return errRetry
 				}
 			}
-			return nil
+			if delta == (countDelta{}) {
+				return nil
+			}
+			now := s.total.snapshot()
+			now.apply(delta)
+			return b.meta.Put(metaCountsKey, now.encode())
 		})
 		if failed >= 0 {
 			batch[failed].finish(batch[failed].err)
@@ -510,6 +534,7 @@ func (s *store) commit(batch []*storeOp) {
 			}
 			return
 		}
+		s.total.add(delta)
 		s.commits.Add(1)
 		if s.onCommit != nil {
 			s.onCommit(time.Since(start), len(batch), nil)
@@ -699,6 +724,7 @@ func (s *store) createQueue(ctx context.Context, rec queueRecord) (<-chan error,
 		if err := b.senders.Put(rec.SenderID[:], bytes.Clone(rec.RecipientID[:])); err != nil {
 			return err
 		}
+		b.count(1, 0, 0)
 		if !q.Secured {
 			return b.unsecured.Put(unsecuredKey(q.Created, q.RecipientID), []byte{})
 		}
@@ -854,6 +880,7 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 			if err := b.messages.Put(messageKey(rid, seq), val); err != nil {
 				return err
 			}
+			b.count(0, 1, int64(len(val)))
 			if err := b.expiry.Put(expiryKey(ts, rid, seq), []byte{}); err != nil {
 				return err
 			}
@@ -899,9 +926,11 @@ func (s *store) ackMessage(ctx context.Context, rid queue.ID, msgID queue.ID) (<
 		if m.ID != msgID {
 			return errNotFound
 		}
+		n := int64(len(v))
 		if err := b.messages.Delete(messageKey(rid, seq)); err != nil {
 			return err
 		}
+		b.count(0, -1, -n)
 		if err := b.expiry.Delete(expiryKey(m.Timestamp, rid, seq)); err != nil {
 			return err
 		}
@@ -971,6 +1000,88 @@ func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch i
 // storeTx holds the buckets of one transaction.
 type storeTx struct {
 	meta, queues, senders, messages, expiry, unsecured *bbolt.Bucket
+	// delta, in the commit loop's transactions, gathers the changes of
+	// the counts; nil in read transactions.
+	delta *countDelta
+}
+
+// countDelta is a change of the store's counts.
+type countDelta struct{ queues, messages, bytes int64 }
+
+func (d *countDelta) apply(o countDelta) {
+	d.queues += o.queues
+	d.messages += o.messages
+	d.bytes += o.bytes
+}
+
+// encode returns the 24-byte "counts" value.
+func (d countDelta) encode() []byte {
+	b := make([]byte, 0, 24)
+	b = binary.BigEndian.AppendUint64(b, uint64(d.queues))
+	b = binary.BigEndian.AppendUint64(b, uint64(d.messages))
+	return binary.BigEndian.AppendUint64(b, uint64(d.bytes))
+}
+
+// storeCounts are the store's counts as of the last commit, readable at
+// any time without a transaction.
+type storeCounts struct{ queues, messages, bytes atomic.Int64 }
+
+func (c *storeCounts) add(d countDelta) {
+	c.queues.Add(d.queues)
+	c.messages.Add(d.messages)
+	c.bytes.Add(d.bytes)
+}
+
+func (c *storeCounts) snapshot() countDelta {
+	return countDelta{c.queues.Load(), c.messages.Load(), c.bytes.Load()}
+}
+
+// queueCost is what one queue counts in storedBytes: about what it takes
+// in the file (its 142-byte record, its sender index entry, its entry in
+// the index of unsecured queues, and B-tree overhead).
+const queueCost = 256
+
+// storedBytes returns what the relay's stored-bytes cap bounds: the bytes
+// of the message values held (bodies plus 32 bytes each), and queueCost
+// per queue.
+func (s *store) storedBytes() int64 {
+	c := s.total.snapshot()
+	return c.bytes + c.queues*queueCost
+}
+
+// count records a change of the counts (nothing in a read transaction).
+func (b storeTx) count(queues, messages, bytes int64) {
+	if b.delta != nil {
+		b.delta.apply(countDelta{queues, messages, bytes})
+	}
+}
+
+// loadCounts reads the "counts" value into c, or counts the file once and
+// writes it if there is none.
+func loadCounts(tx *bbolt.Tx, c *storeCounts) error {
+	b := bucketsOf(tx)
+	if v := b.meta.Get(metaCountsKey); v != nil {
+		if len(v) != 24 {
+			return fmt.Errorf("%w: counts", errCorrupt)
+		}
+		c.add(countDelta{
+			int64(binary.BigEndian.Uint64(v)),
+			int64(binary.BigEndian.Uint64(v[8:])),
+			int64(binary.BigEndian.Uint64(v[16:])),
+		})
+		return nil
+	}
+	var d countDelta
+	d.queues = int64(b.queues.Stats().KeyN)
+	if err := b.messages.ForEach(func(_, v []byte) error {
+		d.messages++
+		d.bytes += int64(len(v))
+		return nil
+	}); err != nil {
+		return err
+	}
+	c.add(d)
+	return b.meta.Put(metaCountsKey, d.encode())
 }
 
 func bucketsOf(tx *bbolt.Tx) storeTx {
@@ -1097,9 +1208,11 @@ func (b storeTx) deleteQueue(q *queueState) (msgs int, err error) {
 		if err := b.expiry.Delete(expiryKey(m.Timestamp, q.RecipientID, seq)); err != nil {
 			return msgs, err
 		}
+		n := int64(len(v))
 		if err := b.messages.Delete(messageKey(q.RecipientID, seq)); err != nil {
 			return msgs, err
 		}
+		b.count(0, -1, -n)
 		msgs++
 	}
 	if err := b.senders.Delete(q.SenderID[:]); err != nil {
@@ -1108,6 +1221,7 @@ func (b storeTx) deleteQueue(q *queueState) (msgs int, err error) {
 	if err := b.unsecured.Delete(unsecuredKey(q.Created, q.RecipientID)); err != nil {
 		return msgs, err
 	}
+	b.count(-1, 0, 0)
 	return msgs, b.queues.Delete(q.RecipientID[:])
 }
 
@@ -1139,10 +1253,12 @@ func (b storeTx) sweepStep(msgBefore, queueBefore int64, budget int, rids *[]que
 		copy(rid[:], k[8:])
 		seq := binary.BigEndian.Uint64(k[8+queue.IDSize:])
 		mk := messageKey(rid, seq)
-		if b.messages.Get(mk) != nil {
+		if v := b.messages.Get(mk); v != nil {
+			n := int64(len(v))
 			if err := b.messages.Delete(mk); err != nil {
 				return msgs, queues, false, err
 			}
+			b.count(0, -1, -n)
 			q, ok, err := b.getQueue(rid)
 			if err != nil {
 				return msgs, queues, false, err

@@ -1183,3 +1183,77 @@ func TestStoreGather(t *testing.T) {
 		wait(t, submit(t, s)) // 4 in 300ms before it: at once
 	})
 }
+
+// TestStoreCounts: the counts of queues, messages and message bytes that
+// the commit loop keeps follow every kind of write (domain errors
+// included), match a walk of the file, survive a reopen, and are
+// computed once for a file without them.
+func TestStoreCounts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s := openTestStore(t, path, storeOptions{})
+	ctx := context.Background()
+	done := waiter[error](t)
+	k := testKey(7)
+	check := func(what string, s *store, queues, msgs, bytes int64) {
+		t.Helper()
+		got := s.total.snapshot()
+		if want := (countDelta{queues, msgs, bytes}); got != want {
+			t.Fatalf("%s: counts %+v, want %+v", what, got, want)
+		}
+		q, m := 0, 0
+		var b int64
+		if err := s.view(func(tx storeTx) error {
+			q = tx.queues.Stats().KeyN
+			return tx.messages.ForEach(func(_, v []byte) error { m++; b += int64(len(v)); return nil })
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if int64(q) != queues || int64(m) != msgs || b != bytes {
+			t.Fatalf("%s: the file holds %d queues, %d messages, %d bytes", what, q, m, b)
+		}
+	}
+	const hdr = messageHeaderSize
+	a := createTestQueue(t, s, 1000, &k)
+	b := createTestQueue(t, s, 1000, &k)
+	old := createTestQueue(t, s, 10, nil) // expires unsecured
+	check("three queues", s, 3, 0, 0)
+	m1, _ := send(t, s, a.SenderID, "12345", 1000, 2)
+	send(t, s, a.SenderID, "123", 1000, 2)
+	if _, r := send(t, s, a.SenderID, "over quota", 1000, 2); r.Err != errQuota {
+		t.Fatalf("SEND over the quota: %v", r.Err)
+	}
+	send(t, s, b.SenderID, "old", 20, 2) // expires
+	send(t, s, b.SenderID, "b", 1000, 2)
+	check("four messages", s, 3, 4, 4*hdr+5+3+3+1)
+	if err := done(s.ackMessage(ctx, a.RecipientID, m1.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := done(s.ackMessage(ctx, a.RecipientID, m1.ID)); err != errNotFound {
+		t.Fatalf("ACK again: %v", err)
+	}
+	check("after an ACK", s, 3, 3, 3*hdr+3+3+1)
+	if _, _, err := s.sweep(ctx, 100, 100, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("after the sweep", s, 2, 2, 2*hdr+3+1)
+	if err := done(s.deleteQueue(ctx, a.RecipientID)); err != nil {
+		t.Fatal(err)
+	}
+	check("after a DEL", s, 1, 1, hdr+1)
+	_ = old
+
+	// Reopened, and reopened without the recorded counts.
+	s.Close()
+	s = openTestStore(t, path, storeOptions{})
+	check("reopened", s, 1, 1, hdr+1)
+	if err := s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Delete(metaCountsKey) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openTestStore(t, path, storeOptions{})
+	check("counted again", s, 1, 1, hdr+1)
+	s.Close()
+	if _, err := CheckStore(path); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -48,6 +48,9 @@ type fileConfig struct {
 	MaxSessionsPerAddress int      `toml:"max_sessions_per_address"`
 	MaxHandshakes         int      `toml:"max_handshakes"`
 	FirstByteTimeout      duration `toml:"first_byte_timeout"`
+	// MaxStoredMiB and MinFreeDiskMiB are in MiB; negative means none.
+	MaxStoredMiB   int `toml:"max_stored_mib"`
+	MinFreeDiskMiB int `toml:"min_free_disk_mib"`
 	// MappedStoreLimitMiB is in MiB; negative means never.
 	MappedStoreLimitMiB int    `toml:"mapped_store_limit_mib"`
 	LogLevel            string `toml:"log_level"`
@@ -164,6 +167,16 @@ it are refused as above; when half are taken, QUIC attempts must first
 prove their address (a Retry).`, strconv.Itoa(relay.DefaultMaxHandshakes)},
 		{"first_byte_timeout", `A TCP connection that sends no byte of its TLS handshake within this
 time is closed.`, q(formatDuration(relay.DefaultFirstByteTimeout))},
+		{"max_stored_mib", `The most MiB the store holds: its messages (bodies plus 32 bytes each)
+and 256 bytes per queue.
+At or above it, NEW and SEND are answered ERR QUOTA while ACK, DEL, GET
+and the rest work as usual, and they are accepted again as soon as
+messages are acknowledged, deleted or expire. A negative value: no cap.`,
+			strconv.Itoa(relay.DefaultMaxStoredBytes >> 20)},
+		{"min_free_disk_mib", `The free-disk reserve, in MiB: while the filesystem of the data
+directory has less free space (checked every second), NEW and SEND are
+refused in the same way, so that ACK and DEL can still be written and
+free space. A negative value: no reserve.`, strconv.Itoa(relay.DefaultMinFreeDisk >> 20)},
 		{"mapped_store_limit_mib", `The relay reads its store through a memory mapping: the pages it has
 read stay counted in its RSS and in the OOM killer's score, although they
 are page cache. Above this many MiB of them the relay drops them from its
@@ -307,6 +320,14 @@ func loadConfig(path string, environ []string) (fileConfig, error) {
 	}
 	if fc.MaxMessageSize > queue.MaxMessageSize {
 		return fc, fmt.Errorf("%s must be at most %d", where("max_message_size"), queue.MaxMessageSize)
+	}
+	for _, v := range []struct {
+		key string
+		n   int
+	}{{"max_stored_mib", fc.MaxStoredMiB}, {"min_free_disk_mib", fc.MinFreeDiskMiB}} {
+		if int64(v.n) > maxMappedStoreLimitMiB {
+			return fc, fmt.Errorf("%s must be at most %d", where(v.key), maxMappedStoreLimitMiB)
+		}
 	}
 	if int64(fc.MappedStoreLimitMiB) > maxMappedStoreLimitMiB {
 		return fc, fmt.Errorf("%s must be at most %d", where("mapped_store_limit_mib"), maxMappedStoreLimitMiB)
@@ -611,9 +632,20 @@ func (s *settings) relayConfig() relay.Config {
 		MaxHandshakes:         fc.MaxHandshakes,
 		FirstByteTimeout:      time.Duration(fc.FirstByteTimeout),
 		UncappedAddresses:     uncapped,
+		MaxStoredBytes:        mib(fc.MaxStoredMiB),
+		MinFreeDisk:           mib(fc.MinFreeDiskMiB),
 		MappedStoreLimit:      mapped,
 		Drain:                 s.drain,
 	}
+}
+
+// mib returns n MiB in bytes, with negative values as -1 (none) and 0
+// as 0 (the default). n is at most maxMappedStoreLimitMiB (loadConfig).
+func mib(n int) int64 {
+	if n < 0 {
+		return -1
+	}
+	return int64(n) << 20
 }
 
 // newLogger returns the logger the settings ask for, writing to w.
