@@ -96,6 +96,10 @@ type Config struct {
 	Passphrase []byte
 	// Dial says how relays are reached.
 	Dial link.Config
+	// RelayTimeout is how long Invite and Accept wait for one relay to
+	// connect and answer before they try another. Default
+	// DefaultRelayTimeout, or DefaultTorRelayTimeout with Tor.
+	RelayTimeout time.Duration
 	// Offline keeps the client from connecting to relays until a command
 	// needs one: no subscriptions, no background sending.
 	Offline bool
@@ -165,6 +169,10 @@ type Client struct {
 	// relayDown says, by relay, whether the last attempt to reach it
 	// failed; a relay not yet tried is not in it (see reachable).
 	relayDown map[queue.Fingerprint]bool
+
+	// refused holds the relays that refused to create a queue (a wrong
+	// password), and why; nil until one does.
+	refused map[queue.Fingerprint]error
 }
 
 // Open opens the store in cfg.Home. Unless cfg.Offline, it connects to the
@@ -265,13 +273,21 @@ func (c *Client) Close() error {
 }
 
 // AddRelay adds a relay that the client may create queues on. Adding one
-// again replaces its address (for example a new password).
+// again replaces its address (for example a new password, or a new
+// host). It returns an error wrapping ErrRelayConflict when another relay
+// is configured with the same host (or onion host) and port: remove that
+// one first (RemoveRelay). AddRelay does not connect; see CheckRelay.
 func (c *Client) AddRelay(addr queue.Address) error {
 	return c.store.Update(func(tx *vault.Tx) error {
 		key := randomID(16) // the store's keys are in clear: not the fingerprint
 		err := tx.ForEach(bucketRelays, nil, func(k, v []byte) error {
-			if a, err := queue.ParseAddress(string(v)); err == nil && a.Fingerprint == addr.Fingerprint {
+			a, err := queue.ParseAddress(string(v))
+			switch {
+			case err != nil:
+			case a.Fingerprint == addr.Fingerprint:
 				key = bytes.Clone(k)
+			case sameEndpoint(a, addr):
+				return fmt.Errorf("%w: %s", ErrRelayConflict, a.WithoutPassword())
 			}
 			return nil
 		})
@@ -325,6 +341,10 @@ type Contact struct {
 	// Expires is when an unfinished handshake (invited, joining) expires;
 	// zero for others.
 	Expires time.Time
+	// ReceiveRelay is the relay of the queue we receive the contact's
+	// messages on, and SendRelay the relay of the queue we send to (zero
+	// until the contact has confirmed), both without passwords.
+	ReceiveRelay, SendRelay queue.Address
 }
 
 // Contacts returns every contact, oldest first.
@@ -350,7 +370,16 @@ func (c *Client) Contacts() ([]Contact, error) {
 	out := make([]Contact, 0, len(recs))
 	now := time.Now()
 	for _, r := range recs {
-		out = append(out, c.contactOf(r, pending[string(r.ID)], now))
+		ct := c.contactOf(r, pending[string(r.ID)], now)
+		if a, err := queue.ParseAddress(r.Recv.Relay); err == nil {
+			ct.ReceiveRelay = a.WithoutPassword()
+		}
+		if r.Send != nil {
+			if a, err := queue.ParseAddress(r.Send.Relay); err == nil {
+				ct.SendRelay = a.WithoutPassword()
+			}
+		}
+		out = append(out, ct)
 	}
 	return out, nil
 }

@@ -29,14 +29,23 @@ type testRelay struct {
 	t     testing.TB
 	cert  ed25519.PrivateKey
 	store string
-	r     *relay.Relay
-	addr  queue.Address
+	// password is what the relay needs to create queues; "" for none.
+	password string
+	r        *relay.Relay
+	addr     queue.Address
 }
 
 func startRelay(t testing.TB) *testRelay {
 	t.Helper()
+	return startRelayWith(t, "")
+}
+
+// startRelayWith starts a relay that needs password to create queues
+// ("" for none).
+func startRelayWith(t testing.TB, password string) *testRelay {
+	t.Helper()
 	_, id, _ := ed25519.GenerateKey(rand.Reader)
-	tr := &testRelay{t: t, cert: id, store: filepath.Join(t.TempDir(), "relay.db")}
+	tr := &testRelay{t: t, cert: id, store: filepath.Join(t.TempDir(), "relay.db"), password: password}
 	tr.start("127.0.0.1:0")
 	t.Cleanup(func() { tr.r.Close() })
 	return tr
@@ -48,13 +57,13 @@ func (tr *testRelay) start(listen string) {
 	if err != nil {
 		tr.t.Fatal(err)
 	}
-	r, err := relay.New(relay.Config{Listen: listen, Certificate: cert, StorePath: tr.store})
+	r, err := relay.New(relay.Config{Listen: listen, Certificate: cert, StorePath: tr.store, Password: tr.password})
 	if err != nil {
 		tr.t.Fatal(err)
 	}
 	fp, _ := relay.CertificateFingerprint(cert)
 	tr.r = r
-	tr.addr = queue.Address{Fingerprint: fp, Host: "127.0.0.1", Port: uint16(r.Addr().(*net.TCPAddr).Port)}
+	tr.addr = queue.Address{Fingerprint: fp, Password: tr.password, Host: "127.0.0.1", Port: uint16(r.Addr().(*net.TCPAddr).Port)}
 }
 
 // restart closes the relay and starts it again on the same store and port.

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"time"
 
 	"github.com/hushrelay/hush/client/internal/vault"
@@ -20,6 +19,12 @@ import (
 // connect. name is what we call the contact ("" picks "contact-N"). The
 // contact is StateInvited until the invitee accepts and we process their
 // confirmation (in the background while the client is open).
+//
+// The relay is chosen at random among those that answer: relays already
+// connected first, and each other one is given Config.RelayTimeout to
+// connect and create the queue before the next is tried. A relay that
+// refuses (a wrong fingerprint or password) is skipped at once. When none
+// can be used, the error wraps ErrRelaysUnreachable and says why for each.
 func (c *Client) Invite(ctx context.Context, name string) (string, error) {
 	relays, err := c.Relays()
 	if err != nil {
@@ -32,14 +37,8 @@ func (c *Client) Invite(ctx context.Context, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	addr := relays[mrand.IntN(len(relays))]
 	id := randomID(16)
-	l := c.linkTo(addr, c.isolation(id))
-	conn, err := l.get(ctx)
-	if err != nil {
-		return "", err
-	}
-	q, err := conn.Create(ctx)
+	addr, conn, q, err := c.createQueue(ctx, c.candidates(relays), c.isolation(id))
 	if err != nil {
 		return "", err
 	}
@@ -116,10 +115,18 @@ func (c *Client) freeName(name string) (string, error) {
 	return name, nil
 }
 
-// Accept accepts an invitation link: it secures the inviter's queue for
-// us, creates our own queue on another relay (the same one if only that one
-// is configured: Contact.SharedRelay says so), and queues the
-// confirmation. The contact is StateJoining until the inviter confirms.
+// Accept accepts an invitation link: it creates our own queue on a relay
+// other than the inviter's, secures the inviter's queue for us, and queues
+// the confirmation. The contact is StateJoining until the inviter
+// confirms.
+//
+// Our relay is chosen as Invite chooses, among the configured relays
+// other than the inviter's; only when none of them can be used does our
+// queue go on the inviter's relay too, if it is configured
+// (Contact.SharedRelay says so). The inviter's relay must answer within
+// Config.RelayTimeout, else Accept returns an error wrapping
+// ErrInviterRelay, and the invitation can still be used later. When none
+// of our relays can be used the error wraps ErrRelaysUnreachable.
 func (c *Client) Accept(ctx context.Context, inviteLink, name string) (Contact, error) {
 	inv, err := parseInvitation(inviteLink)
 	if err != nil {
@@ -135,50 +142,63 @@ func (c *Client) Accept(ctx context.Context, inviteLink, name string) (Contact, 
 	if name, err = c.freeName(name); err != nil {
 		return Contact{}, err
 	}
-	// Our queue goes on a relay other than the inviter's, if we have one.
-	var others []queue.Address
-	for _, r := range relays {
-		if r.Fingerprint != inv.queue.relay.Fingerprint {
-			others = append(others, r)
-		}
-	}
-	shared := len(others) == 0
-	ours := relays[0]
-	if !shared {
-		ours = others[mrand.IntN(len(others))]
-	} else {
-		for _, r := range relays {
-			if r.Fingerprint == inv.queue.relay.Fingerprint {
-				ours = r
-			}
-		}
-	}
 	r, hello, err := ratchet.Join(inv.keys)
 	if err != nil {
 		return Contact{}, ErrBadLink
 	}
-
-	// Secure the inviter's queue first: it fails if the link was used.
-	authKey, envKey := newKey(), newKey()
+	// Our queue goes on a relay other than the inviter's if one answers,
+	// else on the inviter's if it is ours too.
+	var others []queue.Address
+	var inviters *queue.Address
+	for _, a := range relays {
+		if a.Fingerprint != inv.queue.relay.Fingerprint {
+			others = append(others, a)
+		} else {
+			inviters = &a
+		}
+	}
+	ourRelays := c.candidates(others)
+	if inviters != nil {
+		ourRelays = append(ourRelays, *inviters)
+	}
 	id := randomID(16)
-	theirs := c.linkTo(inv.queue.relay, c.isolation(id))
-	tconn, err := theirs.get(ctx)
+	iso := c.isolation(id)
+	c.linkTo(ourRelays[0], iso) // starts connecting meanwhile
+
+	// The inviter's relay first: without it the invitation cannot be used,
+	// so it gets the whole relay budget, for more than one attempt.
+	tctx, cancel := context.WithTimeout(ctx, c.relayTimeout())
+	theirs := c.linkTo(inv.queue.relay, iso)
+	tconn, err := theirs.get(tctx)
+	if err != nil {
+		err = theirs.budgetErr(tctx, err)
+	}
+	cancel()
+	if err != nil {
+		rerr := &RelayError{inv.queue.relay.WithoutPassword(), err}
+		if ctx.Err() != nil {
+			return Contact{}, fmt.Errorf("%w: %w", ctx.Err(), rerr)
+		}
+		return Contact{}, fmt.Errorf("%w: %w", ErrInviterRelay, rerr)
+	}
+	ours, oconn, q, err := c.createQueue(ctx, ourRelays, iso)
 	if err != nil {
 		return Contact{}, err
 	}
+	shared := ours.Fingerprint == inv.queue.relay.Fingerprint
+
+	// Secure the inviter's queue: it fails if the link was used.
+	authKey, envKey := newKey(), newKey()
 	if err := tconn.SecureSender(ctx, inv.queue.senderID, authKey); err != nil {
+		dctx, cancel := context.WithTimeout(c.ctx, c.relayTimeout())
+		if derr := oconn.Delete(dctx, q); derr != nil {
+			c.cfg.Logger.Debug("deleting the unused queue", "err", derr)
+		}
+		cancel()
 		if errors.Is(err, queue.AUTH) {
 			return Contact{}, ErrInvitationUsed
 		}
-		return Contact{}, err
-	}
-	oconn, err := c.linkTo(ours, c.isolation(id)).get(ctx)
-	if err != nil {
-		return Contact{}, err
-	}
-	q, err := oconn.Create(ctx)
-	if err != nil {
-		return Contact{}, err
+		return Contact{}, fmt.Errorf("%w: %w", ErrInviterRelay, &RelayError{inv.queue.relay.WithoutPassword(), err})
 	}
 	e2e := newKey()
 	rec := &contactRecord{

@@ -1,6 +1,9 @@
 package client
 
-import "github.com/hushrelay/hush/client/internal/vault"
+import (
+	"github.com/hushrelay/hush/client/internal/vault"
+	"github.com/hushrelay/hush/queue"
+)
 
 // Exported for the tests of package client_test.
 
@@ -38,4 +41,30 @@ func ReceivedSeq(c *Client, name string) (uint64, error) {
 		return nil
 	})
 	return seq, err
+}
+
+// ContactRelays returns the fingerprints of the relays of the contact
+// called name: the one we receive on, and the one we send to (zero while
+// the contact has not confirmed).
+func ContactRelays(c *Client, name string) (recv, send queue.Fingerprint, err error) {
+	err = c.store.View(func(tx *vault.Tx) error {
+		rec, err := contactByName(tx, name)
+		if err != nil {
+			return err
+		}
+		a, err := queue.ParseAddress(rec.Recv.Relay)
+		if err != nil {
+			return err
+		}
+		recv = a.Fingerprint
+		if rec.Send != nil {
+			a, err := queue.ParseAddress(rec.Send.Relay)
+			if err != nil {
+				return err
+			}
+			send = a.Fingerprint
+		}
+		return nil
+	})
+	return recv, send, err
 }

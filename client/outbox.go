@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hushrelay/hush/client/internal/vault"
@@ -69,15 +70,24 @@ func (c *Client) sendOutbox() (progress bool, pending int, err error) {
 		return false, 0, err
 	}
 	blocked := make(map[string]bool) // contacts with an earlier failure
+	// down holds the relays that could not be reached in this pass: the
+	// messages to them wait for the next, and cost no more time in this
+	// one, so that one relay that is down holds up no other.
+	down := make(map[string]bool)
 	pending = len(items)
 	for _, it := range items {
 		if c.ctx.Err() != nil {
 			return progress, pending, nil
 		}
-		if blocked[string(it.e.Contact)] {
+		if blocked[string(it.e.Contact)] || down[it.e.Relay] {
 			continue
 		}
 		err := c.sendEntry(it.e)
+		if errors.Is(err, errRelayDown) {
+			c.cfg.Logger.Debug("send failed; will retry", "err", err)
+			down[it.e.Relay] = true
+			continue
+		}
 		if errors.Is(err, queue.AUTH) || errors.Is(err, queue.LARGE) {
 			// The relay will never take it: the queue is gone, suspended,
 			// or not ours. Report it and drop it.
@@ -100,6 +110,11 @@ func (c *Client) sendOutbox() (progress bool, pending int, err error) {
 	return progress, pending, nil
 }
 
+// errRelayDown is returned by sendEntry when the message's relay could not
+// be reached within the relay budget.
+var errRelayDown = errors.New("the relay could not be reached")
+
+// sendEntry hands one message to its relay.
 func (c *Client) sendEntry(e outboxEntry) error {
 	addr, err := queue.ParseAddress(e.Relay)
 	if err != nil {
@@ -111,12 +126,14 @@ func (c *Client) sendEntry(e outboxEntry) error {
 	}
 	var sid queue.ID
 	copy(sid[:], e.SenderID)
+	gctx, gcancel := context.WithTimeout(c.ctx, c.relayTimeout())
+	conn, err := c.linkTo(addr, c.isolation(e.Contact)).try(gctx)
+	gcancel()
+	if err != nil {
+		return fmt.Errorf("%w: %w", errRelayDown, err)
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, sendTimeout)
 	defer cancel()
-	conn, err := c.linkTo(addr, c.isolation(e.Contact)).get(ctx)
-	if err != nil {
-		return err
-	}
 	if e.Secure {
 		if err := conn.SecureSender(ctx, sid, auth); err != nil {
 			return err
