@@ -301,3 +301,47 @@ func TestRelayManagement(t *testing.T) {
 		t.Errorf("Invite with no relay left: %v, want ErrNoRelay", err)
 	}
 }
+
+// TestOutboxRelayDown checks that a relay that is down holds up only the
+// messages to it: a message queued after one to a contact on that relay
+// goes at once to a contact on another relay, and the first arrives once
+// its relay is back.
+func TestOutboxRelayDown(t *testing.T) {
+	for _, tp := range transports {
+		t.Run(string(tp), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			r1, r2, r3 := startRelay(t), startRelay(t), startRelay(t)
+			dial := link.Config{Transport: tp}
+			alice := newPersonWith(t, dial, r3.addr)
+			bob := newPersonWith(t, dial, r1.addr)   // alice sends to bob on r1
+			carol := newPersonWith(t, dial, r2.addr) // and to carol on r2
+			connect(ctx, t, alice, bob)
+			l, err := alice.c.Invite(ctx, "c")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := carol.c.Accept(ctx, l, "a"); err != nil {
+				t.Fatal(err)
+			}
+			alice.next(ctx, client.EventConnected)
+			carol.next(ctx, client.EventConnected)
+
+			r1.stop()
+			start := time.Now()
+			for _, m := range []struct{ to, text string }{{"b", "for bob"}, {"c", "for carol"}} {
+				if _, err := alice.c.Send(ctx, m.to, m.text); err != nil {
+					t.Fatal(err)
+				}
+			}
+			expectMessage(ctx, t, carol, "a", "for carol")
+			took := time.Since(start)
+			t.Logf("%s: with bob's relay down, carol's message arrived after %v", tp, took.Round(time.Millisecond))
+			if took > slowBound {
+				t.Errorf("carol's message took %v behind one to a relay that is down", took)
+			}
+			r1.start(r1.addr.HostPort())
+			expectMessage(ctx, t, bob, "a", "for bob")
+		})
+	}
+}
