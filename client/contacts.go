@@ -70,9 +70,7 @@ func (c *Client) Invite(ctx context.Context, name string) (string, error) {
 	}); err != nil {
 		return "", err
 	}
-	if err := conn.Subscribe(ctx, q); err != nil && !c.cfg.Offline {
-		return "", err
-	}
+	c.subscribeNew(conn, q)
 	inv := invitation{
 		queue: queueInfo{relay: addr.WithoutPassword(), senderID: q.SenderID, e2eKey: queue.PublicKey(e2e)},
 		keys:  keys.PublicKeys(),
@@ -235,9 +233,7 @@ func (c *Client) Accept(ctx context.Context, inviteLink, name string) (Contact, 
 		return Contact{}, err
 	}
 	notify(c.wakeOutbox)
-	if err := oconn.Subscribe(ctx, q); err != nil {
-		c.cfg.Logger.Debug("subscribe", "err", err)
-	}
+	c.subscribeNew(oconn, q)
 	return Contact{Name: name, State: StateJoining, Created: rec.Created, SharedRelay: shared, Outbox: 1}, nil
 }
 

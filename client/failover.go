@@ -319,3 +319,21 @@ func (l *relayLink) budgetErr(rctx context.Context, err error) error {
 	}
 	return fmt.Errorf("%w: no answer within %v", link.ErrUnreachable, l.c.relayTimeout())
 }
+
+// subscribeNew subscribes to the queue q just created on conn, within a
+// relay budget of its own rather than the caller's, whose deadline may be
+// near: the contact is stored, and a queue left unsubscribed on a live
+// connection would not be read until the link reconnects. If it fails
+// while conn is still open, it closes conn, so that the link reconnects
+// and subscribes to every queue, q included.
+func (c *Client) subscribeNew(conn *link.Conn, q link.Queue) {
+	if c.cfg.Offline {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.relayTimeout())
+	defer cancel()
+	if err := conn.Subscribe(ctx, q); err != nil {
+		c.cfg.Logger.Debug("subscribing to a new queue", "err", err)
+		conn.Close()
+	}
+}
