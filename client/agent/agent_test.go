@@ -14,6 +14,7 @@ import (
 
 	"github.com/hushrelay/hush/client"
 	"github.com/hushrelay/hush/client/agent"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -142,6 +143,30 @@ func TestMethods(t *testing.T) {
 	}
 	if list, err := conn.Contacts(ctx); err != nil || len(list) != 0 {
 		t.Fatalf("Contacts: %+v, %v", list, err)
+	}
+	// Relay management: a second relay at one host and port is refused;
+	// one that does not answer is not added when checked; removal.
+	clash := addr
+	clash.Fingerprint[0] = 2
+	if _, err := conn.AddRelay(ctx, clash); !errors.Is(err, client.ErrRelayConflict) {
+		t.Errorf("AddRelay at a configured relay's host and port: %v, want ErrRelayConflict", err)
+	}
+	nowhere := queue.Address{Host: "127.0.0.1", Port: 1}
+	nowhere.Fingerprint[0] = 3
+	if _, err := conn.AddRelayChecked(ctx, nowhere, time.Second); !errors.Is(err, link.ErrUnreachable) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("AddRelayChecked of a relay that does not answer: %v", err)
+	}
+	if st, err := conn.RelayStatus(ctx); err != nil || len(st) != 0 {
+		t.Errorf("RelayStatus of an offline client: %+v, %v", st, err)
+	}
+	if res, err := conn.RemoveRelay(ctx, addr.Fingerprint); err != nil || res.Relays != 0 || len(res.Contacts) != 0 || res.Removed != addr.WithoutPassword().String() {
+		t.Errorf("RemoveRelay: %+v, %v", res, err)
+	}
+	if _, err := conn.RemoveRelay(ctx, addr.Fingerprint); !errors.Is(err, client.ErrNoSuchRelay) {
+		t.Errorf("RemoveRelay again: %v, want ErrNoSuchRelay", err)
+	}
+	if _, err := conn.AddRelay(ctx, addr); err != nil {
+		t.Fatal(err)
 	}
 	// Errors keep their meaning across the socket.
 	if _, err := conn.Send(ctx, "nobody", "hi"); !errors.Is(err, client.ErrNoContact) {

@@ -251,7 +251,7 @@ func (c *Conn) Version(ctx context.Context) (string, error) {
 // configured.
 func (c *Conn) AddRelay(ctx context.Context, addr queue.Address) (int, error) {
 	var r AddRelayResult
-	err := c.Call(ctx, MethodAddRelay, AddRelayParams{addr.String()}, &r)
+	err := c.Call(ctx, MethodAddRelay, AddRelayParams{Address: addr.String()}, &r)
 	return r.Relays, err
 }
 
@@ -260,6 +260,29 @@ func (c *Conn) AddRelay(ctx context.Context, addr queue.Address) (int, error) {
 func (c *Conn) Relays(ctx context.Context) ([]RelayJSON, error) {
 	var r ListRelaysResult
 	err := c.Call(ctx, MethodListRelays, nil, &r)
+	return r.Relays, err
+}
+
+// AddRelayChecked is AddRelay after client.CheckRelay: the agent connects
+// to the relay within timeout (0: DefaultCheckTimeout) and adds it only
+// if it works.
+func (c *Conn) AddRelayChecked(ctx context.Context, addr queue.Address, timeout time.Duration) (int, error) {
+	var r AddRelayResult
+	err := c.Call(ctx, MethodAddRelay, AddRelayParams{Address: addr.String(), Check: true, Timeout: timeout.Seconds()}, &r)
+	return r.Relays, err
+}
+
+// RemoveRelay is client.RemoveRelay and client.RelayContacts.
+func (c *Conn) RemoveRelay(ctx context.Context, fp queue.Fingerprint) (RemoveRelayResult, error) {
+	var r RemoveRelayResult
+	err := c.Call(ctx, MethodRemoveRelay, RemoveRelayParams{fp.String()}, &r)
+	return r, err
+}
+
+// RelayStatus is client.RelayStatus.
+func (c *Conn) RelayStatus(ctx context.Context) ([]RelayStatusJSON, error) {
+	var r RelayStatusResult
+	err := c.Call(ctx, MethodRelayStatus, nil, &r)
 	return r.Relays, err
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/link"
+	"github.com/hushrelay/hush/queue"
 )
 
 // MaxLine is the longest request line, in bytes (with its newline). A
@@ -38,6 +40,8 @@ const (
 	MethodAck         = "ack"
 	MethodForget      = "forgetContact"
 	MethodRename      = "renameContact"
+	MethodRemoveRelay = "removeRelay"
+	MethodRelayStatus = "relayStatus"
 	// NotificationReceive is the method of the agent's event notifications.
 	NotificationReceive = "receive"
 )
@@ -64,6 +68,15 @@ const (
 	CodeClosing        = 11 // the agent is shutting down
 	CodeContactGone    = 12 // client.ErrContactGone
 	CodeBadName        = 13 // client.ErrBadName
+
+	CodeRelaysUnreachable = 14 // client.ErrRelaysUnreachable
+	CodeInviterRelay      = 15 // client.ErrInviterRelay
+	CodeWrongFingerprint  = 16 // link.ErrWrongFingerprint
+	CodeWrongPassword     = 17 // link.ErrWrongPassword
+	CodeRelayTLS          = 18 // link.ErrTLS
+	CodeUnreachable       = 19 // link.ErrUnreachable
+	CodeRelayConflict     = 20 // client.ErrRelayConflict
+	CodeNoSuchRelay       = 21 // client.ErrNoSuchRelay
 )
 
 // codeErrors maps hush's codes to the errors they stand for, most
@@ -80,10 +93,20 @@ var codeErrors = []struct {
 	{CodeNotConnected, client.ErrNotConnected},
 	{CodeInvitationUsed, client.ErrInvitationUsed},
 	{CodeTooLong, client.ErrTooLong},
+	// A relay's failure: why, when it refused, before that it timed out
+	// or could not be reached.
+	{CodeInviterRelay, client.ErrInviterRelay},
+	{CodeWrongFingerprint, link.ErrWrongFingerprint},
+	{CodeWrongPassword, link.ErrWrongPassword},
+	{CodeRelayTLS, link.ErrTLS},
+	{CodeRelayConflict, client.ErrRelayConflict},
+	{CodeNoSuchRelay, client.ErrNoSuchRelay},
 	{CodeTimeout, context.DeadlineExceeded},
 	{CodeClosing, ErrClosed},
 	{CodeContactGone, client.ErrContactGone},
 	{CodeBadName, client.ErrBadName},
+	{CodeUnreachable, link.ErrUnreachable},
+	{CodeRelaysUnreachable, client.ErrRelaysUnreachable},
 }
 
 // Error is a JSON-RPC error object. Those of hush's codes unwrap to the
@@ -305,15 +328,34 @@ type ContactJSON struct {
 	Outbox      int    `json:"outbox"`
 	// Expires is when an unfinished handshake expires; absent for others.
 	Expires string `json:"expires,omitempty"`
+	// ReceiveRelay and SendRelay are the relays of the contact's queues,
+	// without passwords; SendRelay is absent until the contact confirmed.
+	ReceiveRelay string `json:"receive_relay"`
+	SendRelay    string `json:"send_relay,omitempty"`
 }
 
 func contactJSON(ct client.Contact) ContactJSON {
-	return ContactJSON{ct.Name, string(ct.State), formatTime(ct.Created), ct.SharedRelay, ct.Outbox, formatTime(ct.Expires)}
+	j := ContactJSON{ct.Name, string(ct.State), formatTime(ct.Created), ct.SharedRelay, ct.Outbox, formatTime(ct.Expires), ct.ReceiveRelay.String(), ""}
+	if ct.SendRelay.Host != "" {
+		j.SendRelay = ct.SendRelay.String()
+	}
+	return j
 }
 
 func (j ContactJSON) contact() client.Contact {
-	return client.Contact{Name: j.Name, State: client.ContactState(j.State), Created: parseTime(j.Created), SharedRelay: j.SharedRelay,
+	ct := client.Contact{Name: j.Name, State: client.ContactState(j.State), Created: parseTime(j.Created), SharedRelay: j.SharedRelay,
 		Outbox: j.Outbox, Expires: parseTime(j.Expires)}
+	ct.ReceiveRelay, _ = queue.ParseAddress(j.ReceiveRelay)
+	ct.SendRelay, _ = queue.ParseAddress(j.SendRelay)
+	return ct
+}
+
+// RelayStatusJSON is client.RelayStatus: a relay's address without the
+// password, its state (connecting, up, down or refused) and why.
+type RelayStatusJSON struct {
+	Relay string `json:"relay"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
 }
 
 // RelayJSON is a configured relay: its address without the password, and
@@ -331,10 +373,28 @@ type (
 	}
 	AddRelayParams struct {
 		Address string `json:"address"`
+		// Check connects to the relay first (client.CheckRelay), within
+		// Timeout, and adds it only if it works.
+		Check   bool    `json:"check,omitempty"`
+		Timeout float64 `json:"timeout,omitempty"`
 	}
 	AddRelayResult struct {
-		Added  string `json:"added"`
-		Relays int    `json:"relays"`
+		Added   string `json:"added"`
+		Relays  int    `json:"relays"`
+		Checked bool   `json:"checked"`
+	}
+	RemoveRelayParams struct {
+		// Fingerprint is the relay's fingerprint, in full.
+		Fingerprint string `json:"fingerprint"`
+	}
+	RemoveRelayResult struct {
+		Removed string `json:"removed"`
+		Relays  int    `json:"relays"`
+		// Contacts are those that still have a queue on the relay.
+		Contacts []string `json:"contacts"`
+	}
+	RelayStatusResult struct {
+		Relays []RelayStatusJSON `json:"relays"`
 	}
 	ListRelaysResult struct {
 		Relays []RelayJSON `json:"relays"`
@@ -399,6 +459,7 @@ type (
 const (
 	DefaultRelayTimeout = 30 * time.Second // invite, accept
 	DefaultFlushTimeout = 10 * time.Second // flush
+	DefaultCheckTimeout = 15 * time.Second // addRelay with check
 	maxTimeout          = 24 * time.Hour
 )
 

@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -435,6 +436,18 @@ func (sc *serverConn) call(req Request) result {
 		if err != nil {
 			return result{err: &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: %q is not a relay address: %v", p.Address, err)}}
 		}
+		if p.Check {
+			d, err := timeout(p.Timeout, DefaultCheckTimeout)
+			if err != nil {
+				return result{err: err}
+			}
+			ctx, cancel := context.WithTimeout(sc.ctx, d)
+			err = cl.CheckRelay(ctx, addr)
+			cancel()
+			if err != nil {
+				return result{err: err}
+			}
+		}
 		if err := cl.AddRelay(addr); err != nil {
 			return result{err: err}
 		}
@@ -442,7 +455,48 @@ func (sc *serverConn) call(req Request) result {
 		if err != nil {
 			return result{err: err}
 		}
-		return result{value: AddRelayResult{Added: addr.WithoutPassword().String(), Relays: len(relays)}}
+		return result{value: AddRelayResult{Added: addr.WithoutPassword().String(), Relays: len(relays), Checked: p.Check}}
+	case MethodRemoveRelay:
+		var p RemoveRelayParams
+		if err := params(req, &p); err != nil {
+			return result{err: err}
+		}
+		var addr queue.Address
+		if b, err := base64.RawURLEncoding.DecodeString(p.Fingerprint); err != nil || len(b) != len(addr.Fingerprint) {
+			return result{err: &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: %q is not a relay fingerprint", p.Fingerprint)}}
+		} else {
+			copy(addr.Fingerprint[:], b)
+		}
+		relays, err := cl.Relays()
+		if err != nil {
+			return result{err: err}
+		}
+		for _, r := range relays {
+			if r.Fingerprint == addr.Fingerprint {
+				addr = r.WithoutPassword()
+			}
+		}
+		if err := cl.RemoveRelay(addr.Fingerprint); err != nil {
+			return result{err: err}
+		}
+		users, err := cl.RelayContacts(addr.Fingerprint)
+		if err != nil {
+			return result{err: err}
+		}
+		if users == nil {
+			users = []string{}
+		}
+		return result{value: RemoveRelayResult{Removed: addr.String(), Relays: len(relays) - 1, Contacts: users}}
+	case MethodRelayStatus:
+		out := RelayStatusResult{Relays: []RelayStatusJSON{}}
+		for _, st := range cl.RelayStatus() {
+			j := RelayStatusJSON{Relay: st.Relay.String(), State: st.State.String()}
+			if st.Err != nil {
+				j.Error = st.Err.Error()
+			}
+			out.Relays = append(out.Relays, j)
+		}
+		return result{value: out}
 	case MethodListRelays:
 		relays, err := cl.Relays()
 		if err != nil {

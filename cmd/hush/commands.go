@@ -25,6 +25,7 @@ const (
 	defaultFlushTimeout = 10 * time.Second
 	defaultWait         = 5 * time.Second
 	defaultRelayTimeout = 30 * time.Second
+	defaultCheckTimeout = 15 * time.Second
 )
 
 const queuedNote = "queued: will be retried by the next hush receive, chat or send"
@@ -39,31 +40,6 @@ func (c *cmd) emit(v any) error {
 // warn prints a warning on standard error.
 func (c *cmd) warn(format string, args ...any) {
 	fmt.Fprintf(c.env.stderr, "hush: warning: "+format+"\n", args...)
-}
-
-// relaysAdd is "hush relays add".
-func (c *cmd) relaysAdd(ctx context.Context, s string) error {
-	addr, err := queue.ParseAddress(s)
-	if err != nil {
-		return fmt.Errorf("%q is not a relay address (hush://<fingerprint>[:<password>]@<host>[:<port>]): %w", s, err)
-	}
-	se, err := c.open(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer se.Close()
-	n, err := se.AddRelay(ctx, addr)
-	if err != nil {
-		return fmt.Errorf("adding the relay: %w", err)
-	}
-	if c.json {
-		return c.emit(map[string]any{"added": addr.WithoutPassword().String(), "relays": n})
-	}
-	fmt.Fprintf(c.env.stdout, "added relay %s (%d configured)\n", addr.HostPort(), n)
-	if n == 1 {
-		fmt.Fprintln(c.env.stdout, "Add a second relay, from another operator: each contact then uses one relay\nper direction, so that no single relay sees both.")
-	}
-	return nil
 }
 
 // relaysList is "hush relays list".
@@ -132,6 +108,7 @@ func (c *cmd) invite(ctx context.Context, name string, timeout time.Duration) er
 	if err != nil {
 		return c.relayError(timeout, c.contactError(err, name))
 	}
+	c.warnSkipped(ctx, s)
 	if c.json {
 		return c.emit(map[string]any{"link": link})
 	}
@@ -169,6 +146,7 @@ func (c *cmd) accept(ctx context.Context, link, name string, timeout time.Durati
 	if err != nil {
 		return c.relayError(timeout, c.contactError(err, name))
 	}
+	c.warnSkipped(ctx, s)
 	if ct.SharedRelay || len(relays) == 1 {
 		c.warn("both directions of the contact with %s share one relay, which can see both sides\n"+
 			"of the conversation; add a second relay with \"hush relays add ADDRESS\" for new contacts", ct.Name)
@@ -185,16 +163,71 @@ func (c *cmd) accept(ctx context.Context, link, name string, timeout time.Durati
 	return nil
 }
 
-// relayError explains err when the command's timeout has expired: a
-// relay could not be reached in time.
+// relayError explains the relay failures of Invite and Accept: the
+// command's timeout expired, the inviter's relay could not be used, or
+// relays refused, with what to do about it.
 func (c *cmd) relayError(timeout time.Duration, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
 		if err.Error() == context.DeadlineExceeded.Error() {
 			return fmt.Errorf("could not reach the relay within %v (--timeout)", timeout)
 		}
 		return fmt.Errorf("could not reach the relay within %v (--timeout): %w", timeout, err)
+	case errors.Is(err, client.ErrInviterRelay):
+		return fmt.Errorf("%w\nThe invitation is still valid: try again later%s", err, relayHint(err))
 	}
-	return err
+	return fmt.Errorf("%w%s", err, relayHint(err))
+}
+
+// relayHint is what the user can do about a relay that refused: "" for
+// other errors.
+func relayHint(err error) string {
+	switch {
+	case errors.Is(err, link.ErrWrongFingerprint):
+		return "\nA relay at that address is not the relay its address names: check the address with\n" +
+			"its operator, and replace it (hush relays remove, hush relays add)"
+	case errors.Is(err, link.ErrWrongPassword):
+		return "\nA relay refused the password in its address: ask its operator for the current\n" +
+			"address and add it again with \"hush relays add ADDRESS\""
+	case errors.Is(err, link.ErrTLS):
+		return "\nA relay's TLS is unusable (an expired certificate?): tell its operator"
+	}
+	return ""
+}
+
+// warnSkipped warns about the configured relays that could not be used.
+func (c *cmd) warnSkipped(ctx context.Context, s *session) {
+	relays, err := s.Relays(ctx)
+	if err != nil {
+		return
+	}
+	status, err := s.RelayStatus(ctx)
+	if err != nil {
+		return
+	}
+	configured := make(map[string]bool)
+	for _, r := range relays {
+		configured[r.Address] = true
+	}
+	for _, st := range status {
+		if !configured[st.Relay] {
+			continue
+		}
+		switch st.State {
+		case client.RelayDown.String():
+			c.warn("relay %s could not be reached, and was skipped: %s", hostPort(st.Relay), st.Error)
+		case client.RelayRefused.String():
+			c.warn("relay %s refused the password in its address, and was skipped", hostPort(st.Relay))
+		}
+	}
+}
+
+// hostPort returns the host and port of the relay address s, or s.
+func hostPort(s string) string {
+	if a, err := queue.ParseAddress(s); err == nil {
+		return a.HostPort()
+	}
+	return s
 }
 
 // contactError explains the errors of Invite, Accept, Send and chat.
@@ -233,12 +266,22 @@ type contactJSON struct {
 	Outbox      int       `json:"outbox"`
 	// Expires is when an unfinished handshake expires.
 	Expires *time.Time `json:"expires,omitempty"`
+	// ReceiveRelay and SendRelay are the relays of the contact's queues,
+	// without passwords; SendRelay is absent until the contact confirmed.
+	ReceiveRelay string `json:"receive_relay"`
+	SendRelay    string `json:"send_relay,omitempty"`
 }
 
 func contactOf(ct client.Contact) contactJSON {
 	j := contactJSON{Name: ct.Name, State: string(ct.State), Created: ct.Created, SharedRelay: ct.SharedRelay, Outbox: ct.Outbox}
 	if !ct.Expires.IsZero() {
 		j.Expires = &ct.Expires
+	}
+	if ct.ReceiveRelay.Host != "" {
+		j.ReceiveRelay = ct.ReceiveRelay.String()
+	}
+	if ct.SendRelay.Host != "" {
+		j.SendRelay = ct.SendRelay.String()
 	}
 	return j
 }
@@ -426,8 +469,70 @@ listen:
 		}
 		c.warnQueued(ctx, s)
 	}
+	if err := c.reportUnreachable(ctx, s, timeout); err != nil {
+		return err
+	}
 	if n == 0 && !c.json {
 		fmt.Fprintln(c.env.stderr, "hush: nothing new")
+	}
+	return nil
+}
+
+// relayStatusPoll is how often reportUnreachable looks at relays that are
+// still connecting.
+const relayStatusPoll = 50 * time.Millisecond
+
+// reportUnreachable says which relays the run needed and could not reach:
+// on standard error, or as {"event": "unreachable", "relay", "error"}
+// lines with --json. It waits, at most timeout, for the first attempt to
+// reach each. It returns an error when the run reached none of them.
+func (c *cmd) reportUnreachable(ctx context.Context, s *session, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var status []agent.RelayStatusJSON
+	for {
+		var err error
+		if status, err = s.RelayStatus(ctx); err != nil {
+			return err
+		}
+		connecting := false
+		for _, st := range status {
+			connecting = connecting || st.State == client.RelayConnecting.String()
+		}
+		if !connecting || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(relayStatusPoll):
+		}
+	}
+	reached, down := false, 0
+	var last string
+	for _, st := range status {
+		why := st.Error
+		switch st.State {
+		case client.RelayUp.String(), client.RelayRefused.String():
+			reached = true
+			continue
+		case client.RelayConnecting.String():
+			why = fmt.Sprintf("no answer within %v (--timeout)", timeout)
+		}
+		down++
+		at := hostPort(st.Relay)
+		last = fmt.Sprintf("%s: %s", at, why)
+		if c.json {
+			c.emit(map[string]any{"event": "unreachable", "relay": at, "error": why})
+		} else if len(status) > 1 {
+			fmt.Fprintf(c.env.stderr, "hush: could not reach relay %s\n", last)
+		}
+	}
+	switch {
+	case reached || down == 0:
+	case down == 1:
+		return fmt.Errorf("could not reach relay %s", last)
+	default:
+		return fmt.Errorf("could not reach any of the %d relays", down)
 	}
 	return nil
 }
@@ -563,6 +668,9 @@ func (p *printer) print(ev client.Event) {
 	case client.EventProblem:
 		fmt.Fprintf(w, "problem with %s: %v\n", name, ev.Problem)
 	case client.EventRelayDown:
+		if p.chat == "" {
+			return // receive names the relays it could not reach at its end
+		}
 		// A status line, like the acknowledgements: on stderr. The
 		// reason is worth reading only when waiting will not help.
 		why := ""
@@ -571,6 +679,9 @@ func (p *printer) print(ev client.Event) {
 		}
 		fmt.Fprintf(p.c.env.stderr, "hush: relay %s unreachable%s; messages through it wait\n", clean(ev.Relay), why)
 	case client.EventRelayUp:
+		if p.chat == "" {
+			return
+		}
 		fmt.Fprintf(p.c.env.stderr, "hush: relay %s is back\n", clean(ev.Relay))
 	}
 }

@@ -6,8 +6,9 @@
 //	hush [--home DIR] [--json] [--transport quic|tcp] [--tor off|prefer|required] [--socks ADDR] [--passphrase-file F] <command> ...
 //
 //	hush init [--passphrase-file F | --no-passphrase]   create the encrypted store
-//	hush relays add ADDRESS                             add a relay to keep queues on
+//	hush relays add [--offline] ADDRESS                 add a relay to keep queues on
 //	hush relays list                                    list the relays
+//	hush relays remove RELAY                            stop using a relay for new contacts
 //	hush invite [--name N]                              make a one-time invitation link
 //	hush accept LINK [--name N]                         accept an invitation
 //	hush contacts                                       list the contacts and their state
@@ -47,8 +48,11 @@ const usageText = `usage: hush [global flags] <command> [flags] [arguments]
 Commands:
   init                 create the encrypted store (--passphrase-file F or
                        --no-passphrase; else $HUSH_PASSPHRASE or a prompt)
-  relays add ADDRESS   add a relay (a hush://... address from its operator)
+  relays add ADDRESS   add a relay (a hush://... address from its operator),
+                       after checking that it answers (--offline: without)
   relays list          list the relays
+  relays remove RELAY  stop using a relay for new contacts (RELAY: its address,
+                       host:port, or fingerprint or a unique start of it)
   invite [--name N]    print a one-time invitation link and its QR code
   accept LINK          accept an invitation link (--name N names the contact)
   contacts             list the contacts and their state
@@ -227,15 +231,27 @@ func run(ctx context.Context, args []string, env environment) error {
 		}
 	case "relays":
 		if len(args) == 0 {
-			return usageError{"relays: no subcommand given (add or list)", relaysUsage}
+			return usageError{"relays: no subcommand given (add, list or remove)", relaysUsage}
 		}
 		sub := args[0]
 		args = args[1:]
 		switch sub {
 		case "add":
-			fs = newFlagSet("relays add", "ADDRESS", "add a relay to keep queues on; ADDRESS is the hush://... address its operator gives")
+			fs = newFlagSet("relays add", "ADDRESS", "add a relay to keep queues on; ADDRESS is the hush://... address its operator gives.\n"+
+				"It first connects to check that the relay answers, is the one the address names (its\n"+
+				"fingerprint), and takes the address's password (it creates a queue and deletes it).\n"+
+				"Adding an address with the fingerprint of a configured relay replaces that one; one with\n"+
+				"the host and port of a configured relay with another fingerprint is refused.")
+			offline := fs.Bool("offline", false, "add the relay without connecting to it")
+			timeout := fs.Duration("timeout", defaultCheckTimeout, "how long to try to reach the relay")
 			nargs, argsUsage = 1, "ADDRESS"
-			exec = func(a []string) error { return c.relaysAdd(ctx, a[0]) }
+			exec = func(a []string) error { return c.relaysAdd(ctx, a[0], *offline, *timeout) }
+		case "remove":
+			fs = newFlagSet("relays remove", "RELAY", "stop using a relay for new contacts. RELAY is its hush://... address, its host:port,\n"+
+				"or its fingerprint or a start of it that no other relay's has. Contacts that already have\n"+
+				"a queue on it keep using it: they are listed.")
+			nargs, argsUsage = 1, "RELAY"
+			exec = func(a []string) error { return c.relaysRemove(ctx, a[0]) }
 		case "list":
 			fs = newFlagSet("relays list", "", "list the relays")
 			exec = func([]string) error { return c.relaysList(ctx) }
@@ -350,12 +366,16 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-const relaysUsage = `usage: hush relays add ADDRESS
+const relaysUsage = `usage: hush relays add [--offline] ADDRESS
        hush relays list
+       hush relays remove RELAY
 
 Relays keep the queues that carry your messages. Add at least two, from
 operators you trust not to collude: each contact then uses one relay per
-direction, and no single relay sees both.
+direction, and no single relay sees both. "relays add" connects to the
+relay first and refuses an address that does not work (--offline skips
+that). "relays remove" keeps the queues that contacts have on the relay,
+and names those contacts: their messages still go through it.
 `
 
 func newFlagSet(name, args, doc string) *cli.FlagSet {

@@ -89,10 +89,15 @@ type relayProcess struct {
 }
 
 // runRelay runs "hush-relay start" with the data directory dir, listening
-// on listen, and returns once it printed its address.
-func runRelay(t *testing.T, dir, listen string) *relayProcess {
+// on listen, and returns once it printed its address. flags are added to
+// the command line; without any, the relay has no password.
+func runRelay(t *testing.T, dir, listen string, flags ...string) *relayProcess {
 	t.Helper()
-	cmd := exec.Command(relayBinary, "start", "--data", dir, "--listen", listen, "--host", "127.0.0.1", "--no-password")
+	if len(flags) == 0 {
+		flags = []string{"--no-password"}
+	}
+	args := append([]string{"start", "--data", dir, "--listen", listen, "--host", "127.0.0.1"}, flags...)
+	cmd := exec.Command(relayBinary, args...)
 	cmd.Env = baseEnv()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -485,8 +490,15 @@ func TestJourney(t *testing.T) {
 // other, a calling b "b" and b calling a "a".
 func pair(t *testing.T, relays ...queue.Address) (a, b *user) {
 	t.Helper()
+	return pairWith(t, nil, relays...)
+}
+
+// pairWith is pair for users whose commands all get the global flags.
+func pairWith(t *testing.T, flags []string, relays ...queue.Address) (a, b *user) {
+	t.Helper()
 	a, b = newUser(t, "a"), newUser(t, "b")
 	for _, u := range []*user{a, b} {
+		u.flags = flags
 		u.ok(t, "init", "--no-passphrase")
 		for _, r := range relays {
 			u.ok(t, "relays", "add", r.String())
@@ -758,7 +770,8 @@ func TestRelayDown(t *testing.T) {
 	if len(out.Contacts) != 1 || out.Contacts[0].Outbox != 2 {
 		t.Errorf("contacts while the relays are down: %+v, want 2 messages queued", out)
 	}
-	r := a.ok(t, "receive", "--wait", "10ms", "--timeout", "10ms")
+	r := a.run(t, "", "receive", "--wait", "10ms", "--timeout", "10ms")
+	mustFail(t, r, 1, "could not reach any of the 2 relays")
 	if !strings.Contains(r.stderr, "2 messages are still queued") {
 		t.Errorf("receive while the relays are down does not warn about the queue:\n%s", r.stderr)
 	}
@@ -812,7 +825,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"--home", home, "send", "bob"}, 2, "missing NAME TEXT"},
 		{[]string{"--home", home, "contacts", "extra"}, 2, `unexpected argument "extra"`},
-		{[]string{"--home", home, "relays"}, 2, "add or list"},
+		{[]string{"--home", home, "relays"}, 2, "add, list or remove"},
 		{[]string{"--home", home, "invite", "--bogus"}, 2, "usage: hush invite"},
 		{[]string{"--transport", "udp", "demo"}, 2, "--transport"},
 		{[]string{"--home", home, "init", "--no-passphrase", "--passphrase-file", "x"}, 2, "only one of"},
