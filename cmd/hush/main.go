@@ -34,6 +34,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -68,7 +69,7 @@ Commands:
                        in --home (the API: docs/agent.md)
   demo                 run two relays and two clients in this process, on
                        127.0.0.1, and show an invitation and a message each way
-  version              print the version
+  version              print the version (also: hush --version)
   help                 print this help
 
 Global flags (before or after the command):
@@ -189,6 +190,7 @@ func run(ctx context.Context, args []string, env environment) error {
 	gfs.SetOutput(io.Discard)
 	gfs.Usage = func() {}
 	g.register(gfs)
+	showVersion := gfs.Bool("version", false, "print the version")
 	switch err := gfs.Parse(args); {
 	case errors.Is(err, flag.ErrHelp):
 		io.WriteString(env.stdout, usageText)
@@ -197,6 +199,10 @@ func run(ctx context.Context, args []string, env environment) error {
 		return usageError{err.Error(), usageText}
 	}
 	args = gfs.Args()
+	if *showVersion {
+		// "hush --version" is "hush version", whatever follows.
+		args = []string{"version"}
+	}
 	if len(args) == 0 {
 		return usageError{"no command given", usageText}
 	}
@@ -217,6 +223,9 @@ func run(ctx context.Context, args []string, env environment) error {
 		fs = newFlagSet("version", "", "print the version")
 		needsHome = false
 		exec = func([]string) error {
+			if c.json {
+				return c.emit(map[string]any{"program": "hush", "version": cli.Version(), "go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH})
+			}
 			fmt.Fprintf(env.stdout, "hush %s\n", cli.Version())
 			return nil
 		}

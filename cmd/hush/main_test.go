@@ -883,3 +883,31 @@ func TestBadLink(t *testing.T) {
 		t.Errorf("a bad link made contacts: %v", got)
 	}
 }
+
+// TestVersion checks "hush version" and "hush --version", as text and as
+// one JSON object.
+func TestVersion(t *testing.T) {
+	var text []string
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		r := hush(t, nil, "", args...)
+		mustSucceed(t, r, args)
+		if !strings.HasPrefix(r.stdout, "hush ") || strings.Count(r.stdout, "\n") != 1 {
+			t.Errorf("%v printed %q", args, r.stdout)
+		}
+		text = append(text, r.stdout)
+	}
+	if text[0] != text[1] {
+		t.Errorf("hush version printed %q, hush --version %q", text[0], text[1])
+	}
+	for _, args := range [][]string{{"--json", "version"}, {"version", "--json"}, {"--json", "--version"}} {
+		r := hush(t, nil, "", args...)
+		mustSucceed(t, r, args)
+		var v struct {
+			Program, Version, Go, OS, Arch string
+		}
+		jsonLine(t, r.stdout, &v)
+		if v.Program != "hush" || "hush "+v.Version+"\n" != text[0] || !strings.HasPrefix(v.Go, "go") || v.OS != runtime.GOOS || v.Arch != runtime.GOARCH {
+			t.Errorf("%v printed %s", args, r.stdout)
+		}
+	}
+}
