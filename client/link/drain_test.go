@@ -51,9 +51,14 @@ func TestDrainManyQueues(t *testing.T) {
 			addr := startRelay(t, nil)
 			// The relay runs a session's commands one after another, each
 			// waiting for its commit: many sessions share commits.
+			// The test is about flow control, not liveness: an idle
+			// timeout far above the default keeps a machine loaded by
+			// other tests (the race detector, parallel packages) from
+			// ending a busy connection (seen once with 5 s).
+			cfg := Config{Transport: tr, TransportIdleTimeout: time.Minute}
 			setups := make([]*Conn, 32)
 			for i := range setups {
-				setups[i] = dialPeer(t, ctx, addr, Config{Transport: tr})
+				setups[i] = dialPeer(t, ctx, addr, cfg)
 			}
 			qs := make([]Queue, nq)
 			err := forEach(nq, len(setups), func(i int) error {
@@ -85,7 +90,7 @@ func TestDrainManyQueues(t *testing.T) {
 				byID[q.RecipientID] = i
 			}
 
-			c := dialPeer(t, ctx, addr, Config{Transport: tr})
+			c := dialPeer(t, ctx, addr, cfg)
 			start := time.Now()
 			got := make([][]int, nq) // per queue, the j of each message in the order received
 			recvDone := make(chan error, 1)
