@@ -257,15 +257,24 @@ func (c *cmd) contactError(err error, name string) error {
 	return err
 }
 
+// jsonTime formats t for JSON output as the agent's API does: RFC 3339 in
+// UTC with milliseconds (agent.TimeFormat), or "" for the zero time.
+func jsonTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(agent.TimeFormat)
+}
+
 // contactJSON is a contact in JSON output.
 type contactJSON struct {
-	Name        string    `json:"name"`
-	State       string    `json:"state"`
-	Created     time.Time `json:"created"`
-	SharedRelay bool      `json:"shared_relay"`
-	Outbox      int       `json:"outbox"`
+	Name        string `json:"name"`
+	State       string `json:"state"`
+	Created     string `json:"created"` // jsonTime
+	SharedRelay bool   `json:"shared_relay"`
+	Outbox      int    `json:"outbox"`
 	// Expires is when an unfinished handshake expires.
-	Expires *time.Time `json:"expires,omitempty"`
+	Expires string `json:"expires,omitempty"` // jsonTime
 	// ReceiveRelay and SendRelay are the relays of the contact's queues,
 	// without passwords; SendRelay is absent until the contact confirmed.
 	ReceiveRelay string `json:"receive_relay"`
@@ -273,10 +282,7 @@ type contactJSON struct {
 }
 
 func contactOf(ct client.Contact) contactJSON {
-	j := contactJSON{Name: ct.Name, State: string(ct.State), Created: ct.Created, SharedRelay: ct.SharedRelay, Outbox: ct.Outbox}
-	if !ct.Expires.IsZero() {
-		j.Expires = &ct.Expires
-	}
+	j := contactJSON{Name: ct.Name, State: string(ct.State), Created: jsonTime(ct.Created), SharedRelay: ct.SharedRelay, Outbox: ct.Outbox, Expires: jsonTime(ct.Expires)}
 	if ct.ReceiveRelay.Host != "" {
 		j.ReceiveRelay = ct.ReceiveRelay.String()
 	}
@@ -609,22 +615,18 @@ func (p *printer) show(ctx context.Context, ev agent.Event) (bool, error) {
 
 // eventJSON is an event in JSON output.
 type eventJSON struct {
-	Event   string     `json:"event"`
-	Contact string     `json:"contact"`
-	Relay   string     `json:"relay,omitempty"`
-	Text    string     `json:"text,omitempty"`
-	Seq     uint64     `json:"seq,omitempty"`
-	Time    *time.Time `json:"time,omitempty"`
-	Error   string     `json:"error,omitempty"`
+	Event   string `json:"event"`
+	Contact string `json:"contact"`
+	Relay   string `json:"relay,omitempty"`
+	Text    string `json:"text,omitempty"`
+	Seq     uint64 `json:"seq,omitempty"`
+	Time    string `json:"time,omitempty"` // jsonTime
+	Error   string `json:"error,omitempty"`
 }
 
 func (p *printer) print(ev client.Event) {
 	if p.c.json {
-		j := eventJSON{Contact: ev.Contact, Relay: ev.Relay, Seq: ev.Seq}
-		if !ev.Time.IsZero() {
-			t := ev.Time
-			j.Time = &t
-		}
+		j := eventJSON{Contact: ev.Contact, Relay: ev.Relay, Seq: ev.Seq, Time: jsonTime(ev.Time)}
 		switch ev.Kind {
 		case client.EventMessage:
 			j.Event, j.Text = "message", ev.Text

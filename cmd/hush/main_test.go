@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -910,4 +911,75 @@ func TestVersion(t *testing.T) {
 			t.Errorf("%v printed %s", args, r.stdout)
 		}
 	}
+}
+
+// timestampRE matches the one format of times in JSON output: RFC 3339 in
+// UTC with milliseconds.
+var timestampRE = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
+
+// dateRE matches a string that starts like a date, in any format.
+var dateRE = regexp.MustCompile(`^\d{4}-\d\d-\d\d`)
+
+// checkTimes checks every string value in the JSON lines of out that
+// starts like a date against timestampRE, and returns how many there were.
+func checkTimes(t *testing.T, what, out string) int {
+	t.Helper()
+	n := 0
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			if dateRE.MatchString(v) {
+				n++
+				if !timestampRE.MatchString(v) {
+					t.Errorf("%s: time %q is not RFC 3339 in UTC with milliseconds", what, v)
+				}
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		case map[string]any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		var v any
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("%s: %v in %s", what, err, line)
+		}
+		walk(v)
+	}
+	return n
+}
+
+// TestJSONTimes scans the JSON of contacts (with an invitation pending,
+// which has an expiry), receive, chat and send for times, and checks
+// that each is in the one format.
+func TestJSONTimes(t *testing.T) {
+	a, b := pair(t, startRelay(t), startRelay(t))
+	a.ok(t, "invite", "--name", "pending")
+	n := checkTimes(t, "contacts", a.ok(t, "--json", "contacts").stdout)
+	if n < 3 { // two created, one expires
+		t.Errorf("contacts --json showed %d times, want at least 3", n)
+	}
+	b.ok(t, "send", "a", "one")
+	var received strings.Builder
+	for i := 0; i < 30 && !strings.Contains(received.String(), `"message"`); i++ {
+		received.WriteString(a.ok(t, "--json", "receive", "--wait", "1s").stdout)
+	}
+	if n := checkTimes(t, "receive", received.String()); n == 0 {
+		t.Errorf("receive --json showed no time:\n%s", received.String())
+	}
+	b.ok(t, "send", "a", "two")
+	chat := a.run(t, "", "--json", "chat", "b", "--timeout", "30s")
+	mustSucceed(t, chat, []string{"chat"})
+	checkTimes(t, "chat", chat.stdout)
+	checkTimes(t, "send", a.ok(t, "--json", "send", "b", "three").stdout)
+	checkTimes(t, "relays list", a.ok(t, "--json", "relays", "list").stdout)
 }
