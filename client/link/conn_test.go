@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdh"
-	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"io"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/hushrelay/hush/internal/relaytest"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 )
@@ -529,29 +528,11 @@ func TestCloseWhileWaiting(t *testing.T) {
 	}
 }
 
-// startRelay runs a real relay on loopback.
+// startRelay runs a real relay on loopback (relaytest.New) and returns
+// its address.
 func startRelay(t *testing.T, edit func(*relay.Config)) queue.Address {
 	t.Helper()
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	cert, err := relay.IssueCertificate(key, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := relay.Config{Listen: "127.0.0.1:0", Certificate: cert, StorePath: filepath.Join(t.TempDir(), "relay.db")}
-	if edit != nil {
-		edit(&cfg)
-	}
-	r, err := relay.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	fp, _ := relay.CertificateFingerprint(cert)
-	a, err := queue.ParseAddress("hush://" + fp.String() + "@" + r.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return relaytest.New(t, edit).Address
 }
 
 // TestKeepAliveKeepsSession idles longer than the relay's idle timeout:
