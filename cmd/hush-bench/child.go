@@ -68,6 +68,7 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:0", "host:port of both listeners")
 	newRate := fs.Float64("new-rate", 0, "NEW per second per session (0: relay default)")
 	sendRate := fs.Float64("send-rate", 0, "SEND per second per session (0: relay default)")
+	perAddr := fs.Int("max-sessions-per-address", 0, "connections per source address (0: relay default)")
 	uncapped := fs.String("uncapped", "127.0.0.1", "comma-separated source addresses without a per-address session cap (\"\": none)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here until shutdown")
 	memRate := fs.Int("memprofilerate", 0, "runtime.MemProfileRate (0: the Go default); 1 records every allocation for exact heap profiles")
@@ -128,8 +129,9 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 		NewRate:     *newRate,
 		SendRate:    *sendRate,
 		// A benchmark's NEW rate holds relay-wide too.
-		RelayNewRate:      *newRate,
-		UncappedAddresses: uncap,
+		RelayNewRate:          *newRate,
+		UncappedAddresses:     uncap,
+		MaxSessionsPerAddress: *perAddr,
 		// Derived from the identity, so that a restarted child answers the
 		// packets of its earlier run's connections with a stateless reset
 		// their clients recognise, as hush-relay does.
@@ -233,6 +235,8 @@ type childOptions struct {
 	// 127.0.0.1 too; by default the benchmarks' many sessions from it are
 	// not capped.
 	capLoopback bool
+	// maxPerAddress, if not 0, is the relay's MaxSessionsPerAddress.
+	maxPerAddress int
 }
 
 // childTimeout bounds the child's start, each command and its shutdown.
@@ -268,6 +272,9 @@ func startChild(ctx context.Context, o childOptions) (*relayChild, error) {
 		"--send-rate", strconv.FormatFloat(o.sendRate, 'g', -1, 64)}
 	if o.capLoopback {
 		args = append(args, "--uncapped", "")
+	}
+	if o.maxPerAddress != 0 {
+		args = append(args, "--max-sessions-per-address", strconv.Itoa(o.maxPerAddress))
 	}
 	if o.cpuProfile != "" {
 		args = append(args, "--cpuprofile", o.cpuProfile)

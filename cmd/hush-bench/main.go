@@ -46,7 +46,7 @@ import (
 	"github.com/hushrelay/hush/queue"
 )
 
-const usageText = `usage: hush-bench [throughput|idle|queues|chaos|timing] [flags]
+const usageText = `usage: hush-bench [throughput|idle|queues|chaos|timing|attack] [flags]
 
 Scenarios:
   throughput  S senders and R receivers over Q queues for --duration; prints
@@ -65,6 +65,11 @@ Scenarios:
   timing      for every command naming a queue, the median answer time for
               an unknown ID and for a live queue with a wrong key, and their
               ratio (both are ERR AUTH after the same work)
+  attack      idle TLS and QUIC floods, slowloris, a garbage-command flood
+              and a NEW flood, each in turn, while an honest client sends
+              and receives; prints the relay's CPU and RSS, refusals, and
+              the honest client's connect time, p99 and failures against
+              a quiet run
 
 Run "hush-bench <scenario> -h" for a scenario's flags.
 `
@@ -108,6 +113,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runChaosCommand(ctx, args, stdout, stderr)
 	case "timing":
 		return runTimingCommand(ctx, args, stdout, stderr)
+	case "attack":
+		return runAttackCommand(ctx, args, stdout, stderr)
 	case "help":
 		io.WriteString(stdout, usageText)
 		return nil
