@@ -596,9 +596,36 @@ type printer struct {
 	// chat is the contact of "hush chat", whose sent messages get a short
 	// acknowledgement; "" for receive.
 	chat string
+	// unconfirmed holds the seqs of the lines chat sent whose sent event
+	// it has not printed yet.
+	unconfirmed map[uint64]bool
 }
 
-func (c *cmd) newPrinter(s *session, chat string) *printer { return &printer{c: c, s: s, chat: chat} }
+func (c *cmd) newPrinter(s *session, chat string) *printer {
+	return &printer{c: c, s: s, chat: chat, unconfirmed: make(map[uint64]bool)}
+}
+
+// awaitSent prints the events that arrive until every line sent has its
+// sent event printed, or the relays' acceptance of them cannot be told in
+// time. It follows a successful flush: the sent events are stored by then,
+// but the subscription may not have delivered them yet.
+func (p *printer) awaitSent(ctx context.Context, events <-chan agent.Event) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	for len(p.unconfirmed) > 0 {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if _, err := p.show(ctx, ev); err != nil {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
 
 // show prints ev if it is the first to take it from the store (another
 // command using the agent may have), and reports whether it did. An event
@@ -608,6 +635,9 @@ func (p *printer) show(ctx context.Context, ev agent.Event) (bool, error) {
 	taken, err := p.s.Ack(ctx, ev.ID)
 	if err != nil || !taken {
 		return false, err
+	}
+	if ev.Kind == client.EventSent && ev.Contact == p.chat {
+		delete(p.unconfirmed, ev.Seq)
 	}
 	p.print(ev.Event)
 	return true, nil
@@ -764,7 +794,10 @@ func (c *cmd) chat(ctx context.Context, name string, timeout time.Duration) erro
 			}
 		case line, ok := <-in:
 			if !ok {
-				if err := c.flushPrinting(ctx, s, timeout, p, events); err != nil && ctx.Err() == nil {
+				err := c.flushPrinting(ctx, s, timeout, p, events)
+				if err == nil {
+					p.awaitSent(ctx, events)
+				} else if ctx.Err() == nil {
 					if !errors.Is(err, errQueued) {
 						return err
 					}
@@ -775,12 +808,14 @@ func (c *cmd) chat(ctx context.Context, name string, timeout time.Duration) erro
 			if strings.TrimSpace(line) == "" {
 				continue
 			}
-			if _, err := s.Send(ctx, name, line); err != nil {
+			seq, err := s.Send(ctx, name, line)
+			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return c.contactError(err, name)
 			}
+			p.unconfirmed[seq] = true
 		}
 	}
 }

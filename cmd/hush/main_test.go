@@ -983,3 +983,44 @@ func TestJSONTimes(t *testing.T) {
 	checkTimes(t, "send", a.ok(t, "--json", "send", "b", "three").stdout)
 	checkTimes(t, "relays list", a.ok(t, "--json", "relays", "list").stdout)
 }
+
+// TestChatPipe pipes lines into "hush --json chat" and counts its sent
+// events: exactly one per line, every seq once.
+func TestChatPipe(t *testing.T) {
+	a, b := pair(t, startRelay(t), startRelay(t))
+	for _, n := range []int{3, 10} {
+		var in strings.Builder
+		for i := range n {
+			fmt.Fprintf(&in, "line %d of %d\n", i+1, n)
+		}
+		r := a.run(t, in.String(), "--json", "chat", "b", "--timeout", "60s")
+		mustSucceed(t, r, []string{"chat"})
+		seqs := make(map[uint64]int)
+		for _, line := range strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n") {
+			var ev struct {
+				Event string `json:"event"`
+				Seq   uint64 `json:"seq"`
+			}
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				t.Fatalf("%v in %q", err, line)
+			}
+			if ev.Event == "sent" {
+				seqs[ev.Seq]++
+			}
+		}
+		if len(seqs) != n {
+			t.Errorf("%d lines piped into chat: %d distinct sent events:\n%s\nstderr:\n%s", n, len(seqs), r.stdout, r.stderr)
+		}
+		for seq, k := range seqs {
+			if k != 1 {
+				t.Errorf("seq %d: %d sent events", seq, k)
+			}
+		}
+		out := b.receiveUntil(t, fmt.Sprintf("a: line %d of %d\n", n, n))
+		for i := range n {
+			if c := strings.Count(out, fmt.Sprintf("a: line %d of %d\n", i+1, n)); c != 1 {
+				t.Errorf("line %d of %d arrived %d times", i+1, n, c)
+			}
+		}
+	}
+}
