@@ -211,42 +211,32 @@ func (c *Client) noteRefused(fp queue.Fingerprint, err error) {
 }
 
 // candidates returns relays in the order a command tries them: those
-// with a live connection first, then those not tried yet, then those
-// whose last attempt failed, each group shuffled.
+// with a live connection and those not tried yet first, together, so
+// that new queues spread evenly over the relays that answer (ranking
+// connected relays first kept a fresh client on the first relays it
+// reached); then those whose last attempt failed; then those that
+// refused us; each group shuffled.
 func (c *Client) candidates(relays []queue.Address) []queue.Address {
-	rank := make(map[queue.Fingerprint]int)
+	rank := make(map[queue.Fingerprint]int) // absent: 0
 	c.mu.Lock()
 	for k, l := range c.links {
 		conn, err := l.status()
-		r := 1
-		switch {
-		case conn != nil:
-			r = 0
-		case err != nil:
-			r = 2
+		r := 0
+		if conn == nil && err != nil {
+			r = 1
 		}
 		if old, ok := rank[k.fp]; !ok || r < old {
 			rank[k.fp] = r
 		}
 	}
-	if c.refused != nil {
-		for fp := range c.refused {
-			rank[fp] = 3
-		}
+	for fp := range c.refused {
+		rank[fp] = 2
 	}
 	c.mu.Unlock()
 	out := slices.Clone(relays)
 	mrand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	slices.SortStableFunc(out, func(a, b queue.Address) int {
-		ra, ok := rank[a.Fingerprint]
-		if !ok {
-			ra = 1
-		}
-		rb, ok := rank[b.Fingerprint]
-		if !ok {
-			rb = 1
-		}
-		return ra - rb
+		return rank[a.Fingerprint] - rank[b.Fingerprint]
 	})
 	return out
 }

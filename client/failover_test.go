@@ -345,3 +345,35 @@ func TestOutboxRelayDown(t *testing.T) {
 		})
 	}
 }
+
+// TestInvitesSpreadOverRelays makes invitations from a fresh client with
+// three relays and counts the relays their queues went to: each gets
+// some. Ranking relays already connected first kept a fresh client on the
+// first relay it reached (the chaos run put 156, 0 and 144 queues on
+// three relays). With a uniform choice, a relay gets none of 30 with
+// probability 3 × (2/3)^30 ≈ 1.5e-5.
+func TestInvitesSpreadOverRelays(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r1, r2, r3 := startRelay(t), startRelay(t), startRelay(t)
+	alice := newPersonWith(t, link.Config{Transport: link.TransportTCP}, r1.addr, r2.addr, r3.addr)
+	const n = 30
+	count := make(map[queue.Fingerprint]int)
+	for i := range n {
+		name := fmt.Sprintf("b%d", i)
+		if _, err := alice.c.Invite(ctx, name); err != nil {
+			t.Fatalf("invite %d: %v", i, err)
+		}
+		recv, _, err := client.ContactRelays(alice.c, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count[recv]++
+	}
+	t.Logf("queues per relay: %d, %d, %d", count[r1.addr.Fingerprint], count[r2.addr.Fingerprint], count[r3.addr.Fingerprint])
+	for i, r := range []*testRelay{r1, r2, r3} {
+		if count[r.addr.Fingerprint] == 0 {
+			t.Errorf("relay %d got none of %d queues", i+1, n)
+		}
+	}
+}
