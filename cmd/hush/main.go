@@ -214,6 +214,9 @@ func run(ctx context.Context, args []string, env environment) error {
 		nargs     = 0 // the number of arguments; negative: at least -nargs
 		argsUsage = ""
 		needsHome = true
+		// takes are the global flags that the command takes after its
+		// name; all of them by default.
+		takes = []string{"home", "json", "transport", "tor", "socks", "passphrase-file", "verbose"}
 	)
 	switch verb {
 	case "help", "-h", "-help", "--help":
@@ -222,6 +225,7 @@ func run(ctx context.Context, args []string, env environment) error {
 	case "version", "-version", "--version":
 		fs = newFlagSet("version", "", "print the version")
 		needsHome = false
+		takes = []string{"json"}
 		exec = func([]string) error {
 			if c.json {
 				return c.emit(map[string]any{"program": "hush", "version": cli.Version(), "go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH})
@@ -231,6 +235,7 @@ func run(ctx context.Context, args []string, env environment) error {
 		}
 	case "init":
 		fs = newFlagSet("init", "", "create the store in --home: encrypted under a passphrase (from --passphrase-file,\n$HUSH_PASSPHRASE or a prompt), or under a key file with --no-passphrase")
+		takes = []string{"home", "json", "passphrase-file", "verbose"}
 		noPass := fs.Bool("no-passphrase", false, "no passphrase: keep the store's key in the file hush.key in --home")
 		exec = func([]string) error {
 			if *noPass && c.passphraseFile != "" {
@@ -314,11 +319,12 @@ func run(ctx context.Context, args []string, env environment) error {
 	case "demo":
 		fs = newFlagSet("demo", "", "start two relays and two clients, alice and bob, in this process on 127.0.0.1,\nwith temporary stores; show an invitation, its acceptance and a message each way")
 		needsHome = false
+		takes = []string{"json", "transport", "verbose"}
 		exec = func([]string) error { return c.demo(ctx) }
 	default:
 		return usageError{fmt.Sprintf("unknown command %q", verb), usageText}
 	}
-	g.register(fs.FlagSet)
+	fs.AddGlobals(gfs, takes...)
 	rest, err := parseInterspersed(fs.FlagSet, args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -1023,4 +1024,39 @@ func TestChatPipe(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCommandHelp checks that "hush CMD -h" lists the command's own flags
+// and, apart, only the global flags it takes.
+func TestCommandHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		flags   []string // the command's own flags
+		globals string   // the global flags line
+	}{
+		{[]string{"version", "-h"}, nil, "--json\n"},
+		{[]string{"send", "-h"}, []string{"-timeout"}, "--home, --json, --transport, --tor, --socks, --passphrase-file, --verbose\n"},
+		{[]string{"init", "--help"}, []string{"-no-passphrase"}, "--home, --json, --passphrase-file, --verbose\n"},
+		{[]string{"demo", "-h"}, nil, "--json, --transport, --verbose\n"},
+	} {
+		r := hush(t, nil, "", tc.args...)
+		mustSucceed(t, r, tc.args)
+		own, globals, ok := strings.Cut(r.stdout, "\nGlobal flags")
+		if !ok || globals != ` (see "hush help"): `+tc.globals {
+			t.Errorf("%v: the global flags are not %q:\n%s", tc.args, tc.globals, r.stdout)
+		}
+		var listed []string
+		for _, line := range strings.Split(own, "\n") {
+			if f, ok := strings.CutPrefix(line, "  -"); ok {
+				listed = append(listed, "-"+strings.Fields(f)[0])
+			}
+		}
+		if !slices.Equal(listed, tc.flags) {
+			t.Errorf("%v lists the flags %q, want %q:\n%s", tc.args, listed, tc.flags, r.stdout)
+		}
+	}
+	// A global flag that the command does not take is refused after it,
+	// and still taken before it.
+	mustFail(t, hush(t, nil, "", "version", "--home", "x"), 2, "-home")
+	mustSucceed(t, hush(t, nil, "", "--home", "x", "version"), []string{"version"})
 }

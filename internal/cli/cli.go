@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"slices"
 	"strings"
 )
 
@@ -14,7 +15,10 @@ import (
 // prints nothing: the program prints errors and Help itself.
 type FlagSet struct {
 	*flag.FlagSet
-	header string
+	header  string
+	program string
+	// globals are the names of the flags added by AddGlobals, in order.
+	globals []string
 }
 
 // NewFlagSet returns the flag set of program's command name. args, if not
@@ -27,20 +31,46 @@ func NewFlagSet(program, name, args, doc string) *FlagSet {
 	if args != "" {
 		args = " " + args
 	}
-	return &FlagSet{fs, fmt.Sprintf("usage: %s %s [flags]%s\n\n%s\n", program, name, args, doc)}
+	return &FlagSet{FlagSet: fs, program: program, header: fmt.Sprintf("usage: %s %s [flags]%s\n\n%s\n", program, name, args, doc)}
 }
 
-// Help returns the command's usage text with its flags, if it has any.
+// AddGlobals adds the flags of g that are named in names, the program's
+// global flags that this command takes, so that they may follow the
+// command too. They set the same variables as in g. Help lists them apart,
+// by name only.
+func (fs *FlagSet) AddGlobals(g *flag.FlagSet, names ...string) {
+	for _, name := range names {
+		f := g.Lookup(name)
+		if f == nil {
+			panic("cli: no global flag " + name)
+		}
+		fs.Var(f.Value, f.Name, f.Usage)
+		fs.Lookup(name).DefValue = f.DefValue
+		fs.globals = append(fs.globals, name)
+	}
+}
+
+// Help returns the command's usage text with its own flags, if it has
+// any, and the names of the global flags it takes.
 func (fs *FlagSet) Help() string {
 	var b strings.Builder
 	b.WriteString(fs.header)
+	own := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	fs.VisitAll(func(f *flag.Flag) {
+		if !slices.Contains(fs.globals, f.Name) {
+			own.Var(f.Value, f.Name, f.Usage)
+			own.Lookup(f.Name).DefValue = f.DefValue
+		}
+	})
 	n := 0
-	fs.VisitAll(func(*flag.Flag) { n++ })
+	own.VisitAll(func(*flag.Flag) { n++ })
 	if n > 0 {
 		b.WriteString("\nFlags:\n")
-		fs.SetOutput(&b)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+		own.SetOutput(&b)
+		own.PrintDefaults()
+	}
+	if len(fs.globals) > 0 {
+		fmt.Fprintf(&b, "\nGlobal flags (see \"%s help\"): --%s\n", fs.program, strings.Join(fs.globals, ", --"))
 	}
 	return b.String()
 }

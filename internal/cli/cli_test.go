@@ -43,3 +43,27 @@ func TestVersion(t *testing.T) {
 		t.Errorf("Version() = %q", v)
 	}
 }
+
+// TestAddGlobals checks that global flags added to a command parse into
+// the global variables and are listed apart, by name only.
+func TestAddGlobals(t *testing.T) {
+	g := flag.NewFlagSet("hush", flag.ContinueOnError)
+	home := g.String("home", "~/.hush", "the store's `directory`")
+	g.Bool("json", false, "print JSON")
+	fs := NewFlagSet("hush", "send", "", "send a message")
+	fs.Duration("timeout", 0, "how long to wait")
+	fs.AddGlobals(g, "home")
+	if err := fs.Parse([]string{"--home", "/tmp/h", "--timeout", "1s"}); err != nil {
+		t.Fatal(err)
+	}
+	if *home != "/tmp/h" {
+		t.Errorf("--home after the command set %q", *home)
+	}
+	if err := fs.Parse([]string{"--json"}); err == nil {
+		t.Error("a global flag not added was accepted")
+	}
+	want := "usage: hush send [flags]\n\nsend a message\n\nFlags:\n  -timeout duration\n    \thow long to wait\n\nGlobal flags (see \"hush help\"): --home\n"
+	if got := fs.Help(); got != want {
+		t.Errorf("Help =\n%q\nwant\n%q", got, want)
+	}
+}
