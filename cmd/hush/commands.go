@@ -596,13 +596,13 @@ type printer struct {
 	// chat is the contact of "hush chat", whose sent messages get a short
 	// acknowledgement; "" for receive.
 	chat string
-	// unconfirmed holds the seqs of the lines chat sent whose sent event
-	// it has not printed yet.
-	unconfirmed map[uint64]bool
+	// unconfirmed holds the lines chat sent whose sent event it has not
+	// printed yet, by seq.
+	unconfirmed map[uint64]string
 }
 
 func (c *cmd) newPrinter(s *session, chat string) *printer {
-	return &printer{c: c, s: s, chat: chat, unconfirmed: make(map[uint64]bool)}
+	return &printer{c: c, s: s, chat: chat, unconfirmed: make(map[uint64]string)}
 }
 
 // awaitSent prints the events that arrive until every line sent has its
@@ -636,10 +636,10 @@ func (p *printer) show(ctx context.Context, ev agent.Event) (bool, error) {
 	if err != nil || !taken {
 		return false, err
 	}
+	p.print(ev.Event)
 	if ev.Kind == client.EventSent && ev.Contact == p.chat {
 		delete(p.unconfirmed, ev.Seq)
 	}
-	p.print(ev.Event)
 	return true, nil
 }
 
@@ -695,7 +695,11 @@ func (p *printer) print(ev client.Event) {
 		// queued (replies to handshakes among it); chat acknowledges the
 		// lines typed.
 		if p.chat != "" && ev.Contact == p.chat {
-			fmt.Fprintln(p.c.env.stderr, "✓")
+			if line, ok := p.unconfirmed[ev.Seq]; ok {
+				fmt.Fprintf(p.c.env.stderr, "✓ %s\n", excerpt(line))
+			} else {
+				fmt.Fprintf(p.c.env.stderr, "✓ message %d\n", ev.Seq)
+			}
 		}
 	case client.EventProblem:
 		fmt.Fprintf(w, "problem with %s: %v\n", name, ev.Problem)
@@ -716,6 +720,19 @@ func (p *printer) print(ev client.Event) {
 		}
 		fmt.Fprintf(p.c.env.stderr, "hush: relay %s is back\n", clean(ev.Relay))
 	}
+}
+
+// excerptRunes is how much of a line an acknowledgement in chat shows.
+const excerptRunes = 40
+
+// excerpt returns the start of line, cleaned, to show which line an
+// acknowledgement confirms.
+func excerpt(line string) string {
+	r := []rune(clean(line))
+	if len(r) > excerptRunes {
+		return string(r[:excerptRunes-1]) + "…"
+	}
+	return string(r)
 }
 
 // clean replaces the control characters of s, other than newlines and
@@ -815,7 +832,7 @@ func (c *cmd) chat(ctx context.Context, name string, timeout time.Duration) erro
 				}
 				return c.contactError(err, name)
 			}
-			p.unconfirmed[seq] = true
+			p.unconfirmed[seq] = line
 		}
 	}
 }

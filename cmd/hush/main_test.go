@@ -674,6 +674,12 @@ func TestChat(t *testing.T) {
 	if strings.Contains(chat.stderr.String(), "queued") {
 		t.Errorf("chat left messages queued:\n%s", chat.stderr.String())
 	}
+	// Each acknowledgement names the line it confirms, once.
+	for _, ack := range []string{"✓ line one\n", "✓ line two\n"} {
+		if n := strings.Count(chat.stderr.String(), ack); n != 1 {
+			t.Errorf("chat printed %q %d times:\n%s", ack, n, chat.stderr.String())
+		}
+	}
 	out := b.receiveUntil(t, "a: line two\n")
 	if strings.Contains(out, "a: \n") {
 		t.Errorf("the empty line was sent:\n%s", out)
