@@ -111,6 +111,13 @@ type Config struct {
 	// HandshakeExpiry is how long a contact may stay invited or joining
 	// before the client forgets it; default HandshakeExpiry.
 	HandshakeExpiry time.Duration
+	// NewCircuits, when set under Tor, is called after a relay link's
+	// attempts have failed torNewCircuitsAfter times in a row, to make tor
+	// build new circuits and forget the onion service descriptors it
+	// cached (torutil.Tor.NewCircuits, for a client that controls its
+	// tor). Without it, a link still reaches a restarted onion relay:
+	// each attempt uses a circuit of its own. Default: nil.
+	NewCircuits func() error
 }
 
 // Init creates the store in home, which it creates if missing and sets

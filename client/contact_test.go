@@ -77,7 +77,9 @@ type person struct {
 	t    testing.TB
 	home string
 	dial link.Config
-	c    *client.Client
+	// newCircuits is client.Config.NewCircuits.
+	newCircuits func() error
+	c           *client.Client
 }
 
 func newPerson(t testing.TB, relays ...*testRelay) *person {
@@ -109,7 +111,7 @@ func newPersonWith(t testing.TB, dial link.Config, addrs ...queue.Address) *pers
 
 func (p *person) open() {
 	p.t.Helper()
-	c, err := client.Open(context.Background(), client.Config{Home: p.home, Dial: p.dial})
+	c, err := client.Open(context.Background(), client.Config{Home: p.home, Dial: p.dial, NewCircuits: p.newCircuits})
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -16,6 +17,30 @@ import (
 // ackTimeout bounds the wait for an ACK's OK. A message whose ACK is lost
 // is delivered again, and recognised (contactRecord.Recent).
 const ackTimeout = 30 * time.Second
+
+// dialTimeout bounds one connection attempt of a relay link without Tor.
+const dialTimeout = 30 * time.Second
+
+// torDialTimeout bounds one connection attempt of a relay link under Tor,
+// each over a fresh circuit (see relayLink.run). A rendezvous with a
+// restarted onion service through an introduction point that still
+// acknowledges the old service's introductions is never answered, and
+// tor itself gives up on it only after minutes: a shorter attempt moves
+// on to another introduction point. A healthy rendezvous takes a few
+// seconds, 20 s covers a slow one.
+const torDialTimeout = 20 * time.Second
+
+// torKeepAlive is a relay link's default link.Config.KeepAlive under Tor.
+// A connection whose onion service restarted may stay open and silent
+// (its circuit not torn down); a PING after torKeepAlive without writing,
+// unanswered for torDialTimeout, ends it, so such a connection is noticed
+// within 40 s of its last write instead of 2 minutes. It costs one block
+// (16 KB) each way every 20 s on an idle link.
+const torKeepAlive = 20 * time.Second
+
+// torNewCircuitsAfter is how many attempts in a row under Tor fail before
+// the link calls Config.NewCircuits, when set.
+const torNewCircuitsAfter = 2
 
 // subscribeWidth is how many SUBs a link has in flight at once when it
 // subscribes to its queues.
@@ -135,24 +160,58 @@ func (l *relayLink) run() {
 	defer l.c.wg.Done()
 	defer close(l.done)
 	b := link.NewBackoff(l.c.cfg.Dial)
+	tor := l.c.cfg.Dial.Tor.On()
+	var (
+		attempt uint64 // attempts so far, for per-attempt isolation
+		failed  int    // attempts failed in a row under Tor
+	)
 	for l.ctx.Err() == nil {
 		l.mu.Lock()
 		addr := l.addr
 		l.mu.Unlock()
-		dctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
+		timeout := dialTimeout
 		dc := l.c.cfg.Dial
 		dc.Isolation = l.iso
+		if tor {
+			// A fresh circuit and rendezvous for every attempt: tor then
+			// tries the onion service's other introduction points, and
+			// fetches its descriptor again once all of them failed,
+			// instead of reusing a circuit that leads nowhere since the
+			// service restarted. The suffix keeps the contact's own
+			// value as a prefix, so contacts still never share a circuit.
+			attempt++
+			dc.Isolation = l.iso + "-" + strconv.FormatUint(attempt, 10)
+			timeout = torDialTimeout
+			// Over Tor the transport notices nothing (TCP keep-alives
+			// reach only the local proxy): a PING does.
+			dc.HandshakeTimeout = torDialTimeout
+			if dc.KeepAlive == 0 {
+				dc.KeepAlive = torKeepAlive
+			}
+		}
+		dctx, cancel := context.WithTimeout(l.ctx, timeout)
 		conn, err := link.Dial(dctx, addr, dc)
 		cancel()
 		if err == nil {
 			var wasUp bool
 			if wasUp, err = l.serve(conn); wasUp {
 				b.Reset()
+				failed = 0
 				continue // dial again at once
 			}
 		}
 		if l.ctx.Err() != nil {
 			return
+		}
+		if tor {
+			failed++
+			if failed%torNewCircuitsAfter == 0 && l.c.cfg.NewCircuits != nil {
+				// Forget the cached descriptor and introduction-point
+				// failures: the service may have new introduction points.
+				if err := l.c.cfg.NewCircuits(); err != nil {
+					l.c.cfg.Logger.Debug("new tor circuits", "err", err)
+				}
+			}
 		}
 		l.set(nil, err)
 		l.c.reachable(addr, err)
