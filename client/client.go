@@ -103,7 +103,9 @@ type Config struct {
 	// Offline keeps the client from connecting to relays until a command
 	// needs one: no subscriptions, no background sending.
 	Offline bool
-	// Logger receives operational logs; default: discard.
+	// Logger receives operational logs, wrapped in queue.RedactHandler so
+	// that errors that embed network addresses (dial errors) lose them;
+	// default: discard.
 	Logger *slog.Logger
 	// Events says how events reach the application; the default is
 	// EventsChannel (see Events).
@@ -192,6 +194,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Logger = slog.New(queue.RedactHandler(cfg.Logger.Handler()))
 	path := filepath.Join(cfg.Home, storeFile)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNotInitialized

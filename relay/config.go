@@ -124,8 +124,10 @@ type Config struct {
 	// relay. SetDraining changes it at run time.
 	Drain bool
 
-	// Logger receives operational logs. At Info and above they never hold
-	// IP addresses, queue IDs or message sizes. Default: discard.
+	// Logger receives operational logs. At every level, debug included,
+	// they never hold IP addresses, ports, queue IDs or message sizes: the
+	// relay logs none, and wraps Logger in queue.RedactHandler so that
+	// errors that embed addresses lose them. Default: discard.
 	Logger *slog.Logger
 }
 
@@ -227,6 +229,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Logger = slog.New(queue.RedactHandler(c.Logger.Handler()))
 	if c.QueueQuota < 0 || c.MaxMessageSize < 0 || c.NewRate < 0 || c.SendRate < 0 || c.MaxSubscriptions < 0 ||
 		c.CommandRate < 0 || c.FailureRate < 0 || c.RelayNewRate < 0 ||
 		c.MaxSessions < 0 || c.MaxSessionsPerAddress < 0 || c.MaxHandshakes < 0 {

@@ -144,7 +144,7 @@ func New(cfg Config) (*Relay, error) {
 	go r.acceptQUIC()
 	go r.sweepLoop()
 	cfg.Logger.Info("relay started", "quic", true, "tcp", true,
-		"policy", "logs never record IP addresses, queue IDs or message sizes")
+		"policy", "logs never record IP addresses, ports, queue IDs or message sizes")
 	if cfg.Drain {
 		cfg.Logger.Info("drain mode: new queues are refused, existing queues are served")
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/hushrelay/hush/torutil"
 )
 
-const policy = "hush-relay: logs never record IP addresses, queue IDs or message sizes"
+const policy = "hush-relay: logs never record IP addresses, ports, queue IDs or message sizes, at any level"
 
 // cmdInit is "hush-relay init".
 func cmdInit(o *options, env environment) error {
@@ -125,11 +125,7 @@ func cmdStart(ctx context.Context, o *options, env environment) error {
 	cfg.StorePath = filepath.Join(dir, storeFile)
 	cfg.Logger = logger
 
-	if s.logLevel == "debug" {
-		fmt.Fprintln(env.stdout, "hush-relay: log_level is debug: logs may record IP addresses, queue IDs and message sizes")
-	} else {
-		fmt.Fprintln(env.stdout, policy)
-	}
+	fmt.Fprintln(env.stdout, policy)
 	r, err := relay.New(cfg)
 	if err != nil {
 		return err

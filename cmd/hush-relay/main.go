@@ -256,7 +256,7 @@ type torOptions struct {
 func addStartFlags(fs *cli.FlagSet, o *options) {
 	addAdminFlag(fs, o)
 	fs.BoolVar(&o.drain, "drain", false, "start in drain mode: refuse new queues, serve existing ones")
-	fs.StringVar(&o.logLevel, "log-level", "", "`level` of the logs: info, debug, warn or error (default info); debug logs\nmay record IP addresses, queue IDs and message sizes")
+	fs.StringVar(&o.logLevel, "log-level", "", "`level` of the logs: info, debug, warn or error (default info); no level\nrecords IP addresses, ports, queue IDs or message sizes")
 	fs.StringVar(&o.logFormat, "log-format", "", "`format` of the logs on standard error: text or json (default text)")
 	fs.StringVar(&o.tor.mode, "tor", "", "publish the relay as a Tor onion service: `off` (the default), embedded\n(start a tor) or system (use a running tor's control port, see --tor-control)")
 	fs.StringVar(&o.tor.control, "tor-control", "", "the system tor's control port `host:port` (with --tor=system; default \""+defaultTorControl+"\")")

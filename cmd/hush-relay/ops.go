@@ -94,7 +94,7 @@ func startAdmin(r *relay.Relay, s *settings, token string, reload func() error, 
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(queue.RedactHandler(logger.Handler()), slog.LevelDebug), // net/http names peers
 	}
 	go srv.Serve(ln)
 	return srv, ln, nil

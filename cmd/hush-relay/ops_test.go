@@ -200,7 +200,7 @@ func TestLogsPolicyAndJSON(t *testing.T) {
 	p.stop(t, syscall.SIGTERM)
 	_ = dir
 	logs := p.stderr.String()
-	if !strings.Contains(logs, `"policy":"logs never record IP addresses, queue IDs or message sizes"`) {
+	if !strings.Contains(logs, `"policy":"logs never record IP addresses, ports, queue IDs or message sizes"`) {
 		t.Errorf("the logs state no policy:\n%s", logs)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
