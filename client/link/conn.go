@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -797,11 +798,13 @@ func (c *Conn) silenceLoop(qc *quic.Conn, keepAlive time.Duration) {
 	}
 }
 
-// keepAliveLoop sends a PING whenever nothing was written for keepAlive,
-// and ends the connection if the relay then sends nothing for pingWait.
+// keepAliveLoop sends a PING whenever nothing was written for an interval
+// drawn by keepAliveInterval (a new one after each PING), and ends the
+// connection if the relay then sends nothing for pingWait.
 func (c *Conn) keepAliveLoop() {
 	defer c.wg.Done()
-	t := time.NewTimer(c.keepAlive)
+	next := keepAliveInterval(c.keepAlive)
+	t := time.NewTimer(next)
 	defer t.Stop()
 	for {
 		select {
@@ -810,8 +813,8 @@ func (c *Conn) keepAliveLoop() {
 			return
 		}
 		idle := time.Since(time.Unix(0, c.lastWrite.Load()))
-		if idle < c.keepAlive {
-			t.Reset(c.keepAlive - idle)
+		if idle < next {
+			t.Reset(next - idle)
 			continue
 		}
 		blocks := c.blocksRead.Load()
@@ -822,6 +825,15 @@ func (c *Conn) keepAliveLoop() {
 			c.shutdown(fmt.Errorf("%w: no answer to a keep-alive PING in %v", ErrUnreachable, c.pingWait))
 			return
 		}
-		t.Reset(c.keepAlive)
+		next = keepAliveInterval(c.keepAlive)
+		t.Reset(next)
 	}
+}
+
+// keepAliveInterval returns how long the connection waits without writing
+// before its next PING: uniformly random in [d/2, 3d/2], so that an
+// observer of the link cannot tell keep-alives from messages by a fixed
+// period after the last block.
+func keepAliveInterval(d time.Duration) time.Duration {
+	return d/2 + mrand.N(d+1)
 }

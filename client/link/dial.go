@@ -110,12 +110,14 @@ type Config struct {
 	// HandshakeTimeout bounds each transport attempt: connecting, the TLS
 	// handshake and the hush handshake. Default 15 s.
 	HandshakeTimeout time.Duration
-	// KeepAlive is how long the connection may go without writing before
-	// a PING is sent. A relay that then sends nothing for KeepAlive or
+	// KeepAlive is the mean of how long the connection may go without
+	// writing before a PING is sent: each wait is drawn uniformly from
+	// [KeepAlive/2, 3*KeepAlive/2], so that keep-alives have no fixed
+	// period. A relay that then sends nothing for KeepAlive or
 	// HandshakeTimeout, whichever is longer, is taken as gone and the
 	// connection ends with ErrUnreachable. Default 60 s; negative disables
-	// keep-alives. Keep it below the relay's idle timeout (5 minutes by
-	// default, queue/PROTOCOL.md section 16).
+	// keep-alives. Keep 3*KeepAlive/2 below the relay's idle timeout (5
+	// minutes by default, queue/PROTOCOL.md section 16).
 	KeepAlive time.Duration
 	// TransportKeepAlive is how long a connection waits after the last
 	// packet it received before it sends a keep-alive packet (a QUIC PING

@@ -170,3 +170,34 @@ func TestQUICKeepAlive(t *testing.T) {
 		t.Fatalf("ended with %v, want ErrUnreachable", err)
 	}
 }
+
+// TestKeepAliveIntervalIsRandom draws keep-alive intervals: each lies in
+// [d/2, 3d/2], they are not all alike (nearly all distinct), and they
+// reach both ends of the range, so that PINGs have no fixed period. No
+// timing is measured: the function that the keep-alive loop waits by is
+// tested.
+func TestKeepAliveIntervalIsRandom(t *testing.T) {
+	const d = 60 * time.Second
+	const n = 1000
+	seen := make(map[time.Duration]bool)
+	lo, hi := time.Duration(1<<62), time.Duration(0)
+	for range n {
+		v := keepAliveInterval(d)
+		if v < d/2 || v > 3*d/2 {
+			t.Fatalf("interval %v outside [%v, %v]", v, d/2, 3*d/2)
+		}
+		seen[v] = true
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	if len(seen) < n-10 {
+		t.Errorf("%d distinct intervals of %d", len(seen), n)
+	}
+	// With 1,000 uniform draws, each quarter of the range is hit with
+	// probability 1 - 0.75^1000.
+	if lo > 3*d/4 || hi < 5*d/4 {
+		t.Errorf("intervals span [%v, %v] only, want beyond [%v, %v]", lo, hi, 3*d/4, 5*d/4)
+	}
+	if keepAliveInterval(time.Millisecond) == 0 {
+		t.Error("an interval of 0")
+	}
+}
