@@ -892,6 +892,12 @@ func (tx *Tx) Delete(bucket, key []byte) error {
 // from bucket (bbolt cursors are not stable under changes): collect the keys
 // and change them after ForEach returns.
 func (tx *Tx) ForEach(bucket, prefix []byte, fn func(key, value []byte) error) error {
+	return tx.forEach(bucket, prefix, prefix, fn)
+}
+
+// forEach calls fn, as ForEach does, for the keys of bucket from start on
+// that begin with prefix.
+func (tx *Tx) forEach(bucket, start, prefix []byte, fn func(key, value []byte) error) error {
 	if err := checkBucket(bucket); err != nil {
 		return err
 	}
@@ -901,10 +907,10 @@ func (tx *Tx) ForEach(bucket, prefix []byte, fn func(key, value []byte) error) e
 	}
 	c := b.Cursor()
 	var k, box []byte
-	if len(prefix) == 0 {
+	if len(start) == 0 {
 		k, box = c.First()
 	} else {
-		k, box = c.Seek(prefix)
+		k, box = c.Seek(start)
 	}
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, box = c.Next() {
 		if box == nil { // a nested bucket; vault makes none
