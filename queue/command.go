@@ -22,6 +22,8 @@ const (
 	TagDEL  Tag = 0x08 // delete a queue and its messages (recipient)
 	TagSEND Tag = 0x09 // send a message (sender)
 	TagPING Tag = 0x0A // keep-alive (anyone)
+	TagLSET Tag = 0x10 // store link data for a queue (recipient; section 21)
+	TagLGET Tag = 0x11 // read link data by link ID (anyone; section 21)
 )
 
 // Responses and events, sent by relays.
@@ -33,13 +35,14 @@ const (
 	TagEND  Tag = 0x85 // event: another session took over the subscription
 	TagDELD Tag = 0x86 // event: the subscribed queue was deleted
 	TagPONG Tag = 0x87 // response to PING
+	TagLNK  Tag = 0x90 // response to LGET: the link data
 )
 
 var tagNames = map[Tag]string{
 	TagNEW: "NEW", TagKEY: "KEY", TagSKEY: "SKEY", TagSUB: "SUB", TagACK: "ACK",
 	TagGET: "GET", TagOFF: "OFF", TagDEL: "DEL", TagSEND: "SEND", TagPING: "PING",
 	TagIDS: "IDS", TagOK: "OK", TagERR: "ERR", TagMSG: "MSG", TagEND: "END",
-	TagDELD: "DELD", TagPONG: "PONG",
+	TagDELD: "DELD", TagPONG: "PONG", TagLSET: "LSET", TagLGET: "LGET", TagLNK: "LNK",
 }
 
 func (t Tag) String() string {
@@ -101,19 +104,23 @@ func (c ErrorCode) Error() string { return "relay error " + c.String() }
 //	IDS   recipientID[24] senderID[24] relayDHKey[32]
 //	ERR   code:1
 //	MSG   msgID[24] sealedLen:2 sealed (exactly SealedSize bytes)
-//	SUB GET OFF DEL PING OK END DELD PONG   (nothing)
+//	LSET  linkID[24] mode:1 (LinkOnce or LinkReusable) data[LinkDataSize]
+//	LNK   data[LinkDataSize]
+//	SUB GET OFF DEL PING OK END DELD PONG LGET   (nothing)
 type Command struct {
 	Tag Tag
 
-	RecipientKey   Key    // NEW: recipient authorization key (X25519)
-	RecipientDHKey Key    // NEW: recipient key for the re-encryption (X25519)
-	Password       []byte // NEW: relay password, at most MaxPasswordSize bytes
-	SenderKey      Key    // KEY, SKEY: sender authorization key (X25519)
-	MsgID          ID     // ACK, MSG
-	Body           []byte // SEND: the message; MSG: the sealed message
-	RecipientID    ID     // IDS
-	SenderID       ID     // IDS
-	RelayDHKey     Key    // IDS: the relay's per-queue re-encryption key
+	RecipientKey   Key      // NEW: recipient authorization key (X25519)
+	RecipientDHKey Key      // NEW: recipient key for the re-encryption (X25519)
+	Password       []byte   // NEW: relay password, at most MaxPasswordSize bytes
+	SenderKey      Key      // KEY, SKEY: sender authorization key (X25519)
+	MsgID          ID       // ACK, MSG
+	Body           []byte   // SEND: the message; MSG: the sealed message; LSET, LNK: the link data
+	LinkID         ID       // LSET
+	LinkMode       LinkMode // LSET
+	RecipientID    ID       // IDS
+	SenderID       ID       // IDS
+	RelayDHKey     Key      // IDS: the relay's per-queue re-encryption key
 	Error          ErrorCode
 }
 
@@ -152,6 +159,18 @@ func (c *Command) Append(b []byte) []byte {
 		}
 		b = append(b, c.MsgID[:]...)
 		b = binary.BigEndian.AppendUint16(b, uint16(len(c.Body)))
+		b = append(b, c.Body...)
+	case TagLSET:
+		if len(c.Body) != LinkDataSize || (c.LinkMode != LinkOnce && c.LinkMode != LinkReusable) {
+			panic("queue: malformed link data")
+		}
+		b = append(b, c.LinkID[:]...)
+		b = append(b, byte(c.LinkMode))
+		b = append(b, c.Body...)
+	case TagLNK:
+		if len(c.Body) != LinkDataSize {
+			panic("queue: link data of the wrong size")
+		}
 		b = append(b, c.Body...)
 	}
 	return b
@@ -200,7 +219,16 @@ func ParseCommand(b []byte) (Command, error) {
 			return Command{}, ErrSyntax
 		}
 		c.Body = p.next(n)
-	case TagSUB, TagGET, TagOFF, TagDEL, TagPING, TagOK, TagEND, TagDELD, TagPONG:
+	case TagLSET:
+		p.read(c.LinkID[:])
+		c.LinkMode = LinkMode(p.byte())
+		if c.LinkMode != LinkOnce && c.LinkMode != LinkReusable {
+			return Command{}, ErrSyntax
+		}
+		c.Body = p.next(LinkDataSize)
+	case TagLNK:
+		c.Body = p.next(LinkDataSize)
+	case TagSUB, TagGET, TagOFF, TagDEL, TagPING, TagOK, TagEND, TagDELD, TagPONG, TagLGET:
 	default:
 		return Command{}, ErrSyntax
 	}
@@ -211,7 +239,7 @@ func ParseCommand(b []byte) (Command, error) {
 }
 
 // IsCommand reports whether t is sent by clients (as opposed to relays).
-func (t Tag) IsCommand() bool { return t >= TagNEW && t <= TagPING }
+func (t Tag) IsCommand() bool { return t >= TagNEW && t <= TagPING || t == TagLSET || t == TagLGET }
 
 // parser reads fixed fields from b, remembering the first failure so that
 // callers check once at the end.

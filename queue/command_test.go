@@ -18,6 +18,7 @@ type commandCase struct {
 
 func commandCases() []commandCase {
 	sealed := seq(0x55, queue.SealedSize)
+	linkData := seq(0x66, queue.LinkDataSize)
 	return []commandCase{
 		{"NEW", queue.Command{Tag: queue.TagNEW, RecipientKey: key(0x20), RecipientDHKey: key(0x40)},
 			cat(0x01, key(0x20), key(0x40), 0)},
@@ -51,6 +52,12 @@ func commandCases() []commandCase {
 		{"END", queue.Command{Tag: queue.TagEND}, cat(0x85)},
 		{"DELD", queue.Command{Tag: queue.TagDELD}, cat(0x86)},
 		{"PONG", queue.Command{Tag: queue.TagPONG}, cat(0x87)},
+		{"LSET once", queue.Command{Tag: queue.TagLSET, LinkID: id(0xb0), LinkMode: queue.LinkOnce, Body: linkData},
+			cat(0x10, id(0xb0), 1, linkData)},
+		{"LSET reusable", queue.Command{Tag: queue.TagLSET, LinkID: id(0xb1), LinkMode: queue.LinkReusable, Body: linkData},
+			cat(0x10, id(0xb1), 2, linkData)},
+		{"LGET", queue.Command{Tag: queue.TagLGET}, cat(0x11)},
+		{"LNK", queue.Command{Tag: queue.TagLNK, Body: linkData}, cat(0x90, linkData)},
 	}
 }
 
@@ -60,7 +67,7 @@ func equalCommand(a, b queue.Command) bool {
 	return a.Tag == b.Tag && a.RecipientKey == b.RecipientKey && a.RecipientDHKey == b.RecipientDHKey &&
 		bytes.Equal(a.Password, b.Password) && a.SenderKey == b.SenderKey && a.MsgID == b.MsgID &&
 		bytes.Equal(a.Body, b.Body) && a.RecipientID == b.RecipientID && a.SenderID == b.SenderID &&
-		a.RelayDHKey == b.RelayDHKey && a.Error == b.Error
+		a.RelayDHKey == b.RelayDHKey && a.Error == b.Error && a.LinkID == b.LinkID && a.LinkMode == b.LinkMode
 }
 
 func TestCommandRoundTrip(t *testing.T) {
@@ -98,7 +105,7 @@ func TestCommandAppendOnlyItsFields(t *testing.T) {
 	junk := queue.Command{
 		RecipientKey: key(1), RecipientDHKey: key(2), Password: []byte("junk"), SenderKey: key(3),
 		MsgID: id(4), Body: []byte("junk body"), RecipientID: id(5), SenderID: id(6),
-		RelayDHKey: key(7), Error: queue.QUOTA,
+		RelayDHKey: key(7), Error: queue.QUOTA, LinkID: id(8), LinkMode: queue.LinkReusable,
 	}
 	for _, c := range commandCases() {
 		cmd := junk
@@ -118,6 +125,10 @@ func TestCommandAppendOnlyItsFields(t *testing.T) {
 			cmd.Error = c.cmd.Error
 		case queue.TagMSG:
 			cmd.MsgID, cmd.Body = c.cmd.MsgID, c.cmd.Body
+		case queue.TagLSET:
+			cmd.LinkID, cmd.LinkMode, cmd.Body = c.cmd.LinkID, c.cmd.LinkMode, c.cmd.Body
+		case queue.TagLNK:
+			cmd.Body = c.cmd.Body
 		}
 		if got := cmd.Append(nil); !bytes.Equal(got, c.want) {
 			t.Errorf("%s: with foreign fields set, Append = %x\nwant %x", c.name, trim(got), trim(c.want))

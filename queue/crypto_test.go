@@ -94,6 +94,7 @@ type vectors struct {
 	Message  []messageVector `json:"message"`
 	Send     sendExample     `json:"send"`
 	Examples examplesVector  `json:"examples"`
+	Links    []linkVector    `json:"links"` // section 21.2 (link_test.go)
 }
 
 // testScalar returns a fixed private key: SHA-256 of a label.
@@ -218,6 +219,7 @@ func generateVectors(t *testing.T) vectors {
 		AuthKey: ak[:], Auth: tx.Auth, Transmission: raw, BlockPrefix: block[:4+len(raw)],
 	}
 	v.Examples = generateExamples(t, v.Send, helloMessage(t, v))
+	v.Links = generateLinkVectors(t)
 	return v
 }
 

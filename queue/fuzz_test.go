@@ -372,6 +372,8 @@ func commandSeeds() []bytesSeed {
 		bytesSeed{"unknown-tag", []byte{0x0b}},
 		bytesSeed{"err-code-8", []byte{0x83, 8}},
 		bytesSeed{"msg-short", cat(0x84, id(1), u16(queue.SealedSize), "x")},
+		bytesSeed{"lset-mode-3", cat(0x10, id(1), 3, "x")},
+		bytesSeed{"lnk-short", cat(0x90, "x")},
 	)
 }
 
@@ -486,6 +488,12 @@ func TestFuzzSeedFiles(t *testing.T) {
 	}
 	for _, s := range openMessageSeeds() {
 		add("FuzzOpenMessage", s.name, corpusFile(s.data, s.body, s.ts, s.flip))
+	}
+	for _, s := range shortLinkSeeds() {
+		add("FuzzParseShortLink", s.name, corpusFile(s.s))
+	}
+	for _, s := range linkDataSeeds() {
+		add("FuzzOpenLinkData", s.name, corpusFile(s.data, s.flip))
 	}
 	for target, seeds := range files {
 		dir := filepath.Join("testdata", "fuzz", target)
