@@ -33,6 +33,19 @@ func (t *Transmission) Append(b []byte) []byte {
 	return t.AppendSigned(b)
 }
 
+// AppendAuthorized appends the whole encoding of t to b, with the
+// authenticator of its signed part under key (AppendAuth) in place of
+// t.Auth. It encodes the signed part once, in place, where Append after
+// AppendSigned would encode it twice. It panics as Append does.
+func (t *Transmission) AppendAuthorized(b []byte, key *[32]byte) []byte {
+	start := len(b) + 1 // where the authenticator goes
+	b = append(b, AuthSize)
+	b = append(b, make([]byte, AuthSize)...)
+	b = t.AppendSigned(b)
+	AppendAuth(b[start:start:start+AuthSize], key, b[start+AuthSize:])
+	return b
+}
+
 func appendField(b, f []byte, size int) []byte {
 	if len(f) != 0 && len(f) != size {
 		panic("queue: transmission field of the wrong size")

@@ -76,6 +76,28 @@ func TestTransmissionRoundTrip(t *testing.T) {
 	}
 }
 
+// TestAppendAuthorized checks that encoding with the authenticator in
+// place gives the bytes of Append with the authenticator of AppendSigned,
+// after whatever b held, and that VerifyAuth accepts it.
+func TestAppendAuthorized(t *testing.T) {
+	key := [32]byte(seq(7, 32))
+	for _, c := range commandCases() {
+		for _, entity := range [][]byte{nil, seq(3, queue.IDSize)} {
+			tx := queue.Transmission{CorrID: seq(2, queue.CorrIDSize), Entity: entity, Command: c.cmd}
+			got := tx.AppendAuthorized([]byte("prefix"), &key)
+			want := tx
+			want.Auth = queue.AppendAuth(nil, &key, tx.AppendSigned(nil))
+			if w := want.Append([]byte("prefix")); !bytes.Equal(got, w) {
+				t.Fatalf("%s: AppendAuthorized = %x\nwant %x", c.name, got, w)
+			}
+			p, signed, err := queue.ParseTransmission(got[len("prefix"):])
+			if err != nil || !queue.VerifyAuth(&key, signed, p.Auth) {
+				t.Fatalf("%s: the authenticator does not verify (%v)", c.name, err)
+			}
+		}
+	}
+}
+
 func TestParseTransmissionRejects(t *testing.T) {
 	ping := cat(0x0a)
 	cases := map[string][]byte{

@@ -477,14 +477,18 @@ func (c *Conn) do(ctx context.Context, key *ecdh.PrivateKey, entity *queue.ID, c
 	if entity != nil {
 		t.Entity = entity[:]
 	}
+	// Room for the fields before the command and a command without a body;
+	// the body decides the rest.
+	raw := make([]byte, 0, 256+len(cmd.Body))
 	if key != nil {
 		ak, err := c.authKey(key)
 		if err != nil {
 			return queue.Command{}, err
 		}
-		t.Auth = queue.AppendAuth(make([]byte, 0, queue.AuthSize), &ak, t.AppendSigned(nil))
+		raw = t.AppendAuthorized(raw, &ak)
+	} else {
+		raw = t.Append(raw)
 	}
-	raw := t.Append(nil)
 	if len(raw) > queue.MaxTransmissionSize {
 		return queue.Command{}, queue.LARGE
 	}
