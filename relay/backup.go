@@ -292,7 +292,7 @@ func checkContents(b storeTx, rep *StoreReport, p *problems) {
 	}
 	// The counts the relay keeps, if the file has them yet.
 	if v := b.meta.Get(metaCountsKey); v != nil {
-		want := countDelta{int64(rep.Queues), int64(rep.Messages), stored}
+		want := countDelta{queues: int64(rep.Queues), messages: int64(rep.Messages), bytes: stored}
 		if len(v) != 24 || !bytes.Equal(v, want.encode()) {
 			p.add("the recorded counts of queues, messages and bytes disagree with the contents")
 		}

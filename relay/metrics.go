@@ -44,7 +44,7 @@ type metrics struct {
 
 	// commands and errors are indexed by tag and by code; the entries for
 	// values that are not commands or codes are nil.
-	commands [queue.TagPING + 1]prometheus.Counter
+	commands [queue.TagLGET + 1]prometheus.Counter
 	errors   [queue.INTERNAL + 1]prometheus.Counter
 }
 
@@ -100,7 +100,10 @@ func newMetrics(r *Relay) *metrics {
 	commands := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "hush_relay", Name: "commands_total", Help: "Commands received, by command.",
 	}, []string{"command"})
-	for tag := queue.TagNEW; tag <= queue.TagPING; tag++ {
+	for tag := queue.TagNEW; tag <= queue.TagLGET; tag++ {
+		if !tag.IsCommand() {
+			continue
+		}
 		m.commands[tag] = commands.WithLabelValues(tag.String())
 	}
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{

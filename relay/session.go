@@ -462,6 +462,9 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 		}
 		return s.reply(corrID, nil, queue.Command{Tag: queue.TagPONG})
 	}
+	if cmd.Tag == queue.TagLGET {
+		return s.handleLGet(corrID, entity, &t)
+	}
 	if t.Auth == nil {
 		return s.replyErr(corrID, entity, queue.SYNTAX)
 	}
@@ -535,6 +538,8 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 		done := s.startWrite(&rec, true)
 		ch, err := s.r.store.deleteQueue(s.ctx, id)
 		return s.await(ch, err, corrID, entity, queue.AUTH, s.r.metrics.queuesDeleted, func() { s.deleted(id) }, done)
+	case queue.TagLSET:
+		return s.handleLSet(corrID, entity, rec, cmd)
 	}
 	return errMalformed // unreachable: IsCommand covers every tag above
 }
@@ -574,11 +579,12 @@ func (s *session) await(ch <-chan error, err error, corrID, entity []byte, notFo
 
 // startWrite records a write of this session on rec's queue and returns
 // the function to call once it is answered. state marks a write of the
-// queue's record (KEY, SKEY, OFF, DEL). Commands of the session on the
+// queue's record (KEY, SKEY, OFF, DEL, LSET). more are other IDs the
+// write is about (LSET's link ID). Commands of the session on the
 // same queue that come later wait for it (waitWrites).
-func (s *session) startWrite(rec *queueRecord, state bool) (done func()) {
+func (s *session) startWrite(rec *queueRecord, state bool, more ...queue.ID) (done func()) {
 	ch := make(chan struct{})
-	ids := [2]queue.ID{rec.RecipientID, rec.SenderID}
+	ids := append([]queue.ID{rec.RecipientID, rec.SenderID}, more...)
 	s.mu.Lock()
 	for _, id := range ids {
 		w := s.writes[id]
@@ -1108,4 +1114,47 @@ func clone(b []byte) []byte {
 		return nil
 	}
 	return append([]byte(nil), b...)
+}
+
+// handleLSet stores the link data of rec's queue (LSET, PROTOCOL.md
+// section 21.1), paced like NEW since it stores data.
+func (s *session) handleLSet(corrID, entity []byte, rec queueRecord, cmd queue.Command) error {
+	if err := s.newLimit.Wait(s.ctx); err != nil {
+		return err
+	}
+	if err := s.r.wait(s.ctx, s.r.newLimit, s.r.metrics.delayedNew); err != nil {
+		return err
+	}
+	if rec.Suspended {
+		return s.replyErr(corrID, entity, queue.AUTH)
+	}
+	if s.r.storageFull() {
+		s.r.refuseStorage()
+		return s.replyErr(corrID, entity, queue.QUOTA)
+	}
+	done := s.startWrite(&rec, true, cmd.LinkID)
+	ch, err := s.r.store.setLink(s.ctx, rec.RecipientID, cmd.LinkID, cmd.LinkMode, cmd.Body)
+	return s.await(ch, err, corrID, entity, queue.AUTH, nil, nil, done)
+}
+
+// handleLGet answers LGET (PROTOCOL.md section 21.1): the link data named
+// by the entity, which the store deletes first if it may be read once.
+// It is not authorized: an auth is answered ERR SYNTAX, as for PING.
+func (s *session) handleLGet(corrID, entity []byte, t *queue.Transmission) error {
+	id, ok := entityID(t)
+	if t.Auth != nil || !ok {
+		return s.replyErr(corrID, entity, queue.SYNTAX)
+	}
+	// Per-queue order: an LSET of this session for this link ID first.
+	if err := s.waitWrites(id, true); err != nil {
+		return err
+	}
+	return s.async(func() {
+		data, err := s.r.store.readLink(s.ctx, id)
+		if err != nil {
+			s.replyErr(corrID, entity, errorCode(err))
+			return
+		}
+		s.reply(corrID, entity, queue.Command{Tag: queue.TagLNK, Body: data})
+	})
 }

@@ -302,7 +302,12 @@ func openStore(path string, opts storeOptions) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open relay store %s: %w", path, err)
 	}
-	if err := db.Update(initStore); err != nil {
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		if err := initStore(tx); err != nil {
+			return err
+		}
+		return initLinks(tx)
+	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open relay store %s: %w", path, err)
 	}
@@ -1000,18 +1005,23 @@ func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch i
 // storeTx holds the buckets of one transaction.
 type storeTx struct {
 	meta, queues, senders, messages, expiry, unsecured *bbolt.Bucket
+	// links and queueLinks hold link data (links.go); nil in a read
+	// transaction on a file written before link data existed.
+	links, queueLinks *bbolt.Bucket
 	// delta, in the commit loop's transactions, gathers the changes of
 	// the counts; nil in read transactions.
 	delta *countDelta
 }
 
-// countDelta is a change of the store's counts.
-type countDelta struct{ queues, messages, bytes int64 }
+// countDelta is a change of the store's counts. links is kept in memory
+// only (not in the "counts" value): it is counted at open.
+type countDelta struct{ queues, messages, bytes, links int64 }
 
 func (d *countDelta) apply(o countDelta) {
 	d.queues += o.queues
 	d.messages += o.messages
 	d.bytes += o.bytes
+	d.links += o.links
 }
 
 // encode returns the 24-byte "counts" value.
@@ -1024,16 +1034,17 @@ func (d countDelta) encode() []byte {
 
 // storeCounts are the store's counts as of the last commit, readable at
 // any time without a transaction.
-type storeCounts struct{ queues, messages, bytes atomic.Int64 }
+type storeCounts struct{ queues, messages, bytes, links atomic.Int64 }
 
 func (c *storeCounts) add(d countDelta) {
 	c.queues.Add(d.queues)
 	c.messages.Add(d.messages)
 	c.bytes.Add(d.bytes)
+	c.links.Add(d.links)
 }
 
 func (c *storeCounts) snapshot() countDelta {
-	return countDelta{c.queues.Load(), c.messages.Load(), c.bytes.Load()}
+	return countDelta{c.queues.Load(), c.messages.Load(), c.bytes.Load(), c.links.Load()}
 }
 
 // queueCost is what one queue counts in storedBytes: about what it takes
@@ -1042,17 +1053,24 @@ func (c *storeCounts) snapshot() countDelta {
 const queueCost = 256
 
 // storedBytes returns what the relay's stored-bytes cap bounds: the bytes
-// of the message values held (bodies plus 32 bytes each), and queueCost
-// per queue.
+// of the message values held (bodies plus 32 bytes each), queueCost per
+// queue and linkCost per link.
 func (s *store) storedBytes() int64 {
 	c := s.total.snapshot()
-	return c.bytes + c.queues*queueCost
+	return c.bytes + c.queues*queueCost + c.links*linkCost
 }
 
 // count records a change of the counts (nothing in a read transaction).
 func (b storeTx) count(queues, messages, bytes int64) {
 	if b.delta != nil {
-		b.delta.apply(countDelta{queues, messages, bytes})
+		b.delta.apply(countDelta{queues: queues, messages: messages, bytes: bytes})
+	}
+}
+
+// countLinks records a change of the number of links.
+func (b storeTx) countLinks(n int64) {
+	if b.delta != nil {
+		b.delta.links += n
 	}
 }
 
@@ -1060,14 +1078,15 @@ func (b storeTx) count(queues, messages, bytes int64) {
 // writes it if there is none.
 func loadCounts(tx *bbolt.Tx, c *storeCounts) error {
 	b := bucketsOf(tx)
+	c.add(countDelta{links: int64(b.links.Stats().KeyN)})
 	if v := b.meta.Get(metaCountsKey); v != nil {
 		if len(v) != 24 {
 			return fmt.Errorf("%w: counts", errCorrupt)
 		}
 		c.add(countDelta{
-			int64(binary.BigEndian.Uint64(v)),
-			int64(binary.BigEndian.Uint64(v[8:])),
-			int64(binary.BigEndian.Uint64(v[16:])),
+			queues:   int64(binary.BigEndian.Uint64(v)),
+			messages: int64(binary.BigEndian.Uint64(v[8:])),
+			bytes:    int64(binary.BigEndian.Uint64(v[16:])),
 		})
 		return nil
 	}
@@ -1092,6 +1111,9 @@ func bucketsOf(tx *bbolt.Tx) storeTx {
 		messages:  tx.Bucket(bucketMessages),
 		expiry:    tx.Bucket(bucketExpiry),
 		unsecured: tx.Bucket(bucketUnsecured),
+
+		links:      tx.Bucket(bucketLinks),
+		queueLinks: tx.Bucket(bucketQueueLinks),
 	}
 }
 
@@ -1219,6 +1241,9 @@ func (b storeTx) deleteQueue(q *queueState) (msgs int, err error) {
 		return msgs, err
 	}
 	if err := b.unsecured.Delete(unsecuredKey(q.Created, q.RecipientID)); err != nil {
+		return msgs, err
+	}
+	if err := b.deleteLinkOf(q.RecipientID); err != nil {
 		return msgs, err
 	}
 	b.count(-1, 0, 0)

@@ -1197,7 +1197,7 @@ func TestStoreCounts(t *testing.T) {
 	check := func(what string, s *store, queues, msgs, bytes int64) {
 		t.Helper()
 		got := s.total.snapshot()
-		if want := (countDelta{queues, msgs, bytes}); got != want {
+		if want := (countDelta{queues: queues, messages: msgs, bytes: bytes}); got != want {
 			t.Fatalf("%s: counts %+v, want %+v", what, got, want)
 		}
 		q, m := 0, 0

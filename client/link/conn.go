@@ -458,6 +458,30 @@ func (c *Conn) Delete(ctx context.Context, q Queue) error {
 	return err
 }
 
+// SetLink stores data as the link data of queue q under the link ID id,
+// with mode (LSET, PROTOCOL.md section 21.1), replacing q's earlier link
+// data. data must be queue.LinkDataSize bytes (see queue.SealLinkData).
+// queue.AUTH means there is no such queue, it is suspended, or id names
+// another queue's link data; queue.QUOTA that the relay's storage is full.
+func (c *Conn) SetLink(ctx context.Context, q Queue, id queue.ID, mode queue.LinkMode, data []byte) error {
+	if len(data) != queue.LinkDataSize || (mode != queue.LinkOnce && mode != queue.LinkReusable) {
+		return queue.SYNTAX
+	}
+	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagLSET, LinkID: id, LinkMode: mode, Body: data}, queue.TagOK)
+	return err
+}
+
+// GetLink returns the link data with link ID id (LGET), which the relay
+// deletes as it answers if it may be read once. queue.AUTH means there is
+// none (never stored, read already, or its queue deleted).
+func (c *Conn) GetLink(ctx context.Context, id queue.ID) ([]byte, error) {
+	r, err := c.do(ctx, nil, &id, queue.Command{Tag: queue.TagLGET}, queue.TagLNK)
+	if err != nil {
+		return nil, err
+	}
+	return r.Body, nil
+}
+
 // Ping checks that the relay answers (PING, PONG).
 func (c *Conn) Ping(ctx context.Context) error {
 	_, err := c.do(ctx, nil, nil, queue.Command{Tag: queue.TagPING}, queue.TagPONG)
