@@ -103,6 +103,28 @@ type Config struct {
 	// Offline keeps the client from connecting to relays until a command
 	// needs one: no subscriptions, no background sending.
 	Offline bool
+	// Contacts, when not nil, names the contacts an online client works
+	// for, so that it connects only to the relays they need: it subscribes
+	// to their queues only, the outbox sends (and Flush waits for) their
+	// messages only, and only their unfinished handshakes expire. Invite
+	// and Accept add the contact they make. Names of no contact are
+	// ignored. nil: every contact.
+	Contacts []string
+	// SendOnly keeps an online client from subscribing to any queue: it
+	// connects only to send what waits in the outbox (for Contacts), and
+	// for the calls that need a relay (Invite, Accept, Forget).
+	SendOnly bool
+	// Isolation says which queues share a session to a relay: one
+	// session per relay, or one per contact (and, under Tor, a circuit
+	// per contact). Default IsolationAuto: per contact under Tor, per
+	// relay without.
+	Isolation Isolation
+	// Stagger spreads the first connections of the links Open starts (to
+	// subscribe to the client's queues) over a random delay each, uniform
+	// in [0, Stagger), so that the relays do not all see the client come
+	// online at the same instant. A call that needs a link waiting for
+	// its delay starts it at once. Default 0: no delay.
+	Stagger time.Duration
 	// Logger receives operational logs, wrapped in queue.RedactHandler so
 	// that errors that embed network addresses (dial errors) lose them;
 	// default: discard.
@@ -175,6 +197,10 @@ type Client struct {
 	// links are the relay connections, by relay fingerprint.
 	links map[linkKey]*relayLink
 
+	// scope holds the IDs of the contacts in Config.Contacts, and those
+	// Invite and Accept made since; nil: every contact.
+	scope map[string]bool
+
 	// relayDown says, by relay, whether the last attempt to reach it
 	// failed; a relay not yet tried is not in it (see reachable).
 	relayDown map[queue.Fingerprint]bool
@@ -190,6 +216,9 @@ type Client struct {
 func Open(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Home == "" {
 		return nil, errors.New("client: no home directory")
+	}
+	if !cfg.Isolation.valid() {
+		return nil, fmt.Errorf("client: %w: %q", ErrIsolation, string(cfg.Isolation))
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -230,6 +259,12 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		v.Close()
 		return nil, err
 	}
+	if cfg.Contacts != nil {
+		if err := c.setScope(cfg.Contacts); err != nil {
+			v.Close()
+			return nil, err
+		}
+	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if cfg.Events == EventsChannel {
 		c.wg.Add(1)
@@ -244,19 +279,42 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// goOnline starts a link to every relay that holds one of our queues, and
-// the outbox sender.
+// setScope sets the scope to the contacts called names.
+func (c *Client) setScope(names []string) error {
+	recs, err := c.loadContacts()
+	if err != nil {
+		return err
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	c.scope = make(map[string]bool, len(names))
+	for _, r := range recs {
+		if want[r.Name] {
+			c.scope[string(r.ID)] = true
+		}
+	}
+	return nil
+}
+
+// goOnline starts a link to every relay that holds one of the queues we
+// receive on for the contacts in scope (unless SendOnly), each after its
+// stagger delay, and the outbox sender.
 func (c *Client) goOnline() error {
 	contacts, err := c.loadContacts()
 	if err != nil {
 		return err
 	}
 	for _, ct := range contacts {
+		if c.cfg.SendOnly || ct.State == StateGone || !c.inScope(ct.ID) {
+			continue
+		}
 		addr, err := queue.ParseAddress(ct.Recv.Relay)
 		if err != nil {
 			return fmt.Errorf("contact %q: %w", ct.Name, err)
 		}
-		c.linkTo(addr, c.isolation(ct.ID))
+		c.startLink(addr, c.isolation(ct.ID), c.staggerDelay())
 	}
 	c.wg.Add(1)
 	go c.outboxLoop()

@@ -70,6 +70,7 @@ func (c *Client) Invite(ctx context.Context, name string) (string, error) {
 	}); err != nil {
 		return "", err
 	}
+	c.addScope(id)
 	c.subscribeNew(conn, q)
 	inv := invitation{
 		queue: queueInfo{relay: addr.WithoutPassword(), senderID: q.SenderID, e2eKey: queue.PublicKey(e2e)},
@@ -232,6 +233,7 @@ func (c *Client) Accept(ctx context.Context, inviteLink, name string) (Contact, 
 	if err != nil {
 		return Contact{}, err
 	}
+	c.addScope(id)
 	notify(c.wakeOutbox)
 	c.subscribeNew(oconn, q)
 	return Contact{Name: name, State: StateJoining, Created: rec.Created, SharedRelay: shared, Outbox: 1}, nil

@@ -68,3 +68,21 @@ func ContactRelays(c *Client, name string) (recv, send queue.Fingerprint, err er
 	})
 	return recv, send, err
 }
+
+// QueueIDs returns the IDs a relay sees for the contact called name: the
+// recipient ID of the queue we receive on, and the sender ID of the one
+// we send to (zero while the contact has not confirmed).
+func QueueIDs(c *Client, name string) (recv, send queue.ID, err error) {
+	err = c.store.View(func(tx *vault.Tx) error {
+		rec, err := contactByName(tx, name)
+		if err != nil {
+			return err
+		}
+		copy(recv[:], rec.Recv.RecipientID)
+		if rec.Send != nil {
+			copy(send[:], rec.Send.SenderID)
+		}
+		return nil
+	})
+	return recv, send, err
+}

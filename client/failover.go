@@ -315,9 +315,10 @@ func (l *relayLink) budgetErr(rctx context.Context, err error) error {
 // near: the contact is stored, and a queue left unsubscribed on a live
 // connection would not be read until the link reconnects. If it fails
 // while conn is still open, it closes conn, so that the link reconnects
-// and subscribes to every queue, q included.
+// and subscribes to every queue, q included. A SendOnly client does not
+// subscribe.
 func (c *Client) subscribeNew(conn *link.Conn, q link.Queue) {
-	if c.cfg.Offline {
+	if c.cfg.Offline || c.cfg.SendOnly {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.relayTimeout())

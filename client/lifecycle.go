@@ -220,7 +220,7 @@ func (c *Client) expire() {
 	}
 	now := time.Now()
 	for _, r := range recs {
-		if !halfMade(r) || now.Before(r.Created.Add(c.expiry())) {
+		if !halfMade(r) || now.Before(r.Created.Add(c.expiry())) || !c.inScope(r.ID) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, time.Minute)

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -59,6 +58,12 @@ type relayLink struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	// delay is how long the link waits before its first attempt (see
+	// Config.Stagger); closing start ends the wait early.
+	delay     time.Duration
+	start     chan struct{}
+	startOnce sync.Once
+
 	mu sync.Mutex
 	// conn is the live connection, nil while down.
 	conn *link.Conn
@@ -75,19 +80,19 @@ type linkKey struct {
 	iso string
 }
 
-// isolation returns the SOCKS isolation credentials of the contact with
-// the given ID: a value of its own under Tor, "" (one shared connection
-// per relay) without.
-func (c *Client) isolation(contactID []byte) string {
-	if !c.cfg.Dial.Tor.On() {
-		return ""
-	}
-	return hex.EncodeToString(contactID)
+// linkTo returns the link to addr's relay for the isolation iso (see
+// Client.isolation), starting it if needed, and ending the wait of one
+// that waits for its first attempt (Config.Stagger). An address with a
+// password replaces one without.
+func (c *Client) linkTo(addr queue.Address, iso string) *relayLink {
+	l := c.startLink(addr, iso, 0)
+	l.startOnce.Do(func() { close(l.start) })
+	return l
 }
 
-// linkTo returns the link to addr's relay for the isolation iso, starting
-// it if needed. An address with a password replaces one without.
-func (c *Client) linkTo(addr queue.Address, iso string) *relayLink {
+// startLink returns the link to addr's relay for the isolation iso,
+// starting it, to make its first attempt after delay, if there is none.
+func (c *Client) startLink(addr queue.Address, iso string, delay time.Duration) *relayLink {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if l, ok := c.links[linkKey{addr.Fingerprint, iso}]; ok {
@@ -108,7 +113,8 @@ func (c *Client) linkTo(addr queue.Address, iso string) *relayLink {
 			}
 		}
 	}
-	l := &relayLink{c: c, addr: addr, iso: iso, changed: make(chan struct{}), done: make(chan struct{})}
+	l := &relayLink{c: c, addr: addr, iso: iso, changed: make(chan struct{}), done: make(chan struct{}),
+		delay: delay, start: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(c.ctx)
 	c.links[linkKey{addr.Fingerprint, iso}] = l
 	c.wg.Add(1)
@@ -165,6 +171,15 @@ func (l *relayLink) run() {
 		attempt uint64 // attempts so far, for per-attempt isolation
 		failed  int    // attempts failed in a row under Tor
 	)
+	if l.delay > 0 {
+		t := time.NewTimer(l.delay)
+		select {
+		case <-t.C:
+		case <-l.start:
+		case <-l.ctx.Done():
+		}
+		t.Stop()
+	}
 	for l.ctx.Err() == nil {
 		l.mu.Lock()
 		addr := l.addr
@@ -270,9 +285,12 @@ func (l *relayLink) subscribeAll(conn *link.Conn) error {
 		errMu sync.Mutex
 		first error
 	)
+	if l.c.cfg.SendOnly {
+		return nil
+	}
 	for _, r := range recs {
-		if r.State == StateGone {
-			continue // its queue is deleted
+		if r.State == StateGone || !l.c.inScope(r.ID) {
+			continue // its queue is deleted, or not ours to read now
 		}
 		a, err := queue.ParseAddress(r.Recv.Relay)
 		if err != nil || a.Fingerprint != l.addr.Fingerprint || l.c.isolation(r.ID) != l.iso {

@@ -48,8 +48,9 @@ func (c *Client) outboxLoop() {
 	}
 }
 
-// sendOutbox makes one pass over the outbox. It reports whether any
-// message was accepted and how many remain.
+// sendOutbox makes one pass over the outbox, for the contacts in scope
+// (Config.Contacts). It reports whether any message was accepted and how
+// many of theirs remain.
 func (c *Client) sendOutbox() (progress bool, pending int, err error) {
 	type item struct {
 		key []byte
@@ -62,7 +63,9 @@ func (c *Client) sendOutbox() (progress bool, pending int, err error) {
 			if err := unmarshal(v, &e); err != nil {
 				return err
 			}
-			items = append(items, item{bytes.Clone(k), e})
+			if c.inScope(e.Contact) {
+				items = append(items, item{bytes.Clone(k), e})
+			}
 			return nil
 		})
 	})
@@ -203,7 +206,8 @@ func (c *Client) dropEntry(key []byte, e outboxEntry, cause error) {
 }
 
 // Flush waits until the outbox is empty, that is until relays accepted
-// every queued message, or ctx ends. It needs an online client.
+// every queued message (to the contacts in scope: Config.Contacts), or
+// ctx ends. It needs an online client.
 func (c *Client) Flush(ctx context.Context) error {
 	if c.cfg.Offline {
 		return errors.New("client: Flush on an offline client")
@@ -211,7 +215,14 @@ func (c *Client) Flush(ctx context.Context) error {
 	for {
 		n := 0
 		err := c.store.View(func(tx *vault.Tx) error {
-			return tx.ForEach(bucketOutbox, nil, func(_, _ []byte) error {
+			return tx.ForEach(bucketOutbox, nil, func(_, v []byte) error {
+				var e outboxEntry
+				if err := unmarshal(v, &e); err != nil {
+					return err
+				}
+				if !c.inScope(e.Contact) {
+					return nil
+				}
 				n++
 				return errStop
 			})

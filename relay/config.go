@@ -129,6 +129,29 @@ type Config struct {
 	// relay logs none, and wraps Logger in queue.RedactHandler so that
 	// errors that embed addresses lose them. Default: discard.
 	Logger *slog.Logger
+
+	// Observe, if not nil, is called with every Sighting: each session
+	// when its handshake completes, then each command it serves, with the
+	// queue the command names. It is what an operator who changed the
+	// relay's code could record (queue/PROTOCOL.md section 17), and is
+	// there for tests that prove what a relay can link, such as which
+	// queues share a session under each client isolation setting;
+	// hush-relay never sets it. It is called from the session's
+	// goroutines, concurrently, and must return quickly.
+	Observe func(Sighting)
+}
+
+// Sighting is one thing a relay sees on a session (Config.Observe).
+type Sighting struct {
+	// Session numbers the relay's sessions from 1, in the order their
+	// handshakes complete.
+	Session uint64
+	// Tag is the command's; zero when the session starts.
+	Tag queue.Tag
+	// Queue is the queue the command names: its recipient ID (for NEW,
+	// that of the queue it created), or its sender ID for SEND and SKEY;
+	// zero for PING and when the session starts.
+	Queue queue.ID
 }
 
 // Defaults.

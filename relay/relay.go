@@ -76,6 +76,8 @@ type Relay struct {
 	subs map[queue.ID]*subscription
 	// sessions holds every live session, to close them on Close.
 	sessions map[*session]struct{}
+	// sessionSeq numbers the sessions for Config.Observe.
+	sessionSeq uint64
 }
 
 // New opens the store, binds both listeners and starts serving in the
@@ -452,6 +454,8 @@ func (r *Relay) addSession(s *session) bool {
 		return false
 	}
 	r.sessions[s] = struct{}{}
+	r.sessionSeq++
+	s.seq = r.sessionSeq
 	r.metrics.sessionsTotal.Inc()
 	return true
 }

@@ -58,6 +58,7 @@ var errMalformed = errors.New("malformed block")
 // at a time.
 type session struct {
 	r       *Relay
+	seq     uint64 // the session's number, for Config.Observe
 	conn    io.ReadWriteCloser
 	binding []byte
 	key     *ecdh.PrivateKey // this session's X25519 key
@@ -200,6 +201,7 @@ func (s *session) run() error {
 		return err
 	}
 	s.tk.handshakeDone()
+	s.observe(0, queue.ID{})
 	return s.readLoop()
 }
 
@@ -437,6 +439,13 @@ func (s *session) cacheAuthKey(k queue.Key, ak [32]byte) {
 	s.authCache[k] = ak
 }
 
+// observe hands a Sighting to Config.Observe, if set.
+func (s *session) observe(tag queue.Tag, id queue.ID) {
+	if s.r.cfg.Observe != nil {
+		s.r.cfg.Observe(Sighting{Session: s.seq, Tag: tag, Queue: id})
+	}
+}
+
 // entityID returns t's entity as an ID, and false if it has none.
 func entityID(t *queue.Transmission) (queue.ID, bool) {
 	var id queue.ID
@@ -457,6 +466,7 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 	entity := clone(t.Entity)
 	s.r.metrics.countCommand(cmd.Tag)
 	if cmd.Tag == queue.TagPING {
+		s.observe(cmd.Tag, queue.ID{})
 		if t.Auth != nil || t.Entity != nil {
 			return s.replyErr(corrID, entity, queue.SYNTAX)
 		}
@@ -478,6 +488,7 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 	if !ok {
 		return s.replyErr(corrID, entity, queue.SYNTAX)
 	}
+	s.observe(cmd.Tag, id)
 	// A low-order key is refused before any lookup (sections 8, 9).
 	if (cmd.Tag == queue.TagKEY || cmd.Tag == queue.TagSKEY) && queue.LowOrder(cmd.SenderKey) {
 		return s.replyErr(corrID, entity, queue.SYNTAX)
@@ -718,6 +729,7 @@ func (s *session) handleNew(corrID []byte, cmd queue.Command, signed, auth []byt
 			return
 		}
 		s.r.metrics.queuesCreated.Inc()
+		s.observe(queue.TagNEW, rec.RecipientID)
 		s.reply(corrID, nil, queue.Command{
 			Tag: queue.TagIDS, RecipientID: rec.RecipientID, SenderID: rec.SenderID,
 			RelayDHKey: queue.PublicKey(relayKey),

@@ -36,8 +36,29 @@ func (s *session) Close() error {
 
 // open returns a session for a command: with the running agent of
 // --home if there is one, else with the store opened here, online
-// (connected to the relays) unless offline.
+// (connected to the relays of every contact) unless offline.
 func (c *cmd) open(ctx context.Context, offline bool) (*session, error) {
+	return c.openFor(ctx, need{offline: offline})
+}
+
+// need is what a command needs of the relays when it opens the store
+// itself (the agent, when one runs, is online for every contact): so
+// that a command connects only to the relays it needs.
+type need struct {
+	// offline: none (client.Config.Offline).
+	offline bool
+	// contacts are the contacts it works for; nil: all of them
+	// (client.Config.Contacts).
+	contacts []string
+	// sendOnly: it subscribes to no queue (client.Config.SendOnly).
+	sendOnly bool
+	// stagger spreads the first connections (client.Config.Stagger).
+	stagger time.Duration
+}
+
+// openFor returns a session for a command that needs n: with the running
+// agent of --home if there is one, else with the store opened here.
+func (c *cmd) openFor(ctx context.Context, n need) (*session, error) {
 	conn, err := agent.Dial(ctx, c.home)
 	switch {
 	case err == nil:
@@ -45,7 +66,7 @@ func (c *cmd) open(ctx context.Context, offline bool) (*session, error) {
 	case !errors.Is(err, agent.ErrNoAgent) && !errors.Is(err, agent.ErrPathTooLong):
 		return nil, fmt.Errorf("connecting to the agent: %w", err)
 	}
-	cl, err := c.openClient(ctx, offline)
+	cl, err := c.openClient(ctx, n)
 	if err != nil {
 		return nil, err
 	}
@@ -53,15 +74,23 @@ func (c *cmd) open(ctx context.Context, offline bool) (*session, error) {
 	return &session{Conn: srv.Pipe(), srv: srv, cl: cl}, nil
 }
 
+// defaultStagger is how long, by default, the agent spreads its first
+// connections over (agent --stagger, client.Config.Stagger): the relays
+// then see its sessions start up to 10 s apart rather than within
+// milliseconds of each other, which tells less that they are one
+// client's. It costs once per start: messages that waited for the agent
+// arrive up to 10 s later, and none while it runs.
+const defaultStagger = 10 * time.Second
+
 // runAgent is "hush agent": it opens the store, serves the API on the
 // socket in --home until SIGINT or SIGTERM, and receives and sends
-// meanwhile.
-func (c *cmd) runAgent(ctx context.Context) error {
+// meanwhile. Its first connections are spread over stagger.
+func (c *cmd) runAgent(ctx context.Context, stagger time.Duration) error {
 	if conn, err := agent.Dial(ctx, c.home); err == nil {
 		conn.Close()
 		return fmt.Errorf("an agent is already running for %s", c.home)
 	}
-	cl, err := c.openClient(ctx, false)
+	cl, err := c.openClient(ctx, need{stagger: stagger})
 	if err != nil {
 		return err
 	}

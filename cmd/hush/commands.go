@@ -28,7 +28,7 @@ const (
 	defaultCheckTimeout = 15 * time.Second
 )
 
-const queuedNote = "queued: will be retried by the next hush receive, chat or send"
+const queuedNote = "queued: will be retried by the next hush receive, or chat or send to this contact"
 
 // emit prints v as one line of JSON.
 func (c *cmd) emit(v any) error {
@@ -94,7 +94,7 @@ var errNoRelay = errors.New("no relay configured: add one with \"hush relays add
 
 // invite is "hush invite".
 func (c *cmd) invite(ctx context.Context, name string, timeout time.Duration) error {
-	s, err := c.open(ctx, false)
+	s, err := c.openFor(ctx, need{contacts: []string{}, sendOnly: true})
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func (c *cmd) invite(ctx context.Context, name string, timeout time.Duration) er
 
 // accept is "hush accept".
 func (c *cmd) accept(ctx context.Context, link, name string, timeout time.Duration) error {
-	s, err := c.open(ctx, false)
+	s, err := c.openFor(ctx, need{contacts: []string{}, sendOnly: true})
 	if err != nil {
 		return err
 	}
@@ -339,7 +339,7 @@ func (c *cmd) contacts(ctx context.Context) error {
 
 // forget is "hush forget".
 func (c *cmd) forget(ctx context.Context, name string, timeout time.Duration) error {
-	s, err := c.open(ctx, false)
+	s, err := c.openFor(ctx, need{contacts: []string{name}, sendOnly: true})
 	if err != nil {
 		return err
 	}
@@ -385,7 +385,7 @@ func (c *cmd) send(ctx context.Context, name, text string, timeout time.Duration
 	if text == "" {
 		return errors.New("the message is empty")
 	}
-	s, err := c.open(ctx, false)
+	s, err := c.openFor(ctx, need{contacts: []string{name}, sendOnly: true})
 	if err != nil {
 		return err
 	}
@@ -563,9 +563,9 @@ func (c *cmd) warnQueued(ctx context.Context, s *session) {
 	case 0:
 		return
 	case 1:
-		c.warn("a message is still queued: it will be retried by the next hush receive, chat or send")
+		c.warn("a message is still queued: it will be retried by the next hush receive, or chat or send to its contact")
 	default:
-		c.warn("%d messages are still queued: they will be retried by the next hush receive, chat or send", n)
+		c.warn("%d messages are still queued: they will be retried by the next hush receive, or chat or send to their contacts", n)
 	}
 }
 
@@ -748,7 +748,7 @@ func clean(s string) string {
 
 // chat is "hush chat".
 func (c *cmd) chat(ctx context.Context, name string, timeout time.Duration) error {
-	s, err := c.open(ctx, false)
+	s, err := c.openFor(ctx, need{contacts: []string{name}})
 	if err != nil {
 		return err
 	}

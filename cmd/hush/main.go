@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	hush [--home DIR] [--json] [--transport quic|tcp] [--tor off|prefer|required] [--socks ADDR] [--passphrase-file F] <command> ...
+//	hush [--home DIR] [--json] [--transport quic|tcp] [--tor off|prefer|required] [--socks ADDR] [--isolation relay|contact] [--passphrase-file F] <command> ...
 //
 //	hush init [--passphrase-file F | --no-passphrase]   create the encrypted store
 //	hush relays add [--offline] ADDRESS                 add a relay to keep queues on
@@ -40,6 +40,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/hushrelay/hush/client"
 	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/internal/cli"
 )
@@ -80,6 +81,9 @@ Global flags (before or after the command):
                        required (everything through Tor: no UDP, no direct
                        connection, no local DNS lookup); default off
   --socks ADDR         Tor's SOCKS5 proxy (default 127.0.0.1:9050)
+  --isolation I        relay (one session per relay for all contacts) or contact
+                       (one per contact and relay; under Tor, a circuit each);
+                       default contact with --tor, relay without (README: Privacy)
   --passphrase-file F  read the store's passphrase from F's first line
                        (default: $HUSH_PASSPHRASE, else a prompt)
   --verbose            log the client library's details to standard error
@@ -156,6 +160,7 @@ type globals struct {
 	transport      string
 	tor            string
 	socks          string
+	isolation      string
 	passphraseFile string
 	verbose        bool
 }
@@ -168,6 +173,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.transport, "transport", g.transport, "`quic` or tcp only (default: QUIC first, then TCP)")
 	fs.StringVar(&g.tor, "tor", g.tor, "`off`, prefer or required: route relay connections through Tor")
 	fs.StringVar(&g.socks, "socks", g.socks, "Tor's SOCKS5 proxy `host:port` (default 127.0.0.1:9050)")
+	fs.StringVar(&g.isolation, "isolation", g.isolation, "`relay` or contact: one relay session for all contacts, or one per contact\n(default: per contact with --tor, per relay without)")
 	fs.StringVar(&g.passphraseFile, "passphrase-file", g.passphraseFile, "read the passphrase from the first line of `file`")
 	fs.BoolVar(&g.verbose, "verbose", g.verbose, "log the client library's details to standard error")
 }
@@ -216,7 +222,7 @@ func run(ctx context.Context, args []string, env environment) error {
 		needsHome = true
 		// takes are the global flags that the command takes after its
 		// name; all of them by default.
-		takes = []string{"home", "json", "transport", "tor", "socks", "passphrase-file", "verbose"}
+		takes = []string{"home", "json", "transport", "tor", "socks", "isolation", "passphrase-file", "verbose"}
 	)
 	switch verb {
 	case "help", "-h", "-help", "--help":
@@ -291,7 +297,7 @@ func run(ctx context.Context, args []string, env environment) error {
 		exec = func([]string) error { return c.contacts(ctx) }
 	case "send":
 		fs = newFlagSet("send", "NAME TEXT...", "send TEXT to the contact NAME (several arguments are joined with spaces);\nthe message is stored first, so nothing is lost if the relay cannot be reached")
-		timeout := fs.Duration("timeout", defaultFlushTimeout, "how long to wait for the relay to take the message; after it, the\nmessage stays queued for the next hush receive, chat or send")
+		timeout := fs.Duration("timeout", defaultFlushTimeout, "how long to wait for the relay to take the message; after it, the\nmessage stays queued for the next hush receive, or chat or send to NAME")
 		nargs, argsUsage = -2, "NAME TEXT"
 		exec = func(a []string) error { return c.send(ctx, a[0], strings.Join(a[1:], " "), *timeout) }
 	case "receive":
@@ -315,7 +321,8 @@ func run(ctx context.Context, args []string, env environment) error {
 		exec = func(a []string) error { return c.rename(ctx, a[0], a[1]) }
 	case "agent":
 		fs = newFlagSet("agent", "", "run the agent: open the store once, stay connected to the relays, receive and\nsend continuously, and serve the API (docs/agent.md) on the socket hush.sock\nin --home until SIGINT or SIGTERM. While it runs, every hush command for\nthis home goes through it, and needs no passphrase.")
-		exec = func([]string) error { return c.runAgent(ctx) }
+		stagger := fs.Duration("stagger", defaultStagger, "spread the first connections to the relays over a random delay each, up to this long,\nso that relays do not all see this client come online at the same instant")
+		exec = func([]string) error { return c.runAgent(ctx, *stagger) }
 	case "demo":
 		fs = newFlagSet("demo", "", "start two relays and two clients, alice and bob, in this process on 127.0.0.1,\nwith temporary stores; show an invitation, its acceptance and a message each way")
 		needsHome = false
@@ -353,6 +360,11 @@ func run(ctx context.Context, args []string, env environment) error {
 		}
 	default:
 		return usageError{fmt.Sprintf("--tor must be off, prefer or required, not %q", c.tor), fs.Help()}
+	}
+	switch client.Isolation(c.isolation) {
+	case client.IsolationAuto, client.IsolationRelay, client.IsolationContact:
+	default:
+		return usageError{fmt.Sprintf("--isolation must be %q or %q, not %q", client.IsolationRelay, client.IsolationContact, c.isolation), fs.Help()}
 	}
 	if needsHome && c.home == "" {
 		return usageError{"no home directory: pass --home DIR or set $HUSH_HOME", fs.Help()}

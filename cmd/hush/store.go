@@ -120,10 +120,10 @@ func (c *cmd) newPassphrase() ([]byte, error) {
 }
 
 // openClient opens the store in --home, online (connected to the relays)
-// unless offline, with its events kept in the store until taken (for
+// as n says, with its events kept in the store until taken (for
 // package agent's server). When the store needs a passphrase and none was
 // given, it asks on the terminal, if there is one.
-func (c *cmd) openClient(ctx context.Context, offline bool) (*client.Client, error) {
+func (c *cmd) openClient(ctx context.Context, n need) (*client.Client, error) {
 	pass, from, err := c.given()
 	if err != nil {
 		return nil, err
@@ -132,7 +132,11 @@ func (c *cmd) openClient(ctx context.Context, offline bool) (*client.Client, err
 		Home:       c.home,
 		Passphrase: pass,
 		Dial:       link.Config{Transport: link.Transport(c.transport), Tor: link.TorMode(c.tor), SOCKS: c.socks},
-		Offline:    offline,
+		Offline:    n.offline,
+		Contacts:   n.contacts,
+		SendOnly:   n.sendOnly,
+		Stagger:    n.stagger,
+		Isolation:  client.Isolation(c.isolation),
 		Logger:     c.logger(),
 		Events:     client.EventsStored,
 	}
