@@ -50,44 +50,123 @@ type StoreReport struct {
 
 // Backup writes a consistent copy of the store to w while the relay runs:
 // the state of one moment, while writes go on. The copy is a store file:
-// a relay can open it, and CheckStore checks it. It is first spooled, in
-// one read transaction, to a temporary file next to the store (which
-// needs as much free space as the store, and is removed before Backup
-// returns), and then copied to w: however slowly w is read, the store's
-// read transaction lasts only as long as the local copy, so a commit that
-// must grow the file never waits for the reader. It returns the number of
-// bytes written to w. It blocks until the copy is written, or until a
-// write to w fails or ctx is done (it then returns their error).
+// a relay can open it, and CheckStore checks it. It holds live data only:
+// it is written key by key from one read transaction into a new file
+// (copyLive), so that nothing acknowledged, expired or deleted before that
+// moment is in it, as it would be in a copy of the store's pages (free
+// pages included). The new file is spooled next to the store (it needs
+// as much free space as the store's live data, and is removed before
+// Backup returns), and then copied to w: however slowly w is read, the
+// store's read transaction lasts only as long as the local copy, so a
+// commit that must grow the file never waits for the reader. It returns
+// the number of bytes written to w. It blocks until the copy is written,
+// or until a write to w fails or ctx is done (it then returns their
+// error).
 func (r *Relay) Backup(ctx context.Context, w io.Writer) (int64, error) {
-	f, err := os.CreateTemp(filepath.Dir(r.cfg.StorePath), ".backup-*.tmp")
-	if err != nil {
-		return 0, fmt.Errorf("backup spool: %w", err)
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	if _, err := r.store.writeTo(ctx, f); err != nil {
-		return 0, err
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("backup spool: %w", err)
-	}
-	return io.Copy(ctxWriter{ctx, w}, f)
+	return backupVia(ctx, r.store.db, filepath.Dir(r.cfg.StorePath), w)
 }
 
 // BackupStore writes a consistent copy of the store file at path, which no
-// relay may have open (else ErrStoreInUse), to w. It blocks like Backup.
+// relay may have open (else ErrStoreInUse), to w. Like Backup, it holds
+// live data only, and it is spooled in path's directory; it blocks like
+// Backup.
 func BackupStore(ctx context.Context, path string, w io.Writer) (int64, error) {
 	db, err := openOffline(path, true)
 	if err != nil {
 		return 0, err
 	}
 	defer db.Close()
-	var n int64
-	err = db.View(func(tx *bbolt.Tx) error {
-		n, err = tx.WriteTo(ctxWriter{ctx, w})
+	return backupVia(ctx, db, filepath.Dir(path), w)
+}
+
+// backupVia copies the live data of db into a new store file in dir
+// (copyLive), copies that file to w and removes it.
+func backupVia(ctx context.Context, db *bbolt.DB, dir string, w io.Writer) (int64, error) {
+	f, err := os.CreateTemp(dir, ".backup-*.tmp")
+	if err != nil {
+		return 0, fmt.Errorf("backup spool: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	err = db.View(func(tx *bbolt.Tx) error { return copyLive(ctx, tx, f.Name()) })
+	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+		err = errClosed
+	}
+	if err != nil {
+		return 0, err
+	}
+	return io.Copy(ctxWriter{ctx, w}, f)
+}
+
+// copyLive writes every bucket of tx, key by key in key order, into the
+// bbolt file at path (new or empty), in transactions of at most
+// compactTxSize bytes, and syncs it. The file holds the live data of tx
+// and nothing else: the pages of a fresh file that a later transaction
+// of the copy frees held only copies of the same live data. (tx.WriteTo,
+// by contrast, copies every page of the file, free ones included, with
+// whatever acknowledged or deleted data they still hold.) A nested bucket
+// is not in the relay's layout: errCorrupt. It stops, returning
+// ctx.Err(), once ctx is done.
+func copyLive(ctx context.Context, tx *bbolt.Tx, path string) (err error) {
+	dst, err := bbolt.Open(path, 0o600, &bbolt.Options{NoSync: true, FreelistType: bbolt.FreelistMapType})
+	if err != nil {
+		return fmt.Errorf("backup spool: %w", err)
+	}
+	defer func() {
+		if cerr := dst.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	out, err := dst.Begin(true)
+	if err != nil {
 		return err
+	}
+	defer func() { out.Rollback() }()
+	var size int
+	err = tx.ForEach(func(name []byte, src *bbolt.Bucket) error {
+		b, err := out.CreateBucket(name)
+		if err != nil {
+			return err
+		}
+		b.FillPercent = 1 // keys arrive in order
+		if err := b.SetSequence(src.Sequence()); err != nil {
+			return err
+		}
+		c := src.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if v == nil {
+				return fmt.Errorf("%w: nested bucket in %q", errCorrupt, name)
+			}
+			if size += len(k) + len(v); size > compactTxSize {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if err := out.Commit(); err != nil {
+					return err
+				}
+				if out, err = dst.Begin(true); err != nil {
+					return err
+				}
+				b = out.Bucket(name)
+				b.FillPercent = 1
+				size = len(k) + len(v)
+			}
+			if err := b.Put(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	return n, err
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := out.Commit(); err != nil {
+		return err
+	}
+	return dst.Sync()
 }
 
 // openBolt opens a bbolt file (mode 0600 if new). bbolt panics on some
@@ -458,19 +537,6 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.w.Write(p)
-}
-
-// writeTo writes a consistent copy of the store to w, in one read
-// transaction.
-func (s *store) writeTo(ctx context.Context, w io.Writer) (n int64, err error) {
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		n, err = tx.WriteTo(ctxWriter{ctx, w})
-		return err
-	})
-	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
-		err = errClosed
-	}
-	return n, err
 }
 
 // probeKey is written and deleted again by probe, in the meta bucket.
