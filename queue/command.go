@@ -24,6 +24,12 @@ const (
 	TagPING Tag = 0x0A // keep-alive (anyone)
 	TagLSET Tag = 0x10 // store link data for a queue (recipient; section 21)
 	TagLGET Tag = 0x11 // read link data by link ID (anyone; section 21)
+
+	// Private routing (PROTOCOL.md section 20).
+	TagPRXY Tag = 0x20 // ask a forwarding relay for a session to a destination relay (client)
+	TagPFWD Tag = 0x21 // ask a forwarding relay to forward a sealed command (client)
+	TagRKEY Tag = 0x22 // ask a destination relay to attest this session's key (forwarding relay)
+	TagRFWD Tag = 0x23 // a forwarded sealed command (forwarding relay to destination)
 )
 
 // Responses and events, sent by relays.
@@ -36,6 +42,9 @@ const (
 	TagDELD Tag = 0x86 // event: the subscribed queue was deleted
 	TagPONG Tag = 0x87 // response to PING
 	TagLNK  Tag = 0x90 // response to LGET: the link data
+
+	TagPKEY Tag = 0xA0 // response to PRXY and RKEY: an attested session key
+	TagFRES Tag = 0xA1 // response to PFWD and RFWD: a sealed forwarded response
 )
 
 var tagNames = map[Tag]string{
@@ -43,6 +52,8 @@ var tagNames = map[Tag]string{
 	TagGET: "GET", TagOFF: "OFF", TagDEL: "DEL", TagSEND: "SEND", TagPING: "PING",
 	TagIDS: "IDS", TagOK: "OK", TagERR: "ERR", TagMSG: "MSG", TagEND: "END",
 	TagDELD: "DELD", TagPONG: "PONG", TagLSET: "LSET", TagLGET: "LGET", TagLNK: "LNK",
+	TagPRXY: "PRXY", TagPFWD: "PFWD", TagRKEY: "RKEY", TagRFWD: "RFWD",
+	TagPKEY: "PKEY", TagFRES: "FRES",
 }
 
 func (t Tag) String() string {
@@ -75,11 +86,19 @@ const (
 	NO_MSG ErrorCode = 6
 	// INTERNAL: the relay failed (for example its store); retry later.
 	INTERNAL ErrorCode = 7
+	// PROXY: a forwarding relay could not reach the destination relay, or
+	// has no session with it by that ID (any more); ask PRXY again later.
+	PROXY ErrorCode = 0x10
+	// TIME: a forwarded command's timestamp is outside the destination's
+	// window (ForwardWindow); only inside a sealed FRES, whose relayTime
+	// is the destination's clock.
+	TIME ErrorCode = 0x11
 )
 
 var errorNames = map[ErrorCode]string{
 	AUTH: "AUTH", QUOTA: "QUOTA", LARGE: "LARGE", SYNTAX: "SYNTAX",
 	PROHIBITED: "PROHIBITED", NO_MSG: "NO_MSG", INTERNAL: "INTERNAL",
+	PROXY: "PROXY", TIME: "TIME",
 }
 
 func (c ErrorCode) String() string {
@@ -106,7 +125,12 @@ func (c ErrorCode) Error() string { return "relay error " + c.String() }
 //	MSG   msgID[24] sealedLen:2 sealed (exactly SealedSize bytes)
 //	LSET  linkID[24] mode:1 (LinkOnce or LinkReusable) data[LinkDataSize]
 //	LNK   data[LinkDataSize]
-//	SUB GET OFF DEL PING OK END DELD PONG LGET   (nothing)
+//	PRXY  addrLen:2 address (canonical, no password, 1..MaxAddressSize)
+//	PFWD  ephemeralKey[32] sealed[ForwardSealedSize]
+//	RFWD  ephemeralKey[32] sealed[ForwardSealedSize]
+//	PKEY  attestation (see Attestation)
+//	FRES  response[ForwardResponseSize]
+//	SUB GET OFF DEL PING OK END DELD PONG LGET RKEY   (nothing)
 type Command struct {
 	Tag Tag
 
@@ -122,6 +146,11 @@ type Command struct {
 	SenderID       ID       // IDS
 	RelayDHKey     Key      // IDS: the relay's per-queue re-encryption key
 	Error          ErrorCode
+
+	Relay        Address     // PRXY: the destination relay
+	EphemeralKey Key         // PFWD, RFWD: the client's key for this command only
+	Sealed       []byte      // PFWD, RFWD: ForwardSealedSize bytes; FRES: ForwardResponseSize bytes
+	Attestation  Attestation // PKEY
 }
 
 // Append appends the encoding of c to b. It panics if a variable-length
@@ -172,6 +201,26 @@ func (c *Command) Append(b []byte) []byte {
 			panic("queue: link data of the wrong size")
 		}
 		b = append(b, c.Body...)
+	case TagPRXY:
+		a := c.Relay.String()
+		if c.Relay.Password != "" || len(a) > MaxAddressSize {
+			panic("queue: PRXY address with a password or too long")
+		}
+		b = binary.BigEndian.AppendUint16(b, uint16(len(a)))
+		b = append(b, a...)
+	case TagPFWD, TagRFWD:
+		if len(c.Sealed) != ForwardSealedSize {
+			panic("queue: forwarded command of the wrong size")
+		}
+		b = append(b, c.EphemeralKey[:]...)
+		b = append(b, c.Sealed...)
+	case TagPKEY:
+		b = c.Attestation.append(b)
+	case TagFRES:
+		if len(c.Sealed) != ForwardResponseSize {
+			panic("queue: forwarded response of the wrong size")
+		}
+		b = append(b, c.Sealed...)
 	}
 	return b
 }
@@ -228,7 +277,25 @@ func ParseCommand(b []byte) (Command, error) {
 		c.Body = p.next(LinkDataSize)
 	case TagLNK:
 		c.Body = p.next(LinkDataSize)
-	case TagSUB, TagGET, TagOFF, TagDEL, TagPING, TagOK, TagEND, TagDELD, TagPONG, TagLGET:
+	case TagPRXY:
+		n := p.uint16()
+		if n == 0 || n > MaxAddressSize {
+			return Command{}, ErrSyntax
+		}
+		s := string(p.next(n))
+		a, err := ParseAddress(s)
+		if p.bad || err != nil || a.Password != "" || a.String() != s {
+			return Command{}, ErrSyntax
+		}
+		c.Relay = a
+	case TagPFWD, TagRFWD:
+		p.read(c.EphemeralKey[:])
+		c.Sealed = p.next(ForwardSealedSize)
+	case TagPKEY:
+		p.attestation(&c.Attestation)
+	case TagFRES:
+		c.Sealed = p.next(ForwardResponseSize)
+	case TagSUB, TagGET, TagOFF, TagDEL, TagPING, TagOK, TagEND, TagDELD, TagPONG, TagLGET, TagRKEY:
 	default:
 		return Command{}, ErrSyntax
 	}
@@ -238,8 +305,13 @@ func ParseCommand(b []byte) (Command, error) {
 	return c, nil
 }
 
-// IsCommand reports whether t is sent by clients (as opposed to relays).
-func (t Tag) IsCommand() bool { return t >= TagNEW && t <= TagPING || t == TagLSET || t == TagLGET }
+// IsCommand reports whether t is a known command, sent by clients (as
+// opposed to relays): command tags are below 0x80, response and event
+// tags above. A forwarding relay is a client of the destination relay.
+func (t Tag) IsCommand() bool {
+	_, known := tagNames[t]
+	return known && t < 0x80
+}
 
 // parser reads fixed fields from b, remembering the first failure so that
 // callers check once at the end.

@@ -58,7 +58,35 @@ func commandCases() []commandCase {
 			cat(0x10, id(0xb1), 2, linkData)},
 		{"LGET", queue.Command{Tag: queue.TagLGET}, cat(0x11)},
 		{"LNK", queue.Command{Tag: queue.TagLNK, Body: linkData}, cat(0x90, linkData)},
+		{"ERR PROXY", queue.Command{Tag: queue.TagERR, Error: queue.PROXY}, cat(0x83, 0x10)},
+		{"ERR TIME", queue.Command{Tag: queue.TagERR, Error: queue.TIME}, cat(0x83, 0x11)},
+		{"PRXY", queue.Command{Tag: queue.TagPRXY, Relay: prxyAddress()}, cat(0x20, u16(len(prxyAddress().String())), prxyAddress().String())},
+		{"PFWD", queue.Command{Tag: queue.TagPFWD, EphemeralKey: key(0x21), Sealed: seq(0x33, queue.ForwardSealedSize)},
+			cat(0x21, key(0x21), seq(0x33, queue.ForwardSealedSize))},
+		{"RKEY", queue.Command{Tag: queue.TagRKEY}, cat(0x22)},
+		{"RFWD", queue.Command{Tag: queue.TagRFWD, EphemeralKey: key(0x22), Sealed: seq(0x34, queue.ForwardSealedSize)},
+			cat(0x23, key(0x22), seq(0x34, queue.ForwardSealedSize))},
+		{"PKEY", queue.Command{Tag: queue.TagPKEY, Attestation: testAttestation()},
+			cat(0xa0, key(0x41), seq(0x42, 32), u16(6), "online", u16(8), "identity", seq(0x43, 64))},
+		{"FRES", queue.Command{Tag: queue.TagFRES, Sealed: seq(0x35, queue.ForwardResponseSize)},
+			cat(0xa1, seq(0x35, queue.ForwardResponseSize))},
 	}
+}
+
+// prxyAddress is the destination of the PRXY case.
+func prxyAddress() queue.Address {
+	var fp queue.Fingerprint
+	copy(fp[:], seq(0x50, 32))
+	return queue.Address{Fingerprint: fp, Host: "relay.example", Port: 5223}
+}
+
+// testAttestation is the attestation of the PKEY case (not a valid one:
+// parsers check layouts, not certificates).
+func testAttestation() queue.Attestation {
+	a := queue.Attestation{SessionKey: key(0x41), Chain: [2][]byte{[]byte("online"), []byte("identity")}}
+	copy(a.Binding[:], seq(0x42, 32))
+	copy(a.Signature[:], seq(0x43, 64))
+	return a
 }
 
 // equalCommand compares commands field by field, treating nil and empty
@@ -67,7 +95,12 @@ func equalCommand(a, b queue.Command) bool {
 	return a.Tag == b.Tag && a.RecipientKey == b.RecipientKey && a.RecipientDHKey == b.RecipientDHKey &&
 		bytes.Equal(a.Password, b.Password) && a.SenderKey == b.SenderKey && a.MsgID == b.MsgID &&
 		bytes.Equal(a.Body, b.Body) && a.RecipientID == b.RecipientID && a.SenderID == b.SenderID &&
-		a.RelayDHKey == b.RelayDHKey && a.Error == b.Error && a.LinkID == b.LinkID && a.LinkMode == b.LinkMode
+		a.RelayDHKey == b.RelayDHKey && a.Error == b.Error && a.LinkID == b.LinkID && a.LinkMode == b.LinkMode &&
+		a.Relay == b.Relay &&
+		a.EphemeralKey == b.EphemeralKey && bytes.Equal(a.Sealed, b.Sealed) &&
+		a.Attestation.SessionKey == b.Attestation.SessionKey && a.Attestation.Binding == b.Attestation.Binding &&
+		bytes.Equal(a.Attestation.Chain[0], b.Attestation.Chain[0]) && bytes.Equal(a.Attestation.Chain[1], b.Attestation.Chain[1]) &&
+		a.Attestation.Signature == b.Attestation.Signature
 }
 
 func TestCommandRoundTrip(t *testing.T) {
@@ -106,6 +139,8 @@ func TestCommandAppendOnlyItsFields(t *testing.T) {
 		RecipientKey: key(1), RecipientDHKey: key(2), Password: []byte("junk"), SenderKey: key(3),
 		MsgID: id(4), Body: []byte("junk body"), RecipientID: id(5), SenderID: id(6),
 		RelayDHKey: key(7), Error: queue.QUOTA, LinkID: id(8), LinkMode: queue.LinkReusable,
+		Relay: prxyAddress(), EphemeralKey: key(8),
+		Sealed: seq(9, queue.ForwardSealedSize), Attestation: testAttestation(),
 	}
 	for _, c := range commandCases() {
 		cmd := junk
@@ -129,6 +164,10 @@ func TestCommandAppendOnlyItsFields(t *testing.T) {
 			cmd.LinkID, cmd.LinkMode, cmd.Body = c.cmd.LinkID, c.cmd.LinkMode, c.cmd.Body
 		case queue.TagLNK:
 			cmd.Body = c.cmd.Body
+		case queue.TagPFWD, queue.TagRFWD:
+			cmd.EphemeralKey, cmd.Sealed = c.cmd.EphemeralKey, c.cmd.Sealed
+		case queue.TagFRES:
+			cmd.Sealed = c.cmd.Sealed
 		}
 		if got := cmd.Append(nil); !bytes.Equal(got, c.want) {
 			t.Errorf("%s: with foreign fields set, Append = %x\nwant %x", c.name, trim(got), trim(c.want))

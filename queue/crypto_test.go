@@ -95,6 +95,7 @@ type vectors struct {
 	Send     sendExample     `json:"send"`
 	Examples examplesVector  `json:"examples"`
 	Links    []linkVector    `json:"links"` // section 21.2 (link_test.go)
+	Forward  forwardVector   `json:"forward"`
 }
 
 // testScalar returns a fixed private key: SHA-256 of a label.
@@ -220,6 +221,7 @@ func generateVectors(t *testing.T) vectors {
 	}
 	v.Examples = generateExamples(t, v.Send, helloMessage(t, v))
 	v.Links = generateLinkVectors(t)
+	v.Forward = generateForwardVector(t)
 	return v
 }
 
@@ -343,6 +345,7 @@ func TestVectors(t *testing.T) {
 	if !bytes.HasPrefix(block, e.BlockPrefix) || !bytes.Equal(block[len(e.BlockPrefix):], make([]byte, queue.BlockSize-len(e.BlockPrefix))) {
 		t.Error("send example: block differs")
 	}
+	checkForwardVector(t, v.Forward)
 }
 
 // TestVectorsMatchSpec recomputes the vectors from the description in
@@ -406,6 +409,7 @@ func TestVectorsMatchSpec(t *testing.T) {
 	if !bytes.Equal(e.BlockPrefix, cat(u16(1), u16(len(want)), want)) {
 		t.Error("send example: block prefix differs from the specification")
 	}
+	checkForwardVectorSpec(t, v.Forward)
 }
 
 func hmacSHA256(key, msg []byte) []byte {

@@ -374,6 +374,9 @@ func commandSeeds() []bytesSeed {
 		bytesSeed{"msg-short", cat(0x84, id(1), u16(queue.SealedSize), "x")},
 		bytesSeed{"lset-mode-3", cat(0x10, id(1), 3, "x")},
 		bytesSeed{"lnk-short", cat(0x90, "x")},
+		bytesSeed{"pfwd-short", cat(0x21, key(1), "sealed")},
+		bytesSeed{"fres-short", cat(0xa1, "response")},
+		bytesSeed{"prxy-password", cat(0x20, u16(len("hush://"+prxyAddress().Fingerprint.String()+":pw@relay.example:5223")), "hush://"+prxyAddress().Fingerprint.String()+":pw@relay.example:5223")},
 	)
 }
 
@@ -494,6 +497,12 @@ func TestFuzzSeedFiles(t *testing.T) {
 	}
 	for _, s := range linkDataSeeds() {
 		add("FuzzOpenLinkData", s.name, corpusFile(s.data, s.flip))
+	}
+	for _, s := range openForwardSeeds() {
+		add("FuzzOpenForward", s.name, corpusFile(s.data, s.inner, s.ts, s.flip))
+	}
+	for _, s := range openForwardResponseSeeds() {
+		add("FuzzOpenForwardResponse", s.name, corpusFile(s.data))
 	}
 	for target, seeds := range files {
 		dir := filepath.Join("testdata", "fuzz", target)

@@ -192,6 +192,8 @@ func TestTagValues(t *testing.T) {
 		{queue.TagIDS, 0x81, false}, {queue.TagOK, 0x82, false}, {queue.TagERR, 0x83, false},
 		{queue.TagMSG, 0x84, false}, {queue.TagEND, 0x85, false}, {queue.TagDELD, 0x86, false},
 		{queue.TagPONG, 0x87, false},
+		{queue.TagPRXY, 0x20, true}, {queue.TagPFWD, 0x21, true}, {queue.TagRKEY, 0x22, true},
+		{queue.TagRFWD, 0x23, true}, {queue.TagPKEY, 0xa0, false}, {queue.TagFRES, 0xa1, false},
 	}
 	for _, w := range want {
 		if byte(w.tag) != w.b {
@@ -217,6 +219,7 @@ func TestErrorCodes(t *testing.T) {
 		{queue.AUTH, 1, "AUTH"}, {queue.QUOTA, 2, "QUOTA"}, {queue.LARGE, 3, "LARGE"},
 		{queue.SYNTAX, 4, "SYNTAX"}, {queue.PROHIBITED, 5, "PROHIBITED"},
 		{queue.NO_MSG, 6, "NO_MSG"}, {queue.INTERNAL, 7, "INTERNAL"},
+		{queue.PROXY, 0x10, "PROXY"}, {queue.TIME, 0x11, "TIME"},
 	}
 	for _, w := range want {
 		if byte(w.code) != w.b || w.code.String() != w.name {
