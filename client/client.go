@@ -208,6 +208,11 @@ type Client struct {
 	// refused holds the relays that refused to create a queue (a wrong
 	// password), and why; nil until one does.
 	refused map[queue.Fingerprint]error
+
+	// addrRID is the recipient ID of our contact address's queue (zero
+	// for none), once addrKnown (see isAddressQueue).
+	addrRID   queue.ID
+	addrKnown bool
 }
 
 // Open opens the store in cfg.Home. Unless cfg.Offline, it connects to the
@@ -302,7 +307,7 @@ func (c *Client) setScope(names []string) error {
 // receive on for the contacts in scope (unless SendOnly), each after its
 // stagger delay, and the outbox sender.
 func (c *Client) goOnline() error {
-	contacts, err := c.loadContacts()
+	contacts, err := c.recvRecords()
 	if err != nil {
 		return err
 	}
@@ -475,6 +480,10 @@ const (
 	// EventRelayUp: the relay named by Relay answers again after an
 	// EventRelayDown, and what waited for it goes on.
 	EventRelayUp
+	// EventRequest: a contact request arrived at our contact address:
+	// Text is its ID (for AcceptRequest and RejectRequest), Contact the
+	// name it shows, maybe empty.
+	EventRequest
 )
 
 func (k EventKind) String() string {
@@ -491,6 +500,8 @@ func (k EventKind) String() string {
 		return "relay-down"
 	case EventRelayUp:
 		return "relay-up"
+	case EventRequest:
+		return "request"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }

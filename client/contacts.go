@@ -26,29 +26,42 @@ import (
 // refuses (a wrong fingerprint or password) is skipped at once. When none
 // can be used, the error wraps ErrRelaysUnreachable and says why for each.
 func (c *Client) Invite(ctx context.Context, name string) (string, error) {
-	relays, err := c.Relays()
+	inv, _, conn, q, _, err := c.invite(ctx, name)
 	if err != nil {
 		return "", err
 	}
+	c.subscribeNew(conn, q)
+	return inv.String(), nil
+}
+
+// invite makes an invitation as Invite describes and stores the invited
+// contact, but does not subscribe to its queue: the caller does, with
+// subscribeNew, once it has finished with conn. It returns the relay and
+// queue, and the contact's name.
+func (c *Client) invite(ctx context.Context, name string) (inv invitation, addr queue.Address, conn *link.Conn, q link.Queue, _ string, err error) {
+	relays, err := c.Relays()
+	if err != nil {
+		return inv, addr, nil, q, "", err
+	}
 	if len(relays) == 0 {
-		return "", ErrNoRelay
+		return inv, addr, nil, q, "", ErrNoRelay
 	}
 	name, err = c.freeName(name)
 	if err != nil {
-		return "", err
+		return inv, addr, nil, q, "", err
 	}
 	id := randomID(16)
-	addr, conn, q, err := c.createQueue(ctx, c.candidates(relays), c.isolation(id))
+	addr, conn, q, err = c.createQueue(ctx, c.candidates(relays), c.isolation(id))
 	if err != nil {
-		return "", err
+		return inv, addr, nil, q, "", err
 	}
 	keys, err := ratchet.NewInviterKeys()
 	if err != nil {
-		return "", err
+		return inv, addr, nil, q, "", err
 	}
 	ik, err := keys.MarshalBinary()
 	if err != nil {
-		return "", err
+		return inv, addr, nil, q, "", err
 	}
 	e2e := newKey()
 	rec := &contactRecord{
@@ -68,15 +81,14 @@ func (c *Client) Invite(ctx context.Context, name string) (string, error) {
 		}
 		return putContact(tx, rec)
 	}); err != nil {
-		return "", err
+		return inv, addr, nil, q, "", err
 	}
 	c.addScope(id)
-	c.subscribeNew(conn, q)
-	inv := invitation{
+	inv = invitation{
 		queue: queueInfo{relay: addr.WithoutPassword(), senderID: q.SenderID, e2eKey: queue.PublicKey(e2e)},
 		keys:  keys.PublicKeys(),
 	}
-	return inv.String(), nil
+	return inv, addr, conn, q, name, nil
 }
 
 func recvQueueRecord(addr queue.Address, q link.Queue, e2e []byte) recvQueue {
@@ -126,9 +138,28 @@ func (c *Client) freeName(name string) (string, error) {
 // Config.RelayTimeout, else Accept returns an error wrapping
 // ErrInviterRelay, and the invitation can still be used later. When none
 // of our relays can be used the error wraps ErrRelaysUnreachable.
+//
+// inviteLink may be a short link (PROTOCOL.md section 21.3): of an
+// invitation, whose data Accept reads from its relay first (a link read
+// already gives ErrInvitationUsed, data changed on the relay ErrLinkData),
+// or of a contact address, for which Accept is RequestContact showing no
+// name.
 func (c *Client) Accept(ctx context.Context, inviteLink, name string) (Contact, error) {
-	inv, err := parseInvitation(inviteLink)
-	if err != nil {
+	var (
+		inv   invitation
+		short *queue.ShortLink
+		err   error
+	)
+	if queue.IsShortLink(inviteLink) {
+		l, err := queue.ParseShortLink(inviteLink)
+		if err != nil {
+			return Contact{}, fmt.Errorf("%w: %w", ErrBadLink, err)
+		}
+		if l.Kind == queue.LinkAddress {
+			return c.RequestContact(ctx, inviteLink, name, "")
+		}
+		short = &l
+	} else if inv, err = parseInvitation(inviteLink); err != nil {
 		return Contact{}, err
 	}
 	relays, err := c.Relays()
@@ -140,6 +171,13 @@ func (c *Client) Accept(ctx context.Context, inviteLink, name string) (Contact, 
 	}
 	if name, err = c.freeName(name); err != nil {
 		return Contact{}, err
+	}
+	id := randomID(16)
+	iso := c.isolation(id)
+	if short != nil {
+		if inv, err = c.fetchInvitation(ctx, *short, iso); err != nil {
+			return Contact{}, err
+		}
 	}
 	r, hello, err := ratchet.Join(inv.keys)
 	if err != nil {
@@ -160,8 +198,6 @@ func (c *Client) Accept(ctx context.Context, inviteLink, name string) (Contact, 
 	if inviters != nil {
 		ourRelays = append(ourRelays, *inviters)
 	}
-	id := randomID(16)
-	iso := c.isolation(id)
 	c.linkTo(ourRelays[0], iso) // starts connecting meanwhile
 
 	// The inviter's relay first: without it the invitation cannot be used,
@@ -333,6 +369,9 @@ func (c *Client) Send(ctx context.Context, name, text string) (uint64, error) {
 // whether to acknowledge it to the relay, on queue q: yes once its effects
 // are stored, or when it can never be processed.
 func (c *Client) receive(ev link.Event) (q link.Queue, ack bool) {
+	if c.isAddressQueue(ev.RecipientID) {
+		return c.receiveRequest(ev)
+	}
 	var connected string
 	var gone *contactRecord
 	err := c.store.Update(func(tx *vault.Tx) error {

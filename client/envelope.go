@@ -76,6 +76,16 @@ func envelopeKey(priv *ecdh.PrivateKey, peer queue.Key) ([]byte, error) {
 // sealEnvelope builds an envelope of kind from sender (the sender's queue
 // key) to the queue's end-to-end key. hello is nil for a message.
 func sealEnvelope(kind byte, sender *ecdh.PrivateKey, queueKey queue.Key, hello, message []byte) ([]byte, error) {
+	inner := make([]byte, envelopeInnerSize)
+	inner[0] = kind
+	n := 1 + copy(inner[1:], hello)
+	copy(inner[n:], message)
+	return sealInner(sender, queueKey, inner)
+}
+
+// sealInner seals inner, envelopeInnerSize bytes starting with its kind,
+// in an envelope from sender to queueKey.
+func sealInner(sender *ecdh.PrivateKey, queueKey queue.Key, inner []byte) ([]byte, error) {
 	key, err := envelopeKey(sender, queueKey)
 	if err != nil {
 		return nil, err
@@ -91,32 +101,15 @@ func sealEnvelope(kind byte, sender *ecdh.PrivateKey, queueKey queue.Key, hello,
 	nonce := make([]byte, chacha20poly1305.NonceSizeX)
 	rand.Read(nonce)
 	out = append(out, nonce...)
-	inner := make([]byte, envelopeInnerSize)
-	inner[0] = kind
-	n := 1 + copy(inner[1:], hello)
-	copy(inner[n:], message)
 	return aead.Seal(out, nonce, inner, out[:envelopeClearSize]), nil
 }
 
 // openEnvelope opens an envelope with the queue's end-to-end private key.
 func openEnvelope(b []byte, queuePriv *ecdh.PrivateKey) (envelope, error) {
 	var e envelope
-	if len(b) != EnvelopeSize || b[0] != envelopeVersion {
-		return e, errEnvelope
-	}
-	copy(e.senderKey[:], b[1:envelopeClearSize])
-	key, err := envelopeKey(queuePriv, e.senderKey)
+	inner, err := openInner(b, queuePriv, &e.senderKey)
 	if err != nil {
 		return e, err
-	}
-	aead, err := chacha20poly1305.NewX(key)
-	if err != nil {
-		return e, err
-	}
-	nonce := b[envelopeClearSize:envelopeHeaderSize]
-	inner, err := aead.Open(nil, nonce, b[envelopeHeaderSize:], b[:envelopeClearSize])
-	if err != nil {
-		return e, errEnvelope
 	}
 	e.kind, inner = inner[0], inner[1:]
 	switch e.kind {
@@ -133,6 +126,30 @@ func openEnvelope(b []byte, queuePriv *ecdh.PrivateKey) (envelope, error) {
 		}
 	}
 	return e, nil
+}
+
+// openInner opens an envelope with the queue's end-to-end private key and
+// returns its inner part (envelopeInnerSize bytes, starting with the kind),
+// setting senderKey.
+func openInner(b []byte, queuePriv *ecdh.PrivateKey, senderKey *queue.Key) ([]byte, error) {
+	if len(b) != EnvelopeSize || b[0] != envelopeVersion {
+		return nil, errEnvelope
+	}
+	copy(senderKey[:], b[1:envelopeClearSize])
+	key, err := envelopeKey(queuePriv, *senderKey)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	nonce := b[envelopeClearSize:envelopeHeaderSize]
+	inner, err := aead.Open(nil, nonce, b[envelopeHeaderSize:], b[:envelopeClearSize])
+	if err != nil {
+		return nil, errEnvelope
+	}
+	return inner, nil
 }
 
 // Payload layout: the plaintext of every ratchet message.
@@ -251,11 +268,16 @@ type invitation struct {
 }
 
 func (inv invitation) String() string {
+	return linkPrefix + base64.RawURLEncoding.EncodeToString(inv.bytes())
+}
+
+// bytes returns the link's bytes, before base64: what short links (kind
+// 'i') and contact requests carry (PROTOCOL.md section 21).
+func (inv invitation) bytes() []byte {
 	b := []byte{linkVersion}
 	b = inv.queue.append(b)
 	b = append(b, inv.keys...)
-	b = append(b, linkCheck(b)...)
-	return linkPrefix + base64.RawURLEncoding.EncodeToString(b)
+	return append(b, linkCheck(b)...)
 }
 
 // linkCheck returns the check of a link's bytes b (without the check).
@@ -276,7 +298,17 @@ func parseInvitation(link string) (invitation, error) {
 		return inv, ErrBadLink
 	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(enc)
-	if err != nil || len(b) < 1+linkCheckSize {
+	if err != nil {
+		return inv, ErrBadLink
+	}
+	return parseInvitationBytes(b)
+}
+
+// parseInvitationBytes parses the bytes of an invitation link (before
+// base64), as parseInvitation does.
+func parseInvitationBytes(b []byte) (invitation, error) {
+	var inv invitation
+	if len(b) < 1+linkCheckSize {
 		return inv, ErrBadLink
 	}
 	body, check := b[:len(b)-linkCheckSize], b[len(b)-linkCheckSize:]

@@ -275,7 +275,7 @@ func (l *relayLink) serve(conn *link.Conn) (wasUp bool, err error) {
 // subscribeAll subscribes to every queue we receive on at this relay,
 // subscribeWidth at a time.
 func (l *relayLink) subscribeAll(conn *link.Conn) error {
-	recs, err := l.c.loadContacts()
+	recs, err := l.c.recvRecords()
 	if err != nil {
 		return err
 	}
