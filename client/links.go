@@ -267,6 +267,12 @@ func (l *relayLink) serve(conn *link.Conn) (wasUp bool, err error) {
 	case <-l.ctx.Done():
 	}
 	l.set(nil, conn.Err())
+	if err := conn.Err(); errors.Is(err, link.ErrSilent) && l.ctx.Err() == nil {
+		// The relay answers nothing: it is down now, whatever the next
+		// attempt finds. Tell the application before that attempt, which
+		// may take seconds to fail.
+		l.c.reachable(l.addr, err)
+	}
 	conn.Close()
 	wg.Wait()
 	return true, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -111,6 +112,40 @@ func TestRelayKilled(t *testing.T) {
 				t.Fatalf("b received %q, want %q", rb.msgs, sent)
 			}
 		})
+	}
+}
+
+// TestQUICRelayDownNoticed kills the relay of an idle conversation over
+// QUIC with SIGKILL and leaves it down: both clients report it
+// (EventRelayDown) from the connection that went silent, before any new
+// attempt to reach the relay failed, so the problem names link.ErrSilent
+// (events are stored, and their problems come back as text).
+// It logs how long each took; nothing times it.
+func TestQUICRelayDownNoticed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills hush-relay processes")
+	}
+	r := relaytest.Start(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a := newPersonWith(t, link.Config{Transport: link.TransportQUIC}, r.Addr)
+	b := newPersonWith(t, link.Config{Transport: link.TransportQUIC}, r.Addr)
+	connect(ctx, t, a, b)
+	if _, err := a.c.Send(ctx, "b", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := b.next(ctx, client.EventMessage); ev.Text != "hello" {
+		t.Fatalf("b received %q", ev.Text)
+	}
+	time.Sleep(2 * time.Second) // idle: only keep-alives go
+	r.Kill()
+	start := time.Now()
+	for _, p := range []*person{a, b} {
+		ev := p.next(ctx, client.EventRelayDown)
+		t.Logf("relay down after %v: %v", time.Since(start).Round(time.Millisecond), ev.Problem)
+		if ev.Relay != r.Addr.HostPort() || ev.Problem == nil || !strings.Contains(ev.Problem.Error(), link.ErrSilent.Error()) {
+			t.Fatalf("relay down event %+v, want relay %s and the problem %q", ev, r.Addr.HostPort(), link.ErrSilent)
+		}
 	}
 }
 

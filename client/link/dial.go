@@ -73,9 +73,10 @@ const (
 	DefaultHandshakeTimeout = 15 * time.Second
 	DefaultKeepAlive        = 60 * time.Second
 	// DefaultTransportKeepAlive and DefaultTransportIdleTimeout let an
-	// idle QUIC connection notice a relay that died 5 to 6 s after the
-	// last packet it received (the idle timeout runs from the unanswered
-	// keep-alive), and one that restarted about 1.5 s after it (see Conn),
+	// idle QUIC connection notice a relay that died 2.75 to 3 s after the
+	// last packet it received (a PING drew no packet: see Conn; without
+	// that, the idle timeout would end it 5 to 6 s after), and one that
+	// restarted about 1.5 s after it (see Conn),
 	// for about 400 KB an hour: one keep-alive packet and its
 	// acknowledgement a second, some 55 bytes each with their IPv4 and UDP
 	// headers (TestQUICKeepAlive and TestQUICIdleRestartReset log the
@@ -135,7 +136,11 @@ type Config struct {
 	// its stateless reset ends a QUIC connection (queue/PROTOCOL.md
 	// section 2; keep-alive packets are too short to draw one, so the
 	// connection sends a PING when a keep-alive goes unanswered), its
-	// host's TCP reset a TCP one. Default DefaultTransportIdleTimeout.
+	// host's TCP reset a TCP one. A QUIC connection whose PING then draws
+	// no packet at all ends sooner: after half of this without a packet,
+	// and a quarter of it since the PING (see Conn). Raise it where a
+	// loaded machine may hold the relay's packets up for seconds. Default
+	// DefaultTransportIdleTimeout.
 	TransportIdleTimeout time.Duration
 
 	// RetryMin, RetryMax, RetrySlowAfter and RetrySlow set the delays

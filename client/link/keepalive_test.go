@@ -1,6 +1,7 @@
 package link
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"net"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/hushrelay/hush/internal/relaytest"
 	"github.com/hushrelay/hush/relay"
 )
 
@@ -129,6 +131,63 @@ func TestQUICIdleRestartReset(t *testing.T) {
 	}
 }
 
+// TestQUICRelayKilled kills a real relay process with SIGKILL under an
+// idle QUIC connection and leaves it down: the connection ends with
+// ErrUnreachable and ErrSilent because its PING drew no packet at all,
+// not at the QUIC idle timeout. The idle timeout is raised to 16 s so
+// that the PING check (after 8 s of silence, and 4 s after the PING) ends
+// the connection long before it, however loaded the machine. It logs
+// how long that took. A TCP connection notices at once (the relay's host
+// closes it): checked too.
+func TestQUICRelayKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a hush-relay process")
+	}
+	r := relaytest.Start(t, t.TempDir()) // builds hush-relay first
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const idle = 16 * time.Second
+	qc := dialPeer(t, ctx, r.Addr, Config{Transport: TransportQUIC, TransportIdleTimeout: idle})
+	tc := dialPeer(t, ctx, r.Addr, Config{Transport: TransportTCP, TransportIdleTimeout: idle})
+	for _, c := range []*Conn{qc, tc} {
+		if err := c.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Second) // idle: only keep-alives go
+	r.Kill()
+	start := time.Now()
+	type end struct {
+		tr Transport
+		d  time.Duration // -1 if it did not end
+	}
+	ended := make(chan end, 2)
+	for _, c := range []*Conn{qc, tc} {
+		go func() {
+			select {
+			case <-c.Done():
+				ended <- end{c.Transport(), time.Since(start)}
+			case <-ctx.Done():
+				ended <- end{c.Transport(), -1}
+			}
+		}()
+	}
+	for range 2 {
+		e := <-ended
+		if e.d < 0 {
+			t.Fatalf("%v: the connection outlived its relay", e.tr)
+		}
+		t.Logf("%v: the relay was killed: the connection ended after %v", e.tr, e.d.Round(time.Millisecond))
+	}
+	err := qc.Err()
+	if _, idled := errors.AsType[*quic.IdleTimeoutError](err); !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrSilent) || idled {
+		t.Fatalf("QUIC ended with %v, want ErrUnreachable and ErrSilent before the idle timeout", err)
+	}
+	if err := tc.Err(); !errors.Is(err, ErrUnreachable) || errors.Is(err, ErrSilent) {
+		t.Fatalf("TCP ended with %v, want ErrUnreachable from the closed connection", err)
+	}
+}
+
 // TestQUICKeepAlive idles a QUIC connection, with the default keep-alive
 // settings, through a proxy that counts its packets: keep-alive packets
 // keep it open (it logs what they cost an hour). Then the proxy drops
@@ -166,8 +225,8 @@ func TestQUICKeepAlive(t *testing.T) {
 		t.Fatal("the connection outlived its relay")
 	}
 	t.Logf("the relay went silent: the connection ended after %v", time.Since(start).Round(time.Millisecond))
-	if err := c.Err(); !errors.Is(err, ErrUnreachable) {
-		t.Fatalf("ended with %v, want ErrUnreachable", err)
+	if err := c.Err(); !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrSilent) {
+		t.Fatalf("ended with %v, want ErrUnreachable and ErrSilent", err)
 	}
 }
 

@@ -13,6 +13,8 @@
 //	                                  between two clients: exactly once, in order,
 //	                                  and the time to recover
 //	hush-bench timing [flags]         answer times for unknown IDs and live queues
+//	hush-bench down [flags]           the time idle connections take to notice
+//	                                  a relay killed with SIGKILL that stays down
 //
 // By default hush-bench starts its own relay as a child process (it runs
 // itself with the hidden relay-child command), so that the relay's CPU time
@@ -46,7 +48,7 @@ import (
 	"github.com/hushrelay/hush/queue"
 )
 
-const usageText = `usage: hush-bench [throughput|idle|queues|chaos|timing|attack] [flags]
+const usageText = `usage: hush-bench [throughput|idle|queues|chaos|timing|attack|down] [flags]
 
 Scenarios:
   throughput  S senders and R receivers over Q queues for --duration; prints
@@ -70,6 +72,9 @@ Scenarios:
               and receives; prints the relay's CPU and RSS, refusals, and
               the honest client's connect time, p99 and failures against
               a quiet run
+  down        idle connections over QUIC and TCP to a relay that is then
+              killed (SIGKILL) and stays down; prints the time each
+              transport takes to notice, per run and the median of runs
 
 Run "hush-bench <scenario> -h" for a scenario's flags.
 `
@@ -115,6 +120,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runTimingCommand(ctx, args, stdout, stderr)
 	case "attack":
 		return runAttackCommand(ctx, args, stdout, stderr)
+	case "down":
+		return runDownCommand(ctx, args, stdout, stderr)
 	case "help":
 		io.WriteString(stdout, usageText)
 		return nil

@@ -263,3 +263,23 @@ func TestTiming(t *testing.T) {
 		}
 	}
 }
+
+// TestDown runs the down scenario once with two connections per
+// transport: every QUIC connection ended because the relay went silent
+// (link.ErrSilent), and the figures are there; none is timed.
+func TestDown(t *testing.T) {
+	t.Parallel()
+	res := bench(t, "down", "--runs", "1", "--conns", "2", "--idle", "1s")
+	for _, key := range []string{"quic_median_ms", "tcp_median_ms"} {
+		if v := number(t, res, key); v < 0 {
+			t.Errorf("%s = %v", key, v)
+		}
+	}
+	runs, ok := res["runs"].([]any)
+	if !ok || len(runs) != 1 {
+		t.Fatalf("runs: %v, want one", res["runs"])
+	}
+	if n := number(t, runs[0].(map[string]any), "quic_silent"); n != 2 {
+		t.Errorf("%v QUIC connections ended silent, want 2", n)
+	}
+}
