@@ -187,16 +187,26 @@ func startTestServer(t *testing.T, cert tls.Certificate, fp queue.Fingerprint, a
 		MinVersion:             tls.VersionTLS13,
 		SessionTicketsDisabled: true,
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// The UDP port of a free TCP port may be taken (by another process's
+	// QUIC client): try other ports.
+	var (
+		ln  net.Listener
+		ql  *quic.Listener
+		err error
+	)
+	for range 20 {
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ql, err = quic.ListenAddr(ln.Addr().String(), conf, nil); err == nil {
+			break
+		}
+		ln.Close()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
-	ql, err := quic.ListenAddr(ln.Addr().String(), conf, nil)
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
 	s := &testServer{addr: queue.Address{Fingerprint: fp, Host: "127.0.0.1", Port: uint16(port)}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var mu sync.Mutex
