@@ -777,7 +777,24 @@ func (c *cmd) chat(ctx context.Context, name string, timeout time.Duration) erro
 	lines := make(chan string)
 	stop := make(chan struct{})
 	defer close(stop)
-	go readLines(c.env.stdin, lines, stop)
+	// On a terminal, the line being typed is kept below what chat prints
+	// (text only: --json output is for programs).
+	ctx, interrupt := context.WithCancel(ctx)
+	defer interrupt()
+	var tm *chatTerminal
+	if !c.json {
+		tm = openChatTerminal(c.env.stdin, c.env.stdout, interrupt)
+	}
+	if tm != nil {
+		defer tm.Close()
+		c.env.stdout = tm
+		if isTerminal(c.env.stderr) {
+			c.env.stderr = tm // status lines too
+		}
+		go tm.readLines(lines, stop)
+	} else {
+		go readLines(c.env.stdin, lines, stop)
+	}
 	var in chan string
 	if ct.State == client.StateConnected {
 		in = lines
