@@ -145,7 +145,7 @@ func (s *store) readLink(ctx context.Context, id queue.ID) ([]byte, error) {
 		found bool
 		once  bool
 	)
-	err := s.view(func(b storeTx) error {
+	err := s.view(readLinks, func(b storeTx) error {
 		l, ok, err := b.getLink(id)
 		if ok && l.Mode == queue.LinkReusable {
 			data = bytes.Clone(l.Data)

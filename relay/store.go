@@ -625,9 +625,37 @@ func (s *store) trimMapping(limit int64) (resident int64, dropped bool, err erro
 	return resident, true, nil
 }
 
-// view runs fn in a read transaction.
-func (s *store) view(fn func(b storeTx) error) error {
-	err := s.db.View(func(tx *bbolt.Tx) error { return fn(bucketsOf(tx)) })
+// readBuckets names the buckets a read transaction opens (view): opening
+// one costs a lookup and an allocation, and the reads on the path of every
+// message need one or two of the six.
+type readBuckets uint8
+
+const (
+	readQueues readBuckets = 1 << iota
+	readSenders
+	readMessages
+	readLinks
+)
+
+// view runs fn in a read transaction in which the buckets named by which
+// are open (the others are nil).
+func (s *store) view(which readBuckets, fn func(b storeTx) error) error {
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var b storeTx
+		if which&readQueues != 0 {
+			b.queues = tx.Bucket(bucketQueues)
+		}
+		if which&readSenders != 0 {
+			b.senders = tx.Bucket(bucketSenders)
+		}
+		if which&readMessages != 0 {
+			b.messages = tx.Bucket(bucketMessages)
+		}
+		if which&readLinks != 0 {
+			b.links = tx.Bucket(bucketLinks)
+		}
+		return fn(b)
+	})
 	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
 		return errClosed
 	}
@@ -637,7 +665,7 @@ func (s *store) view(fn func(b storeTx) error) error {
 // queueByRecipient returns the queue with recipient ID rid; ok is false
 // when there is none.
 func (s *store) queueByRecipient(rid queue.ID) (rec queueRecord, ok bool, err error) {
-	err = s.view(func(b storeTx) error {
+	err = s.view(readQueues, func(b storeTx) error {
 		q, found, err := b.getQueue(rid)
 		rec, ok = q.queueRecord, found
 		return err
@@ -648,7 +676,7 @@ func (s *store) queueByRecipient(rid queue.ID) (rec queueRecord, ok bool, err er
 // queueBySender returns the queue with sender ID sid; ok is false when there
 // is none.
 func (s *store) queueBySender(sid queue.ID) (rec queueRecord, ok bool, err error) {
-	err = s.view(func(b storeTx) error {
+	err = s.view(readSenders|readQueues, func(b storeTx) error {
 		rid, found := b.ridBySender(sid)
 		if !found {
 			return nil
@@ -680,7 +708,7 @@ func (s *store) firstMessage(rid queue.ID) (msg storedMessage, ok bool, err erro
 // (bbolt cannot grow its mapping while a read transaction is open).
 // Delivery seals the body straight from there, without a copy.
 func (s *store) readFirstMessage(rid queue.ID, fn func(m storedMessage)) (ok bool, err error) {
-	err = s.view(func(b storeTx) error {
+	err = s.view(readMessages, func(b storeTx) error {
 		_, v, found := b.head(rid)
 		if !found {
 			return nil
@@ -700,7 +728,7 @@ func (s *store) readFirstMessage(rid queue.ID, fn func(m storedMessage)) (ok boo
 // queues bucket (not the values), so call it for tests and occasional
 // metrics, not per command.
 func (s *store) countQueues() (n int, err error) {
-	err = s.view(func(b storeTx) error {
+	err = s.view(readQueues, func(b storeTx) error {
 		n = b.queues.Stats().KeyN
 		return nil
 	})

@@ -1202,7 +1202,7 @@ func TestStoreCounts(t *testing.T) {
 		}
 		q, m := 0, 0
 		var b int64
-		if err := s.view(func(tx storeTx) error {
+		if err := s.view(readQueues|readMessages, func(tx storeTx) error {
 			q = tx.queues.Stats().KeyN
 			return tx.messages.ForEach(func(_, v []byte) error { m++; b += int64(len(v)); return nil })
 		}); err != nil {
@@ -1255,5 +1255,25 @@ func TestStoreCounts(t *testing.T) {
 	s.Close()
 	if _, err := CheckStore(path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// BenchmarkStoreReads measures the reads on every message's path: the
+// queue by its sender ID (SEND) and the head message (delivery), on a
+// queue holding one message of the largest size.
+func BenchmarkStoreReads(b *testing.B) {
+	s := openTestStore(b, "", storeOptions{})
+	k := testKey(13)
+	q := createTestQueue(b, s, 1000, &k)
+	send(b, s, q.SenderID, string(make([]byte, queue.MaxMessageSize)), 1000, 10)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, ok, err := s.queueBySender(q.SenderID); !ok || err != nil {
+			b.Fatal("queueBySender", err)
+		}
+		if ok, err := s.readFirstMessage(q.RecipientID, func(storedMessage) {}); !ok || err != nil {
+			b.Fatal("readFirstMessage", err)
+		}
 	}
 }
