@@ -28,7 +28,7 @@ const (
 // Sealed message layout (the MSG body, exactly SealedSize bytes):
 //
 //	XChaCha20-Poly1305(key = MessageKey, nonce = msgID, no additional data) of
-//	  timestamp uint64 big-endian, Unix seconds when the relay stored it
+//	  timestamp uint64 big-endian, Unix seconds when the relay stored it, rounded down to its time unit
 //	  bodyLen   uint16 big-endian, 0..MaxMessageSize
 //	  body      bodyLen bytes: the SEND body
 //	  padding   zero bytes up to MaxMessageSize

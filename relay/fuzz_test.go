@@ -16,7 +16,7 @@ import (
 
 func FuzzDecodeQueue(f *testing.F) {
 	rec := newTestRecord(1_700_000_000)
-	q := queueState{queueRecord: rec, nextSeq: 7, count: 3}
+	q := queueState{queueRecord: rec}
 	f.Add(q.encode())
 	q.Secured, q.Suspended = true, true
 	f.Add(q.encode())

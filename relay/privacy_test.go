@@ -7,12 +7,21 @@ package relay_test
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
@@ -150,6 +159,224 @@ func TestBackupHoldsLiveDataOnly(t *testing.T) {
 		}
 		if rep.Queues != 2 || rep.Messages != len(d.live)-1 {
 			t.Errorf("%s backup: %+v, want 2 queues and %d messages", name, rep, len(d.live)-1)
+		}
+	}
+}
+
+// preciseTimes returns, for every second from from to to that is not a
+// multiple of unit, its encodings as a unix time that a store could use:
+// 8 and 4 bytes, big- and little-endian, and decimal.
+func preciseTimes(from, to time.Time, unit time.Duration) secrets {
+	s := secrets{}
+	u := int64(unit / time.Second)
+	for t := from.Unix(); t <= to.Unix(); t++ {
+		if t%u == 0 {
+			continue
+		}
+		name := time.Unix(t, 0).UTC().Format(time.TimeOnly)
+		s[name+" uint64be"] = binary.BigEndian.AppendUint64(nil, uint64(t))
+		s[name+" uint64le"] = binary.LittleEndian.AppendUint64(nil, uint64(t))
+		s[name+" uint32be"] = binary.BigEndian.AppendUint32(nil, uint32(t))
+		s[name+" uint32le"] = binary.LittleEndian.AppendUint32(nil, uint32(t))
+		s[name+" decimal"] = strconv.AppendInt(nil, t, 10)
+	}
+	return s
+}
+
+// TestNoPreciseTimestampAtRest creates queues (secured and not), sends
+// messages, acknowledges some and deletes a queue, and scans the store
+// file for the times of those seconds: it holds queue creation times to
+// the UTC day and message times to the hour only (PROTOCOL.md sections 11
+// and 17), and the messages are delivered with their time to the hour.
+func TestNoPreciseTimestampAtRest(t *testing.T) {
+	e := startE2ERelay(t, nil)
+	from := time.Now()
+	d := leavePrivacyData(t, e)
+	ctx := e2eContext(t)
+	rc := e.dial(ctx, link.TransportTCP)
+	if _, err := rc.Create(ctx); err != nil { // never secured
+		t.Fatal(err)
+	}
+	m, err := rc.Get(ctx, d.kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Timestamp.Equal(m.Timestamp.Truncate(time.Hour)) || m.Timestamp.After(time.Now()) || time.Since(m.Timestamp) > time.Hour+time.Minute {
+		t.Errorf("MSG time %v, want the hour it was stored in", m.Timestamp.UTC())
+	}
+	to := time.Now()
+	if err := e.r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(e.cfg.StorePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := preciseTimes(from.Add(-time.Second), to.Add(time.Second), time.Hour).found(data); len(got) > 0 {
+		t.Errorf("relay.db holds times to the second: %q", got)
+	}
+	// The scan finds the coarse times, in the store's encoding.
+	day := from.Truncate(24 * time.Hour).Unix()
+	hour := from.Truncate(time.Hour).Unix()
+	for what, v := range map[string]int64{"the day of creation": day, "the hour of the messages": hour} {
+		if to.Truncate(time.Hour).Unix() != hour {
+			break // the hour changed during the test
+		}
+		if !bytes.Contains(data, binary.BigEndian.AppendUint64(nil, uint64(v))) {
+			t.Errorf("relay.db does not hold %s (%d): the scan proves nothing", what, v)
+		}
+	}
+}
+
+// v1Queue is a queue of testdata/store-v1/relay.db, a store written by
+// the relay of format version 1 (before times were rounded), with the
+// keys to use it (queues.json).
+type v1Queue struct {
+	RecipientID, SenderID, RecipientKey, MessageKey, SenderKey string
+	State                                                      string // messages, acked, suspended, unsecured, deleted
+	Bodies                                                     []string
+}
+
+// TestStoreFromVersion1 starts a relay on a store of format version 1:
+// the relay converts it, the converted file holds no precise time and
+// nothing acknowledged or deleted before, and every queue works as before
+// with its messages, which are delivered in order, before new ones.
+func TestStoreFromVersion1(t *testing.T) {
+	js, err := os.ReadFile("testdata/store-v1/queues.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qs []v1Queue
+	if err := json.Unmarshal(js, &qs); err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile("testdata/store-v1/relay.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The times to the second in the old file: creation times at offset
+	// 122 of the 142-byte records, message times at offset 24 of the
+	// values.
+	precise := secrets{}
+	dead := secrets{"v1 deleted body 0": []byte("v1 deleted body 0"), "v1 deleted body 6": []byte("v1 deleted body 6")}
+	for _, b := range dead {
+		if !bytes.Contains(old, b) {
+			t.Fatalf("the version 1 file does not hold %q: the test proves nothing", b)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "relay.db")
+	if err := os.WriteFile(path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.View(func(tx *bbolt.Tx) error {
+		tx.Bucket([]byte("queues")).ForEach(func(k, v []byte) error {
+			precise[fmt.Sprintf("created %x", k[:4])] = v[122:130]
+			return nil
+		})
+		return tx.Bucket([]byte("messages")).ForEach(func(k, v []byte) error {
+			precise[fmt.Sprintf("stored %x", k)] = v[24:32]
+			return nil
+		})
+	})
+	db.Close()
+	if len(precise) < 10 {
+		t.Fatalf("found %d times in the version 1 file", len(precise))
+	}
+
+	e := startE2ERelay(t, func(c *relay.Config) {
+		c.StorePath = path
+		c.MessageTTL = 100 * 365 * 24 * time.Hour // the file's messages are old
+		c.UnsecuredTTL = 100 * 365 * 24 * time.Hour
+	})
+	e.restart() // once converted, the file opens as it is
+	rep, err := func() (relay.StoreReport, error) {
+		if err := e.r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		defer e.restart()
+		return relay.CheckStore(path)
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Queues != 4 || rep.Unsecured != 1 || rep.Suspended != 1 || rep.Messages != 3+2+5 {
+		t.Errorf("converted store: %+v, want 4 queues (1 unsecured, 1 suspended) and 10 messages", rep)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []secrets{dead, precise} {
+		if got := s.found(data); len(got) > 0 {
+			t.Errorf("the converted file holds %q", got)
+		}
+	}
+
+	ctx := e2eContext(t)
+	rc := e.dial(ctx, link.TransportTCP)
+	for _, fq := range qs {
+		var q link.Queue
+		dec := func(s string) []byte {
+			b, err := hex.DecodeString(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		copy(q.RecipientID[:], dec(fq.RecipientID))
+		copy(q.SenderID[:], dec(fq.SenderID))
+		copy(q.MessageKey[:], dec(fq.MessageKey))
+		if q.RecipientKey, err = ecdh.X25519().NewPrivateKey(dec(fq.RecipientKey)); err != nil {
+			t.Fatal(err)
+		}
+		var sk *ecdh.PrivateKey
+		if fq.SenderKey != "" {
+			if sk, err = ecdh.X25519().NewPrivateKey(dec(fq.SenderKey)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		switch fq.State {
+		case "deleted":
+			if _, err := rc.Get(ctx, q); !errors.Is(err, queue.AUTH) {
+				t.Errorf("GET on the deleted queue: %v, want AUTH", err)
+			}
+			continue
+		case "unsecured":
+			if _, err := rc.Get(ctx, q); !errors.Is(err, link.ErrNoMessage) {
+				t.Errorf("GET on the unsecured queue: %v, want no message", err)
+			}
+			continue
+		case "suspended":
+			if err := rc.Send(ctx, q.SenderID, sk, []byte("new")); !errors.Is(err, queue.AUTH) {
+				t.Errorf("SEND to the suspended queue: %v, want AUTH", err)
+			}
+		default:
+			if err := rc.Send(ctx, q.SenderID, sk, []byte("new")); err != nil {
+				t.Fatalf("%s: SEND after the conversion: %v", fq.State, err)
+			}
+			fq.Bodies = append(fq.Bodies, "new")
+		}
+		for i, want := range fq.Bodies {
+			m, err := rc.Get(ctx, q)
+			if err != nil {
+				t.Fatalf("%s: message %d: %v", fq.State, i, err)
+			}
+			if string(m.Body) != want {
+				t.Errorf("%s: message %d is %q, want %q", fq.State, i, m.Body, want)
+			}
+			if want != "new" && !m.Timestamp.Equal(m.Timestamp.Truncate(time.Hour)) {
+				t.Errorf("%s: message %d: time %v, want it to the hour", fq.State, i, m.Timestamp)
+			}
+			if err := rc.Ack(ctx, q, m.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := rc.Get(ctx, q); !errors.Is(err, link.ErrNoMessage) {
+			t.Errorf("%s: after every message: %v, want no message", fq.State, err)
 		}
 	}
 }

@@ -122,6 +122,8 @@ func New(cfg Config) (*Relay, error) {
 		},
 		MappedLimit: cfg.MappedStoreLimit,
 		OnTrim:      r.metrics.observeTrim,
+		MessageUnit: r.messageUnit(),
+		QueueUnit:   r.queueUnit(),
 	})
 	if err != nil {
 		return nil, err
@@ -565,14 +567,38 @@ func (r *Relay) refuseStorage() {
 	r.storageLog.log(r.cfg.Logger, slog.LevelWarn, "storage full: NEW and SEND answered ERR QUOTA")
 }
 
+// messageUnit is the precision of the message times the relay stores and
+// sends in MSG (PROTOCOL.md sections 11 and 17): an hour, or 1/256 of
+// MessageTTL if that is shorter, and at least a second.
+func (r *Relay) messageUnit() time.Duration {
+	return min(max(r.cfg.MessageTTL/256, time.Second), maxMessageUnit).Truncate(time.Second)
+}
+
+// queueUnit is the precision of the queue creation times the relay stores
+// (for the expiry of queues never secured): the UTC day, or a quarter of
+// UnsecuredTTL if that is shorter, and at least a second.
+func (r *Relay) queueUnit() time.Duration {
+	return min(max(r.cfg.UnsecuredTTL/4, time.Second), maxQueueUnit).Truncate(time.Second)
+}
+
+// The longest units of stored times (messageUnit, queueUnit).
+const (
+	maxMessageUnit = time.Hour
+	maxQueueUnit   = 24 * time.Hour
+)
+
 func (r *Relay) sweepLoop() {
 	defer r.wg.Done()
 	t := time.NewTicker(r.cfg.SweepInterval)
 	defer t.Stop()
 	for {
 		now := time.Now()
+		// Stored times are rounded down to their unit: a message or queue
+		// expires once its whole unit is older than its TTL, never sooner,
+		// and at most one unit (and one sweep interval) later.
 		msgs, queues, err := r.store.sweep(r.ctx,
-			now.Add(-r.cfg.MessageTTL).Unix(), now.Add(-r.cfg.UnsecuredTTL).Unix(), sweepBatch, r.notifyHead)
+			now.Add(-r.cfg.MessageTTL-r.messageUnit()).Unix(),
+			now.Add(-r.cfg.UnsecuredTTL-r.queueUnit()).Unix(), sweepBatch, r.notifyHead)
 		if err != nil && r.ctx.Err() == nil {
 			r.cfg.Logger.Error("expiry sweep", "err", err)
 		}

@@ -717,7 +717,7 @@ func (s *session) handleNew(corrID []byte, cmd queue.Command, signed, auth []byt
 		SenderID:     queue.NewID(),
 		RecipientKey: cmd.RecipientKey,
 		MessageKey:   msgKey,
-		Created:      time.Now().Unix(),
+		Created:      floorTime(time.Now().Unix(), s.r.queueUnit()),
 	}
 	ch, err := s.r.store.createQueue(s.ctx, rec)
 	if err != nil {
@@ -779,7 +779,7 @@ func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 		s.r.refuseStorage()
 		return s.replyErr(corrID, entity, queue.QUOTA)
 	}
-	msg := storedMessage{ID: queue.NewID(), Timestamp: time.Now().Unix(), Body: cmd.Body} // addMessage copies it
+	msg := storedMessage{ID: queue.NewID(), Timestamp: floorTime(time.Now().Unix(), s.r.messageUnit()), Body: cmd.Body} // addMessage copies it
 	done := s.startWrite(&rec, false)
 	ch, err := s.r.store.addMessage(s.ctx, sid, msg, s.r.cfg.QueueQuota)
 	if err != nil {

@@ -3,15 +3,17 @@ package relay
 // The relay's durable store: one bbolt file holding queues and their
 // undelivered messages.
 //
-// # Layout (format version 1)
+// # Layout (format version 2)
 //
 // All integers are big-endian, so that keys sort in numeric order. IDs are
 // queue.IDSize (24) bytes, keys queue.KeySize (32) bytes.
 //
 //	bucket "meta"
-//	  "version"                 -> 1 byte: the format version, 1. A file with
-//	                               another version, or with buckets but no
-//	                               version, is refused at open.
+//	  "version"                 -> 1 byte: the format version, 2. A file of
+//	                               version 1 is converted when it is opened
+//	                               (migrateStore); a file with another
+//	                               version, or with buckets but no version,
+//	                               is refused.
 //	  "counts"                  -> 24 bytes: queues(8) | messages(8) | bytes(8),
 //	                               the queues, the messages and the bytes of
 //	                               message values held, updated in every
@@ -19,22 +21,27 @@ package relay
 //	                               without it (written before it existed) is
 //	                               counted once at open.
 //	bucket "queues"
-//	  rid(24)                   -> queue record, 142 bytes:
-//	                                 version   1 byte, 1
+//	  rid(24)                   -> queue record, 130 bytes:
+//	                                 version   1 byte, 2
 //	                                 flags     1 byte: 0x01 secured, 0x02 suspended
 //	                                 sid       24 bytes, the sender ID
 //	                                 rkey      32 bytes, recipient authorization key
 //	                                 skey      32 bytes, sender authorization key
 //	                                           (zero unless secured)
 //	                                 msgkey    32 bytes, the MSG re-encryption key
-//	                                 created   8 bytes, unix seconds (int64)
-//	                                 nextSeq   8 bytes, sequence number of the next
-//	                                           message (uint64)
-//	                                 count     4 bytes, messages held (uint32)
+//	                                 created   8 bytes, unix seconds (int64), a
+//	                                           multiple of storeOptions.QueueUnit
+//	                                           (the UTC day by default)
+//
+//	  The record changes only when the queue is secured or suspended: it
+//	  holds no counter of messages. A new message takes the sequence number
+//	  after the last one the queue holds, or 0 when it holds none.
 //	bucket "senders"
 //	  sid(24)                   -> rid(24)
 //	bucket "messages"
-//	  rid(24)|seq(8)            -> msgID(24)|ts(8)|body
+//	  rid(24)|seq(8)            -> msgID(24)|ts(8)|body; ts in unix seconds,
+//	                               a multiple of the relay's message time
+//	                               unit (the hour by default)
 //	bucket "expiry"
 //	  ts(8)|rid(24)|seq(8)      -> empty; one entry per message, so that expired
 //	                               messages are found without visiting every queue
@@ -61,6 +68,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -72,7 +80,11 @@ import (
 )
 
 // storeVersion is the layout version written in the meta bucket.
-const storeVersion = 1
+const storeVersion = 2
+
+// storeVersion1 is the format before version 2: its queue records held a
+// lifetime message counter and times to the second. openStore converts it.
+const storeVersion1 = 1
 
 // Bucket and key names.
 var (
@@ -115,13 +127,13 @@ type queueRecord struct {
 	Secured               bool
 	Suspended             bool
 	MessageKey            [32]byte // re-encryption key for MSG (queue.MessageKey)
-	Created               int64    // unix seconds
+	Created               int64    // unix seconds, rounded down by the relay (relay.queueUnit)
 }
 
 // storedMessage is one undelivered message.
 type storedMessage struct {
 	ID        queue.ID
-	Timestamp int64 // unix seconds when stored
+	Timestamp int64 // unix seconds when stored, rounded down by the relay (relay.messageUnit)
 	Body      []byte
 }
 
@@ -153,6 +165,12 @@ type storeOptions struct {
 	// not be read) and the time spent. A failure is reported at every
 	// check, ten times a second; nothing else changes. It must not block.
 	OnTrim func(resident int64, d time.Duration, err error)
+	// MessageUnit and QueueUnit are the units to which the conversion of
+	// a version 1 file (migrateStore) rounds message times and queue
+	// creation times down; defaults 1 hour and 24 hours (the UTC day).
+	// The relay rounds the times it stores itself (relay.messageUnit,
+	// relay.queueUnit).
+	MessageUnit, QueueUnit time.Duration
 }
 
 // Errors. The first six are outcomes of one operation ("domain errors"): the
@@ -182,6 +200,10 @@ var (
 	// errStoreVersion is returned (wrapped) by openStore for a file of
 	// another format version, or one that is not a relay store.
 	errStoreVersion = errors.New("relay store: unsupported format version")
+	// errVersion1 is returned (wrapped, with errStoreVersion) by
+	// CheckStore for a file of format version 1, which openStore,
+	// CompactStore and RestoreStore convert.
+	errVersion1 = errors.New("format version 1")
 	// errCorrupt is returned (wrapped) when stored bytes do not have the
 	// documented layout.
 	errCorrupt = errors.New("relay store: corrupt data")
@@ -270,7 +292,9 @@ type storeOp struct {
 
 // openStore opens or creates the store at path (mode 0600) and starts its
 // commit loop. It waits at most opts.LockTimeout for another process to
-// release the file. Its cost does not depend on the number of queues.
+// release the file. Its cost does not depend on the number of queues,
+// except once, when it converts a file of format version 1
+// (migrateStore).
 func openStore(path string, opts storeOptions) (*store, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = defaultStoreLockTimeout
@@ -293,14 +317,25 @@ func openStore(path string, opts storeOptions) (*store, error) {
 	if opts.GatherRate <= 0 {
 		opts.GatherRate = defaultGatherRate
 	}
-	db, err := openBolt(path, &bbolt.Options{
+	boltOpts := &bbolt.Options{
 		Timeout: opts.LockTimeout,
 		// The map freelist stays fast when constant deletes fragment the
 		// file; the freelist is synced, so opening does not scan the file.
 		FreelistType: bbolt.FreelistMapType,
-	})
+	}
+	db, err := openBolt(path, boltOpts)
 	if err != nil {
 		return nil, fmt.Errorf("open relay store %s: %w", path, err)
+	}
+	replaced, err := migrateStore(db, path, opts)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open relay store %s: %w", path, err)
+	}
+	if replaced {
+		if db, err = openBolt(path, boltOpts); err != nil {
+			return nil, fmt.Errorf("open relay store %s: %w", path, err)
+		}
 	}
 	if err := db.Update(func(tx *bbolt.Tx) error {
 		if err := initStore(tx); err != nil {
@@ -851,11 +886,11 @@ type sendResult struct {
 // addMessage appends msg to the queue with sender ID sid (SEND), unless the
 // queue holds quota messages or more (errQuota; a quota below 1 refuses
 // everything), is suspended (errSuspended) or was never secured
-// (errNotSecured). A zero msg.Timestamp is set to the current time.
+// (errNotSecured). A zero msg.Timestamp is set to the current hour.
 // addMessage copies msg.Body before it returns.
 func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage, quota int) (<-chan sendResult, error) {
 	if msg.Timestamp == 0 {
-		msg.Timestamp = time.Now().Unix()
+		msg.Timestamp = floorTime(time.Now().Unix(), defaultMessageUnit)
 	}
 	// bbolt keeps a reference to a value until the commit: build it now,
 	// which also frees the caller's buffer. A value of more than half the
@@ -903,21 +938,17 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 				return errSuspended
 			case !q.Secured:
 				return errNotSecured
-			case quota < 1 || uint64(q.count) >= uint64(quota):
+			}
+			seq, n := b.next(rid)
+			if quota < 1 || n >= uint64(quota) {
 				return errQuota
 			}
-			seq := q.nextSeq
-			q.nextSeq++
-			first = q.count == 0
-			q.count++
+			first = n == 0
 			if err := b.messages.Put(messageKey(rid, seq), val); err != nil {
 				return err
 			}
 			b.count(0, 1, int64(len(val)))
-			if err := b.expiry.Put(expiryKey(ts, rid, seq), []byte{}); err != nil {
-				return err
-			}
-			return b.putQueue(&q)
+			return b.expiry.Put(expiryKey(ts, rid, seq), []byte{})
 		},
 		finish: func(err error) {
 			if vp != nil {
@@ -941,11 +972,7 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 // otherwise, or if there is no such queue, it fails with errNotFound.
 func (s *store) ackMessage(ctx context.Context, rid queue.ID, msgID queue.ID) (<-chan error, error) {
 	return s.submitErr(ctx, func(b storeTx) error {
-		q, ok, err := b.getQueue(rid)
-		if err != nil {
-			return err
-		}
-		if !ok {
+		if b.queues.Get(rid[:]) == nil {
 			return errNotFound
 		}
 		seq, v, ok := b.head(rid)
@@ -964,13 +991,7 @@ func (s *store) ackMessage(ctx context.Context, rid queue.ID, msgID queue.ID) (<
 			return err
 		}
 		b.count(0, -1, -n)
-		if err := b.expiry.Delete(expiryKey(m.Timestamp, rid, seq)); err != nil {
-			return err
-		}
-		if q.count > 0 {
-			q.count--
-		}
-		return b.putQueue(&q)
+		return b.expiry.Delete(expiryKey(m.Timestamp, rid, seq))
 	})
 }
 
@@ -1076,7 +1097,7 @@ func (c *storeCounts) snapshot() countDelta {
 }
 
 // queueCost is what one queue counts in storedBytes: about what it takes
-// in the file (its 142-byte record, its sender index entry, its entry in
+// in the file (its 130-byte record, its sender index entry, its entry in
 // the index of unsecured queues, and B-tree overhead).
 const queueCost = 256
 
@@ -1145,17 +1166,15 @@ func bucketsOf(tx *bbolt.Tx) storeTx {
 	}
 }
 
-// queueState is a queue record with the fields only the store uses.
+// queueState is a queue record as the store handles it.
 type queueState struct {
 	queueRecord
-	nextSeq uint64 // sequence number of the next message
-	count   uint32 // messages held
 }
 
 // Queue record layout; see "Layout" in the file comment.
 const (
-	queueRecordVersion = 1
-	queueRecordSize    = 1 + 1 + queue.IDSize + 3*queue.KeySize + 8 + 8 + 4
+	queueRecordVersion = 2
+	queueRecordSize    = 1 + 1 + queue.IDSize + 3*queue.KeySize + 8
 	flagSecured        = 0x01
 	flagSuspended      = 0x02
 )
@@ -1175,10 +1194,7 @@ func (q *queueState) encode() []byte {
 	b = append(b, q.RecipientKey[:]...)
 	b = append(b, q.SenderKey[:]...)
 	b = append(b, q.MessageKey[:]...)
-	b = binary.BigEndian.AppendUint64(b, uint64(q.Created))
-	b = binary.BigEndian.AppendUint64(b, q.nextSeq)
-	b = binary.BigEndian.AppendUint32(b, q.count)
-	return b
+	return binary.BigEndian.AppendUint64(b, uint64(q.Created))
 }
 
 // decodeQueue parses a stored record; the result does not alias v.
@@ -1196,8 +1212,6 @@ func decodeQueue(rid queue.ID, v []byte) (queueState, error) {
 	p = p[copy(q.SenderKey[:], p):]
 	p = p[copy(q.MessageKey[:], p):]
 	q.Created = int64(binary.BigEndian.Uint64(p))
-	q.nextSeq = binary.BigEndian.Uint64(p[8:])
-	q.count = binary.BigEndian.Uint32(p[16:])
 	return q, nil
 }
 
@@ -1288,6 +1302,25 @@ func (b storeTx) head(rid queue.ID) (seq uint64, v []byte, ok bool) {
 	return binary.BigEndian.Uint64(k[queue.IDSize:]), v, true
 }
 
+// next returns the sequence number of a new message of queue rid: the
+// one after the last message it holds, or 0 when it holds none; and the
+// number of messages it holds, counted as the span from its first
+// message to its last (messages leave a queue from its head: ACK, and
+// expiry in the order of storing; DEL removes them all).
+func (b storeTx) next(rid queue.ID) (seq, held uint64) {
+	c := b.messages.Cursor()
+	k, _ := c.Seek(messageKey(rid, math.MaxUint64))
+	if k == nil || !bytes.Equal(k, messageKey(rid, math.MaxUint64)) {
+		k, _ = c.Prev()
+	}
+	if len(k) != messageKeySize || !bytes.HasPrefix(k, rid[:]) {
+		return 0, 0
+	}
+	last := binary.BigEndian.Uint64(k[queue.IDSize:])
+	first, _, _ := b.head(rid)
+	return last + 1, last - first + 1
+}
+
 // sweepStep removes up to budget expired messages, then, with what is left
 // of the budget, expired queues never secured. more reports that the budget
 // ran out, so there may be more to remove.
@@ -1312,16 +1345,6 @@ func (b storeTx) sweepStep(msgBefore, queueBefore int64, budget int, rids *[]que
 				return msgs, queues, false, err
 			}
 			b.count(0, -1, -n)
-			q, ok, err := b.getQueue(rid)
-			if err != nil {
-				return msgs, queues, false, err
-			}
-			if ok && q.count > 0 {
-				q.count--
-				if err := b.putQueue(&q); err != nil {
-					return msgs, queues, false, err
-				}
-			}
 			if n := len(*rids); n == 0 || (*rids)[n-1] != rid {
 				*rids = append(*rids, rid)
 			}

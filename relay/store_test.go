@@ -937,10 +937,10 @@ func TestStoreVersion(t *testing.T) {
 		}
 	}
 	rewrite(path, func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(metaVersionKey, []byte{2})
+		return tx.Bucket(bucketMeta).Put(metaVersionKey, []byte{storeVersion + 1})
 	})
 	if _, err := openStore(path, storeOptions{}); !errors.Is(err, errStoreVersion) {
-		t.Errorf("openStore(version 2) = %v, want errStoreVersion", err)
+		t.Errorf("openStore(version %d) = %v, want errStoreVersion", storeVersion+1, err)
 	}
 
 	other := filepath.Join(dir, "other.db")

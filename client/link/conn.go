@@ -171,7 +171,7 @@ type Queue struct {
 // Message is one message delivered from a queue.
 type Message struct {
 	ID        queue.ID  // what Ack takes
-	Timestamp time.Time // when the relay stored it, to the second
+	Timestamp time.Time // when the relay stored it, rounded down by the relay (to the hour by default; PROTOCOL.md section 11)
 	Body      []byte    // as sent
 }
 

@@ -1,0 +1,297 @@
+package relay
+
+// Rewriting a store into a new file: backups (copyLive) and the
+// conversion of older formats (migrateStore). A file written key by key
+// from one read transaction holds the live data of that transaction and
+// nothing else, unlike a copy of the pages (Tx.WriteTo), which keeps
+// free pages with acknowledged, expired or deleted data in them.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/hushrelay/hush/queue"
+)
+
+// fileWriter fills a new bbolt file, in transactions of at most
+// compactTxSize bytes. Values and keys given to put must stay valid until
+// finish or abort (bbolt keeps them until the commit).
+type fileWriter struct {
+	db   *bbolt.DB
+	tx   *bbolt.Tx
+	size int
+}
+
+// newFileWriter opens the bbolt file at path, which must be new or empty.
+func newFileWriter(path string) (*fileWriter, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{NoSync: true, FreelistType: bbolt.FreelistMapType})
+	if err != nil {
+		return nil, err
+	}
+	tx, err := db.Begin(true)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &fileWriter{db: db, tx: tx}, nil
+}
+
+// bucket returns the bucket name of the current transaction, created if
+// needed. inOrder says that its keys are put in ascending order (so that
+// its pages are filled).
+func (w *fileWriter) bucket(name []byte, inOrder bool) (*bbolt.Bucket, error) {
+	b, err := w.tx.CreateBucketIfNotExists(name)
+	if err != nil {
+		return nil, err
+	}
+	if inOrder {
+		b.FillPercent = 1
+	}
+	return b, nil
+}
+
+// put stores k and v in bucket name, committing first if the transaction
+// holds compactTxSize bytes.
+func (w *fileWriter) put(name, k, v []byte, inOrder bool) error {
+	if w.size += len(k) + len(v); w.size > compactTxSize {
+		if err := w.tx.Commit(); err != nil {
+			return err
+		}
+		tx, err := w.db.Begin(true)
+		if err != nil {
+			return err
+		}
+		w.tx, w.size = tx, len(k)+len(v)
+	}
+	b, err := w.bucket(name, inOrder)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, v)
+}
+
+// finish commits, syncs and closes the file.
+func (w *fileWriter) finish() error {
+	err := w.tx.Commit()
+	if err == nil {
+		err = w.db.Sync()
+	}
+	if cerr := w.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// abort discards the last transaction and closes the file.
+func (w *fileWriter) abort() {
+	w.tx.Rollback()
+	w.db.Close()
+}
+
+// copyLive writes every bucket of tx, key by key in key order, into the
+// bbolt file at path (new or empty), and syncs it. The file holds the
+// live data of tx and nothing else: the pages of the new file that a
+// later transaction of the copy frees held only copies of the same live
+// data. A nested bucket is not in the relay's layout: errCorrupt. It
+// stops, returning ctx.Err(), once ctx is done.
+func copyLive(ctx context.Context, tx *bbolt.Tx, path string) error {
+	w, err := newFileWriter(path)
+	if err != nil {
+		return fmt.Errorf("backup spool: %w", err)
+	}
+	err = tx.ForEach(func(name []byte, src *bbolt.Bucket) error {
+		b, err := w.bucket(name, true) // also when empty
+		if err != nil {
+			return err
+		}
+		if err := b.SetSequence(src.Sequence()); err != nil {
+			return err
+		}
+		c := src.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if v == nil {
+				return fmt.Errorf("%w: nested bucket in %q", errCorrupt, name)
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := w.put(name, k, v, true); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		w.abort()
+		return err
+	}
+	return w.finish()
+}
+
+// Default storeOptions.MessageUnit and QueueUnit.
+const (
+	defaultMessageUnit = time.Hour
+	defaultQueueUnit   = 24 * time.Hour
+)
+
+// floorTime rounds unix time t (not before 1970) down to a multiple of
+// unit, taken as 1 s if it is shorter. Multiples of 24 hours are UTC days.
+func floorTime(t int64, unit time.Duration) int64 {
+	u := max(int64(unit/time.Second), 1)
+	return t - t%u
+}
+
+// storeFileVersion returns the format version of the store file at path,
+// and 0 for a file without buckets. db must be open.
+func storeFileVersion(db *bbolt.DB) (v byte, err error) {
+	err = db.View(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return nil
+		}
+		if b := meta.Get(metaVersionKey); len(b) == 1 {
+			v = b[0]
+		}
+		return nil
+	})
+	return v, err
+}
+
+// migrateStore converts the store file at path, if it has the format of
+// version 1, to the current one, and does nothing to another file. The
+// new file is written beside it, key by key (so it holds none of the old
+// file's free pages, with their acknowledged messages and precise times),
+// synced and renamed over it, so that a crash leaves the old file or the
+// new one. It rounds the times down to opts' units, drops the lifetime
+// message counters and numbers each queue's messages from 0. db must be
+// the open file at path, for writing; migrateStore closes it when it
+// replaced the file, and reports that (the caller opens the file again).
+func migrateStore(db *bbolt.DB, path string, opts storeOptions) (replaced bool, err error) {
+	v, err := storeFileVersion(db)
+	if err != nil || v != storeVersion1 {
+		return false, err
+	}
+	tmp := path + ".migrate"
+	os.Remove(tmp) // left by an interrupted run
+	w, err := newFileWriter(tmp)
+	if err != nil {
+		return false, fmt.Errorf("convert version 1: %w", err)
+	}
+	err = db.View(func(tx *bbolt.Tx) error { return convertV1(tx, w, opts) })
+	if err != nil {
+		w.abort()
+		os.Remove(tmp)
+		return false, fmt.Errorf("convert version 1: %w", err)
+	}
+	if err := w.finish(); err != nil {
+		os.Remove(tmp)
+		return false, fmt.Errorf("convert version 1: %w", err)
+	}
+	if err := replaceFile(tmp, path); err != nil {
+		os.Remove(tmp)
+		return false, fmt.Errorf("convert version 1: %w", err)
+	}
+	return true, db.Close()
+}
+
+// Version 1 queue records: version(1) flags(1) sid(24) rkey(32) skey(32)
+// msgkey(32) created(8) nextSeq(8) count(4).
+const queueRecordSizeV1 = 1 + 1 + queue.IDSize + 3*queue.KeySize + 8 + 8 + 4
+
+// convertV1 writes the live data of tx, a version 1 file, to w in the
+// current format.
+func convertV1(tx *bbolt.Tx, w *fileWriter, opts storeOptions) error {
+	if opts.MessageUnit <= 0 {
+		opts.MessageUnit = defaultMessageUnit
+	}
+	if opts.QueueUnit <= 0 {
+		opts.QueueUnit = defaultQueueUnit
+	}
+	src := bucketsOf(tx)
+	for _, name := range [][]byte{bucketQueues, bucketSenders, bucketMessages, bucketExpiry, bucketUnsecured} {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("%w: bucket %q missing", errCorrupt, name)
+		}
+		if _, err := w.bucket(name, false); err != nil {
+			return err
+		}
+	}
+	var total countDelta
+	err := src.queues.ForEach(func(k, v []byte) error {
+		if len(k) != queue.IDSize || len(v) != queueRecordSizeV1 || v[0] != 1 {
+			return fmt.Errorf("%w: version 1 queue record", errCorrupt)
+		}
+		var rid queue.ID
+		copy(rid[:], k)
+		// The version 2 record is the version 1 record without its last
+		// 12 bytes, with the version and the creation time changed.
+		q, err := decodeQueue(rid, append([]byte{queueRecordVersion}, v[1:queueRecordSize]...))
+		if err != nil {
+			return err
+		}
+		q.Created = floorTime(q.Created, opts.QueueUnit)
+		if err := w.put(bucketQueues, k, q.encode(), true); err != nil {
+			return err
+		}
+		total.queues++
+		if !q.Secured {
+			if err := w.put(bucketUnsecured, unsecuredKey(q.Created, rid), []byte{}, false); err != nil {
+				return err
+			}
+		}
+		var seq uint64
+		c := src.messages.Cursor()
+		for mk, mv := c.Seek(rid[:]); mk != nil && bytes.HasPrefix(mk, rid[:]); mk, mv = c.Next() {
+			m, err := decodeMessage(mv)
+			if err != nil || len(mk) != messageKeySize {
+				return fmt.Errorf("%w: message entry", errCorrupt)
+			}
+			m.Timestamp = floorTime(m.Timestamp, opts.MessageUnit)
+			val := appendMessage(make([]byte, 0, len(mv)), m)
+			if err := w.put(bucketMessages, messageKey(rid, seq), val, true); err != nil {
+				return err
+			}
+			if err := w.put(bucketExpiry, expiryKey(m.Timestamp, rid, seq), []byte{}, false); err != nil {
+				return err
+			}
+			total.messages++
+			total.bytes += int64(len(val))
+			seq++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := src.senders.ForEach(func(k, v []byte) error { return w.put(bucketSenders, k, v, true) }); err != nil {
+		return err
+	}
+	// Other buckets (link data) are copied as they are.
+	err = tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+		switch string(name) {
+		case string(bucketMeta), string(bucketQueues), string(bucketSenders), string(bucketMessages), string(bucketExpiry), string(bucketUnsecured):
+			return nil
+		}
+		if _, err := w.bucket(name, true); err != nil {
+			return err
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return fmt.Errorf("%w: nested bucket in %q", errCorrupt, name)
+			}
+			return w.put(name, k, v, true)
+		})
+	})
+	if err != nil {
+		return err
+	}
+	if err := w.put(bucketMeta, metaVersionKey, []byte{storeVersion}, false); err != nil {
+		return err
+	}
+	return w.put(bucketMeta, metaCountsKey, total.encode(), false)
+}
