@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -78,6 +79,38 @@ type Relay struct {
 	sessions map[*session]struct{}
 	// sessionSeq numbers the sessions for Config.Observe.
 	sessionSeq uint64
+
+	// writeTimes holds the latencies of the last writeSamples durable
+	// writes answered OK (from the command to its answer), in
+	// nanoseconds, written in turn at writeNext: a PONG waits as long as
+	// one of them (pongDelay).
+	writeTimes [writeSamples]atomic.Int64
+	writeNext  atomic.Uint64
+}
+
+// writeSamples is how many write latencies pongDelay draws from.
+const writeSamples = 64
+
+// maxPongDelay bounds the wait before a PONG, whatever the disk's
+// latency.
+const maxPongDelay = time.Second
+
+// noteWrite records the latency d of a durable write answered OK.
+func (r *Relay) noteWrite(d time.Duration) {
+	i := r.writeNext.Add(1) - 1
+	r.writeTimes[i%writeSamples].Store(int64(d))
+}
+
+// pongDelay returns how long a PONG waits: the latency of one of the
+// last durable writes, drawn at random, so that a PONG follows its PING
+// after the time an OK follows its SEND or ACK (queue/PROTOCOL.md
+// section 9); 0 before the first write.
+func (r *Relay) pongDelay() time.Duration {
+	n := min(r.writeNext.Load(), writeSamples)
+	if n == 0 {
+		return 0
+	}
+	return min(time.Duration(r.writeTimes[mrand.N(n)].Load()), maxPongDelay)
 }
 
 // New opens the store, binds both listeners and starts serving in the

@@ -470,7 +470,19 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 		if t.Auth != nil || t.Entity != nil {
 			return s.replyErr(corrID, entity, queue.SYNTAX)
 		}
-		return s.reply(corrID, nil, queue.Command{Tag: queue.TagPONG})
+		d := s.r.pongDelay()
+		if d == 0 {
+			return s.reply(corrID, nil, queue.Command{Tag: queue.TagPONG})
+		}
+		return s.async(func() {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				s.reply(corrID, nil, queue.Command{Tag: queue.TagPONG})
+			case <-s.ctx.Done():
+			}
+		})
 	}
 	if cmd.Tag == queue.TagLGET {
 		return s.handleLGet(corrID, entity, &t)
@@ -561,6 +573,7 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 // OK is queued. finish, if not nil, runs last, in every case. It blocks
 // while maxInFlight operations are pending.
 func (s *session) await(ch <-chan error, err error, corrID, entity []byte, notFound queue.ErrorCode, done prometheus.Counter, then, finish func()) error {
+	begun := time.Now()
 	if err != nil {
 		if finish != nil {
 			finish()
@@ -582,6 +595,7 @@ func (s *session) await(ch <-chan error, err error, corrID, entity []byte, notFo
 		if done != nil {
 			done.Inc()
 		}
+		s.r.noteWrite(time.Since(begun))
 		if s.reply(corrID, entity, queue.Command{Tag: queue.TagOK}) == nil && then != nil {
 			then()
 		}
@@ -780,6 +794,7 @@ func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 		return s.replyErr(corrID, entity, queue.QUOTA)
 	}
 	msg := storedMessage{ID: queue.NewID(), Timestamp: floorTime(time.Now().Unix(), s.r.messageUnit()), Body: cmd.Body} // addMessage copies it
+	begun := time.Now()
 	done := s.startWrite(&rec, false)
 	ch, err := s.r.store.addMessage(s.ctx, sid, msg, s.r.cfg.QueueQuota)
 	if err != nil {
@@ -794,6 +809,7 @@ func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 			return
 		}
 		s.r.metrics.messagesReceived.Inc()
+		s.r.noteWrite(time.Since(begun))
 		s.reply(corrID, entity, queue.Command{Tag: queue.TagOK})
 		s.r.notify(res.RecipientID)
 	})

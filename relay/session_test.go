@@ -3,6 +3,7 @@ package relay
 import (
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/hushrelay/hush/queue"
 )
@@ -91,5 +92,41 @@ func TestVerifyCachesOnlyProvenKeys(t *testing.T) {
 	}
 	if s.verify(k, signed, bad, true) || !s.verify(k, signed, good, false) {
 		t.Error("the cached key verifies wrongly")
+	}
+}
+
+// TestPongWaitsAsLongAsAWrite checks the PONG delay (PROTOCOL.md section
+// 9): none before the first durable write, then always the latency of one
+// of the last writeSamples writes, and every one of them in time; never
+// more than maxPongDelay.
+func TestPongWaitsAsLongAsAWrite(t *testing.T) {
+	r := new(Relay)
+	if d := r.pongDelay(); d != 0 {
+		t.Fatalf("before any write: a delay of %v", d)
+	}
+	noted := make(map[time.Duration]bool)
+	for i := range writeSamples + 10 {
+		d := time.Duration(i+1) * time.Microsecond
+		r.noteWrite(d)
+		if i >= 10 { // the first ten are overwritten
+			noted[d] = true
+		}
+	}
+	drawn := make(map[time.Duration]bool)
+	for range 100 * writeSamples {
+		d := r.pongDelay()
+		if !noted[d] {
+			t.Fatalf("a delay of %v, not one of the last %d writes' latencies", d, writeSamples)
+		}
+		drawn[d] = true
+	}
+	if len(drawn) != writeSamples {
+		t.Errorf("drew %d of the %d latencies", len(drawn), writeSamples)
+	}
+	for range writeSamples {
+		r.noteWrite(time.Hour)
+	}
+	if d := r.pongDelay(); d != maxPongDelay {
+		t.Errorf("after hour-long writes: a delay of %v, want %v", d, maxPongDelay)
 	}
 }

@@ -110,6 +110,7 @@ type Conn struct {
 	binding    []byte
 	password   []byte
 	keepAlive  time.Duration
+	cover      time.Duration // Config.Cover
 	pingWait   time.Duration // how long a keep-alive PING may go unanswered
 
 	// out hands encoded transmissions to the writer. It is unbuffered: a
@@ -224,6 +225,7 @@ func newConn(s session, cfg Config) *Conn {
 		binding:    s.binding,
 		password:   s.password,
 		keepAlive:  cfg.KeepAlive,
+		cover:      cfg.Cover,
 		pingWait:   max(cfg.KeepAlive, cfg.HandshakeTimeout),
 		out:        make(chan []byte),
 		events:     make(chan Event),
@@ -245,6 +247,10 @@ func newConn(s session, cfg Config) *Conn {
 	if s.quic != nil {
 		c.wg.Add(1)
 		go c.silenceLoop(s.quic, cfg.TransportKeepAlive, cfg.TransportIdleTimeout)
+	}
+	if c.cover > 0 {
+		c.wg.Add(1)
+		go c.coverLoop()
 	}
 	return c
 }
@@ -899,6 +905,47 @@ func (c *Conn) keepAliveLoop() {
 		next = keepAliveInterval(c.keepAlive)
 		t.Reset(next)
 	}
+}
+
+// maxCoverInFlight bounds the cover PINGs awaiting their PONG: beyond it,
+// a cover block is skipped (a relay that slow answers nothing else
+// either).
+const maxCoverInFlight = 4
+
+// coverLoop sends a PING after each wait drawn from an exponential
+// distribution of mean c.cover, whatever else the connection sends, until
+// the connection ends (Config.Cover). It does not wait for the PONG
+// before the next wait, so that the blocks keep their Poisson timing.
+func (c *Conn) coverLoop() {
+	defer c.wg.Done()
+	inFlight := make(chan struct{}, maxCoverInFlight)
+	t := time.NewTimer(coverInterval(c.cover))
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-c.done:
+			return
+		}
+		select {
+		case inFlight <- struct{}{}:
+			c.wg.Go(func() {
+				defer func() { <-inFlight }()
+				ctx, cancel := context.WithTimeout(context.Background(), c.pingWait)
+				defer cancel()
+				c.Ping(ctx) // the outcome shows elsewhere (keep-alives, reads)
+			})
+		default:
+		}
+		t.Reset(coverInterval(c.cover))
+	}
+}
+
+// coverInterval draws the wait before the next cover block: exponential
+// with mean d, so that cover blocks form a Poisson process, whose count in
+// any second is independent of the seconds before.
+func coverInterval(d time.Duration) time.Duration {
+	return time.Duration(mrand.ExpFloat64() * float64(d))
 }
 
 // keepAliveInterval returns how long the connection waits without writing

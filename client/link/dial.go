@@ -112,6 +112,16 @@ type Config struct {
 	// HandshakeTimeout bounds each transport attempt: connecting, the TLS
 	// handshake and the hush handshake. Default 15 s.
 	HandshakeTimeout time.Duration
+	// Cover is the mean wait between cover blocks: PINGs that the
+	// connection sends at random, whatever else it sends, each wait drawn
+	// from an exponential distribution (a Poisson process), so that an
+	// observer who counts the blocks of the link cannot tell when it
+	// carries messages (queue/PROTOCOL.md sections 9 and 17). A PING block
+	// has the size of every block, and the relay answers it with a PONG
+	// block, so both directions are covered. Each costs about 33 KB on the
+	// wire (a client block and a relay block with their TLS framing):
+	// about 120 MB an hour at 1 s, 12 MB at 10 s. Default 0: no cover.
+	Cover time.Duration
 	// KeepAlive is the mean of how long the connection may go without
 	// writing before a PING is sent: each wait is drawn uniformly from
 	// [KeepAlive/2, 3*KeepAlive/2], so that keep-alives have no fixed

@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	hush [--home DIR] [--json] [--transport quic|tcp] [--tor off|prefer|required] [--socks ADDR] [--isolation relay|contact] [--passphrase-file F] <command> ...
+//	hush [--home DIR] [--json] [--transport quic|tcp] [--tor off|prefer|required] [--socks ADDR] [--isolation relay|contact] [--cover D] [--passphrase-file F] <command> ...
 //
 //	hush init [--passphrase-file F | --no-passphrase]   create the encrypted store
 //	hush relays add [--offline] ADDRESS                 add a relay to keep queues on
@@ -37,6 +37,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/term"
 
@@ -84,6 +85,9 @@ Global flags (before or after the command):
   --isolation I        relay (one session per relay for all contacts) or contact
                        (one per contact and relay; under Tor, a circuit each);
                        default contact with --tor, relay without (README: Privacy)
+  --cover D            cover traffic: random blocks a mean D apart on every relay
+                       connection, answered by the relay (about 120 MB an hour per
+                       connection at 1s, 12 MB at 10s); default none
   --passphrase-file F  read the store's passphrase from F's first line
                        (default: $HUSH_PASSPHRASE, else a prompt)
   --verbose            log the client library's details to standard error
@@ -161,6 +165,7 @@ type globals struct {
 	tor            string
 	socks          string
 	isolation      string
+	cover          time.Duration
 	passphraseFile string
 	verbose        bool
 }
@@ -174,6 +179,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.tor, "tor", g.tor, "`off`, prefer or required: route relay connections through Tor")
 	fs.StringVar(&g.socks, "socks", g.socks, "Tor's SOCKS5 proxy `host:port` (default 127.0.0.1:9050)")
 	fs.StringVar(&g.isolation, "isolation", g.isolation, "`relay` or contact: one relay session for all contacts, or one per contact\n(default: per contact with --tor, per relay without)")
+	fs.DurationVar(&g.cover, "cover", g.cover, "send cover blocks at random, a mean `interval` apart, on every relay connection, so\nthat an observer of the network cannot tell when messages move (default 0: none)")
 	fs.StringVar(&g.passphraseFile, "passphrase-file", g.passphraseFile, "read the passphrase from the first line of `file`")
 	fs.BoolVar(&g.verbose, "verbose", g.verbose, "log the client library's details to standard error")
 }
@@ -222,7 +228,7 @@ func run(ctx context.Context, args []string, env environment) error {
 		needsHome = true
 		// takes are the global flags that the command takes after its
 		// name; all of them by default.
-		takes = []string{"home", "json", "transport", "tor", "socks", "isolation", "passphrase-file", "verbose"}
+		takes = []string{"home", "json", "transport", "tor", "socks", "isolation", "cover", "passphrase-file", "verbose"}
 	)
 	switch verb {
 	case "help", "-h", "-help", "--help":
@@ -360,6 +366,9 @@ func run(ctx context.Context, args []string, env environment) error {
 		}
 	default:
 		return usageError{fmt.Sprintf("--tor must be off, prefer or required, not %q", c.tor), fs.Help()}
+	}
+	if c.cover < 0 {
+		return usageError{fmt.Sprintf("--cover must not be negative, not %v", c.cover), fs.Help()}
 	}
 	switch client.Isolation(c.isolation) {
 	case client.IsolationAuto, client.IsolationRelay, client.IsolationContact:

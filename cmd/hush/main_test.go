@@ -1042,7 +1042,7 @@ func TestCommandHelp(t *testing.T) {
 		globals string   // the global flags line
 	}{
 		{[]string{"version", "-h"}, nil, "--json\n"},
-		{[]string{"send", "-h"}, []string{"-timeout"}, "--home, --json, --transport, --tor, --socks, --isolation, --passphrase-file, --verbose\n"},
+		{[]string{"send", "-h"}, []string{"-timeout"}, "--home, --json, --transport, --tor, --socks, --isolation, --cover, --passphrase-file, --verbose\n"},
 		{[]string{"init", "--help"}, []string{"-no-passphrase"}, "--home, --json, --passphrase-file, --verbose\n"},
 		{[]string{"demo", "-h"}, nil, "--json, --transport, --verbose\n"},
 	} {

@@ -131,7 +131,7 @@ func (c *cmd) openClient(ctx context.Context, n need) (*client.Client, error) {
 	cfg := client.Config{
 		Home:       c.home,
 		Passphrase: pass,
-		Dial:       link.Config{Transport: link.Transport(c.transport), Tor: link.TorMode(c.tor), SOCKS: c.socks},
+		Dial:       link.Config{Transport: link.Transport(c.transport), Tor: link.TorMode(c.tor), SOCKS: c.socks, Cover: c.cover},
 		Offline:    n.offline,
 		Contacts:   n.contacts,
 		SendOnly:   n.sendOnly,
