@@ -119,6 +119,27 @@ type Config struct {
 	// has no effect.
 	MappedStoreLimit int64
 
+	// DisableForwarding turns private routing's forwarding off: PRXY and
+	// PFWD are answered ERR PROHIBITED (PROTOCOL.md section 20). The relay
+	// still accepts commands forwarded to it by other relays (RKEY,
+	// RFWD).
+	DisableForwarding bool
+	// MaxForwardSessions bounds the relay-to-relay sessions the relay
+	// holds to forward commands: one per destination. Default 64.
+	MaxForwardSessions int
+	// ForwardIdleTimeout closes a relay-to-relay session that forwarded
+	// nothing for this long. Default 60 s.
+	ForwardIdleTimeout time.Duration
+	// ForwardRate is the per-session sustained rate, per second, of PFWD;
+	// ForwardDestinationRate that of PFWD to one destination, over every
+	// session. Commands over them wait. Defaults 200 and 1000.
+	ForwardRate, ForwardDestinationRate float64
+	// ReplayFilterSize bounds the ephemeral keys of forwarded commands
+	// the relay remembers to refuse replays (about 64 bytes each); while
+	// it is full, forwarded commands are answered ERR QUOTA. Default
+	// 262144 (DefaultReplayFilterSize).
+	ReplayFilterSize int
+
 	// Drain starts the relay in drain mode: NEW is answered ERR PROHIBITED
 	// while existing queues are served as usual, for decommissioning a
 	// relay. SetDraining changes it at run time.
@@ -177,6 +198,12 @@ const (
 	DefaultMappedStoreLimit      = 64 << 20
 	DefaultMaxStoredBytes        = 8 << 30
 	DefaultMinFreeDisk           = 256 << 20
+
+	DefaultMaxForwardSessions     = 64
+	DefaultForwardIdleTimeout     = 60 * time.Second
+	DefaultForwardRate            = 200
+	DefaultForwardDestinationRate = 1000
+	DefaultReplayFilterSize       = 1 << 18
 )
 
 // ErrConfig is returned (wrapped, with the reason) by New for an invalid
@@ -249,13 +276,27 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MappedStoreLimit == 0 {
 		c.MappedStoreLimit = DefaultMappedStoreLimit
 	}
+	if c.MaxForwardSessions == 0 {
+		c.MaxForwardSessions = DefaultMaxForwardSessions
+	}
+	set(&c.ForwardIdleTimeout, DefaultForwardIdleTimeout)
+	if c.ForwardRate == 0 {
+		c.ForwardRate = DefaultForwardRate
+	}
+	if c.ForwardDestinationRate == 0 {
+		c.ForwardDestinationRate = DefaultForwardDestinationRate
+	}
+	if c.ReplayFilterSize == 0 {
+		c.ReplayFilterSize = DefaultReplayFilterSize
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	c.Logger = slog.New(queue.RedactHandler(c.Logger.Handler()))
 	if c.QueueQuota < 0 || c.MaxMessageSize < 0 || c.NewRate < 0 || c.SendRate < 0 || c.MaxSubscriptions < 0 ||
 		c.CommandRate < 0 || c.FailureRate < 0 || c.RelayNewRate < 0 ||
-		c.MaxSessions < 0 || c.MaxSessionsPerAddress < 0 || c.MaxHandshakes < 0 {
+		c.MaxSessions < 0 || c.MaxSessionsPerAddress < 0 || c.MaxHandshakes < 0 ||
+		c.MaxForwardSessions < 0 || c.ForwardRate < 0 || c.ForwardDestinationRate < 0 || c.ReplayFilterSize < 0 {
 		return c, fmt.Errorf("%w: negative limit", ErrConfig)
 	}
 	return c, nil

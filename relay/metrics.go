@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,9 +14,10 @@ import (
 //
 // They are aggregate only: no metric is labelled by queue, session or
 // address, and the only labels are the command name, the error code, the
-// budget, the transport and the limit reached, each from a fixed set. Counting on the hot path is an atomic add on a
-// counter created in advance: nothing is allocated per command or
-// message. Gauges that need the store or the relay's lock are computed
+// budget, the transport, the limit reached and the reason a forwarded
+// command was refused, each from a fixed set. Counting on the hot path is
+// an atomic add on a counter created in advance: nothing is allocated per
+// command or message. Gauges that need the store or the relay's lock are computed
 // when scraped.
 type metrics struct {
 	reg *prometheus.Registry
@@ -39,13 +41,20 @@ type metrics struct {
 	// delayed* count the commands that waited for a budget: the session's
 	// command budget, its error budget, the relay's NEW rate.
 	delayedCommands, delayedFailures, delayedNew prometheus.Counter
+	// Private routing (PROTOCOL.md section 20): PFWD answered FRES, and
+	// PRXY and PFWD that failed (ERR PROXY, or the destination's ERR), on
+	// the forwarding side; RFWD received, and refused by reason, on the
+	// destination's.
+	forwarded, forwardFailures, forwardedReceived prometheus.Counter
+	forwardedRefused                              [forwardRefusalCount]prometheus.Counter
+	delayedForwards                               prometheus.Counter
 	// refused counts refused connection attempts by transport and reason.
 	refused [transportCount][refusalCount]prometheus.Counter
 
 	// commands and errors are indexed by tag and by code; the entries for
 	// values that are not commands or codes are nil.
-	commands [queue.TagLGET + 1]prometheus.Counter
-	errors   [queue.INTERNAL + 1]prometheus.Counter
+	commands [queue.TagRFWD + 1]prometheus.Counter
+	errors   [queue.TIME + 1]prometheus.Counter
 }
 
 // newMetrics creates the metrics of r. The gauges computed at scrape time
@@ -88,6 +97,17 @@ func newMetrics(r *Relay) *metrics {
 	m.delayedCommands = delayed.WithLabelValues("commands")
 	m.delayedFailures = delayed.WithLabelValues("failures")
 	m.delayedNew = delayed.WithLabelValues("relay_new")
+	m.delayedForwards = delayed.WithLabelValues("forward")
+	m.forwarded = counter("forwarded_total", "Commands forwarded to other relays for clients (PFWD answered with the destination's sealed answer).")
+	m.forwardFailures = counter("forward_failures_total", "Forwarding that failed: relay-to-relay sessions that could not be opened, PRXY and PFWD answered ERR PROXY or with the destination's ERR in clear.")
+	m.forwardedReceived = counter("forwarded_received_total", "Commands received forwarded by other relays (RFWD).")
+	forwardRefused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "hush_relay", Name: "forwarded_refused_total",
+		Help: "Forwarded commands (RFWD) refused, by reason: open (did not open: changed, or sealed for another session), replay (ephemeral key seen), time (timestamp outside the window), full (replay filter full).",
+	}, []string{"reason"})
+	for why := range forwardRefusalCount {
+		m.forwardedRefused[why] = forwardRefused.WithLabelValues(why.String())
+	}
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "hush_relay", Name: "connections_refused_total",
 		Help: "Connection attempts refused before their handshake, by transport and by the limit reached (sessions, address, handshakes); logged at most every 10 s.",
@@ -100,17 +120,18 @@ func newMetrics(r *Relay) *metrics {
 	commands := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "hush_relay", Name: "commands_total", Help: "Commands received, by command.",
 	}, []string{"command"})
-	for tag := queue.TagNEW; tag <= queue.TagLGET; tag++ {
-		if !tag.IsCommand() {
-			continue
+	for tag := queue.TagNEW; tag < queue.Tag(len(m.commands)); tag++ {
+		if tag.IsCommand() {
+			m.commands[tag] = commands.WithLabelValues(tag.String())
 		}
-		m.commands[tag] = commands.WithLabelValues(tag.String())
 	}
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "hush_relay", Name: "errors_total", Help: "ERR responses sent, by error code.",
 	}, []string{"code"})
-	for code := queue.AUTH; code <= queue.INTERNAL; code++ {
-		m.errors[code] = errs.WithLabelValues(code.String())
+	for code := queue.AUTH; code <= queue.TIME; code++ {
+		if !strings.HasPrefix(code.String(), "ErrorCode(") {
+			m.errors[code] = errs.WithLabelValues(code.String())
+		}
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "hush_relay", Name: name, Help: help}, f)
@@ -120,6 +141,19 @@ func newMetrics(r *Relay) *metrics {
 		m.messagesReceived, m.messagesDelivered, m.messagesAcked, m.messagesExpired,
 		m.commitSeconds, m.commitOps, m.commitErrors, m.trims, m.trimErrors, commands, errs,
 		m.acceptErrors, delayed, refused, m.storageRefusals,
+		m.forwarded, m.forwardFailures, m.forwardedReceived, forwardRefused,
+		gauge("forward_sessions", "Relay-to-relay sessions held now to forward commands (dialing included).", func() float64 {
+			return float64(r.forwarder.count())
+		}),
+		gauge("forward_enabled", "1 if the relay forwards commands for clients (PRXY, PFWD), else 0.", func() float64 {
+			if r.cfg.DisableForwarding {
+				return 0
+			}
+			return 1
+		}),
+		gauge("replay_filter_keys", "Ephemeral keys of forwarded commands remembered now to refuse replays.", func() float64 {
+			return float64(r.replay.size())
+		}),
 		gauge("storage_full", "1 while NEW and SEND are refused for lack of storage (byte cap or free-disk reserve), else 0.", func() float64 {
 			if r.storageFull() {
 				return 1
@@ -226,4 +260,19 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSize, prometheus.GaugeValue, float64(size))
 		ch <- prometheus.MustNewConstMetric(descFree, prometheus.GaugeValue, float64(free))
 	}
+}
+
+// forwardRefusal is why a destination refused a forwarded command.
+type forwardRefusal int
+
+const (
+	refusedOpen forwardRefusal = iota
+	refusedReplay
+	refusedTime
+	refusedFull
+	forwardRefusalCount
+)
+
+func (w forwardRefusal) String() string {
+	return [...]string{"open", "replay", "time", "full"}[w]
 }

@@ -242,7 +242,8 @@ func TestMetricsCountWorkload(t *testing.T) {
 	metricValue(t, fams, "go_goroutines", "")
 
 	// Aggregate only: the only labels are the command, the code, the
-	// budget, the transport and the limit, and no ID appears in any form.
+	// budget, the transport, the limit and the reason a forwarded command
+	// was refused, and no ID appears in any form.
 	for name, f := range fams {
 		if !strings.HasPrefix(name, "hush_relay_") {
 			continue
@@ -250,7 +251,7 @@ func TestMetricsCountWorkload(t *testing.T) {
 		for _, m := range f.GetMetric() {
 			for _, lp := range m.GetLabel() {
 				switch lp.GetName() {
-				case "command", "code", "budget", "transport", "limit":
+				case "command", "code", "budget", "transport", "limit", "reason":
 				default:
 					t.Errorf("%s has a label %s", name, lp.GetName())
 				}

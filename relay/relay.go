@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -45,6 +46,16 @@ type Relay struct {
 
 	metrics *metrics
 	admit   *admission
+	// forwarder holds the relay-to-relay sessions of private routing;
+	// replay remembers the forwarded commands accepted (section 20).
+	forwarder *forwarder
+	replay    *replayFilter
+	// forwardHook, set only by tests, sees (and may change) every RFWD
+	// and the proxy session it goes to before it is sent, and returns how
+	// many times to send it: a forwarding relay that misbehaves. admitHook, set only by tests, is
+	// told the source address of every connection accepted.
+	forwardHook atomic.Pointer[func(*queue.Command, *queue.ID) int]
+	admitHook   atomic.Pointer[func(netip.Addr)]
 	// newLimit is the relay-wide NEW rate (Config.RelayNewRate).
 	newLimit *rate.Limiter
 	// acceptLog and refuseLog rate-limit the logs of accept errors and of
@@ -174,6 +185,8 @@ func New(cfg Config) (*Relay, error) {
 	}
 	r.checkDisk()
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.replay = newReplayFilter(cfg.ReplayFilterSize)
+	r.forwarder = newForwarder(r)
 	r.wg.Add(4)
 	go r.diskLoop()
 	r.accepting.Store(2)
@@ -262,6 +275,14 @@ func (r *Relay) listen() error {
 // port on UDP.
 func (r *Relay) Addr() net.Addr { return r.tcpLn.Addr() }
 
+// admitFrom admits a connection from addr (see admission.admit).
+func (r *Relay) admitFrom(addr netip.Addr) (*ticket, refusal) {
+	if h := r.admitHook.Load(); h != nil {
+		(*h)(addr)
+	}
+	return r.admit.admit(addr)
+}
+
 // Close stops the listeners, ends every session, waits for their
 // goroutines and closes the store. It is idempotent.
 func (r *Relay) Close() error {
@@ -275,6 +296,7 @@ func (r *Relay) Close() error {
 		}
 		r.mu.Unlock()
 		r.wg.Wait()
+		r.forwarder.close()
 		r.quicTr.Close()
 		r.udpConn.Close()
 		r.closeErr = r.store.Close()
@@ -301,7 +323,7 @@ func (r *Relay) acceptTCP() {
 			time.Sleep(100 * time.Millisecond) // for example out of file descriptors
 			continue
 		}
-		tk, why := r.admit.admit(addrOf(c.RemoteAddr()))
+		tk, why := r.admitFrom(addrOf(c.RemoteAddr()))
 		if why != admitted {
 			// Closed at once, with a reset: nothing of TLS is sent, and the
 			// relay keeps no TIME-WAIT state for it.
@@ -379,7 +401,7 @@ type ticketKey struct{}
 // CONNECTION_REFUSED). The ticket is released when the connection ends,
 // handshake failures included.
 func (r *Relay) admitQUIC(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
-	tk, why := r.admit.admit(addrOf(info.RemoteAddr))
+	tk, why := r.admitFrom(addrOf(info.RemoteAddr))
 	if why != admitted {
 		r.refused(transportQUIC, why)
 		return nil, errRefused

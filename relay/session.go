@@ -69,6 +69,8 @@ type session struct {
 	tk *ticket // the connection's admission
 
 	newLimit, sendLimit *rate.Limiter
+	// forwardLimit is the session's PFWD rate (Config.ForwardRate).
+	forwardLimit *rate.Limiter
 	// cmdLimit is the budget of all commands (Config.CommandRate),
 	// failLimit that of commands answered ERR AUTH or SYNTAX
 	// (Config.FailureRate): both are waited for by the handler, so the
@@ -98,6 +100,8 @@ type session struct {
 
 	closeOnce sync.Once
 
+	hasForwards atomic.Bool
+
 	mu sync.Mutex
 	// closed is set by close: no writer starts after it.
 	closed bool
@@ -116,6 +120,10 @@ type session struct {
 	// events are END and DELD transmissions; at most one per queue that
 	// this session subscribed to, so bounded by MaxSubscriptions.
 	events [][]byte
+	// forwards are the inner commands of RFWDs being handled, by the
+	// corrID given to them (section 20); hasForwards is set once there
+	// has been one, so that other sessions' replies skip the lookup.
+	forwards map[queue.ID]*forwardedReply
 	// writes are this session's store writes not yet answered, by the
 	// recipient and sender IDs of their queue: a later command of the
 	// session on the same queue waits for them (per-queue order,
@@ -154,24 +162,25 @@ func newSession(r *Relay, conn io.ReadWriteCloser, binding []byte, tk *ticket) (
 		return nil, err
 	}
 	s := &session{
-		r:          r,
-		conn:       conn,
-		binding:    binding,
-		key:        key,
-		tk:         tk,
-		cmdLimit:   rate.NewLimiter(rate.Limit(r.cfg.CommandRate), max(1, int(r.cfg.CommandRate))),
-		failLimit:  rate.NewLimiter(rate.Limit(r.cfg.FailureRate), max(1, int(r.cfg.FailureRate))),
-		newLimit:   rate.NewLimiter(rate.Limit(r.cfg.NewRate), max(1, int(r.cfg.NewRate))),
-		sendLimit:  rate.NewLimiter(rate.Limit(r.cfg.SendRate), max(1, int(r.cfg.SendRate))),
-		inFlight:   make(chan struct{}, maxInFlight),
-		authCache:  make(map[queue.Key][32]byte),
-		replySlots: make(chan struct{}, replyQueue),
-		work:       make(chan []byte, 1),
-		served:     make(chan error, 1),
-		wake:       make(chan struct{}, 1),
-		subs:       make(map[queue.ID]*subscription),
-		pending:    make(map[*subscription]struct{}),
-		writes:     make(map[queue.ID]*queueWrites),
+		r:            r,
+		conn:         conn,
+		binding:      binding,
+		key:          key,
+		tk:           tk,
+		cmdLimit:     rate.NewLimiter(rate.Limit(r.cfg.CommandRate), max(1, int(r.cfg.CommandRate))),
+		failLimit:    rate.NewLimiter(rate.Limit(r.cfg.FailureRate), max(1, int(r.cfg.FailureRate))),
+		newLimit:     rate.NewLimiter(rate.Limit(r.cfg.NewRate), max(1, int(r.cfg.NewRate))),
+		sendLimit:    rate.NewLimiter(rate.Limit(r.cfg.SendRate), max(1, int(r.cfg.SendRate))),
+		forwardLimit: rate.NewLimiter(rate.Limit(r.cfg.ForwardRate), max(1, int(r.cfg.ForwardRate))),
+		inFlight:     make(chan struct{}, maxInFlight),
+		authCache:    make(map[queue.Key][32]byte),
+		replySlots:   make(chan struct{}, replyQueue),
+		work:         make(chan []byte, 1),
+		served:       make(chan error, 1),
+		wake:         make(chan struct{}, 1),
+		subs:         make(map[queue.ID]*subscription),
+		pending:      make(map[*subscription]struct{}),
+		writes:       make(map[queue.ID]*queueWrites),
 	}
 	s.ctx, s.cancel = context.WithCancel(r.ctx)
 	return s, nil
@@ -381,6 +390,10 @@ func (r *Relay) putBlock(bp *[]byte) {
 // replies are queued or being written. It returns an error once the
 // session has ended.
 func (s *session) reply(corrID, entity []byte, cmd queue.Command) error {
+	if outer, fres, ok := s.forwardedAnswer(corrID, entity, cmd); ok {
+		// The answer to a forwarded command, sealed for its client.
+		corrID, entity, cmd = outer, nil, fres
+	}
 	t := queue.Transmission{CorrID: corrID, Entity: entity, Command: cmd}
 	b := t.Append(nil)
 	select {
@@ -486,6 +499,10 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 	}
 	if cmd.Tag == queue.TagLGET {
 		return s.handleLGet(corrID, entity, &t)
+	}
+	switch cmd.Tag {
+	case queue.TagPRXY, queue.TagPFWD, queue.TagRKEY, queue.TagRFWD:
+		return s.handleForwarding(t, corrID, entity)
 	}
 	if t.Auth == nil {
 		return s.replyErr(corrID, entity, queue.SYNTAX)

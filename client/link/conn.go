@@ -508,8 +508,25 @@ func (c *Conn) Ping(ctx context.Context) error {
 // the response, which must have the tag want or be an ERR (returned as its
 // queue.ErrorCode).
 func (c *Conn) do(ctx context.Context, key *ecdh.PrivateKey, entity *queue.ID, cmd queue.Command, want queue.Tag) (queue.Command, error) {
-	if err := ctx.Err(); err != nil {
+	r, err := c.exchange(ctx, key, entity, cmd, want)
+	if err != nil {
+		return r.cmd, err
+	}
+	if r.hasEntity != (entity != nil) || (entity != nil && r.entity != *entity) {
+		err = fmt.Errorf("%w: the relay answered %v for another queue", ErrProtocol, cmd.Tag)
+		c.shutdown(err)
 		return queue.Command{}, err
+	}
+	return r.cmd, nil
+}
+
+// exchange sends cmd about entity, authorized by key (none if nil), and
+// waits for the response, which must have the tag want or be an ERR
+// (returned as its queue.ErrorCode). The caller checks the response's
+// entity.
+func (c *Conn) exchange(ctx context.Context, key *ecdh.PrivateKey, entity *queue.ID, cmd queue.Command, want queue.Tag) (response, error) {
+	if err := ctx.Err(); err != nil {
+		return response{}, err
 	}
 	var corr [queue.CorrIDSize]byte
 	rand.Read(corr[:])
@@ -523,21 +540,21 @@ func (c *Conn) do(ctx context.Context, key *ecdh.PrivateKey, entity *queue.ID, c
 	if key != nil {
 		ak, err := c.authKey(key)
 		if err != nil {
-			return queue.Command{}, err
+			return response{}, err
 		}
 		raw = t.AppendAuthorized(raw, &ak)
 	} else {
 		raw = t.Append(raw)
 	}
 	if len(raw) > queue.MaxTransmissionSize {
-		return queue.Command{}, queue.LARGE
+		return response{}, queue.LARGE
 	}
 
 	ch := make(chan response, 1)
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
-		return queue.Command{}, c.endedErr()
+		return response{}, c.endedErr()
 	}
 	c.pending[corr] = ch
 	c.mu.Unlock()
@@ -550,37 +567,31 @@ func (c *Conn) do(ctx context.Context, key *ecdh.PrivateKey, entity *queue.ID, c
 	select {
 	case c.out <- raw:
 	case <-ctx.Done():
-		return queue.Command{}, ctx.Err()
+		return response{}, ctx.Err()
 	case <-c.done:
-		return queue.Command{}, c.endedErr()
+		return response{}, c.endedErr()
 	}
 	var r response
 	select {
 	case r = <-ch:
 	case <-ctx.Done():
-		return queue.Command{}, ctx.Err()
+		return response{}, ctx.Err()
 	case <-c.done:
 		select {
 		case r = <-ch:
 		default:
-			return queue.Command{}, c.endedErr()
+			return response{}, c.endedErr()
 		}
 	}
 	if r.cmd.Tag == queue.TagERR {
-		return r.cmd, r.cmd.Error
+		return r, r.cmd.Error
 	}
-	var err error
-	switch {
-	case r.cmd.Tag != want:
-		err = fmt.Errorf("%w: the relay answered %v with %v", ErrProtocol, cmd.Tag, r.cmd.Tag)
-	case r.hasEntity != (entity != nil) || (entity != nil && r.entity != *entity):
-		err = fmt.Errorf("%w: the relay answered %v for another queue", ErrProtocol, cmd.Tag)
-	}
-	if err != nil {
+	if r.cmd.Tag != want {
+		err := fmt.Errorf("%w: the relay answered %v with %v", ErrProtocol, cmd.Tag, r.cmd.Tag)
 		c.shutdown(err)
-		return queue.Command{}, err
+		return response{}, err
 	}
-	return r.cmd, nil
+	return r, nil
 }
 
 // authKey returns the key that authorizes commands of the queue whose key
@@ -704,6 +715,10 @@ func (c *Conn) handle(tx []byte) error {
 		if ch != nil { // else the command gave up waiting
 			r.cmd = t.Command
 			r.cmd.Body = append([]byte(nil), t.Command.Body...)
+			r.cmd.Sealed = append([]byte(nil), t.Command.Sealed...)
+			for i, c := range t.Command.Attestation.Chain {
+				r.cmd.Attestation.Chain[i] = append([]byte(nil), c...)
+			}
 			ch <- r // buffered, and never sent to twice
 		}
 		return nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,6 +160,12 @@ type Config struct {
 	// DefaultRetrySlowAfter and DefaultRetrySlow.
 	RetryMin, RetryMax, RetrySlowAfter, RetrySlow time.Duration
 
+	// LocalAddr, when valid, is the source address of direct connections,
+	// QUIC and TCP (with the default DialTCP), for example one of
+	// 127.0.0.0/8 in tests that tell clients apart by address. Default:
+	// the system chooses. Not used through Tor.
+	LocalAddr netip.Addr
+
 	// Tor is TorOff (or ""), TorPrefer or TorRequired. With Tor, DialTCP
 	// is not used: connections go through the SOCKS proxy.
 	Tor TorMode
@@ -211,6 +218,9 @@ func (cfg Config) withDefaults() (Config, error) {
 			Interval: cfg.TransportKeepAlive,
 			Count:    max(1, int(cfg.TransportIdleTimeout/cfg.TransportKeepAlive)-1),
 		}}
+		if cfg.LocalAddr.IsValid() {
+			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(cfg.LocalAddr, 0))
+		}
 		cfg.DialTCP = d.DialContext
 	}
 	return cfg, nil
@@ -271,12 +281,24 @@ type stream interface {
 type quicStream struct {
 	conn *quic.Conn
 	s    *quic.Stream
+	// tr and udp are the transport and socket of a connection from
+	// Config.LocalAddr, closed with it; nil otherwise (quic-go closes
+	// its own).
+	tr  *quic.Transport
+	udp *net.UDPConn
 }
 
 func (q quicStream) Read(b []byte) (int, error)    { return q.s.Read(b) }
 func (q quicStream) Write(b []byte) (int, error)   { return q.s.Write(b) }
 func (q quicStream) SetDeadline(t time.Time) error { return q.s.SetDeadline(t) }
-func (q quicStream) Close() error                  { return q.conn.CloseWithError(0, "") }
+func (q quicStream) Close() error {
+	err := q.conn.CloseWithError(0, "")
+	if q.tr != nil {
+		q.tr.Close()
+		q.udp.Close()
+	}
+	return err
+}
 
 // clientRecordSize is the plaintext size of the TLS records a client
 // sends over TCP: a block travels as BlockSize/clientRecordSize records
@@ -397,24 +419,36 @@ func dialQUIC(ctx context.Context, addr queue.Address, cfg Config) (session, err
 	defer cancel()
 	v := &verifier{fp: addr.Fingerprint}
 	qctx, qcancel := context.WithTimeout(hctx, cfg.QUICTimeout)
-	conn, err := quic.DialAddr(qctx, addr.HostPort(), v.tlsConfig(), &quic.Config{
+	qcfg := &quic.Config{
 		KeepAlivePeriod:       cfg.TransportKeepAlive,
 		MaxIdleTimeout:        cfg.TransportIdleTimeout,
 		MaxIncomingStreams:    -1,
 		MaxIncomingUniStreams: -1,
-	})
+	}
+	var (
+		conn *quic.Conn
+		err  error
+		qs   quicStream
+	)
+	if cfg.LocalAddr.IsValid() {
+		conn, qs.tr, qs.udp, err = dialQUICFrom(qctx, cfg.LocalAddr, addr.HostPort(), v.tlsConfig(), qcfg)
+	} else {
+		conn, err = quic.DialAddr(qctx, addr.HostPort(), v.tlsConfig(), qcfg)
+	}
 	qcancel()
 	if err != nil {
 		return session{}, v.classify(ctx, TransportQUIC, err)
 	}
+	qs.conn = conn
 	st, err := conn.OpenStreamSync(hctx)
 	if err != nil {
-		conn.CloseWithError(0, "")
+		qs.Close()
 		return session{}, dialFailed(ctx, TransportQUIC, err)
 	}
+	qs.s = st
 	s := session{
 		transport: TransportQUIC,
-		conn:      quicStream{conn: conn, s: st},
+		conn:      qs,
 		quic:      conn,
 		password:  []byte(addr.Password),
 	}
@@ -430,6 +464,27 @@ func dialQUIC(ctx context.Context, addr queue.Address, cfg Config) (session, err
 		return session{}, err
 	}
 	return s, nil
+}
+
+// dialQUICFrom dials a QUIC connection from a UDP socket bound to local.
+// The caller closes the transport and the socket after the connection.
+func dialQUICFrom(ctx context.Context, local netip.Addr, target string, tc *tls.Config, qc *quic.Config) (*quic.Conn, *quic.Transport, *net.UDPConn, error) {
+	raddr, err := net.ResolveUDPAddr("udp", target)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tr := &quic.Transport{Conn: udp}
+	conn, err := tr.Dial(ctx, raddr, tc, qc)
+	if err != nil {
+		tr.Close()
+		udp.Close()
+		return nil, nil, nil, err
+	}
+	return conn, tr, udp, nil
 }
 
 // dialDirect dials addr's clearnet host over cfg.Transport, QUIC first

@@ -57,6 +57,7 @@ type fileConfig struct {
 	LogFormat           string `toml:"log_format"`
 	Admin               string `toml:"admin"`
 	Drain               bool   `toml:"drain"`
+	Forwarding          string `toml:"forwarding"`
 	Tor                 string `toml:"tor"`
 	TorControl          string `toml:"tor_control"`
 	Torrc               string `toml:"torrc"`
@@ -196,6 +197,10 @@ environment or by --admin must be free.`, q(defaultAdmin)},
 		{"drain", `Drain mode, for decommissioning the relay: new queues are refused (ERR
 PROHIBITED) while existing queues are served. "hush-relay drain" turns it
 on and off while the relay runs.`, "false"},
+		{"forwarding", `Private message routing (PROTOCOL.md section 20): "on" forwards clients'
+commands to other relays (PRXY, PFWD), so that those relays do not see
+the clients' addresses; "off" refuses (ERR PROHIBITED). Commands that
+other relays forward to this one are accepted either way.`, `"on"`},
 		{"tor", `Publish the relay as a Tor onion service: "off", "embedded" (start a tor
 program of the relay's own, state in <data>/tor) or "system" (use a
 running tor through its control port, see tor_control).`, `"off"`},
@@ -487,6 +492,7 @@ type settings struct {
 	admin               string
 	adminSet            bool
 	drain               bool
+	noForwarding        bool // forwarding = "off"
 	logLevel, logFormat string
 	tor                 torOptions
 }
@@ -537,6 +543,13 @@ func loadSettings(o *options) (settings, error) {
 		if _, _, err := splitListen(s.admin); err != nil {
 			return s, fmt.Errorf("--admin: %q is not host:port or \"off\"", s.admin)
 		}
+	}
+	switch fc.Forwarding {
+	case "", "on":
+	case "off":
+		s.noForwarding = true
+	default:
+		return s, fmt.Errorf("forwarding must be on or off, not %q", fc.Forwarding)
 	}
 	s.drain = fc.Drain
 	if o.set["drain"] {
@@ -636,6 +649,7 @@ func (s *settings) relayConfig() relay.Config {
 		MinFreeDisk:           mib(fc.MinFreeDiskMiB),
 		MappedStoreLimit:      mapped,
 		Drain:                 s.drain,
+		DisableForwarding:     s.noForwarding,
 	}
 }
 

@@ -23,17 +23,17 @@ type Relay struct {
 	Config relay.Config
 	// Identity is its identity key; Config.Certificate is issued by it.
 	Identity ed25519.PrivateKey
-	// Address is its address: host 127.0.0.1, the listeners' port, the
-	// password if the relay has one.
+	// Address is its address: the listeners' host (127.0.0.1 by default)
+	// and port, the password if the relay has one.
 	Address queue.Address
 	// HostPort is Address.HostPort(): host:port of both listeners.
 	HostPort string
 }
 
 // New starts a relay in this process, listening on a free port of
-// 127.0.0.1, with a new identity, a store in t.TempDir() and a
-// HandshakeTimeout deadline; edit, if not nil, adjusts the configuration
-// first. The relay is closed when the test ends.
+// 127.0.0.1 (or of the host that edit sets in Config.Listen), with a new
+// identity, a store in t.TempDir() and a HandshakeTimeout deadline; edit,
+// if not nil, adjusts the configuration first. The relay is closed when the test ends.
 func New(t testing.TB, edit func(*relay.Config)) *Relay {
 	t.Helper()
 	_, id, err := ed25519.GenerateKey(rand.Reader)
@@ -74,7 +74,7 @@ func (r *Relay) start(t testing.TB) {
 	r.Address = queue.Address{
 		Fingerprint: fp,
 		Password:    r.Config.Password,
-		Host:        "127.0.0.1",
+		Host:        rl.Addr().(*net.TCPAddr).IP.String(),
 		Port:        uint16(rl.Addr().(*net.TCPAddr).Port),
 	}
 	r.HostPort = r.Address.HostPort()
