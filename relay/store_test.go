@@ -970,7 +970,7 @@ func BenchmarkStoreAddAck(b *testing.B) {
 	s := openTestStore(b, "", storeOptions{})
 	ctx := context.Background()
 	k := testKey(13)
-	body := make([]byte, 16<<10)
+	body := make([]byte, queue.MaxMessageSize)
 	const parallelism = 16
 	b.SetParallelism(parallelism)
 	// One queue per RunParallel goroutine, created before the timer starts.
