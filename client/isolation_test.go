@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -236,4 +237,66 @@ func TestSendConnectsOnlyToTheContactsRelay(t *testing.T) {
 	expectMessage(ctx, t, bob, "alice", "only to bob")
 	alice.openWith(client.Config{})
 	expectMessage(ctx, t, alice, "carol", "waiting")
+}
+
+// TestTorIsolationGivesEachContactItsCredentials has alice, under Tor
+// (a SOCKS proxy of the test's, which records each connection's
+// username: tor's isolation key), make two contacts and exchange a
+// message with each. With the default isolation every connection of hers
+// carries the credentials of one contact, and the two contacts' differ,
+// so tor would give them different circuits; with IsolationRelay they all
+// share one.
+func TestTorIsolationGivesEachContactItsCredentials(t *testing.T) {
+	for _, mode := range []client.Isolation{client.IsolationAuto, client.IsolationRelay} {
+		t.Run(mode.String(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			r1, r2 := relaytest.New(t, nil), relaytest.New(t, nil)
+			socks := relaytest.NewSOCKS(t)
+			tor := link.Config{Tor: link.TorRequired, Transport: link.TransportTCP, SOCKS: socks.Addr()}
+			alice := newPersonWith(t, tor, r1.Address, r2.Address)
+			alice.openWith(client.Config{Dial: tor, Isolation: mode})
+			for _, n := range []string{"bob", "carol"} {
+				p := newPersonWith(t, link.Config{}, r1.Address, r2.Address)
+				link, err := alice.c.Invite(ctx, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := p.c.Accept(ctx, link, "alice"); err != nil {
+					t.Fatal(err)
+				}
+				alice.next(ctx, client.EventConnected)
+				p.next(ctx, client.EventConnected)
+				if _, err := alice.c.Send(ctx, n, "hello "+n); err != nil {
+					t.Fatal(err)
+				}
+				expectMessage(ctx, t, p, "alice", "hello "+n)
+				if _, err := p.c.Send(ctx, "alice", "hello alice"); err != nil {
+					t.Fatal(err)
+				}
+				expectMessage(ctx, t, alice, n, "hello alice")
+			}
+			// A username is the link's isolation value, "-", and the
+			// attempt's number (a fresh circuit per attempt).
+			keys := make(map[string]int)
+			for _, u := range socks.Users() {
+				i := strings.LastIndex(u, "-")
+				if i < 0 {
+					t.Fatalf("SOCKS username %q: no attempt number", u)
+				}
+				keys[u[:i]]++
+			}
+			t.Logf("isolation %v: connections by isolation value %v", mode, keys)
+			want := 2
+			if mode == client.IsolationRelay {
+				want = 1
+			}
+			if len(keys) != want {
+				t.Errorf("%d isolation values among alice's connections, want %d", len(keys), want)
+			}
+			if mode != client.IsolationRelay && keys[""] != 0 {
+				t.Errorf("%d connections without a contact's isolation value", keys[""])
+			}
+		})
+	}
 }
