@@ -80,6 +80,9 @@ type attackRow struct {
 	DeliverP99MS float64 `json:"deliver_p99_ms"`
 	Delivered    int     `json:"delivered"`
 	Failures     int64   `json:"failures"`
+	// ReleaseMS is how long the relay took, once the attacker closed
+	// what it held, to come back to the honest client's connections.
+	ReleaseMS float64 `json:"release_ms"`
 }
 
 type attackResult struct {
@@ -271,6 +274,13 @@ func runAttack(ctx context.Context, o *attackOptions) (*attackResult, error) {
 		return nil, fmt.Errorf("honest client: %w", err)
 	}
 	defer h.Close()
+	// The honest client's connections: after each attack, the relay must
+	// come back to these before the next starts, or the attacks' source
+	// address would still hold its share of the per-address cap.
+	baseline, err := child.Connections(ctx)
+	if err != nil {
+		return nil, err
+	}
 	res := &attackResult{Transport: o.transport, Seconds: o.duration.Seconds()}
 	for _, name := range o.attacks {
 		o.progressf("%s: %v of honest traffic", name, o.duration)
@@ -304,13 +314,46 @@ func runAttack(ctx context.Context, o *attackOptions) (*attackResult, error) {
 		stop()
 		wg.Wait()
 		row.Attempts, row.Held, row.Refused = st.attempts.Load(), st.held.Load(), st.refused.Load()
+		// The attacker closed everything it held: the relay lets go of the
+		// attack, then rests.
+		released := time.Now()
+		if err := waitConnections(ctx, child, baseline); err != nil {
+			return nil, fmt.Errorf("after %s: %w", name, err)
+		}
+		row.ReleaseMS = ms(time.Since(released))
 		res.Rows = append(res.Rows, row)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		sleepCtx(ctx, o.settle) // the relay lets go of the attack
+		sleepCtx(ctx, o.settle)
 	}
 	return res, nil
+}
+
+// releaseTimeout bounds the wait for the relay to let go of an attack's
+// connections once the attacker closed them.
+const releaseTimeout = 30 * time.Second
+
+// waitConnections waits until the child's relay holds at most n
+// connections, at most releaseTimeout.
+func waitConnections(ctx context.Context, child *relayChild, n int) error {
+	end := time.Now().Add(releaseTimeout)
+	for {
+		held, err := child.Connections(ctx)
+		if err != nil {
+			return err
+		}
+		if held <= n {
+			return nil
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("the relay still holds %d connections %v after the attack, want at most %d", held, releaseTimeout, n)
+		}
+		sleepCtx(ctx, 20*time.Millisecond)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 }
 
 func sampleChildCPU(c *relayChild) time.Duration {
@@ -339,7 +382,9 @@ func (o *attackOptions) launch(ctx context.Context, name string, addr queue.Addr
 	case "idle-tls":
 		idleFlood(ctx, addr, o.idleTLS, o.openRate, st, dialIdleTLS)
 	case "idle-quic":
-		idleFlood(ctx, addr, o.idleQUIC, o.openRate, st, newQUICDialer(ctx))
+		dial, closeTransports := newQUICDialer()
+		idleFlood(ctx, addr, o.idleQUIC, o.openRate, st, dial)
+		closeTransports()
 	case "slowloris":
 		slowloris(ctx, addr, o.loris, st)
 	case "garbage":
@@ -377,14 +422,28 @@ func dialIdleTLS(ctx context.Context, addr queue.Address) (io.Closer, error) {
 }
 
 // newQUICDialer returns a dialer of idle QUIC sessions from attackSource,
-// many connections sharing each UDP socket.
-func newQUICDialer(ctx context.Context) func(context.Context, queue.Address) (io.Closer, error) {
+// many connections sharing each UDP socket, and the function that closes
+// those sockets. It must be called only after every connection dialled
+// was closed: a connection whose socket is gone cannot send its
+// CONNECTION_CLOSE, and the relay would count it until its idle timeout,
+// against the per-address cap of the attacks that follow.
+func newQUICDialer() (dial func(context.Context, queue.Address) (io.Closer, error), closeTransports func()) {
 	var (
 		mu    sync.Mutex
 		tr    *quic.Transport
 		count int
+		all   []*quic.Transport
 	)
-	return func(ctx context.Context, addr queue.Address) (io.Closer, error) {
+	closeTransports = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, t := range all {
+			t.Close()
+			t.Conn.Close()
+		}
+		all, tr = nil, nil
+	}
+	dial = func(ctx context.Context, addr queue.Address) (io.Closer, error) {
 		mu.Lock()
 		if tr == nil || count >= 1000 {
 			udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(attackSource)})
@@ -393,8 +452,7 @@ func newQUICDialer(ctx context.Context) func(context.Context, queue.Address) (io
 				return nil, err
 			}
 			tr, count = &quic.Transport{Conn: udp}, 0
-			t := tr
-			context.AfterFunc(ctx, func() { t.Close(); udp.Close() })
+			all = append(all, tr)
 		}
 		t := tr
 		count++
@@ -421,6 +479,7 @@ func newQUICDialer(ctx context.Context) func(context.Context, queue.Address) (io
 		}
 		return closerFunc(func() error { return qc.CloseWithError(0, "") }), nil
 	}
+	return dial, closeTransports
 }
 
 type closerFunc func() error
@@ -428,7 +487,7 @@ type closerFunc func() error
 func (f closerFunc) Close() error { return f() }
 
 // idleFlood tries to hold n sessions opened by dial, at most perSecond
-// attempts a second, until ctx is done.
+// attempts a second, until ctx is done; it returns once it closed them.
 func idleFlood(ctx context.Context, addr queue.Address, n int, perSecond float64, st *attackStats, dial func(context.Context, queue.Address) (io.Closer, error)) {
 	lim := rate.NewLimiter(rate.Limit(perSecond), 64)
 	var (
@@ -655,8 +714,8 @@ func randBytes(n int) []byte {
 
 func printAttack(w io.Writer, r *attackResult) {
 	fmt.Fprintf(w, "attacks from %s, honest client over %s from 127.0.0.1, %.0f s of honest traffic each\n", attackSource, r.Transport, r.Seconds)
-	fmt.Fprintf(w, "%-10s %9s %9s %9s %8s %10s %10s %9s %9s %9s %9s\n",
-		"attack", "attempts", "held", "refused", "relayCPU", "relayRSS", "connect", "ping p99", "dlvr p99", "delivered", "failures")
+	fmt.Fprintf(w, "%-10s %9s %9s %9s %8s %10s %10s %9s %9s %9s %9s %9s\n",
+		"attack", "attempts", "held", "refused", "relayCPU", "relayRSS", "connect", "ping p99", "dlvr p99", "delivered", "failures", "released")
 	var quiet *attackRow
 	for i := range r.Rows {
 		row := &r.Rows[i]
@@ -667,9 +726,9 @@ func printAttack(w io.Writer, r *attackResult) {
 		if !row.ConnectOK {
 			connect = "FAILED"
 		}
-		fmt.Fprintf(w, "%-10s %9d %9d %9d %7.0f%% %10s %10s %7.1fms %7.1fms %9d %9d\n",
+		fmt.Fprintf(w, "%-10s %9d %9d %9d %7.0f%% %10s %10s %7.1fms %7.1fms %9d %9d %7.0fms\n",
 			row.Attack, row.Attempts, row.Held, row.Refused, row.RelayCPUPercent, mib(row.RelayRSS),
-			connect, row.PingP99MS, row.DeliverP99MS, row.Delivered, row.Failures)
+			connect, row.PingP99MS, row.DeliverP99MS, row.Delivered, row.Failures, row.ReleaseMS)
 	}
 	if quiet != nil && quiet.PingP99MS > 0 && quiet.DeliverP99MS > 0 {
 		for _, row := range r.Rows {

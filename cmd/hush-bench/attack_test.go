@@ -34,6 +34,11 @@ func TestAttack(t *testing.T) {
 						t.Errorf("%s: %v attempts, %v held, %v refused; want 20, at most %d, the rest", name, attempts, held, refused, perAddr)
 					}
 				case "garbage", "new-flood":
+					// Fewer sessions than the per-address cap, and the
+					// attacks before have let go of theirs: none refused.
+					if refused != 0 {
+						t.Errorf("%s: %v of its sessions refused, want none", name, refused)
+					}
 					if held == 0 {
 						t.Errorf("%s: no command answered", name)
 					}

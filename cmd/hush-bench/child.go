@@ -14,6 +14,8 @@ package main
 //	        answers "ok"
 //	stats   answers "stats <JSON of childStats>"
 //	heap F  writes a heap profile to the file F; answers "ok"
+//	conns   answers "conns N": the connections the relay holds now,
+//	        handshaking or in a session (its connections metric)
 //
 // End of stdin (the parent closed it, or died) shuts the relay down
 // cleanly, stops the CPU profile and exits.
@@ -30,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -160,6 +163,13 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 			runtime.GC()
 			debug.FreeOSMemory()
 			fmt.Fprintln(out, "ok")
+		case "conns":
+			n, err := relayConnections(r)
+			if err != nil {
+				fmt.Fprintf(out, "error %v\n", err)
+				break
+			}
+			fmt.Fprintf(out, "conns %d\n", n)
 		case "stats":
 			var m runtime.MemStats
 			runtime.ReadMemStats(&m)
@@ -185,6 +195,20 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 		}
 	}
 	return r.Close()
+}
+
+// relayConnections reads r's connections gauge from its metrics, served
+// in-process.
+func relayConnections(r *relay.Relay) (int, error) {
+	rec := httptest.NewRecorder()
+	r.AdminHandler("").ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for line := range strings.Lines(rec.Body.String()) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "hush_relay_connections "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return int(f), err
+		}
+	}
+	return 0, errors.New("no connections metric")
 }
 
 // writeHeapProfile writes a heap profile (in use after a collection) to
@@ -378,6 +402,15 @@ func (c *relayChild) Stats(ctx context.Context) (childStats, error) {
 	}
 	err = json.Unmarshal([]byte(strings.TrimPrefix(line, "stats ")), &s)
 	return s, err
+}
+
+// Connections returns the connections the child's relay holds now.
+func (c *relayChild) Connections(ctx context.Context) (int, error) {
+	line, err := c.command(ctx, "conns", "conns ")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimPrefix(line, "conns "))
 }
 
 // Sample reads the child's CPU time and memory from /proc.
