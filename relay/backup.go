@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/hushrelay/hush/queue"
 )
@@ -89,7 +90,7 @@ func backupVia(ctx context.Context, db *bbolt.DB, dir string, w io.Writer) (int6
 	defer os.Remove(f.Name())
 	defer f.Close()
 	err = db.View(func(tx *bbolt.Tx) error { return copyLive(ctx, tx, f.Name()) })
-	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		err = errClosed
 	}
 	if err != nil {
@@ -120,7 +121,7 @@ func openOffline(path string, readOnly bool) (*bbolt.DB, error) {
 		Timeout:      defaultStoreLockTimeout,
 		FreelistType: bbolt.FreelistMapType,
 	})
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%s: %w", path, ErrStoreInUse)
 	}
 	if err != nil && !errors.Is(err, ErrStoreDamaged) {

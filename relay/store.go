@@ -75,6 +75,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/hushrelay/hush/queue"
 )
@@ -650,7 +651,7 @@ func (s *store) trimMapping(limit int64) (resident int64, dropped bool, err erro
 			break
 		}
 	}
-	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return resident, false, errClosed
 	}
 	if err != nil {
@@ -691,7 +692,7 @@ func (s *store) view(which readBuckets, fn func(b storeTx) error) error {
 		}
 		return fn(b)
 	})
-	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return errClosed
 	}
 	return err

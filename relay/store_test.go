@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/hushrelay/hush/queue"
 )
@@ -956,11 +957,11 @@ func TestStoreVersion(t *testing.T) {
 func TestStoreLockTimeout(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "relay.db")
 	openTestStore(t, path, storeOptions{})
-	if s, err := openStore(path, storeOptions{LockTimeout: 50 * time.Millisecond}); !errors.Is(err, bbolt.ErrTimeout) {
+	if s, err := openStore(path, storeOptions{LockTimeout: 50 * time.Millisecond}); !errors.Is(err, berrors.ErrTimeout) {
 		if err == nil {
 			s.Close()
 		}
-		t.Errorf("second openStore = %v, want bbolt.ErrTimeout", err)
+		t.Errorf("second openStore = %v, want berrors.ErrTimeout", err)
 	}
 }
 
