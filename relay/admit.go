@@ -21,6 +21,10 @@ const (
 	refusedAddress
 	// refusedHandshakes: Config.MaxHandshakes handshakes are in progress.
 	refusedHandshakes
+	// refusedPrefix: the source address's network prefix (IPv4 /24, IPv6
+	// /64) holds MaxSessionsPerPrefix connections, or its share of the
+	// handshakes in progress.
+	refusedPrefix
 	refusalCount
 )
 
@@ -33,29 +37,59 @@ func (why refusal) String() string {
 		return "address"
 	case refusedHandshakes:
 		return "handshakes"
+	case refusedPrefix:
+		return "prefix"
 	}
 	return "admitted"
 }
 
 // addressHandshakeShare is the part of Config.MaxHandshakes that one
-// source address may hold: at most MaxHandshakes/addressHandshakeShare of
-// them (and at least one), so that one address cannot take every slot.
+// source address, and one prefix, may hold: at most
+// MaxHandshakes/addressHandshakeShare of them (and at least one), so that
+// one address or network cannot take every slot.
 const addressHandshakeShare = 4
 
-// admission counts the relay's connections, in total and per source
-// address, from their acceptance (before any TLS or QUIC handshake work)
-// to their end, and refuses those beyond the caps of Config. Addresses are
-// held only in memory, only while they have a connection, and never logged.
+// Prefix lengths of the per-prefix caps: the network a source address is
+// in, as an operator or a provider hands them out. An IPv6 host commonly
+// has a whole /64, so a cap per IPv6 address alone bounds nothing.
+const (
+	prefixBits4 = 24
+	prefixBits6 = 64
+)
+
+// prefixOf returns the network of addr that the per-prefix caps count:
+// its /24 for IPv4 (IPv4-mapped IPv6 included), its /64 for IPv6. The
+// zero Addr has the zero Prefix.
+func prefixOf(addr netip.Addr) netip.Prefix {
+	addr = addr.Unmap()
+	bits := prefixBits6
+	if addr.Is4() {
+		bits = prefixBits4
+	}
+	p, _ := addr.Prefix(bits)
+	return p
+}
+
+// admission counts the relay's connections, in total, per source address
+// and per source prefix, from their acceptance (before any TLS or QUIC
+// handshake work) to their end, and refuses those beyond the caps of
+// Config. Addresses and prefixes are held only in memory, only while they
+// have a connection, and never logged. Connections from an uncapped
+// address count in its address's entry but not in its prefix's, so that
+// the local Tor's many connections take nothing from its neighbours.
 type admission struct {
-	maxConns, maxPerAddr, maxHandshakes, maxHandshakesPerAddr int
-	uncapped                                                  map[netip.Addr]bool
+	maxConns, maxPerAddr, maxPerPrefix, maxHandshakes, maxHandshakesPerAddr int
+	uncapped                                                                map[netip.Addr]bool
 
 	mu sync.Mutex
 	// conns counts the connections admitted and not yet released,
 	// handshakes those of them still handshaking.
 	conns, handshakes int
-	// perAddr holds the counts of each source address with a connection.
-	perAddr map[netip.Addr]*addrCount
+	// perAddr holds the counts of each source address with a connection,
+	// perPrefix those of each prefix with a connection from a capped
+	// address.
+	perAddr   map[netip.Addr]*addrCount
+	perPrefix map[netip.Prefix]*addrCount
 }
 
 type addrCount struct{ conns, handshakes int }
@@ -64,10 +98,12 @@ func newAdmission(cfg *Config) *admission {
 	a := &admission{
 		maxConns:             cfg.MaxSessions,
 		maxPerAddr:           cfg.MaxSessionsPerAddress,
+		maxPerPrefix:         cfg.MaxSessionsPerPrefix,
 		maxHandshakes:        cfg.MaxHandshakes,
 		maxHandshakesPerAddr: max(1, cfg.MaxHandshakes/addressHandshakeShare),
 		uncapped:             make(map[netip.Addr]bool),
 		perAddr:              make(map[netip.Addr]*addrCount),
+		perPrefix:            make(map[netip.Prefix]*addrCount),
 	}
 	for _, addr := range cfg.UncappedAddresses {
 		a.uncapped[addr.Unmap()] = true
@@ -80,6 +116,9 @@ func newAdmission(cfg *Config) *admission {
 type ticket struct {
 	a    *admission
 	addr netip.Addr
+	// prefix is addr's, valid only if the connection counts in it (its
+	// address is capped).
+	prefix netip.Prefix
 	// Guarded by a.mu.
 	handshaking, released bool
 }
@@ -96,9 +135,24 @@ func (a *admission) admit(addr netip.Addr) (*ticket, refusal) {
 	if a.handshakes >= a.maxHandshakes {
 		return nil, refusedHandshakes
 	}
+	capped := !a.uncapped[addr]
 	c := a.perAddr[addr]
-	if c != nil && !a.uncapped[addr] && (c.conns >= a.maxPerAddr || c.handshakes >= a.maxHandshakesPerAddr) {
+	if c != nil && capped && (c.conns >= a.maxPerAddr || c.handshakes >= a.maxHandshakesPerAddr) {
 		return nil, refusedAddress
+	}
+	tk := &ticket{a: a, addr: addr, handshaking: true}
+	if capped {
+		tk.prefix = prefixOf(addr)
+		p := a.perPrefix[tk.prefix]
+		if p != nil && (p.conns >= a.maxPerPrefix || p.handshakes >= a.maxHandshakesPerAddr) {
+			return nil, refusedPrefix
+		}
+		if p == nil {
+			p = &addrCount{}
+			a.perPrefix[tk.prefix] = p
+		}
+		p.conns++
+		p.handshakes++
 	}
 	if c == nil {
 		c = &addrCount{}
@@ -108,7 +162,7 @@ func (a *admission) admit(addr netip.Addr) (*ticket, refusal) {
 	c.handshakes++
 	a.conns++
 	a.handshakes++
-	return &ticket{a: a, addr: addr, handshaking: true}, admitted
+	return tk, admitted
 }
 
 // busy reports whether at least half of the handshake slots are taken.
@@ -141,6 +195,9 @@ func (t *ticket) endHandshakeLocked() {
 	t.handshaking = false
 	t.a.handshakes--
 	t.a.perAddr[t.addr].handshakes--
+	if t.prefix.IsValid() {
+		t.a.perPrefix[t.prefix].handshakes--
+	}
 }
 
 // release ends the connection's count.
@@ -157,6 +214,12 @@ func (t *ticket) release() {
 	c := a.perAddr[t.addr]
 	if c.conns--; c.conns == 0 {
 		delete(a.perAddr, t.addr)
+	}
+	if t.prefix.IsValid() {
+		p := a.perPrefix[t.prefix]
+		if p.conns--; p.conns == 0 {
+			delete(a.perPrefix, t.prefix)
+		}
 	}
 }
 

@@ -74,8 +74,15 @@ type Config struct {
 	// MaxSessionsPerAddress is the same bound per source IP address.
 	// Default 256.
 	MaxSessionsPerAddress int
+	// MaxSessionsPerPrefix is the same bound per source network: the /24
+	// of an IPv4 address, the /64 of an IPv6 one (a host commonly has a
+	// whole /64, so that the per-address cap alone would bound nothing
+	// over IPv6). Default 1024 (DefaultMaxSessionsPerPrefix): one network
+	// takes at most an eighth of the default MaxSessions.
+	MaxSessionsPerPrefix int
 	// MaxHandshakes bounds the connections whose handshakes (TLS or QUIC,
-	// then hush) are in progress; one address may hold a quarter of them.
+	// then hush) are in progress; one address, and one prefix (as for
+	// MaxSessionsPerPrefix), may hold a quarter of them.
 	// Beyond it new connections are refused as above. Default 512. When
 	// half are taken, QUIC connection attempts must first prove their
 	// address (a Retry, RFC 9000 section 8.1.2).
@@ -83,9 +90,10 @@ type Config struct {
 	// FirstByteTimeout closes a TCP connection that sent no byte of its
 	// TLS handshake within it. Default 5 s.
 	FirstByteTimeout time.Duration
-	// UncappedAddresses are source addresses MaxSessionsPerAddress does
-	// not apply to: the local Tor daemon's, whose connections carry every
-	// onion client. The relay-wide caps still apply.
+	// UncappedAddresses are source addresses the per-address and
+	// per-prefix caps do not apply to: the local Tor daemon's, whose
+	// connections carry every onion client. Their connections do not
+	// count in their prefix either. The relay-wide caps still apply.
 	UncappedAddresses []netip.Addr
 
 	// MaxSubscriptions is the most queues one session may subscribe to.
@@ -193,6 +201,7 @@ const (
 
 	DefaultMaxSessions           = 8192
 	DefaultMaxSessionsPerAddress = 256
+	DefaultMaxSessionsPerPrefix  = 1024
 	DefaultMaxHandshakes         = 512
 	DefaultFirstByteTimeout      = 5 * time.Second
 	DefaultMappedStoreLimit      = 64 << 20
@@ -260,6 +269,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxSessionsPerAddress == 0 {
 		c.MaxSessionsPerAddress = DefaultMaxSessionsPerAddress
 	}
+	if c.MaxSessionsPerPrefix == 0 {
+		c.MaxSessionsPerPrefix = DefaultMaxSessionsPerPrefix
+	}
 	if c.MaxHandshakes == 0 {
 		c.MaxHandshakes = DefaultMaxHandshakes
 	}
@@ -295,7 +307,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.Logger = slog.New(queue.RedactHandler(c.Logger.Handler()))
 	if c.QueueQuota < 0 || c.MaxMessageSize < 0 || c.NewRate < 0 || c.SendRate < 0 || c.MaxSubscriptions < 0 ||
 		c.CommandRate < 0 || c.FailureRate < 0 || c.RelayNewRate < 0 ||
-		c.MaxSessions < 0 || c.MaxSessionsPerAddress < 0 || c.MaxHandshakes < 0 ||
+		c.MaxSessions < 0 || c.MaxSessionsPerAddress < 0 || c.MaxSessionsPerPrefix < 0 || c.MaxHandshakes < 0 ||
 		c.MaxForwardSessions < 0 || c.ForwardRate < 0 || c.ForwardDestinationRate < 0 || c.ReplayFilterSize < 0 {
 		return c, fmt.Errorf("%w: negative limit", ErrConfig)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
@@ -168,13 +169,100 @@ func TestSessionCapPerAddress(t *testing.T) {
 	qc.CloseWithError(0, "")
 	// A freed slot is given to the next connection.
 	held[0].Close()
+	waitAdmitted(t, "127.0.0.2", r.addr)
+}
+
+// waitAdmitted dials addr from src until the relay completes TLS, and
+// fails the test if it still refuses after wireTimeout.
+func waitAdmitted(t *testing.T, src, addr string) {
+	t.Helper()
 	deadline := time.Now().Add(wireTimeout)
-	for tcpRefused(t, "127.0.0.2", r.addr) {
+	for tcpRefused(t, src, addr) {
 		if time.Now().After(deadline) {
 			t.Fatal("the slot of a closed connection was never freed")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestSessionCapPerPrefix: section 16. The addresses of one network (an
+// IPv4 /24: 127.0.0.x here) share the per-prefix cap: once they hold it,
+// a connection from a further address of the network is refused before
+// TLS over TCP, with CONNECTION_REFUSED over QUIC, and counted with
+// limit=prefix, while an address of another /24 (127.0.1.x) and an
+// uncapped address of the same /24 are served; a slot freed in the
+// network goes to the next connection.
+func TestSessionCapPerPrefix(t *testing.T) {
+	r := startWireRelayWith(t, func(c *relay.Config) {
+		c.MaxSessionsPerAddress = 2
+		c.MaxSessionsPerPrefix = 3
+		c.UncappedAddresses = []netip.Addr{netip.MustParseAddr("127.0.0.9")}
+		c.HandshakeTimeout = 5 * time.Minute // the held connections stay in their handshake
+	})
+	base := adminServer(t, r.Relay)
+
+	// Two addresses of 127.0.0.0/24 fill its cap of 3, neither its own.
+	var held []net.Conn
+	for _, src := range []string{"127.0.0.2", "127.0.0.2", "127.0.0.3"} {
+		c := dialFrom(t, src, r.addr)
+		held = append(held, c)
+	}
+	waitMetric(t, base, "hush_relay_connections", "", 3)
+	if !tcpRefused(t, "127.0.0.4", r.addr) {
+		t.Fatal("a fourth TCP connection from the /24 completed TLS")
+	}
+	waitMetric(t, base, "hush_relay_connections_refused_total", "limit=prefix", 1)
+	_, err := dialQUICFrom(t, "127.0.0.5", r.addr)
+	var te *quic.TransportError
+	if !errors.As(err, &te) || te.ErrorCode != quic.ConnectionRefused {
+		t.Fatalf("QUIC from the full /24: %v, want CONNECTION_REFUSED", err)
+	}
+	fams, _ := scrape(t, base)
+	if n := metricSum(t, fams, "hush_relay_connections_refused_total", "limit=address"); n != 0 {
+		t.Fatalf("%v refusals counted as limit=address, want all as prefix", n)
+	}
+	// Another /24 has its own cap, over both transports.
+	if tcpRefused(t, "127.0.1.2", r.addr) {
+		t.Fatal("an address of another /24 was refused")
+	}
+	qc, err := dialQUICFrom(t, "127.0.1.3", r.addr)
+	if err != nil {
+		t.Fatalf("QUIC from another /24: %v", err)
+	}
+	qc.CloseWithError(0, "")
+	// An uncapped address of the full /24 is served, and takes nothing
+	// from it.
+	for range 2 {
+		if tlsRefused(t, dialFrom(t, "127.0.0.9", r.addr)) {
+			t.Fatal("an uncapped address was refused")
+		}
+	}
+	// A slot freed in the /24 goes to the next connection, from any of
+	// its addresses.
+	held[2].Close()
+	waitAdmitted(t, "127.0.0.4", r.addr)
+}
+
+// TestHandshakeCapPerPrefix: one network holds at most a quarter of the
+// handshake slots, over all its addresses; another network still gets
+// its share.
+func TestHandshakeCapPerPrefix(t *testing.T) {
+	r := startWireRelayWith(t, func(c *relay.Config) {
+		c.MaxHandshakes = 8 // two per address and per /24
+		c.HandshakeTimeout = 5 * time.Minute
+		c.FirstByteTimeout = 5 * time.Minute // the silent connections stay in their handshake
+	})
+	base := adminServer(t, r.Relay)
+	dialFrom(t, "127.0.2.5", r.addr)
+	dialFrom(t, "127.0.2.6", r.addr)
+	waitMetric(t, base, "hush_relay_handshakes", "", 2)
+	if !tcpRefused(t, "127.0.2.7", r.addr) {
+		t.Fatal("a third handshake from one /24 was admitted")
+	}
+	waitMetric(t, base, "hush_relay_connections_refused_total", "limit=prefix", 1)
+	dialFrom(t, "127.0.3.5", r.addr)
+	dialFrom(t, "127.0.3.6", r.addr)
+	waitMetric(t, base, "hush_relay_handshakes", "", 4)
 }
 
 // TestSessionCapRelayWide: the relay-wide cap refuses every address once
@@ -220,11 +308,13 @@ func TestHandshakeCapAndFirstByte(t *testing.T) {
 		t.Fatal("a second handshake from one address was admitted")
 	}
 	waitMetric(t, base, "hush_relay_connections_refused_total", "limit=address", 1)
-	for _, src := range []string{"127.0.0.6", "127.0.0.7", "127.0.0.8"} {
+	// (Each of its own /24, so that only the per-address share and the
+	// cap bind.)
+	for _, src := range []string{"127.0.1.6", "127.0.2.7", "127.0.3.8"} {
 		silent = append(silent, dialFrom(t, src, r.addr))
 	}
 	waitMetric(t, base, "hush_relay_handshakes", "", 4)
-	if !tcpRefused(t, "127.0.0.9", r.addr) {
+	if !tcpRefused(t, "127.0.4.9", r.addr) {
 		t.Fatal("a handshake beyond the cap was admitted")
 	}
 	waitMetric(t, base, "hush_relay_connections_refused_total", "limit=handshakes", 1)

@@ -46,6 +46,7 @@ type fileConfig struct {
 	RelayNewRate          float64  `toml:"relay_new_rate"`
 	MaxSessions           int      `toml:"max_sessions"`
 	MaxSessionsPerAddress int      `toml:"max_sessions_per_address"`
+	MaxSessionsPerPrefix  int      `toml:"max_sessions_per_prefix"`
 	MaxHandshakes         int      `toml:"max_handshakes"`
 	FirstByteTimeout      duration `toml:"first_byte_timeout"`
 	// MaxStoredMiB and MinFreeDiskMiB are in MiB; negative means none.
@@ -162,6 +163,10 @@ them to about 700 MiB.`, strconv.Itoa(relay.DefaultMaxSessions)},
 way. Connections through an onion service (tor) all come from the
 loopback address, to which this cap does not apply when tor is on.`,
 			strconv.Itoa(relay.DefaultMaxSessionsPerAddress)},
+		{"max_sessions_per_prefix", `The most connections from one source network, refused in the same
+way: the /24 of an IPv4 address, the /64 of an IPv6 one (a host commonly
+has a whole /64 to pick addresses from). The loopback address is not
+counted in its network when tor is on.`, strconv.Itoa(relay.DefaultMaxSessionsPerPrefix)},
 		{"max_handshakes", `The most connections whose TLS (or QUIC) and hush handshakes are in
 progress; one address may hold a quarter of them. New connections beyond
 it are refused as above; when half are taken, QUIC attempts must first
@@ -317,6 +322,7 @@ func loadConfig(path string, environ []string) (fileConfig, error) {
 		{"relay_new_rate", fc.RelayNewRate},
 		{"max_sessions", float64(fc.MaxSessions)},
 		{"max_sessions_per_address", float64(fc.MaxSessionsPerAddress)},
+		{"max_sessions_per_prefix", float64(fc.MaxSessionsPerPrefix)},
 		{"max_handshakes", float64(fc.MaxHandshakes)},
 	} {
 		if v.n < 0 {
@@ -642,6 +648,7 @@ func (s *settings) relayConfig() relay.Config {
 		RelayNewRate:          fc.RelayNewRate,
 		MaxSessions:           fc.MaxSessions,
 		MaxSessionsPerAddress: fc.MaxSessionsPerAddress,
+		MaxSessionsPerPrefix:  fc.MaxSessionsPerPrefix,
 		MaxHandshakes:         fc.MaxHandshakes,
 		FirstByteTimeout:      time.Duration(fc.FirstByteTimeout),
 		UncappedAddresses:     uncapped,

@@ -824,6 +824,7 @@ func TestConfigDefaults(t *testing.T) {
 		RelayNewRate:          relay.DefaultRelayNewRate,
 		MaxSessions:           relay.DefaultMaxSessions,
 		MaxSessionsPerAddress: relay.DefaultMaxSessionsPerAddress,
+		MaxSessionsPerPrefix:  relay.DefaultMaxSessionsPerPrefix,
 		MaxHandshakes:         relay.DefaultMaxHandshakes,
 		FirstByteTimeout:      relay.DefaultFirstByteTimeout,
 		MaxStoredBytes:        relay.DefaultMaxStoredBytes,
@@ -841,7 +842,7 @@ func TestConfigDefaults(t *testing.T) {
 	for _, f := range []string{"listen", "host", "password", "password_file", "queue_quota", "max_message_size",
 		"message_ttl", "unsecured_ttl", "sweep_interval", "handshake_timeout", "idle_timeout",
 		"new_rate", "send_rate", "max_subscriptions", "command_rate", "failure_rate", "relay_new_rate",
-		"max_sessions", "max_sessions_per_address", "max_handshakes", "first_byte_timeout", "max_stored_mib", "min_free_disk_mib", "mapped_store_limit_mib", "log_level", "log_format",
+		"max_sessions", "max_sessions_per_address", "max_sessions_per_prefix", "max_handshakes", "first_byte_timeout", "max_stored_mib", "min_free_disk_mib", "mapped_store_limit_mib", "log_level", "log_format",
 		"admin", "drain", "tor", "tor_control", "torrc"} {
 		if !strings.Contains(string(configText(nil)), "\n# "+f+" = ") {
 			t.Errorf("config.toml does not document %s", f)
