@@ -125,6 +125,14 @@ type Config struct {
 	// online at the same instant. A call that needs a link waiting for
 	// its delay starts it at once. Default 0: no delay.
 	Stagger time.Duration
+	// RotateEvery is how often the online client rotates each contact's
+	// receiving queue on its own (queue/PROTOCOL.md section 19.11): each
+	// contact's next rotation is drawn uniformly between 3/4 and 5/4 of
+	// RotateEvery after its last one, so that a client's rotations do
+	// not happen together. Default 0: no automatic rotation (Rotate
+	// still rotates on request; the agent sets its own default, see
+	// README).
+	RotateEvery time.Duration
 	// Logger receives operational logs, wrapped in queue.RedactHandler so
 	// that errors that embed network addresses (dial errors) lose them;
 	// default: discard.
@@ -189,6 +197,7 @@ type Client struct {
 	events      chan Event    // unbuffered: see Events
 	wakeEvents  chan struct{} // capacity 1
 	wakeOutbox  chan struct{} // capacity 1
+	wakeRotate  chan struct{} // capacity 1: the rotation loop has work
 	outboxEmpty chan struct{} // capacity 1: signalled when the outbox drains
 
 	closeOnce sync.Once
@@ -213,6 +222,10 @@ type Client struct {
 	// for none), once addrKnown (see isAddressQueue).
 	addrRID   queue.ID
 	addrKnown bool
+
+	// holds are the rotations whose new queue delivered a message that
+	// waits for the old queue to drain, by contact ID (rotate.go).
+	holds map[string]*heldQueue
 }
 
 // Open opens the store in cfg.Home. Unless cfg.Offline, it connects to the
@@ -252,6 +265,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		events:      make(chan Event),
 		wakeEvents:  make(chan struct{}, 1),
 		wakeOutbox:  make(chan struct{}, 1),
+		wakeRotate:  make(chan struct{}, 1),
 		outboxEmpty: make(chan struct{}, 1),
 		links:       make(map[linkKey]*relayLink),
 		relayDown:   make(map[queue.Fingerprint]bool),
@@ -315,14 +329,20 @@ func (c *Client) goOnline() error {
 		if c.cfg.SendOnly || ct.State == StateGone || !c.inScope(ct.ID) {
 			continue
 		}
-		addr, err := queue.ParseAddress(ct.Recv.Relay)
-		if err != nil {
-			return fmt.Errorf("contact %q: %w", ct.Name, err)
+		for _, rq := range ct.recvQueues() {
+			addr, err := queue.ParseAddress(rq.Relay)
+			if err != nil {
+				return fmt.Errorf("contact %q: %w", ct.Name, err)
+			}
+			c.startLink(addr, c.isolation(ct.ID), c.staggerDelay())
 		}
-		c.startLink(addr, c.isolation(ct.ID), c.staggerDelay())
 	}
 	c.wg.Add(1)
 	go c.outboxLoop()
+	if !c.cfg.SendOnly {
+		c.wg.Add(1)
+		go c.rotationLoop()
+	}
 	c.wg.Add(1)
 	go c.expireLoop()
 	return nil
@@ -418,6 +438,9 @@ type Contact struct {
 	// messages on, and SendRelay the relay of the queue we send to (zero
 	// until the contact has confirmed), both without passwords.
 	ReceiveRelay, SendRelay queue.Address
+	// Rotation says where the rotation of our receiving queue is
+	// (RotationNone when none is under way).
+	Rotation RotationState
 }
 
 // Contacts returns every contact, oldest first.
@@ -452,6 +475,7 @@ func (c *Client) Contacts() ([]Contact, error) {
 				ct.SendRelay = a.WithoutPassword()
 			}
 		}
+		ct.Rotation = r.rotationState()
 		out = append(out, ct)
 	}
 	return out, nil
@@ -484,6 +508,10 @@ const (
 	// Text is its ID (for AcceptRequest and RejectRequest), Contact the
 	// name it shows, maybe empty.
 	EventRequest
+	// EventRotated: the rotation of our receiving queue for the contact
+	// is complete: its messages now come on a new queue, on the relay
+	// named by Relay (host and port); the old queue is deleted next.
+	EventRotated
 )
 
 func (k EventKind) String() string {
@@ -502,6 +530,8 @@ func (k EventKind) String() string {
 		return "relay-up"
 	case EventRequest:
 		return "request"
+	case EventRotated:
+		return "rotated"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }

@@ -367,22 +367,30 @@ func (c *Client) Send(ctx context.Context, name, text string) (uint64, error) {
 
 // receive handles a message delivered to one of our queues and reports
 // whether to acknowledge it to the relay, on queue q: yes once its effects
-// are stored, or when it can never be processed.
+// are stored, or when it can never be processed. A message on the new
+// queue of a rotation that must wait for the old queue to drain
+// (rotate.go) is not acknowledged, and is delivered again later.
 func (c *Client) receive(ev link.Event) (q link.Queue, ack bool) {
 	if c.isAddressQueue(ev.RecipientID) {
 		return c.receiveRequest(ev)
 	}
-	var connected string
-	var gone *contactRecord
+	var (
+		out  processed
+		id   []byte
+		gone *contactRecord
+		held *holdError
+	)
 	err := c.store.Update(func(tx *vault.Tx) error {
 		rec, err := c.contactByRecipient(tx, ev.RecipientID)
 		if err != nil {
 			return err
 		}
-		if q, err = rec.Recv.queue(); err != nil {
+		id = rec.ID
+		rq := rec.recvQueue(ev.RecipientID)
+		if q, err = rq.queue(); err != nil {
 			return err
 		}
-		connected, err = c.process(tx, rec, ev)
+		out, err = c.process(tx, rec, rq, ev)
 		if err == nil && rec.State == StateGone {
 			gone = rec
 		}
@@ -390,6 +398,10 @@ func (c *Client) receive(ev link.Event) (q link.Queue, ack bool) {
 	})
 	switch {
 	case err == nil:
+	case errors.As(err, &held):
+		c.hold(id, ev.RecipientID, held.seq)
+		notify(c.wakeRotate)
+		return q, false
 	case errors.Is(err, ErrNoContact):
 		// Not ours (any more): without its key, it cannot be acknowledged.
 		return q, false
@@ -398,22 +410,36 @@ func (c *Client) receive(ev link.Event) (q link.Queue, ack bool) {
 		return q, false // the relay delivers it again
 	}
 	notify(c.wakeEvents)
-	if connected != "" {
+	if out.queued {
 		notify(c.wakeOutbox)
 	}
+	if out.rotation {
+		notify(c.wakeRotate)
+	}
+	c.received(id, out.onNew)
 	if gone != nil {
 		c.wg.Go(func() { c.contactGone(gone) })
 	}
 	return q, true
 }
 
-// process applies one delivered message to rec, in tx: the handshake
-// steps, decryption, checks, and the events for the application. It
-// returns the contact's name if an outgoing message was queued.
-func (c *Client) process(tx *vault.Tx, rec *contactRecord, ev link.Event) (string, error) {
+// processed is what process did besides storing.
+type processed struct {
+	queued   bool // an outgoing message was queued
+	rotation bool // the rotation loop has work (rotate.go)
+	onNew    bool // the message came on the new queue of a rotation
+}
+
+// process applies one delivered message, which came on rec's receiving
+// queue rq, to rec, in tx: the handshake steps, decryption, checks, the
+// steps of queue rotation, and the events for the application. It
+// returns a *holdError, and changes nothing, for a message on a rotation's new
+// queue that must wait for the old queue to drain.
+func (c *Client) process(tx *vault.Tx, rec *contactRecord, rq *recvQueue, ev link.Event) (processed, error) {
+	onNew := rec.Rotation != nil && rq == &rec.Rotation.New
 	for _, id := range rec.Recent {
 		if bytes.Equal(id, ev.Message.ID[:]) {
-			return "", nil // processed before; the ACK was lost
+			return processed{}, nil // processed before; the ACK was lost
 		}
 	}
 	rec.Recent = append(rec.Recent, bytes.Clone(ev.Message.ID[:]))
@@ -427,80 +453,90 @@ func (c *Client) process(tx *vault.Tx, rec *contactRecord, ev link.Event) (strin
 		return putContact(tx, rec)
 	}
 	if ev.Err != nil {
-		return "", report(fmt.Errorf("%w (relay layer)", ErrTampered))
+		return processed{}, report(fmt.Errorf("%w (relay layer)", ErrTampered))
 	}
-	e2e, err := queue.ParsePrivateKey(rec.Recv.E2EKey)
+	e2e, err := queue.ParsePrivateKey(rq.E2EKey)
 	if err != nil {
-		return "", err
+		return processed{}, err
 	}
 	env, err := openEnvelope(ev.Message.Body, e2e)
 	if err != nil {
-		return "", report(fmt.Errorf("%w (envelope)", ErrTampered))
+		return processed{}, report(fmt.Errorf("%w (envelope)", ErrTampered))
 	}
 	var r *ratchet.Ratchet
-	queued := ""
 	if rec.State == StateInvited {
 		if env.kind != envelopeConfirmation {
-			return "", report(fmt.Errorf("%w (expected a confirmation)", ErrTampered))
+			return processed{}, report(fmt.Errorf("%w (expected a confirmation)", ErrTampered))
 		}
 		keys, err := ratchet.UnmarshalInviterKeys(rec.Inviter)
 		if err != nil {
-			return "", err
+			return processed{}, err
 		}
 		if r, err = keys.Accept(env.hello); err != nil {
-			return "", report(fmt.Errorf("%w (confirmation)", ErrTampered))
+			return processed{}, report(fmt.Errorf("%w (confirmation)", ErrTampered))
 		}
 	} else {
 		if rec.Ratchet == nil {
-			return "", report(fmt.Errorf("%w (no session)", ErrTampered))
+			return processed{}, report(fmt.Errorf("%w (no session)", ErrTampered))
 		}
 		if r, err = ratchet.UnmarshalRatchet(rec.Ratchet); err != nil {
-			return "", err
+			return processed{}, err
 		}
 	}
 	plain, err := r.Decrypt(env.message)
 	switch {
 	case errors.Is(err, ratchet.ErrDuplicate):
-		return "", report(ErrDuplicate)
+		return processed{}, report(ErrDuplicate)
 	case err != nil:
-		return "", report(fmt.Errorf("%w (%v)", ErrTampered, err))
+		return processed{}, report(fmt.Errorf("%w (%v)", ErrTampered, err))
 	}
 	p, err := parsePayload(plain)
 	if err != nil {
-		return "", report(fmt.Errorf("%w (payload)", ErrTampered))
+		return processed{}, report(fmt.Errorf("%w (payload)", ErrTampered))
+	}
+	if onNew && p.seq > rec.RecvSeq+1 && !c.drainWaived(rec.ID) {
+		// Messages sent before it are still on the old queue.
+		return processed{}, &holdError{p.seq}
 	}
 	// Order and integrity: seq follows, and the hash chains.
 	switch {
 	case p.seq <= rec.RecvSeq:
-		return "", report(ErrDuplicate)
+		return processed{}, report(ErrDuplicate)
 	case p.seq > rec.RecvSeq+1:
 		if err := c.pushEvent(tx, Event{Kind: EventProblem, Contact: rec.Name, Seq: p.seq, Time: time.Now(),
 			Problem: fmt.Errorf("%w: %d before message %d", ErrGap, p.seq-rec.RecvSeq-1, p.seq)}); err != nil {
-			return "", err
+			return processed{}, err
 		}
 	case !bytes.Equal(p.prevHash[:], append(rec.LastRecv, make([]byte, 32-len(rec.LastRecv))...)):
 		if err := c.pushEvent(tx, Event{Kind: EventProblem, Contact: rec.Name, Seq: p.seq, Time: time.Now(),
 			Problem: fmt.Errorf("%w: message %d", ErrBadHash, p.seq)}); err != nil {
-			return "", err
+			return processed{}, err
 		}
 	}
 	h := sha256.Sum256(plain)
 	rec.RecvSeq, rec.LastRecv = p.seq, h[:]
 	st, err := r.MarshalBinary()
 	if err != nil {
-		return "", err
+		return processed{}, err
 	}
 	rec.Ratchet = st
 	sent := time.UnixMilli(p.time)
+	out := processed{onNew: onNew, rotation: onNew}
+	if onNew {
+		// The old queue is drained: the new one replaces it.
+		if err := c.completeRotation(tx, rec); err != nil {
+			return processed{}, err
+		}
+	}
 
 	switch p.kind {
 	case payloadConfirm:
 		if rec.State != StateInvited {
-			return "", report(fmt.Errorf("%w (a second confirmation)", ErrTampered))
+			return processed{}, report(fmt.Errorf("%w (a second confirmation)", ErrTampered))
 		}
 		info, rest, err := parseQueueInfo(p.body)
 		if err != nil || len(rest) != 0 {
-			return "", report(fmt.Errorf("%w (confirmation)", ErrTampered))
+			return processed{}, report(fmt.Errorf("%w (confirmation)", ErrTampered))
 		}
 		recvAddr, _ := queue.ParseAddress(rec.Recv.Relay)
 		rec.SharedRelay = info.relay.Fingerprint == recvAddr.Fingerprint
@@ -515,17 +551,17 @@ func (c *Client) process(tx *vault.Tx, rec *contactRecord, ev link.Event) (strin
 		}
 		env, err := c.seal(rec, r, envelopeMessage, nil, payloadReady, nil)
 		if err != nil {
-			return "", err
+			return processed{}, err
 		}
-		queued = rec.Name
-		return queued, c.queueSend(tx, rec, env, true, false)
+		out.queued = true
+		return out, c.queueSend(tx, rec, env, true, false)
 	case payloadReady:
 		if rec.State != StateJoining || rec.Send == nil {
-			return "", report(fmt.Errorf("%w (unexpected ready)", ErrTampered))
+			return processed{}, report(fmt.Errorf("%w (unexpected ready)", ErrTampered))
 		}
 		rec.State = StateConnected
 		if err := c.pushEvent(tx, Event{Kind: EventConnected, Contact: rec.Name, Seq: p.seq, Time: sent}); err != nil {
-			return "", err
+			return processed{}, err
 		}
 	case payloadText:
 		if rec.State == StateJoining {
@@ -534,24 +570,34 @@ func (c *Client) process(tx *vault.Tx, rec *contactRecord, ev link.Event) (strin
 			// leave us here: the text proves the contact is connected.
 			rec.State = StateConnected
 			if err := c.pushEvent(tx, Event{Kind: EventConnected, Contact: rec.Name, Time: sent}); err != nil {
-				return "", err
+				return processed{}, err
 			}
 		}
 		if err := c.pushEvent(tx, Event{Kind: EventMessage, Contact: rec.Name, Text: string(p.body), Seq: p.seq, Time: sent}); err != nil {
-			return "", err
+			return processed{}, err
 		}
+	case payloadQAdd, payloadQKey, payloadQUse, payloadQTest, payloadQAsk:
+		o, err := c.processRotation(tx, rec, r, p)
+		if err != nil {
+			return processed{}, err
+		}
+		out.queued = out.queued || o.queued
+		out.rotation = out.rotation || o.rotation
 	case payloadGone:
 		rec.State, rec.Send = StateGone, nil
 		if err := c.pushEvent(tx, Event{Kind: EventProblem, Contact: rec.Name, Seq: p.seq, Time: sent, Problem: ErrContactGone}); err != nil {
-			return "", err
+			return processed{}, err
 		}
 	}
-	return queued, putContact(tx, rec)
+	return out, putContact(tx, rec)
 }
 
-// queueGone records that our receiving queue for the contact with id no
-// longer exists on its relay.
-func (c *Client) queueGone(id []byte) {
+// queueGone handles the news that our receiving queue rid for the
+// contact with id no longer exists on its relay (AUTH to SUB, or DELD):
+// an old queue of a rotation is then deleted already, the new queue of a
+// rotation not yet switched to ends the rotation, and the problem is
+// reported otherwise.
+func (c *Client) queueGone(id []byte, rid queue.ID) {
 	c.store.Update(func(tx *vault.Tx) error {
 		v, err := tx.Get(bucketContacts, id)
 		if err != nil {
@@ -559,6 +605,9 @@ func (c *Client) queueGone(id []byte) {
 		}
 		var rec contactRecord
 		if err := unmarshal(v, &rec); err != nil {
+			return err
+		}
+		if done, err := c.rotationQueueGone(tx, &rec, rid); done || err != nil {
 			return err
 		}
 		return c.pushEvent(tx, Event{Kind: EventProblem, Contact: rec.Name, Time: time.Now(),

@@ -156,16 +156,25 @@ func openInner(b []byte, queuePriv *ecdh.PrivateKey, senderKey *queue.Key) ([]by
 //
 //	seq      uint64: 1 for the first message each way, then +1
 //	prevHash [32]:   SHA-256 of the previous payload sent this way (zeros for seq 1)
-//	kind     uint8:  payloadConfirm, payloadReady, payloadText or payloadGone
+//	kind     uint8:  payloadConfirm .. payloadLast
 //	time     int64:  Unix milliseconds when the sender wrote it
 //	body     the rest: payloadConfirm: the joiner's queue (see appendQueueInfo);
-//	         payloadReady, payloadGone: empty; payloadText: UTF-8 text
+//	         payloadReady, payloadGone: empty; payloadText: UTF-8 text;
+//	         the rotation kinds: see rotation.go
 const (
 	payloadHeaderSize = 8 + 32 + 1 + 8
 	payloadConfirm    = 1
 	payloadReady      = 2
 	payloadText       = 3
 	payloadGone       = 4
+	// The kinds of queue rotation (PROTOCOL.md section 19.11).
+	payloadQAdd  = 5
+	payloadQKey  = 6
+	payloadQUse  = 7
+	payloadQTest = 8
+	payloadQAsk  = 9
+	// payloadLast is the highest kind a parser accepts.
+	payloadLast = payloadQAsk
 	// MaxTextSize is the longest message text, in bytes.
 	MaxTextSize = ratchet.MaxPlaintext - payloadHeaderSize
 )
@@ -196,7 +205,7 @@ func parsePayload(b []byte) (payload, error) {
 	p.kind = b[40]
 	p.time = int64(binary.BigEndian.Uint64(b[41:49]))
 	p.body = b[payloadHeaderSize:]
-	if p.seq == 0 || p.kind < payloadConfirm || p.kind > payloadGone {
+	if p.seq == 0 || p.kind < payloadConfirm || p.kind > payloadLast {
 		return payload{}, errEnvelope
 	}
 	return p, nil

@@ -2,6 +2,7 @@ package client
 
 import (
 	"github.com/hushrelay/hush/client/internal/vault"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -85,4 +86,25 @@ func QueueIDs(c *Client, name string) (recv, send queue.ID, err error) {
 		return nil
 	})
 	return recv, send, err
+}
+
+// RecvQueue returns the relay and keys of the queue c receives the
+// contact called name's messages on.
+func RecvQueue(c *Client, name string) (queue.Address, link.Queue, error) {
+	var (
+		addr queue.Address
+		q    link.Queue
+	)
+	err := c.store.View(func(tx *vault.Tx) error {
+		rec, err := contactByName(tx, name)
+		if err != nil {
+			return err
+		}
+		if addr, err = queue.ParseAddress(rec.Recv.Relay); err != nil {
+			return err
+		}
+		q, err = rec.Recv.queue()
+		return err
+	})
+	return addr, q, err
 }

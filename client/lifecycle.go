@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hushrelay/hush/client/internal/vault"
+	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/client/ratchet"
 	"github.com/hushrelay/hush/queue"
 )
@@ -125,8 +126,10 @@ func (c *Client) Forget(ctx context.Context, name string) error {
 		if err := tx.Delete(bucketByName, tx.Blind(indexName, []byte(rec.Name))); err != nil {
 			return err
 		}
-		if err := tx.Delete(bucketByRecipient, tx.Blind(indexRecipient, rec.Recv.RecipientID)); err != nil {
-			return err
+		for _, rq := range rec.recvQueues() {
+			if err := tx.Delete(bucketByRecipient, tx.Blind(indexRecipient, rq.RecipientID)); err != nil {
+				return err
+			}
 		}
 		return tx.Delete(bucketContacts, rec.ID)
 	})
@@ -137,26 +140,43 @@ func (c *Client) Forget(ctx context.Context, name string) error {
 	return nil
 }
 
-// deleteRecvQueue deletes rec's receiving queue on its relay; a queue
-// already gone (AUTH) is not an error.
+// deleteRecvQueue deletes rec's receiving queues on their relays: Recv,
+// and the new and old queues of a rotation (recvQueues); a queue already
+// gone (AUTH) is not an error.
 func (c *Client) deleteRecvQueue(ctx context.Context, rec *contactRecord) error {
-	addr, err := queue.ParseAddress(rec.Recv.Relay)
+	for _, rq := range rec.recvQueues() {
+		if err := c.deleteQueue(ctx, rec.ID, rq, c.linkGet); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteQueue deletes the receiving queue rq of the contact with id on
+// its relay (DEL), over a connection that conn gives; a queue already
+// gone (AUTH) is not an error.
+func (c *Client) deleteQueue(ctx context.Context, id []byte, rq *recvQueue, conn func(context.Context, *relayLink) (*link.Conn, error)) error {
+	addr, err := queue.ParseAddress(rq.Relay)
 	if err != nil {
 		return err
 	}
-	q, err := rec.Recv.queue()
+	q, err := rq.queue()
 	if err != nil {
 		return err
 	}
-	conn, err := c.linkTo(addr, c.isolation(rec.ID)).get(ctx)
+	cn, err := conn(ctx, c.linkTo(addr, c.isolation(id)))
 	if err != nil {
 		return err
 	}
-	if err := conn.Delete(ctx, q); err != nil && !errors.Is(err, queue.AUTH) {
+	if err := cn.Delete(ctx, q); err != nil && !errors.Is(err, queue.AUTH) {
 		return err
 	}
 	return nil
 }
+
+// linkGet and linkTry are relayLink.get and relayLink.try as functions.
+func (c *Client) linkGet(ctx context.Context, l *relayLink) (*link.Conn, error) { return l.get(ctx) }
+func (c *Client) linkTry(ctx context.Context, l *relayLink) (*link.Conn, error) { return l.try(ctx) }
 
 // contactGone handles the notice of a contact who forgot us, in the
 // background: it deletes our receiving queue for them.

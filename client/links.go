@@ -69,6 +69,8 @@ type relayLink struct {
 	conn *link.Conn
 	// lastErr is why the last attempt failed; nil while conn is live.
 	lastErr error
+	// since is when conn became live (subscribed to our queues).
+	since time.Time
 	// changed is closed, and replaced, whenever conn or lastErr changes.
 	changed chan struct{}
 }
@@ -156,6 +158,9 @@ func (l *relayLink) get(ctx context.Context) (*link.Conn, error) {
 // attempt failed, and wakes the callers of get.
 func (l *relayLink) set(conn *link.Conn, err error) {
 	l.mu.Lock()
+	if conn != nil && l.conn != conn {
+		l.since = time.Now()
+	}
 	l.conn, l.lastErr = conn, err
 	close(l.changed)
 	l.changed = make(chan struct{})
@@ -298,31 +303,36 @@ func (l *relayLink) subscribeAll(conn *link.Conn) error {
 		if r.State == StateGone || !l.c.inScope(r.ID) {
 			continue // its queue is deleted, or not ours to read now
 		}
-		a, err := queue.ParseAddress(r.Recv.Relay)
-		if err != nil || a.Fingerprint != l.addr.Fingerprint || l.c.isolation(r.ID) != l.iso {
+		if l.c.isolation(r.ID) != l.iso {
 			continue
 		}
-		q, err := r.Recv.queue()
-		if err != nil {
-			return err
-		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
-			err := conn.Subscribe(ctx, q)
-			cancel()
-			switch {
-			case errors.Is(err, queue.AUTH):
-				l.c.queueGone(r.ID)
-			case err != nil:
-				errMu.Lock()
-				if first == nil {
-					first = err
-				}
-				errMu.Unlock()
+		for _, rq := range r.recvQueues() {
+			a, err := queue.ParseAddress(rq.Relay)
+			if err != nil || a.Fingerprint != l.addr.Fingerprint {
+				continue
 			}
-		})
+			q, err := rq.queue()
+			if err != nil {
+				return err
+			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
+				err := conn.Subscribe(ctx, q)
+				cancel()
+				switch {
+				case errors.Is(err, queue.AUTH):
+					l.c.queueGone(r.ID, q.RecipientID)
+				case err != nil:
+					errMu.Lock()
+					if first == nil {
+						first = err
+					}
+					errMu.Unlock()
+				}
+			})
+		}
 	}
 	wg.Wait()
 	return first
@@ -352,7 +362,7 @@ func (l *relayLink) handle(conn *link.Conn, ev link.Event, acks *sync.WaitGroup)
 		l.c.cfg.Logger.Warn("another client subscribed to one of our queues (is this home open twice?)")
 	case link.EventDeleted:
 		if r, err := l.c.recvQueueRecord(ev.RecipientID); err == nil {
-			l.c.queueGone(r.ID)
+			l.c.queueGone(r.ID, ev.RecipientID)
 		}
 	}
 }

@@ -83,12 +83,16 @@ func (c *Client) sendOutbox() (progress bool, pending int, err error) {
 			return progress, pending, nil
 		}
 		if blocked[string(it.e.Contact)] || down[it.e.Relay] {
+			blocked[string(it.e.Contact)] = true // keep its order
 			continue
 		}
 		err := c.sendEntry(it.e)
 		if errors.Is(err, errRelayDown) {
 			c.cfg.Logger.Debug("send failed; will retry", "err", err)
 			down[it.e.Relay] = true
+			// The contact's later messages may be for another relay
+			// (after a rotation, rotate.go): they wait too, in order.
+			blocked[string(it.e.Contact)] = true
 			continue
 		}
 		if errors.Is(err, queue.AUTH) || errors.Is(err, queue.LARGE) {

@@ -61,6 +61,25 @@ type contactRecord struct {
 	RecvSeq  uint64 // payload seq of the last message received
 	LastRecv []byte // SHA-256 of that payload
 	Recent   [][]byte
+
+	// Rotation is the rotation of Recv under way (rotate.go); nil when
+	// none.
+	Rotation *recvRotation `json:",omitempty"`
+	// SendRotation is the contact's rotation of the queue we send to:
+	// the new queue it announced (QADD) and our keys for it, until it
+	// tells us to use it (QUSE); nil when none.
+	SendRotation *sendRotation `json:",omitempty"`
+	// OldRecv are queues we received on before a rotation, drained, to
+	// be deleted on their relays (DEL) by the rotation loop.
+	OldRecv []recvQueue `json:",omitempty"`
+	// RotateAt is when the automatic rotation (Config.RotateEvery) next
+	// rotates Recv; zero until drawn.
+	RotateAt time.Time `json:",omitzero"`
+	// Asked is set when the contact asked us to rotate (QASK) and the
+	// rotation loop has not started that rotation yet; AskedAt is when
+	// we last honoured such a request.
+	Asked   bool      `json:",omitempty"`
+	AskedAt time.Time `json:",omitzero"`
 }
 
 type recvQueue struct {
@@ -191,17 +210,42 @@ func contactByName(tx *vault.Tx, name string) (*contactRecord, error) {
 	return r, nil
 }
 
-// contactByRecipient finds the contact whose receiving queue is rid, in tx,
-// through the recipient index.
+// contactByRecipient finds the contact one of whose receiving queues
+// (recvQueues) is rid, in tx, through the recipient index.
 func (c *Client) contactByRecipient(tx *vault.Tx, rid queue.ID) (*contactRecord, error) {
 	r, err := contactByIndex(tx, bucketByRecipient, tx.Blind(indexRecipient, rid[:]))
 	if err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(r.Recv.RecipientID, rid[:]) {
+	if r.recvQueue(rid) == nil {
 		return nil, ErrNoContact
 	}
 	return r, nil
+}
+
+// recvQueues returns every queue we receive the contact's messages on:
+// Recv, the new queue of a rotation under way, and the old queues not
+// yet deleted.
+func (r *contactRecord) recvQueues() []*recvQueue {
+	qs := []*recvQueue{&r.Recv}
+	if r.Rotation != nil {
+		qs = append(qs, &r.Rotation.New)
+	}
+	for i := range r.OldRecv {
+		qs = append(qs, &r.OldRecv[i])
+	}
+	return qs
+}
+
+// recvQueue returns the receiving queue of r whose recipient ID is rid,
+// nil if none.
+func (r *contactRecord) recvQueue(rid queue.ID) *recvQueue {
+	for _, q := range r.recvQueues() {
+		if bytes.Equal(q.RecipientID, rid[:]) {
+			return q
+		}
+	}
+	return nil
 }
 
 // contactByIndex reads the contact that the entry key of index names, and
@@ -229,13 +273,18 @@ func contactByIndex(tx *vault.Tx, index, key []byte) (*contactRecord, error) {
 	return r, nil
 }
 
-// indexContact writes the index entries of a new contact r. A contact's
-// name and receiving queue never change once it is indexed.
+// indexContact writes the index entries of a new contact r: its name and
+// its receiving queues. Rename and rotation (rotate.go) change them.
 func indexContact(tx *vault.Tx, r *contactRecord) error {
 	if err := tx.PutIndex(bucketByName, tx.Blind(indexName, []byte(r.Name)), r.ID); err != nil {
 		return err
 	}
-	return tx.PutIndex(bucketByRecipient, tx.Blind(indexRecipient, r.Recv.RecipientID), r.ID)
+	for _, q := range r.recvQueues() {
+		if err := tx.PutIndex(bucketByRecipient, tx.Blind(indexRecipient, q.RecipientID), r.ID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // buildIndex indexes every contact once, in a store made before the index

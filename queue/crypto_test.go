@@ -96,6 +96,9 @@ type vectors struct {
 	Examples examplesVector  `json:"examples"`
 	Links    []linkVector    `json:"links"` // section 21.2 (link_test.go)
 	Forward  forwardVector   `json:"forward"`
+	// Rotation holds the client's rotation payloads (section 19.11),
+	// checked by package client (TestRotationVectors); -update keeps them.
+	Rotation json.RawMessage `json:"rotation,omitempty"`
 }
 
 // testScalar returns a fixed private key: SHA-256 of a label.
@@ -229,6 +232,12 @@ func loadVectors(t *testing.T) vectors {
 	t.Helper()
 	if *update {
 		v := generateVectors(t)
+		if old, err := os.ReadFile(vectorsFile); err == nil {
+			var kept vectors
+			if err := json.Unmarshal(old, &kept); err == nil {
+				v.Rotation = kept.Rotation
+			}
+		}
 		var b bytes.Buffer
 		enc := json.NewEncoder(&b)
 		enc.SetEscapeHTML(false)
