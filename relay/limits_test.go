@@ -298,7 +298,9 @@ func TestSessionCapRelayWide(t *testing.T) {
 func TestHandshakeCapAndFirstByte(t *testing.T) {
 	r := startWireRelayWith(t, func(c *relay.Config) {
 		c.MaxHandshakes = 4 // one per address
-		c.FirstByteTimeout = 500 * time.Millisecond
+		// Long enough for the steps below on a loaded machine under -race,
+		// during which the silent connections must stay.
+		c.FirstByteTimeout = 3 * time.Second
 	})
 	base := adminServer(t, r.Relay)
 	silent := []net.Conn{dialFrom(t, "127.0.0.5", r.addr)}
