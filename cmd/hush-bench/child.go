@@ -72,6 +72,7 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 	newRate := fs.Float64("new-rate", 0, "NEW per second per session (0: relay default)")
 	sendRate := fs.Float64("send-rate", 0, "SEND per second per session (0: relay default)")
 	perAddr := fs.Int("max-sessions-per-address", 0, "connections per source address (0: relay default)")
+	maxSessions := fs.Int("max-sessions", 0, "connections in all (0: relay default)")
 	uncapped := fs.String("uncapped", "127.0.0.1", "comma-separated source addresses without a per-address session cap (\"\": none)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here until shutdown")
 	memRate := fs.Int("memprofilerate", 0, "runtime.MemProfileRate (0: the Go default); 1 records every allocation for exact heap profiles")
@@ -135,6 +136,7 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 		RelayNewRate:          *newRate,
 		UncappedAddresses:     uncap,
 		MaxSessionsPerAddress: *perAddr,
+		MaxSessions:           *maxSessions,
 		// Derived from the identity, so that a restarted child answers the
 		// packets of its earlier run's connections with a stateless reset
 		// their clients recognise, as hush-relay does.
@@ -261,6 +263,8 @@ type childOptions struct {
 	capLoopback bool
 	// maxPerAddress, if not 0, is the relay's MaxSessionsPerAddress.
 	maxPerAddress int
+	// maxSessions, if not 0, is the relay's MaxSessions.
+	maxSessions int
 }
 
 // childTimeout bounds the child's start, each command and its shutdown.
@@ -299,6 +303,9 @@ func startChild(ctx context.Context, o childOptions) (*relayChild, error) {
 	}
 	if o.maxPerAddress != 0 {
 		args = append(args, "--max-sessions-per-address", strconv.Itoa(o.maxPerAddress))
+	}
+	if o.maxSessions != 0 {
+		args = append(args, "--max-sessions", strconv.Itoa(o.maxSessions))
 	}
 	if o.cpuProfile != "" {
 		args = append(args, "--cpuprofile", o.cpuProfile)

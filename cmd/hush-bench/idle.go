@@ -2,24 +2,63 @@
 
 package main
 
+// The idle scenario. Up to this machine's descriptor limit (20,000 per
+// process, which hush-bench cannot raise) one process cannot hold both ends
+// of the sessions, and the relay's per-address cap (256 by default) would
+// refuse them from one address: the sessions are held by --procs client
+// processes (hush-bench itself, with the hidden idle-client command), each
+// dialing from source addresses 127.0.0.2, 127.0.0.3, ..., --per-address
+// sessions from each. The started relay keeps its default per-address cap
+// and gets a relay-wide cap (MaxSessions) of the sessions plus room for
+// the warm-up and the probe client.
+//
+// The idle-client command prints "ready <dials retried>" once its sessions are open and
+// have each answered a PING (or "error <text>"), then reads commands on
+// stdin, one per line:
+//
+//	ping    PINGs every session; answers "lost <n>", the sessions that
+//	        did not answer within 10 s
+//
+// End of stdin closes the sessions and exits.
+
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/hushrelay/hush/client/link"
+	"github.com/hushrelay/hush/queue"
+	"github.com/hushrelay/hush/relay"
 )
+
+// idleFirstSource is the first source address of the idle sessions;
+// 127.0.0.1, which the relay child does not cap, is the probe's.
+var idleFirstSource = netip.AddrFrom4([4]byte{127, 0, 0, 2})
+
+// idleSessionsPerProc is the default share of one client process.
+const idleSessionsPerProc = 5000
 
 // idleOptions are the flags of the idle scenario.
 type idleOptions struct {
 	commonOptions
 	sessions   int
+	procs      int
+	perAddress int
 	settle     time.Duration
+	probe      time.Duration
+	probeEvery time.Duration
 	memProfile string
 }
 
@@ -30,6 +69,17 @@ type idleResult struct {
 	Scenario  string `json:"scenario"`
 	Transport string `json:"transport"`
 	Sessions  int    `json:"sessions"`
+	// Procs and Addresses are the client processes and the source
+	// addresses the sessions came from; RelayMaxSessions the relay-wide
+	// cap the started relay was given (its per-address cap is its
+	// default).
+	Procs            int     `json:"procs"`
+	Addresses        int     `json:"addresses"`
+	RelayMaxSessions int     `json:"relay_max_sessions"`
+	OpenSeconds      float64 `json:"open_s"` // to open (and PING) every session
+	// DialRetries counts dials that failed and were tried again (at most
+	// twice each): handshakes that timed out on a busy machine.
+	DialRetries int64 `json:"dial_retries"`
 
 	RSSBefore         int64   `json:"rss_before_bytes"` // relay VmRSS before opening the sessions
 	RSS               int64   `json:"rss_bytes"`        // relay VmRSS with the sessions open
@@ -38,8 +88,21 @@ type idleResult struct {
 	HeapPerSession    float64 `json:"heap_per_session_bytes"`  // Go heap in use
 	StackPerSession   float64 `json:"stack_per_session_bytes"` // goroutine stacks
 	GoroutinesPerSess float64 `json:"goroutines_per_session"`
-	Lost              int64   `json:"lost"`       // sessions that did not answer a PING at the end
-	Duplicated        int64   `json:"duplicated"` // always 0: no messages are sent
+	RelayFDs          int     `json:"relay_fds"` // the relay's open descriptors with the sessions open
+
+	// The probe: a normal client (a sender and a subscribed receiver on
+	// one queue, from 127.0.0.1) sending a 256-byte message and a PING
+	// every --probe-every, for --probe before the sessions are opened and
+	// again with them open. Zero when --probe is 0.
+	ProbeDeliverP99Before float64 `json:"probe_deliver_p99_before_ms"`
+	ProbeDeliverP99       float64 `json:"probe_deliver_p99_ms"`
+	ProbePingP99Before    float64 `json:"probe_ping_p99_before_ms"`
+	ProbePingP99          float64 `json:"probe_ping_p99_ms"`
+	ProbeDelivered        int     `json:"probe_delivered"`
+	ProbeFailures         int64   `json:"probe_failures"`
+
+	Lost       int64 `json:"lost"`       // sessions that did not answer a PING at the end
+	Duplicated int64 `json:"duplicated"` // always 0: no messages are sent
 }
 
 func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -47,7 +110,11 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("idle", flag.ContinueOnError)
 	addCommonFlags(fs, &o.commonOptions)
 	fs.IntVar(&o.sessions, "sessions", 1000, "idle sessions to open (K)")
+	fs.IntVar(&o.procs, "procs", 0, "client processes holding the sessions (0: one per 5,000 sessions)")
+	fs.IntVar(&o.perAddress, "per-address", 250, "sessions per source address (127.0.0.2, 127.0.0.3, ...); the started relay's per-address cap is its default, 256")
 	fs.DurationVar(&o.settle, "settle", 2*time.Second, "wait this long after opening the sessions before measuring")
+	fs.DurationVar(&o.probe, "probe", 10*time.Second, "measure a normal client's latency for this long without and with the sessions (0: no probe)")
+	fs.DurationVar(&o.probeEvery, "probe-every", 20*time.Millisecond, "the probe's interval between a PING and a message")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the relay, with the sessions open, to this file")
 	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -55,11 +122,22 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		return err
 	}
-	if o.sessions < 1 {
+	switch {
+	case o.sessions < 1:
 		return usageError{"--sessions must be at least 1"}
-	}
-	if o.relayAddr != "" {
+	case o.procs < 0 || o.probe < 0 || o.probeEvery <= 0:
+		return usageError{"--procs and --probe must not be negative, --probe-every must be positive"}
+	case o.perAddress < 1 || o.perAddress > relay.DefaultMaxSessionsPerAddress:
+		return usageError{fmt.Sprintf("--per-address must be from 1 to the relay's per-address cap, %d", relay.DefaultMaxSessionsPerAddress)}
+	case o.relayAddr != "":
 		return usageError{"the idle scenario measures the started relay's memory: --relay is not supported"}
+	}
+	if o.procs == 0 {
+		o.procs = (o.sessions + idleSessionsPerProc - 1) / idleSessionsPerProc
+	}
+	o.procs = min(o.procs, o.sessions)
+	if n := (o.sessions + o.perAddress - 1) / o.perAddress; n > 250 {
+		return usageError{fmt.Sprintf("%d source addresses needed (127.0.0.2 to 127.0.0.251 at most): raise --per-address", n)}
 	}
 	res, err := runIdle(ctx, &o)
 	if err != nil {
@@ -68,10 +146,15 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if o.jsonOut {
 		return writeJSON(stdout, res)
 	}
-	fmt.Fprintf(stdout, "idle sessions over %s: %d\n", res.Transport, res.Sessions)
-	fmt.Fprintf(stdout, "relay RSS      %s before, %s with the sessions\n", mib(res.RSSBefore), mib(res.RSS))
+	fmt.Fprintf(stdout, "idle sessions over %s: %d from %d processes and %d source addresses, opened in %.1f s with %d dials retried (relay MaxSessions %d, per-address cap the default)\n",
+		res.Transport, res.Sessions, res.Procs, res.Addresses, res.OpenSeconds, res.DialRetries, res.RelayMaxSessions)
+	fmt.Fprintf(stdout, "relay RSS      %s before, %s with the sessions; %d descriptors open\n", mib(res.RSSBefore), mib(res.RSS), res.RelayFDs)
 	fmt.Fprintf(stdout, "per session    %.1f KiB RSS (%.1f KiB anonymous; Go heap %.1f KiB, stacks %.1f KiB, %.1f goroutines)\n",
 		res.RSSPerSession/1024, res.AnonPerSession/1024, res.HeapPerSession/1024, res.StackPerSession/1024, res.GoroutinesPerSess)
+	if o.probe > 0 {
+		fmt.Fprintf(stdout, "probe p99      deliver %.1f ms without the sessions, %.1f ms with them; PING %.1f / %.1f ms (%d delivered, %d failures)\n",
+			res.ProbeDeliverP99Before, res.ProbeDeliverP99, res.ProbePingP99Before, res.ProbePingP99, res.ProbeDelivered, res.ProbeFailures)
+	}
 	fmt.Fprintf(stdout, "lost           %d sessions\n", res.Lost)
 	return nil
 }
@@ -81,13 +164,21 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 	if o.memProfile != "" {
 		rate = 1 // exact: the sessions' allocations are few
 	}
-	target, err := startTarget(ctx, &o.commonOptions, rate)
+	// Room for the warm-up sessions (closed, but perhaps not yet
+	// released), the probe's two and its connect.
+	maxSessions := o.sessions + 64
+	target, err := startTarget(ctx, &o.commonOptions, rate, max(maxSessions, 8192))
 	if err != nil {
 		return nil, err
 	}
 	defer target.Close()
 	child := target.child
 	cfg := link.Config{Transport: link.Transport(o.transport)}
+	res := &idleResult{
+		Scenario: "idle", Transport: o.transport, Sessions: o.sessions,
+		Procs: o.procs, Addresses: (o.sessions + o.perAddress - 1) / o.perAddress,
+		RelayMaxSessions: max(maxSessions, 8192),
+	}
 
 	// Warm up: the first sessions allocate what every later one shares.
 	warm, err := dialMany(ctx, target.addr, cfg, 8)
@@ -95,25 +186,36 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 		return nil, err
 	}
 	closeAll(warm)
+	var probe *honest
+	if o.probe > 0 {
+		if probe, err = newHonest(ctx, target.addr, cfg); err != nil {
+			return nil, fmt.Errorf("probe client: %w", err)
+		}
+		defer probe.Close()
+		o.progressf("probe: %v without the sessions", o.probe)
+		var row attackRow
+		probe.measure(ctx, o.probe, o.probeEvery, &row)
+		res.ProbeDeliverP99Before, res.ProbePingP99Before = row.DeliverP99MS, row.PingP99MS
+		res.ProbeFailures += row.Failures
+	}
 	time.Sleep(500 * time.Millisecond)
 	p0, s0, err := settledSample(ctx, child)
 	if err != nil {
 		return nil, err
 	}
 
-	o.progressf("opening %d idle sessions over %s", o.sessions, o.transport)
-	conns, err := dialMany(ctx, target.addr, cfg, o.sessions)
+	o.progressf("opening %d idle sessions over %s from %d processes", o.sessions, o.transport, o.procs)
+	start := time.Now()
+	clients, retries, err := startIdleClients(ctx, target.addr, o)
 	if err != nil {
 		return nil, err
 	}
-	defer closeAll(conns)
-	// Each session exchanges one command block with the relay before it is
-	// measured, so that buffers that grow with traffic (TLS record
-	// buffers, QUIC stream state) are counted as an idle session that has
-	// been used holds them.
-	if n := pingAll(ctx, conns); n > 0 {
-		return nil, fmt.Errorf("%d of %d new sessions did not answer PING", n, len(conns))
-	}
+	defer func() {
+		for _, c := range clients {
+			c.stop()
+		}
+	}()
+	res.OpenSeconds, res.DialRetries = time.Since(start).Seconds(), retries
 	select {
 	case <-time.After(o.settle):
 	case <-ctx.Done():
@@ -122,6 +224,9 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 	p1, s1, err := settledSample(ctx, child)
 	if err != nil {
 		return nil, err
+	}
+	if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", child.cmd.Process.Pid)); err == nil {
+		res.RelayFDs = len(fds)
 	}
 
 	if o.memProfile != "" {
@@ -133,20 +238,225 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 			return nil, err
 		}
 	}
+	if probe != nil {
+		o.progressf("probe: %v with %d sessions open", o.probe, o.sessions)
+		var row attackRow
+		probe.measure(ctx, o.probe, o.probeEvery, &row)
+		res.ProbeDeliverP99, res.ProbePingP99 = row.DeliverP99MS, row.PingP99MS
+		res.ProbeDelivered, res.ProbeFailures = row.Delivered, res.ProbeFailures+row.Failures
+	}
 
-	lost := pingAll(ctx, conns)
+	for _, c := range clients {
+		n, err := c.ping(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res.Lost += n
+	}
 	k := float64(o.sessions)
-	return &idleResult{
-		Scenario: "idle", Transport: o.transport, Sessions: o.sessions,
-		RSSBefore:         p0.RSS,
-		RSS:               p1.RSS,
-		RSSPerSession:     float64(p1.RSS-p0.RSS) / k,
-		AnonPerSession:    float64(p1.RSSAnon-p0.RSSAnon) / k,
-		HeapPerSession:    (float64(s1.HeapInuse) - float64(s0.HeapInuse)) / k,
-		StackPerSession:   (float64(s1.StackInuse) - float64(s0.StackInuse)) / k,
-		GoroutinesPerSess: float64(s1.Goroutines-s0.Goroutines) / k,
-		Lost:              lost,
-	}, ctx.Err()
+	res.RSSBefore, res.RSS = p0.RSS, p1.RSS
+	res.RSSPerSession = float64(p1.RSS-p0.RSS) / k
+	res.AnonPerSession = float64(p1.RSSAnon-p0.RSSAnon) / k
+	res.HeapPerSession = (float64(s1.HeapInuse) - float64(s0.HeapInuse)) / k
+	res.StackPerSession = (float64(s1.StackInuse) - float64(s0.StackInuse)) / k
+	res.GoroutinesPerSess = float64(s1.Goroutines-s0.Goroutines) / k
+	return res, ctx.Err()
+}
+
+// idleClient is a running idle-client process.
+type idleClient struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+}
+
+// idleDials is the number of dials in progress at a time, over all the
+// idle-client processes.
+const idleDials = 32
+
+// startIdleClients starts o.procs idle-client processes, which share the
+// sessions, and waits until every one has opened its sessions. It returns
+// the dials that had to be tried again.
+func startIdleClients(ctx context.Context, addr queue.Address, o *idleOptions) ([]*idleClient, int64, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, 0, err
+	}
+	clients := make([]*idleClient, o.procs)
+	stopAll := func() {
+		for _, c := range clients {
+			if c != nil {
+				c.stop()
+			}
+		}
+	}
+	for p := range o.procs {
+		first, end := p*o.sessions/o.procs, (p+1)*o.sessions/o.procs
+		cmd := exec.Command(exe, "idle-client", "--relay", addr.String(), "--transport", o.transport,
+			"--first", strconv.Itoa(first), "--count", strconv.Itoa(end-first), "--per-address", strconv.Itoa(o.perAddress),
+			"--dials", strconv.Itoa(max(1, idleDials/o.procs)))
+		cmd.Stderr = os.Stderr
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			stopAll()
+			return nil, 0, err
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			stopAll()
+			return nil, 0, err
+		}
+		if err := cmd.Start(); err != nil {
+			stopAll()
+			return nil, 0, fmt.Errorf("start idle client: %w", err)
+		}
+		clients[p] = &idleClient{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+	}
+	var retries int64
+	for _, c := range clients {
+		line, err := c.answer(ctx, "ready ")
+		if err != nil {
+			stopAll()
+			return nil, 0, err
+		}
+		n, err := strconv.ParseInt(strings.TrimPrefix(line, "ready "), 10, 64)
+		if err != nil {
+			stopAll()
+			return nil, 0, fmt.Errorf("idle client said %q", line)
+		}
+		retries += n
+	}
+	return clients, retries, nil
+}
+
+// answer reads the client's next line, which must start with prefix (an
+// "error" line is returned as an error), or fails when ctx ends.
+func (c *idleClient) answer(ctx context.Context, prefix string) (string, error) {
+	type line struct {
+		s  string
+		ok bool
+	}
+	got := make(chan line, 1)
+	go func() {
+		ok := c.out.Scan()
+		got <- line{c.out.Text(), ok}
+	}()
+	select {
+	case l := <-got:
+		switch {
+		case !l.ok:
+			return "", errors.New("idle client exited")
+		case strings.HasPrefix(l.s, "error "):
+			return "", fmt.Errorf("idle client: %s", strings.TrimPrefix(l.s, "error "))
+		case !strings.HasPrefix(l.s, prefix):
+			return "", fmt.Errorf("idle client said %q, want %q", l.s, prefix+"...")
+		}
+		return l.s, nil
+	case <-ctx.Done():
+		c.cmd.Process.Kill() // ends the reading goroutine
+		return "", ctx.Err()
+	}
+}
+
+// ping makes the client PING its sessions and returns how many did not
+// answer.
+func (c *idleClient) ping(ctx context.Context) (int64, error) {
+	if _, err := io.WriteString(c.stdin, "ping\n"); err != nil {
+		return 0, fmt.Errorf("idle client: %w", err)
+	}
+	line, err := c.answer(ctx, "lost ")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimPrefix(line, "lost "), 10, 64)
+}
+
+// stop closes the client's stdin, which makes it close its sessions and
+// exit, and waits for it; after childTimeout it kills it.
+func (c *idleClient) stop() {
+	c.stdin.Close()
+	t := time.AfterFunc(childTimeout, func() { c.cmd.Process.Kill() })
+	defer t.Stop()
+	c.cmd.Wait()
+}
+
+// idleSource returns the source address of idle session i: per sessions
+// from each address, from idleFirstSource on.
+func idleSource(i, per int) netip.Addr {
+	b := idleFirstSource.As4()
+	b[3] += byte(i / per)
+	return netip.AddrFrom4(b)
+}
+
+// runIdleClient is the idle-client command.
+func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("idle-client", flag.ContinueOnError)
+	relayAddr := fs.String("relay", "", "relay address (required)")
+	transport := fs.String("transport", string(link.TransportQUIC), "quic or tcp")
+	first := fs.Int("first", 0, "index of the first session (decides its source address)")
+	count := fs.Int("count", 1, "sessions to open")
+	per := fs.Int("per-address", 250, "sessions per source address")
+	dials := fs.Int("dials", 8, "dials in progress at a time")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	addr, err := queue.ParseAddress(*relayAddr)
+	if err != nil || *count < 1 || *per < 1 || *dials < 1 || *first < 0 || (*first+*count-1) / *per > 250 {
+		return usageError{"idle-client: bad --relay, --first, --count or --per-address"}
+	}
+	// The parent answers for the whole process group's Ctrl-C.
+	signal.Ignore(os.Interrupt)
+	out := bufio.NewWriter(stdout)
+	reply := func(format string, a ...any) error {
+		fmt.Fprintf(out, format+"\n", a...)
+		return out.Flush()
+	}
+	conns := make([]*link.Conn, *count)
+	defer closeAll(conns)
+	// A dial that fails (a handshake that timed out on a machine busy
+	// with the other processes' handshakes) is tried again, twice at
+	// most; the retries are reported.
+	var retries atomic.Int64
+	err = parallel(ctx, *count, *dials, func(ctx context.Context, i int) error {
+		cfg := link.Config{Transport: link.Transport(*transport), LocalAddr: idleSource(*first+i, *per)}
+		for try := 0; ; try++ {
+			c, err := link.Dial(ctx, addr, cfg)
+			if err == nil {
+				conns[i] = c
+				return nil
+			}
+			if try == 2 || ctx.Err() != nil {
+				return fmt.Errorf("dial %s from %s: %w", cfg.Transport, cfg.LocalAddr, err)
+			}
+			retries.Add(1)
+		}
+	})
+	if err != nil {
+		return reply("error %v", err)
+	}
+	// Each session exchanges one command block with the relay before it
+	// is measured, so that buffers that grow with traffic (TLS record
+	// buffers, QUIC stream state) are counted as an idle session that has
+	// been used holds them.
+	if n := pingAll(ctx, conns); n > 0 {
+		return reply("error %d of %d new sessions did not answer PING", n, len(conns))
+	}
+	if err := reply("ready %d", retries.Load()); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(stdin)
+	for sc.Scan() {
+		if sc.Text() != "ping" {
+			if err := reply("error unknown command"); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := reply("lost %d", pingAll(ctx, conns)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // pingAll sends a PING on every connection, 64 at a time, and returns how

@@ -108,6 +108,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch scenario {
 	case "relay-child":
 		return runChild(args, stdin, stdout)
+	case "idle-client":
+		return runIdleClient(ctx, args, stdin, stdout)
 	case "throughput":
 		return runThroughputCommand(ctx, args, stdout, stderr)
 	case "idle":
@@ -195,8 +197,9 @@ type relayTarget struct {
 }
 
 // startTarget starts the relay child, or parses --relay. memProfileRate,
-// if not 0, is the child's runtime.MemProfileRate.
-func startTarget(ctx context.Context, o *commonOptions, memProfileRate int) (*relayTarget, error) {
+// if not 0, is the child's runtime.MemProfileRate; maxSessions, if not 0,
+// the child's relay-wide session cap.
+func startTarget(ctx context.Context, o *commonOptions, memProfileRate, maxSessions int) (*relayTarget, error) {
 	if o.relayAddr != "" {
 		a, err := queue.ParseAddress(o.relayAddr)
 		if err != nil {
@@ -219,6 +222,7 @@ func startTarget(ctx context.Context, o *commonOptions, memProfileRate int) (*re
 		cpuProfile: o.cpuProfile,
 
 		memProfileRate: memProfileRate,
+		maxSessions:    maxSessions,
 	})
 	if err != nil {
 		cleanup()

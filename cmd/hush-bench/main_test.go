@@ -142,11 +142,28 @@ func TestIdle(t *testing.T) {
 	for _, transport := range []string{"tcp", "quic"} {
 		t.Run(transport, func(t *testing.T) {
 			t.Parallel()
-			res := bench(t, "idle", "--transport", transport, "--sessions", "20", "--settle", "100ms")
+			// 20 sessions from 2 client processes and 3 source addresses
+			// (127.0.0.2 to 127.0.0.4), as the large runs spread theirs.
+			res := bench(t, "idle", "--transport", transport, "--sessions", "20", "--settle", "100ms",
+				"--procs", "2", "--per-address", "8", "--probe", "300ms")
 			checkNoLoss(t, res)
 			if n := number(t, res, "sessions"); n != 20 {
 				t.Errorf("sessions %v, want 20", n)
 			}
+			if p, a := number(t, res, "procs"), number(t, res, "addresses"); p != 2 || a != 3 {
+				t.Errorf("%v processes, %v addresses; want 2 and 3", p, a)
+			}
+			if fds := number(t, res, "relay_fds"); transport == "tcp" && fds < 20 {
+				t.Errorf("relay holds %v descriptors, want at least one per TCP session (20)", fds)
+			}
+			if n := number(t, res, "probe_delivered"); n < 1 {
+				t.Errorf("the probe client got %v messages with the sessions open", n)
+			}
+			if f := number(t, res, "probe_failures"); f != 0 {
+				t.Errorf("the probe client had %v failures", f)
+			}
+			number(t, res, "probe_deliver_p99_ms")
+			number(t, res, "probe_deliver_p99_before_ms")
 			number(t, res, "rss_per_session_bytes")
 			if rss := number(t, res, "rss_bytes"); rss <= 0 {
 				t.Errorf("relay RSS %v", rss)

@@ -98,7 +98,7 @@ func runQueuesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 }
 
 func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
-	target, err := startTarget(ctx, &o.commonOptions, 0)
+	target, err := startTarget(ctx, &o.commonOptions, 0, 0)
 	if err != nil {
 		return nil, err
 	}

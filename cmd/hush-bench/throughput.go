@@ -244,7 +244,7 @@ func (t *tracker) missing() (lost, unknown int64) {
 }
 
 func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult, error) {
-	target, err := startTarget(ctx, &o.commonOptions, 0)
+	target, err := startTarget(ctx, &o.commonOptions, 0, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -83,7 +83,7 @@ func runTimingCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 }
 
 func runTiming(ctx context.Context, o *timingOptions) (*timingResult, error) {
-	target, err := startTarget(ctx, &o.commonOptions, 0)
+	target, err := startTarget(ctx, &o.commonOptions, 0, 0)
 	if err != nil {
 		return nil, err
 	}
