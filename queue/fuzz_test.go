@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/curve25519"
 
 	"github.com/hushrelay/hush/queue"
 )
@@ -459,6 +462,49 @@ func corpusFile(values ...any) []byte {
 	return []byte(b.String())
 }
 
+// lowOrderSeeds are FuzzLowOrder's seeds: low-order points, one with the
+// top bit set, a generated key and a near miss.
+func lowOrderSeeds() []struct {
+	name string
+	data []byte
+} {
+	k, err := queue.GenerateKey()
+	if err != nil {
+		panic(err)
+	}
+	order8, _ := hex.DecodeString(lowOrderPoints[2])
+	top, _ := hex.DecodeString(lowOrderPoints[len(lowOrderPoints)-1])
+	near := bytes.Clone(order8)
+	near[0] ^= 1
+	pub := queue.PublicKey(k)
+	return []struct {
+		name string
+		data []byte
+	}{
+		{"order-8", order8},
+		{"p-plus-1-top-bit", top},
+		{"generated", pub[:]},
+		{"near-order-8", near},
+	}
+}
+
+// FuzzLowOrder checks LowOrder, a comparison with a list, against its
+// definition: the X25519 of the key with a clamped scalar is all zero.
+func FuzzLowOrder(f *testing.F) {
+	for _, s := range lowOrderSeeds() {
+		f.Add(s.data)
+	}
+	scalar := bytes.Repeat([]byte{0x5a}, 32)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var k queue.Key
+		copy(k[:], data)
+		_, err := curve25519.X25519(scalar, k[:])
+		if want := err != nil; queue.LowOrder(k) != want {
+			t.Fatalf("LowOrder(%x) = %v, X25519 says low order: %v", k, !want, want)
+		}
+	})
+}
+
 // TestFuzzSeedFiles checks that each fuzz target has seed files in the Go
 // corpus format under testdata/fuzz; with -update it (re)writes the seeds
 // defined above (leaving any other file, such as a crasher kept as a
@@ -503,6 +549,9 @@ func TestFuzzSeedFiles(t *testing.T) {
 	}
 	for _, s := range openForwardResponseSeeds() {
 		add("FuzzOpenForwardResponse", s.name, corpusFile(s.data))
+	}
+	for _, s := range lowOrderSeeds() {
+		add("FuzzLowOrder", s.name, corpusFile(s.data))
 	}
 	for target, seeds := range files {
 		dir := filepath.Join("testdata", "fuzz", target)
