@@ -23,6 +23,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -59,6 +60,7 @@ type idleOptions struct {
 	settle     time.Duration
 	probe      time.Duration
 	probeEvery time.Duration
+	keepAlive  time.Duration
 	memProfile string
 }
 
@@ -78,7 +80,7 @@ type idleResult struct {
 	RelayMaxSessions int     `json:"relay_max_sessions"`
 	OpenSeconds      float64 `json:"open_s"` // to open (and PING) every session
 	// DialRetries counts dials that failed and were tried again (at most
-	// twice each): handshakes that timed out on a busy machine.
+	// 4 times each): handshakes that timed out on a busy machine.
 	DialRetries int64 `json:"dial_retries"`
 
 	RSSBefore         int64   `json:"rss_before_bytes"` // relay VmRSS before opening the sessions
@@ -89,6 +91,10 @@ type idleResult struct {
 	StackPerSession   float64 `json:"stack_per_session_bytes"` // goroutine stacks
 	GoroutinesPerSess float64 `json:"goroutines_per_session"`
 	RelayFDs          int     `json:"relay_fds"` // the relay's open descriptors with the sessions open
+	// RelayCPUPercent is the relay's CPU while the sessions are idle,
+	// over the settle period (100 = one core): their keep-alives.
+	RelayCPUPercent float64 `json:"relay_cpu_percent"`
+	KeepAliveMS     float64 `json:"keepalive_ms"` // the idle sessions' transport keep-alive
 
 	// The probe: a normal client (a sender and a subscribed receiver on
 	// one queue, from 127.0.0.1) sending a 256-byte message and a PING
@@ -115,6 +121,7 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.DurationVar(&o.settle, "settle", 2*time.Second, "wait this long after opening the sessions before measuring")
 	fs.DurationVar(&o.probe, "probe", 10*time.Second, "measure a normal client's latency for this long without and with the sessions (0: no probe)")
 	fs.DurationVar(&o.probeEvery, "probe-every", 20*time.Millisecond, "the probe's interval between a PING and a message")
+	fs.DurationVar(&o.keepAlive, "keepalive", 0, "the idle sessions' transport keep-alive (link.Config.TransportKeepAlive; their idle timeout is 5 times it); 0: the client default, 1 s")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the relay, with the sessions open, to this file")
 	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -125,8 +132,8 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	switch {
 	case o.sessions < 1:
 		return usageError{"--sessions must be at least 1"}
-	case o.procs < 0 || o.probe < 0 || o.probeEvery <= 0:
-		return usageError{"--procs and --probe must not be negative, --probe-every must be positive"}
+	case o.procs < 0 || o.probe < 0 || o.probeEvery <= 0 || o.keepAlive < 0:
+		return usageError{"--procs, --probe and --keepalive must not be negative, --probe-every must be positive"}
 	case o.perAddress < 1 || o.perAddress > relay.DefaultMaxSessionsPerAddress:
 		return usageError{fmt.Sprintf("--per-address must be from 1 to the relay's per-address cap, %d", relay.DefaultMaxSessionsPerAddress)}
 	case o.relayAddr != "":
@@ -148,7 +155,8 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "idle sessions over %s: %d from %d processes and %d source addresses, opened in %.1f s with %d dials retried (relay MaxSessions %d, per-address cap the default)\n",
 		res.Transport, res.Sessions, res.Procs, res.Addresses, res.OpenSeconds, res.DialRetries, res.RelayMaxSessions)
-	fmt.Fprintf(stdout, "relay RSS      %s before, %s with the sessions; %d descriptors open\n", mib(res.RSSBefore), mib(res.RSS), res.RelayFDs)
+	fmt.Fprintf(stdout, "relay RSS      %s before, %s with the sessions; %d descriptors open; %.1f%% of a core while idle (keep-alive %v)\n",
+		mib(res.RSSBefore), mib(res.RSS), res.RelayFDs, res.RelayCPUPercent, time.Duration(res.KeepAliveMS*float64(time.Millisecond)))
 	fmt.Fprintf(stdout, "per session    %.1f KiB RSS (%.1f KiB anonymous; Go heap %.1f KiB, stacks %.1f KiB, %.1f goroutines)\n",
 		res.RSSPerSession/1024, res.AnonPerSession/1024, res.HeapPerSession/1024, res.StackPerSession/1024, res.GoroutinesPerSess)
 	if o.probe > 0 {
@@ -178,6 +186,7 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 		Scenario: "idle", Transport: o.transport, Sessions: o.sessions,
 		Procs: o.procs, Addresses: (o.sessions + o.perAddress - 1) / o.perAddress,
 		RelayMaxSessions: max(maxSessions, 8192),
+		KeepAliveMS:      ms(cmp.Or(o.keepAlive, link.DefaultTransportKeepAlive)),
 	}
 
 	// Warm up: the first sessions allocate what every later one shares.
@@ -216,10 +225,14 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 		}
 	}()
 	res.OpenSeconds, res.DialRetries = time.Since(start).Seconds(), retries
+	cpu0, wall0 := sampleChildCPU(child), time.Now()
 	select {
 	case <-time.After(o.settle):
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+	if cpu1 := sampleChildCPU(child); cpu0 >= 0 && cpu1 >= 0 {
+		res.RelayCPUPercent = 100 * (cpu1 - cpu0).Seconds() / time.Since(wall0).Seconds()
 	}
 	p1, s1, err := settledSample(ctx, child)
 	if err != nil {
@@ -270,9 +283,15 @@ type idleClient struct {
 	out   *bufio.Scanner
 }
 
+// idleDialTries is the most attempts of one idle session's dial.
+const idleDialTries = 5
+
+// idleDialTimeout bounds each idle session's QUIC attempt and handshake.
+const idleDialTimeout = 30 * time.Second
+
 // idleDials is the number of dials in progress at a time, over all the
 // idle-client processes.
-const idleDials = 32
+const idleDials = 16
 
 // startIdleClients starts o.procs idle-client processes, which share the
 // sessions, and waits until every one has opened its sessions. It returns
@@ -294,7 +313,7 @@ func startIdleClients(ctx context.Context, addr queue.Address, o *idleOptions) (
 		first, end := p*o.sessions/o.procs, (p+1)*o.sessions/o.procs
 		cmd := exec.Command(exe, "idle-client", "--relay", addr.String(), "--transport", o.transport,
 			"--first", strconv.Itoa(first), "--count", strconv.Itoa(end-first), "--per-address", strconv.Itoa(o.perAddress),
-			"--dials", strconv.Itoa(max(1, idleDials/o.procs)))
+			"--dials", strconv.Itoa(max(1, idleDials/o.procs)), "--keepalive", o.keepAlive.String())
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -397,6 +416,7 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 	count := fs.Int("count", 1, "sessions to open")
 	per := fs.Int("per-address", 250, "sessions per source address")
 	dials := fs.Int("dials", 8, "dials in progress at a time")
+	keepAlive := fs.Duration("keepalive", 0, "transport keep-alive (0: the client default); the idle timeout is 5 times it")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
@@ -414,21 +434,27 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 	conns := make([]*link.Conn, *count)
 	defer closeAll(conns)
 	// A dial that fails (a handshake that timed out on a machine busy
-	// with the other processes' handshakes) is tried again, twice at
-	// most; the retries are reported.
+	// with the other processes' handshakes) is tried again a second
+	// later, idleDialTries times in all at most; the retries are
+	// reported.
 	var retries atomic.Int64
 	err = parallel(ctx, *count, *dials, func(ctx context.Context, i int) error {
-		cfg := link.Config{Transport: link.Transport(*transport), LocalAddr: idleSource(*first+i, *per)}
+		cfg := link.Config{Transport: link.Transport(*transport), LocalAddr: idleSource(*first+i, *per),
+			TransportKeepAlive: *keepAlive, TransportIdleTimeout: 5 * *keepAlive,
+			// Handshakes wait for the relay's CPU behind thousands of
+			// others: longer than a client's default 3 s.
+			QUICTimeout: idleDialTimeout, HandshakeTimeout: idleDialTimeout}
 		for try := 0; ; try++ {
 			c, err := link.Dial(ctx, addr, cfg)
 			if err == nil {
 				conns[i] = c
 				return nil
 			}
-			if try == 2 || ctx.Err() != nil {
+			if try == idleDialTries-1 || ctx.Err() != nil {
 				return fmt.Errorf("dial %s from %s: %w", cfg.Transport, cfg.LocalAddr, err)
 			}
 			retries.Add(1)
+			sleepCtx(ctx, time.Second)
 		}
 	})
 	if err != nil {

@@ -36,6 +36,9 @@ type queuesResult struct {
 	Queues        int     `json:"queues"`
 	CreateSeconds float64 `json:"create_s"`
 	QueuesPerSec  float64 `json:"queues_per_sec"`
+	// QueuesPerSecLast is the rate of the last tenth of the queues: the
+	// rate with (nearly) all of them stored.
+	QueuesPerSecLast float64 `json:"queues_per_sec_last_tenth"`
 
 	// Relay memory once the queues exist (connections closed, garbage
 	// collected): RSS, its anonymous part and its part mapped from files
@@ -87,7 +90,8 @@ func runQueuesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	if o.jsonOut {
 		return writeJSON(stdout, res)
 	}
-	fmt.Fprintf(stdout, "queues over %s: %d created in %.1f s (%.0f/s)\n", res.Transport, res.Queues, res.CreateSeconds, res.QueuesPerSec)
+	fmt.Fprintf(stdout, "queues over %s: %d created in %.1f s (%.0f/s; the last tenth %.0f/s)\n",
+		res.Transport, res.Queues, res.CreateSeconds, res.QueuesPerSec, res.QueuesPerSecLast)
 	fmt.Fprintf(stdout, "relay RSS      %s (anonymous %s, files %s; peak %s)\n", mib(res.RSS), mib(res.RSSAnon), mib(res.RSSFile), mib(res.RSSPeak))
 	fmt.Fprintf(stdout, "database       %s\n", mib(res.DBBytes))
 	fmt.Fprintf(stdout, "restart        %.1f ms to the first served command (median of %d; relay.New %.1f ms); RSS then %s, %s after reading %d queues\n",
@@ -118,6 +122,9 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 		ids     = make([]uint64, 0, 2*o.queues) // the first 8 bytes of every ID, to find duplicates
 		sample  []link.Queue
 		created atomic.Int64
+		tenth   = max(int64(o.queues)/10, 1)
+		// lastTenth is when the last tenth started (as UnixNano).
+		lastTenth atomic.Int64
 	)
 	start := time.Now()
 	err = parallel(ctx, o.queues, o.workers, func(ctx context.Context, i int) error {
@@ -131,7 +138,11 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 			sample = append(sample, rq)
 		}
 		mu.Unlock()
-		if n := created.Add(1); n%max(int64(o.queues)/10, 1) == 0 {
+		n := created.Add(1)
+		if n == int64(o.queues)-tenth {
+			lastTenth.Store(time.Now().UnixNano())
+		}
+		if n%tenth == 0 {
 			o.progressf("%d queues (%.0f/s)", n, float64(n)/time.Since(start).Seconds())
 		}
 		return nil
@@ -142,6 +153,10 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 	elapsed := time.Since(start)
 	res.CreateSeconds = elapsed.Seconds()
 	res.QueuesPerSec = float64(o.queues) / elapsed.Seconds()
+	res.QueuesPerSecLast = res.QueuesPerSec
+	if t := lastTenth.Load(); t != 0 {
+		res.QueuesPerSecLast = float64(tenth) / start.Add(elapsed).Sub(time.Unix(0, t)).Seconds()
+	}
 	slices.Sort(ids)
 	for i := 1; i < len(ids); i++ {
 		if ids[i] == ids[i-1] {
