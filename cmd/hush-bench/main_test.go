@@ -138,6 +138,41 @@ func TestThroughputRate(t *testing.T) {
 	}
 }
 
+// TestScaleOut runs throughput over 3 relays: every relay carries
+// messages, the shares add up to all of them, and nothing is lost.
+func TestScaleOut(t *testing.T) {
+	t.Parallel()
+	res := bench(t, "throughput", "--transport", "tcp", "--relays", "3", "--duration", "2s", "--warmup", "0",
+		"--senders", "2", "--receivers", "1", "--queues", "6", "--window", "4", "--drain", "30s")
+	checkNoLoss(t, res)
+	if n := number(t, res, "relays"); n != 3 {
+		t.Errorf("relays %v, want 3", n)
+	}
+	if sent, got := number(t, res, "sent_ok"), number(t, res, "delivered"); sent < 1 || got != sent {
+		t.Errorf("sent %v messages, %v delivered; want at least one, all delivered", sent, got)
+	}
+	shares, ok := res["per_relay"].([]any)
+	if !ok || len(shares) != 3 {
+		t.Fatalf("per_relay %v, want 3 entries", res["per_relay"])
+	}
+	var sum float64
+	for i, v := range shares {
+		sh, ok := v.(map[string]any)
+		if !ok {
+			t.Fatalf("per_relay[%d] = %v", i, v)
+		}
+		share := number(t, sh, "share")
+		if share <= 0 {
+			t.Errorf("relay %d carried no message (share %v)", i, share)
+		}
+		sum += share
+		number(t, sh, "cpu_us_per_msg")
+	}
+	if sum < 0.999 || sum > 1.001 {
+		t.Errorf("shares add up to %v, want 1", sum)
+	}
+}
+
 func TestIdle(t *testing.T) {
 	for _, transport := range []string{"tcp", "quic"} {
 		t.Run(transport, func(t *testing.T) {

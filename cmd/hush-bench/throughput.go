@@ -40,6 +40,7 @@ type throughputOptions struct {
 	warmup     time.Duration
 	drain      time.Duration
 	clientProf string
+	relays     int
 }
 
 // throughputResult is the throughput scenario's report. Relay-side figures
@@ -47,6 +48,7 @@ type throughputOptions struct {
 type throughputResult struct {
 	Scenario  string  `json:"scenario"`
 	Transport string  `json:"transport"`
+	Relays    int     `json:"relays"`
 	Senders   int     `json:"senders"`
 	Receivers int     `json:"receivers"`
 	Queues    int     `json:"queues"`
@@ -87,6 +89,17 @@ type throughputResult struct {
 	// (steal in /proc/stat): it slows the relay and the load generator
 	// alike, and no process here is charged for it.
 	StealCPUPercent *float64 `json:"steal_cpu_percent"`
+	// PerRelay has each relay's part with --relays: its first deliveries
+	// in the window per second, their share of all, and its CPU.
+	PerRelay []relayShare `json:"per_relay"`
+}
+
+// relayShare is one relay's part of a scale-out run.
+type relayShare struct {
+	MsgsPerSec      float64  `json:"msgs_per_sec"`
+	Share           float64  `json:"share"` // of all first deliveries in the window, 0 to 1
+	CPUPerMsg       *float64 `json:"cpu_us_per_msg"`
+	RelayCPUPercent *float64 `json:"relay_cpu_percent"`
 }
 
 func runThroughputCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -104,6 +117,7 @@ func runThroughputCommand(ctx context.Context, args []string, stdout, stderr io.
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "time excluded from the figures at the start (at most half of --duration)")
 	fs.DurationVar(&o.drain, "drain", 15*time.Second, "how long to wait, after sending, for every message to be delivered")
 	fs.StringVar(&o.clientProf, "client-cpuprofile", "", "write a CPU profile of the load generator (this process) to this file")
+	fs.IntVar(&o.relays, "relays", 1, "relays started (scale-out): queue i is on relay i mod N; every sender has a connection to each relay, and --receivers connections go to each")
 	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -119,6 +133,10 @@ func runThroughputCommand(ctx context.Context, args []string, stdout, stderr io.
 		return usageError{fmt.Sprintf("--body must be %d to %d", bodyHeaderSize, queue.MaxMessageSize)}
 	case o.duration <= 0 || o.rate < 0 || o.backlog < 0:
 		return usageError{"--duration must be positive, --rate and --backlog not negative"}
+	case o.relays < 1 || o.queues < o.relays*o.receivers:
+		return usageError{"--relays must be at least 1, and --queues at least --relays times --receivers"}
+	case o.relays > 1 && (o.relayAddr != "" || o.cpuProfile != "" || o.dataDir != ""):
+		return usageError{"--relays starts its relays: --relay, --cpuprofile and --data are for one"}
 	}
 	o.warmup = min(max(o.warmup, 0), o.duration/2)
 	if o.backlog == 0 {
@@ -151,6 +169,7 @@ type benchQueue struct {
 	rq        link.Queue
 	senderKey *ecdh.PrivateKey
 	recv      int // index of the receiver connection subscribed to it
+	relay     int // index of the relay holding it
 }
 
 // tracker records sends and deliveries. Its methods are safe for
@@ -196,13 +215,14 @@ func (t *tracker) sent(k msgKey, sentAt int64) {
 	t.sentOK++
 }
 
-// deliveredMsg records a delivered body.
-func (t *tracker) deliveredMsg(body []byte, at int64) {
+// deliveredMsg records a delivered body. It reports whether it was a
+// first delivery in the window.
+func (t *tracker) deliveredMsg(body []byte, at int64) bool {
 	if len(body) < bodyHeaderSize {
 		t.mu.Lock()
 		t.unexpected++
 		t.mu.Unlock()
-		return
+		return false
 	}
 	k := msgKey(uint64(binary.BigEndian.Uint32(body))<<40 | binary.BigEndian.Uint64(body[4:]))
 	sentAt := int64(binary.BigEndian.Uint64(body[12:]))
@@ -212,10 +232,11 @@ func (t *tracker) deliveredMsg(body []byte, at int64) {
 	t.state[k] = s + 2
 	if s>>1 > 0 {
 		t.dups++
-		return
+		return false
 	}
 	t.delivered++
-	if t.inWindow(at) {
+	inWin := t.inWindow(at)
+	if inWin {
 		t.delivInWin++
 	}
 	if t.inWindow(sentAt) {
@@ -225,6 +246,7 @@ func (t *tracker) deliveredMsg(body []byte, at int64) {
 	case <-t.credits:
 	default:
 	}
+	return inWin
 }
 
 // missing returns the messages answered OK and never delivered, and the
@@ -244,28 +266,55 @@ func (t *tracker) missing() (lost, unknown int64) {
 }
 
 func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult, error) {
-	target, err := startTarget(ctx, &o.commonOptions, 0, 0)
-	if err != nil {
-		return nil, err
+	targets := make([]*relayTarget, o.relays)
+	defer func() {
+		for _, t := range targets {
+			if t != nil {
+				t.Close()
+			}
+		}
+	}()
+	for r := range targets {
+		t, err := startTarget(ctx, &o.commonOptions, 0, 0)
+		if err != nil {
+			return nil, err
+		}
+		targets[r] = t
 	}
-	defer target.Close()
+	target := targets[0]
 
+	// receivers[r*o.receivers+j] is receiver j of relay r; senders[si][r]
+	// sender si's connection to relay r.
 	cfg := link.Config{Transport: link.Transport(o.transport)}
-	receivers, err := dialMany(ctx, target.addr, cfg, o.receivers)
-	if err != nil {
-		return nil, err
+	var receivers []*link.Conn
+	defer func() { closeAll(receivers) }()
+	senders := make([][]*link.Conn, o.senders)
+	defer func() {
+		for _, s := range senders {
+			closeAll(s)
+		}
+	}()
+	for _, t := range targets {
+		rc, err := dialMany(ctx, t.addr, cfg, o.receivers)
+		if err != nil {
+			return nil, err
+		}
+		receivers = append(receivers, rc...)
+		sc, err := dialMany(ctx, t.addr, cfg, o.senders)
+		if err != nil {
+			return nil, err
+		}
+		for si := range senders {
+			senders[si] = append(senders[si], sc[si])
+		}
 	}
-	defer closeAll(receivers)
-	senders, err := dialMany(ctx, target.addr, cfg, o.senders)
-	if err != nil {
-		return nil, err
-	}
-	defer closeAll(senders)
 
 	o.progressf("creating %d queues over %s", o.queues, o.transport)
 	queues := make([]*benchQueue, o.queues)
-	err = parallel(ctx, o.queues, 64, func(ctx context.Context, i int) error {
-		rc := receivers[i%o.receivers]
+	err := parallel(ctx, o.queues, 64, func(ctx context.Context, i int) error {
+		relay := i % o.relays
+		recv := relay*o.receivers + (i/o.relays)%o.receivers
+		rc := receivers[recv]
 		rq, err := rc.Create(ctx)
 		if err != nil {
 			return fmt.Errorf("create queue: %w", err)
@@ -277,7 +326,7 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 		if err := rc.Secure(ctx, rq, queue.PublicKey(sk)); err != nil {
 			return fmt.Errorf("secure queue: %w", err)
 		}
-		queues[i] = &benchQueue{rq: rq, senderKey: sk, recv: i % o.receivers}
+		queues[i] = &benchQueue{rq: rq, senderKey: sk, recv: recv, relay: relay}
 		return nil
 	})
 	if err != nil {
@@ -302,7 +351,9 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	ackCtx, stopAcks := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAcks()
 	var recvWG, ackWG sync.WaitGroup
-	for _, rc := range receivers {
+	perRelay := make([]atomic.Int64, o.relays) // first deliveries in the window
+	for ri, rc := range receivers {
+		relay := ri / o.receivers
 		recvWG.Add(1)
 		go func() {
 			defer recvWG.Done()
@@ -315,8 +366,8 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 					if ev.Kind != link.EventMessage {
 						continue
 					}
-				} else {
-					t.deliveredMsg(ev.Message.Body, at)
+				} else if t.deliveredMsg(ev.Message.Body, at) {
+					perRelay[relay].Add(1)
 				}
 				q := byRID[ev.RecipientID]
 				if q == nil {
@@ -335,6 +386,7 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	defer func() {
 		stopAcks()
 		closeAll(receivers) // ends the event loops, and so new acknowledgements
+		receivers = nil
 		recvWG.Wait()
 		ackWG.Wait()
 	}()
@@ -371,7 +423,7 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	fail := func(err error) {
 		fatalOnce.Do(func() { fatal = err; stopSending() })
 	}
-	for si, sc := range senders {
+	for si, scs := range senders {
 		var lim *rate.Limiter
 		if o.rate > 0 {
 			lim = rate.NewLimiter(rate.Limit(o.rate/float64(o.senders)), 1)
@@ -405,7 +457,7 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 					binary.BigEndian.PutUint64(body[12:], uint64(sentAt))
 					// In-flight SENDs finish after the window: their
 					// outcome must be known to count losses.
-					err := sc.Send(sendCtx, q.rq.SenderID, q.senderKey, body)
+					err := scs[q.relay].Send(sendCtx, q.rq.SenderID, q.senderKey, body)
 					switch {
 					case err == nil:
 						t.sent(msgKey(uint64(si)<<40|s), sentAt)
@@ -427,7 +479,7 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	case <-time.After(o.warmup):
 	case <-stopCtx.Done():
 	}
-	cpu0, rus0 := sampleCPU(target), clientCPU()
+	cpu0s, rus0 := sampleCPUs(targets), clientCPU()
 	busy0, steal0, busyErr0 := machineCPU()
 	if o.clientProf != "" {
 		f, err := os.Create(o.clientProf)
@@ -446,11 +498,15 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	}
 	winEnd := t.now()
 	t.winEnd.Store(winEnd)
-	cpu1, rus1 := sampleCPU(target), clientCPU()
+	cpu1s, rus1 := sampleCPUs(targets), clientCPU()
 	busy1, steal1, busyErr1 := machineCPU()
-	var mem procSample
-	if target.child != nil {
-		mem, _ = target.child.Sample()
+	var mem procSample // summed over the relays
+	for _, t := range targets {
+		if t.child == nil {
+			continue
+		}
+		s, _ := t.child.Sample()
+		mem.RSS, mem.RSSAnon, mem.RSSFile, mem.Peak = mem.RSS+s.RSS, mem.RSSAnon+s.RSSAnon, mem.RSSFile+s.RSSFile, mem.Peak+s.Peak
 	}
 	sendWG.Wait()
 	if fatal != nil {
@@ -481,7 +537,7 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	lat := slices.Clone(t.latencies)
 	delivInWin := t.delivInWin
 	res := &throughputResult{
-		Scenario: "throughput", Transport: o.transport,
+		Scenario: "throughput", Transport: o.transport, Relays: o.relays,
 		Senders: o.senders, Receivers: o.receivers, Queues: o.queues, Window: o.window,
 		Body: o.body, Rate: o.rate, Seconds: win.Seconds(),
 		MsgsPerSec:  float64(delivInWin) / win.Seconds(),
@@ -507,6 +563,32 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	if delivInWin > 0 {
 		res.ClientCPUPerMsg = float64((rus1 - rus0).Microseconds()) / float64(delivInWin)
 	}
+	var cpu0, cpu1 time.Duration = -1, -1
+	if !slices.Contains(cpu0s, -1) && !slices.Contains(cpu1s, -1) {
+		cpu0, cpu1 = 0, 0
+		for r := range targets {
+			cpu0, cpu1 = cpu0+cpu0s[r], cpu1+cpu1s[r]
+		}
+	}
+	if o.relays > 1 {
+		for r := range targets {
+			n := perRelay[r].Load()
+			sh := relayShare{MsgsPerSec: float64(n) / win.Seconds()}
+			if delivInWin > 0 {
+				sh.Share = float64(n) / float64(delivInWin)
+			}
+			if cpu0 >= 0 && cpu1 >= 0 {
+				cpu := cpu1s[r] - cpu0s[r]
+				pct := 100 * cpu.Seconds() / win.Seconds()
+				sh.RelayCPUPercent = &pct
+				if n > 0 {
+					per := float64(cpu.Microseconds()) / float64(n)
+					sh.CPUPerMsg = &per
+				}
+			}
+			res.PerRelay = append(res.PerRelay, sh)
+		}
+	}
 	if target.child != nil && cpu0 >= 0 && cpu1 >= 0 {
 		cpu := cpu1 - cpu0
 		pct := 100 * cpu.Seconds() / win.Seconds()
@@ -523,6 +605,15 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 		}
 	}
 	return res, nil
+}
+
+// sampleCPUs returns each relay child's CPU time, -1 without a child.
+func sampleCPUs(targets []*relayTarget) []time.Duration {
+	cpu := make([]time.Duration, len(targets))
+	for i, t := range targets {
+		cpu[i] = sampleCPU(t)
+	}
+	return cpu
 }
 
 // sampleCPU returns the relay child's CPU time, or -1 without a child.
@@ -553,6 +644,9 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 }
 
 func printThroughput(w io.Writer, r *throughputResult) {
+	if r.Relays > 1 {
+		fmt.Fprintf(w, "%d relays; ", r.Relays)
+	}
 	fmt.Fprintf(w, "throughput over %s: %d senders (window %d), %d receivers, %d queues, %d-byte bodies", r.Transport, r.Senders, r.Window, r.Receivers, r.Queues, r.Body)
 	if r.Rate > 0 {
 		fmt.Fprintf(w, ", offered %.0f msgs/s", r.Rate)
@@ -562,6 +656,13 @@ func printThroughput(w io.Writer, r *throughputResult) {
 	fmt.Fprintf(w, "latency        p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms (%d samples)\n", r.P50, r.P90, r.P99, r.Max, r.LatencyN)
 	if r.CPUPerMsg != nil {
 		fmt.Fprintf(w, "relay CPU      %.0f µs/msg (%.0f%% of one core)\n", *r.CPUPerMsg, *r.RelayCPUPercent)
+	}
+	for i, sh := range r.PerRelay {
+		fmt.Fprintf(w, "relay %d        %.0f msgs/s, %.1f%% of the messages", i, sh.MsgsPerSec, 100*sh.Share)
+		if sh.CPUPerMsg != nil {
+			fmt.Fprintf(w, ", %.0f µs/msg (%.0f%% of one core)", *sh.CPUPerMsg, *sh.RelayCPUPercent)
+		}
+		fmt.Fprintln(w)
 	}
 	if r.RSS != nil {
 		fmt.Fprintf(w, "relay RSS      %s (anonymous %s, files %s; peak %s)\n", mib(*r.RSS), mib(*r.RSSAnon), mib(*r.RSSFile), mib(*r.RSSPeak))
