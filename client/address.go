@@ -72,6 +72,10 @@ type requestRecord struct {
 	Name       string // what the requester chose to show; may be empty
 	Invitation []byte // the bytes of the requester's invitation link
 	Received   time.Time
+	// Auto is set when the request came with auto-accept on: until it is
+	// accepted, each time the client goes online it tries again (an
+	// acceptance cut short by Close).
+	Auto bool
 }
 
 // Address is what the application sees of its contact address.
@@ -671,7 +675,7 @@ func (c *Client) receiveRequest(ev link.Event) (q link.Queue, ack bool) {
 			c.cfg.Logger.Debug("a contact request with an invalid invitation")
 			return nil
 		}
-		r := &requestRecord{Name: name, Invitation: bytes.Clone(invBytes), Received: time.Now()}
+		r := &requestRecord{Name: name, Invitation: bytes.Clone(invBytes), Received: time.Now(), Auto: rec.AutoAccept}
 		for {
 			r.ID = randomID(requestIDSize)
 			if _, err := tx.Get(bucketRequests, r.ID); errors.Is(err, vault.ErrNotFound) {
@@ -694,13 +698,50 @@ func (c *Client) receiveRequest(ev link.Event) (q link.Queue, ack bool) {
 	}
 	notify(c.wakeEvents)
 	if req != nil && auto {
-		c.wg.Go(func() {
-			ctx, cancel := context.WithTimeout(c.ctx, 4*c.relayTimeout())
-			defer cancel()
-			if _, err := c.AcceptRequest(ctx, hex.EncodeToString(req.ID), ""); err != nil {
-				c.cfg.Logger.Warn("accepting a contact request", "err", err)
-			}
-		})
+		c.wg.Go(func() { c.autoAccept(hex.EncodeToString(req.ID)) })
 	}
 	return q, true
+}
+
+// autoAccept accepts the request id, as auto-accept does, logging a
+// failure.
+func (c *Client) autoAccept(id string) {
+	ctx, cancel := context.WithTimeout(c.ctx, 4*c.relayTimeout())
+	defer cancel()
+	if _, err := c.AcceptRequest(ctx, id, ""); err != nil && !errors.Is(err, ErrNoRequest) {
+		c.cfg.Logger.Warn("accepting a contact request", "err", err)
+	}
+}
+
+// acceptPending accepts, one after the other, the requests that came with
+// auto-accept on and are still waiting (their acceptance was cut short by
+// Close), if auto-accept is still on.
+func (c *Client) acceptPending() {
+	ar, err := c.loadAddress()
+	if err != nil || ar == nil || !ar.AutoAccept {
+		return
+	}
+	var ids []string
+	err = c.store.View(func(tx *vault.Tx) error {
+		return tx.ForEach(bucketRequests, nil, func(_, v []byte) error {
+			var r requestRecord
+			if err := unmarshal(v, &r); err != nil {
+				return err
+			}
+			if r.Auto {
+				ids = append(ids, hex.EncodeToString(r.ID))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		c.cfg.Logger.Error("reading the contact requests", "err", err)
+		return
+	}
+	for _, id := range ids {
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.autoAccept(id)
+	}
 }

@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/hushrelay/hush/client"
 	"github.com/hushrelay/hush/client/link"
+	"github.com/hushrelay/hush/internal/relaytest"
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -75,36 +74,8 @@ func TestShortInvite(t *testing.T) {
 func tamperLinks(t *testing.T, tr *testRelay) {
 	t.Helper()
 	tr.r.Close()
-	db, err := bbolt.Open(tr.store, 0o600, &bbolt.Options{Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	err = db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket([]byte("links"))
-		if b == nil {
-			return errors.New("no links bucket")
-		}
-		var keys, vals [][]byte
-		b.ForEach(func(k, v []byte) error {
-			keys, vals = append(keys, append([]byte(nil), k...)), append(vals, append([]byte(nil), v...))
-			return nil
-		})
-		for i, k := range keys {
-			v := vals[i]
-			v[len(v)-100] ^= 0x01 // in the ciphertext, after the queue ID and mode
-			if err := b.Put(k, v); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
-	})
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil || n == 0 {
-		t.Fatalf("tampered with %d links: %v", n, err)
+	if n := relaytest.TamperLinks(t, tr.store); n == 0 {
+		t.Fatal("no link data to tamper with")
 	}
 	tr.start(tr.addr.HostPort())
 }

@@ -345,6 +345,9 @@ func (c *Client) goOnline() error {
 	}
 	c.wg.Add(1)
 	go c.expireLoop()
+	if !c.cfg.SendOnly && c.inScope(nil) {
+		c.wg.Go(c.acceptPending)
+	}
 	return nil
 }
 

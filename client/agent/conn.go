@@ -290,7 +290,7 @@ func (c *Conn) RelayStatus(ctx context.Context) ([]RelayStatusJSON, error) {
 // at most timeout (0: DefaultRelayTimeout).
 func (c *Conn) Invite(ctx context.Context, name string, timeout time.Duration) (string, error) {
 	var r InviteResult
-	err := c.Call(ctx, MethodInvite, InviteParams{name, seconds(timeout)}, &r)
+	err := c.Call(ctx, MethodInvite, InviteParams{Name: name, Timeout: seconds(timeout)}, &r)
 	return r.Link, err
 }
 
@@ -298,7 +298,7 @@ func (c *Conn) Invite(ctx context.Context, name string, timeout time.Duration) (
 // for at most timeout (0: DefaultRelayTimeout).
 func (c *Conn) Accept(ctx context.Context, link, name string, timeout time.Duration) (client.Contact, error) {
 	var r AcceptResult
-	err := c.Call(ctx, MethodAccept, AcceptParams{link, name, seconds(timeout)}, &r)
+	err := c.Call(ctx, MethodAccept, AcceptParams{Link: link, Name: name, Timeout: seconds(timeout)}, &r)
 	return r.Contact.contact(), err
 }
 

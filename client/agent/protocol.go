@@ -42,6 +42,14 @@ const (
 	MethodRename      = "renameContact"
 	MethodRemoveRelay = "removeRelay"
 	MethodRelayStatus = "relayStatus"
+	// Contact addresses and their requests (PROTOCOL.md section 21.4).
+	MethodCreateAddress = "createAddress"
+	MethodAddress       = "contactAddress"
+	MethodAutoAccept    = "setAutoAccept"
+	MethodDeleteAddress = "deleteAddress"
+	MethodRequests      = "listRequests"
+	MethodAcceptRequest = "acceptRequest"
+	MethodRejectRequest = "rejectRequest"
 	// NotificationReceive is the method of the agent's event notifications.
 	NotificationReceive = "receive"
 )
@@ -77,6 +85,14 @@ const (
 	CodeUnreachable       = 19 // link.ErrUnreachable
 	CodeRelayConflict     = 20 // client.ErrRelayConflict
 	CodeNoSuchRelay       = 21 // client.ErrNoSuchRelay
+
+	// Short links and contact addresses.
+	CodeLinkData      = 30 // client.ErrLinkData
+	CodeAddressGone   = 31 // client.ErrAddressGone
+	CodeNoAddress     = 32 // client.ErrNoAddress
+	CodeAddressExists = 33 // client.ErrAddressExists
+	CodeNoRequest     = 34 // client.ErrNoRequest
+	CodeShowName      = 35 // client.ErrShowName
 )
 
 // codeErrors maps hush's codes to the errors they stand for, most
@@ -93,6 +109,12 @@ var codeErrors = []struct {
 	{CodeNotConnected, client.ErrNotConnected},
 	{CodeInvitationUsed, client.ErrInvitationUsed},
 	{CodeTooLong, client.ErrTooLong},
+	{CodeLinkData, client.ErrLinkData},
+	{CodeAddressGone, client.ErrAddressGone},
+	{CodeNoAddress, client.ErrNoAddress},
+	{CodeAddressExists, client.ErrAddressExists},
+	{CodeNoRequest, client.ErrNoRequest},
+	{CodeShowName, client.ErrShowName},
 	// A relay's failure: why, when it refused, before that it timed out
 	// or could not be reached.
 	{CodeInviterRelay, client.ErrInviterRelay},
@@ -277,17 +299,24 @@ func parseTime(s string) time.Time {
 // receive" prints it, with its ID.
 type EventJSON struct {
 	ID      uint64 `json:"id"`
-	Event   string `json:"event"` // message, connected, sent, problem, relay-down or relay-up
+	Event   string `json:"event"` // message, connected, sent, problem, relay-down, relay-up or request
 	Contact string `json:"contact"`
 	Relay   string `json:"relay,omitempty"`
 	Text    string `json:"text,omitempty"`
 	Seq     uint64 `json:"seq,omitempty"`
 	Time    string `json:"time,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Request is the ID of a contact request (event request), and Name
+	// the name it shows, maybe none; Contact is then empty.
+	Request string `json:"request,omitempty"`
+	Name    string `json:"name,omitempty"`
 }
 
 func eventJSON(ev client.StoredEvent) EventJSON {
 	j := EventJSON{ID: ev.ID, Event: ev.Kind.String(), Contact: ev.Contact, Relay: ev.Relay, Text: ev.Text, Seq: ev.Seq, Time: formatTime(ev.Time)}
+	if ev.Kind == client.EventRequest {
+		j.Contact, j.Text, j.Request, j.Name = "", "", ev.Text, ev.Contact
+	}
 	if ev.Problem != nil {
 		j.Error = ev.Problem.Error()
 	}
@@ -301,6 +330,7 @@ var eventKinds = map[string]client.EventKind{
 	"problem":    client.EventProblem,
 	"relay-down": client.EventRelayDown,
 	"relay-up":   client.EventRelayUp,
+	"request":    client.EventRequest,
 }
 
 // Event is an event received from the agent: a client event and its ID,
@@ -312,6 +342,10 @@ type Event struct {
 
 func (j EventJSON) event() Event {
 	ev := Event{ID: j.ID, Event: client.Event{Kind: eventKinds[j.Event], Contact: j.Contact, Relay: j.Relay, Text: j.Text, Seq: j.Seq, Time: parseTime(j.Time)}}
+	if ev.Kind == client.EventRequest {
+		// As the client reports it: the name shown, and the ID as Text.
+		ev.Contact, ev.Text = j.Name, j.Request
+	}
 	if j.Error != "" {
 		ev.Problem = errors.New(j.Error)
 	}
@@ -402,6 +436,8 @@ type (
 	InviteParams struct {
 		Name    string  `json:"name,omitempty"`
 		Timeout float64 `json:"timeout,omitempty"`
+		// Short makes a short link (client.Client.InviteShort).
+		Short bool `json:"short,omitempty"`
 	}
 	InviteResult struct {
 		Link string `json:"link"`
@@ -410,6 +446,9 @@ type (
 		Link    string  `json:"link"`
 		Name    string  `json:"name,omitempty"`
 		Timeout float64 `json:"timeout,omitempty"`
+		// Show is the name to show the owner of a contact address
+		// (client.Client.RequestContact); only for an address's link.
+		Show string `json:"show,omitempty"`
 	}
 	AcceptResult struct {
 		Contact ContactJSON `json:"contact"`
@@ -453,7 +492,60 @@ type (
 		Contact string `json:"contact"`
 		Name    string `json:"name"`
 	}
+	CreateAddressParams struct {
+		AutoAccept bool    `json:"auto_accept,omitempty"`
+		Timeout    float64 `json:"timeout,omitempty"`
+	}
+	AddressResult struct {
+		Address AddressJSON `json:"address"`
+	}
+	AutoAcceptParams struct {
+		On bool `json:"on"`
+	}
+	DeleteAddressParams struct {
+		Timeout float64 `json:"timeout,omitempty"`
+	}
+	RequestsResult struct {
+		Requests []RequestJSON `json:"requests"`
+	}
+	AcceptRequestParams struct {
+		ID      string  `json:"id"`
+		Name    string  `json:"name,omitempty"`
+		Timeout float64 `json:"timeout,omitempty"`
+	}
+	RejectRequestParams struct {
+		ID string `json:"id"`
+	}
 )
+
+// AddressJSON is our contact address (client.Address) as the API shows
+// it, the same as "hush --json address show" prints it.
+type AddressJSON struct {
+	Link       string `json:"link"`
+	AutoAccept bool   `json:"auto_accept"`
+	Created    string `json:"created"`
+	// Relay is the relay of the address queue, without its password.
+	Relay string `json:"relay"`
+}
+
+func addressJSON(a client.Address) AddressJSON {
+	return AddressJSON{a.Link, a.AutoAccept, formatTime(a.Created), a.Relay.String()}
+}
+
+func (j AddressJSON) address() client.Address {
+	a := client.Address{Link: j.Link, AutoAccept: j.AutoAccept, Created: parseTime(j.Created)}
+	a.Relay, _ = queue.ParseAddress(j.Relay)
+	return a
+}
+
+// RequestJSON is a contact request (client.Request) as the API shows it,
+// the same as "hush --json requests" prints it: its ID, the name it shows
+// (maybe empty) and when it arrived.
+type RequestJSON struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Received string `json:"received"`
+}
 
 // Default timeouts of the methods that take one.
 const (

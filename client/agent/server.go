@@ -518,7 +518,11 @@ func (sc *serverConn) call(req Request) result {
 		}
 		ctx, cancel := context.WithTimeout(sc.ctx, d)
 		defer cancel()
-		link, err := cl.Invite(ctx, p.Name)
+		invite := cl.Invite
+		if p.Short {
+			invite = cl.InviteShort
+		}
+		link, err := invite(ctx, p.Name)
 		if err != nil {
 			return result{err: err}
 		}
@@ -537,7 +541,12 @@ func (sc *serverConn) call(req Request) result {
 		}
 		ctx, cancel := context.WithTimeout(sc.ctx, d)
 		defer cancel()
-		ct, err := cl.Accept(ctx, p.Link, p.Name)
+		var ct client.Contact
+		if p.Show != "" {
+			ct, err = cl.RequestContact(ctx, p.Link, p.Name, p.Show)
+		} else {
+			ct, err = cl.Accept(ctx, p.Link, p.Name)
+		}
 		if err != nil {
 			return result{err: err}
 		}
@@ -639,6 +648,8 @@ func (sc *serverConn) call(req Request) result {
 			return result{err: err}
 		}
 		return result{value: struct{}{}}
+	case MethodCreateAddress, MethodAddress, MethodAutoAccept, MethodDeleteAddress, MethodRequests, MethodAcceptRequest, MethodRejectRequest:
+		return sc.callAddress(req)
 	case MethodAck:
 		var p AckParams
 		if err := params(req, &p); err != nil {
@@ -703,7 +714,10 @@ func (sc *serverConn) start(sub *subscription) {
 			}
 			for _, ev := range evs {
 				cursor = ev.ID
-				if sub.contact != "" && ev.Contact != sub.contact && ev.Contact != "" {
+				// A request concerns no contact yet (its Contact is the
+				// name it shows): like relay events, every subscription
+				// gets it.
+				if sub.contact != "" && ev.Kind != client.EventRequest && ev.Contact != sub.contact && ev.Contact != "" {
 					continue
 				}
 				if !sc.waitWindow(ctx, sub) {

@@ -93,7 +93,7 @@ func (c *cmd) checkRelays(ctx context.Context, s *session) error {
 var errNoRelay = errors.New("no relay configured: add one with \"hush relays add ADDRESS\" (an address from a relay operator)")
 
 // invite is "hush invite".
-func (c *cmd) invite(ctx context.Context, name string, timeout time.Duration) error {
+func (c *cmd) invite(ctx context.Context, name string, short bool, timeout time.Duration) error {
 	s, err := c.openFor(ctx, need{contacts: []string{}, sendOnly: true})
 	if err != nil {
 		return err
@@ -104,7 +104,11 @@ func (c *cmd) invite(ctx context.Context, name string, timeout time.Duration) er
 	}
 	ictx, cancel := context.WithTimeout(ctx, timeout+callTimeout)
 	defer cancel()
-	link, err := s.Invite(ictx, name, timeout)
+	invite := s.Invite
+	if short {
+		invite = s.InviteShort
+	}
+	link, err := invite(ictx, name, timeout)
 	if err != nil {
 		return c.relayError(timeout, c.contactError(err, name))
 	}
@@ -123,11 +127,19 @@ func (c *cmd) invite(ctx context.Context, name string, timeout time.Duration) er
 	fmt.Fprintln(c.env.stdout, link)
 	fmt.Fprintln(c.env.stdout)
 	printQR(c.env.stdout, link)
+	if !short && !c.json {
+		fmt.Fprintln(c.env.stderr, "(hush invite --short makes a short link, whose QR code fits a terminal)")
+	}
 	return nil
 }
 
 // accept is "hush accept".
-func (c *cmd) accept(ctx context.Context, link, name string, timeout time.Duration) error {
+func (c *cmd) accept(ctx context.Context, link, name, show string, timeout time.Duration) error {
+	link = strings.TrimSpace(link)
+	address := isAddressLink(link)
+	if show != "" && !address {
+		return errors.New("--show is for a contact address's link (hush://.../a#...), not an invitation")
+	}
 	s, err := c.openFor(ctx, need{contacts: []string{}, sendOnly: true})
 	if err != nil {
 		return err
@@ -142,7 +154,12 @@ func (c *cmd) accept(ctx context.Context, link, name string, timeout time.Durati
 	}
 	actx, cancel := context.WithTimeout(ctx, timeout+callTimeout)
 	defer cancel()
-	ct, err := s.Accept(actx, strings.TrimSpace(link), name, timeout)
+	var ct client.Contact
+	if address {
+		ct, err = s.RequestContact(actx, link, name, show, timeout)
+	} else {
+		ct, err = s.Accept(actx, link, name, timeout)
+	}
 	if err != nil {
 		return c.relayError(timeout, c.contactError(err, name))
 	}
@@ -154,6 +171,11 @@ func (c *cmd) accept(ctx context.Context, link, name string, timeout time.Durati
 	flushed := c.flush(ctx, s, defaultFlushTimeout) == nil
 	if c.json {
 		return c.emit(map[string]any{"contact": contactOf(ct), "flushed": flushed})
+	}
+	if address {
+		fmt.Fprintf(c.env.stdout, "asked for a contact through the address: contact %s is %s\n", clean(ct.Name), ct.State)
+		fmt.Fprintf(c.env.stdout, "It becomes connected once the address's owner accepts the request and runs \"hush receive\", and then you do.\n")
+		return nil
 	}
 	fmt.Fprintf(c.env.stdout, "accepted: contact %s is %s\n", clean(ct.Name), ct.State)
 	if !flushed {
@@ -251,6 +273,12 @@ func (c *cmd) contactError(err error, name string) error {
 		return fmt.Errorf("%s forgot you and deleted their queue: nothing can reach them (hush forget %s removes them here)", name, name)
 	case errors.Is(err, client.ErrBadName):
 		return errors.New("the new name is empty")
+	case errors.Is(err, client.ErrLinkData):
+		return errors.New("the link's data on its relay does not match the link: it was changed on the relay (or the link on its way): ask for a new link")
+	case errors.Is(err, client.ErrAddressGone):
+		return errors.New("this contact address was deleted by its owner: it takes no more requests")
+	case errors.Is(err, client.ErrShowName):
+		return fmt.Errorf("the name to show (--show) must be at most %d bytes of UTF-8", client.MaxShowName)
 	case errors.Is(err, client.ErrNotConnected):
 		return fmt.Errorf("%s is not connected yet: both sides must run \"hush receive\" after the invitation is accepted (see \"hush contacts\")", name)
 	}
@@ -652,6 +680,9 @@ type eventJSON struct {
 	Seq     uint64 `json:"seq,omitempty"`
 	Time    string `json:"time,omitempty"` // jsonTime
 	Error   string `json:"error,omitempty"`
+	// Request is a contact request's ID, Name the name it shows.
+	Request string `json:"request,omitempty"`
+	Name    string `json:"name,omitempty"`
 }
 
 func (p *printer) print(ev client.Event) {
@@ -676,6 +707,8 @@ func (p *printer) print(ev client.Event) {
 			}
 		case client.EventRelayUp:
 			j.Event = "relay-up"
+		case client.EventRequest:
+			j.Event, j.Contact, j.Request, j.Name = "request", "", ev.Text, ev.Contact
 		default:
 			j.Event = fmt.Sprintf("event %d", ev.Kind)
 		}
@@ -719,8 +752,24 @@ func (p *printer) print(ev client.Event) {
 			return
 		}
 		fmt.Fprintf(p.c.env.stderr, "hush: relay %s is back\n", clean(ev.Relay))
+	case client.EventRequest:
+		who := "showing no name"
+		if ev.Contact != "" {
+			who = fmt.Sprintf("from %q", clean(ev.Contact))
+		}
+		// In chat, a status line about someone else: on stderr.
+		out := w
+		if p.chat != "" {
+			out = p.c.env.stderr
+		}
+		fmt.Fprintf(out, "contact request %s %s: hush requests accept %s, or reject %s\n", clean(ev.Text), who, clean(ev.Text), clean(ev.Text))
 	}
 }
+
+// shortQR is the longest text that printQR encodes with the medium
+// error correction level: version 10-M holds 213 bytes, 57 modules and a
+// quiet zone of 2 on each side: 61 columns.
+const shortQR = 213
 
 // excerptRunes is how much of a line an acknowledgement in chat shows.
 const excerptRunes = 40
@@ -876,10 +925,17 @@ func readLines(r io.Reader, lines chan<- string, stop <-chan struct{}) {
 }
 
 // printQR writes text as a QR code of half-block characters, with the low
-// error correction level that keeps a 2 KB link scannable.
+// error correction level that keeps a 2 KB link scannable, or for a link
+// of at most shortQR bytes (a short link) the medium one: a short link's
+// code is then 45 columns wide at 127.0.0.1:5223, 57 with an onion host,
+// and fits an 80-column terminal.
 func printQR(w io.Writer, text string) {
+	level := qrterminal.L
+	if len(text) <= shortQR {
+		level = qrterminal.M
+	}
 	qrterminal.GenerateWithConfig(text, qrterminal.Config{
-		Level:          qrterminal.L,
+		Level:          level,
 		Writer:         w,
 		HalfBlocks:     true,
 		BlackChar:      qrterminal.BLACK_BLACK,

@@ -9,8 +9,10 @@
 //	hush relays add [--offline] ADDRESS                 add a relay to keep queues on
 //	hush relays list                                    list the relays
 //	hush relays remove RELAY                            stop using a relay for new contacts
-//	hush invite [--name N]                              make a one-time invitation link
-//	hush accept LINK [--name N]                         accept an invitation
+//	hush invite [--name N] [--short]                    make a one-time invitation link
+//	hush accept LINK [--name N] [--show S]              accept an invitation, or ask through a contact address
+//	hush address create|show|delete|auto-accept on|off  our contact address (a short link for many)
+//	hush requests [list|accept ID [--name N]|reject ID] the contact requests to our address
 //	hush contacts                                       list the contacts and their state
 //	hush send NAME TEXT                                 send a message
 //	hush receive [--wait DUR]                           print what arrived, then exit
@@ -57,7 +59,17 @@ Commands:
   relays remove RELAY  stop using a relay for new contacts (RELAY: its address,
                        host:port, or fingerprint or a unique start of it)
   invite [--name N]    print a one-time invitation link and its QR code
-  accept LINK          accept an invitation link (--name N names the contact)
+                       (--short: a short link, whose QR code fits a terminal)
+  accept LINK          accept an invitation link, long or short (--name N names
+                       the contact), or ask for a contact through a contact
+                       address's link (--show S: the name its owner sees)
+  address create       make our contact address: a short link that many people
+                       can use to ask for a contact (--auto-accept: accept all)
+  address show|delete  print it and its QR code | delete it (no new requests)
+  address auto-accept on|off  accept every request as it arrives, or not
+  requests             list the contact requests waiting
+  requests accept ID   accept one (--name N names the contact)
+  requests reject ID   reject one (the requester is told nothing)
   contacts             list the contacts and their state
   send NAME TEXT       send a message to a contact
   receive              complete pending handshakes, resend what is queued,
@@ -291,13 +303,21 @@ func run(ctx context.Context, args []string, env environment) error {
 		fs = newFlagSet("invite", "", "print a one-time invitation link, alone on one line, and its QR code;\ngive it to one person, who runs \"hush accept LINK\"")
 		name := fs.String("name", "", "the `name` to give the contact (default: chosen automatically)")
 		timeout := fs.Duration("timeout", defaultRelayTimeout, "how long to try to reach the relay")
-		exec = func([]string) error { return c.invite(ctx, *name, *timeout) }
+		short := fs.Bool("short", false, "a short link (about 100 characters; its QR code fits an 80-column terminal): the\ninvitation is stored on the relay, encrypted, and given to the first who reads the link\n(who connects to that relay directly, not through private routing)")
+		exec = func([]string) error { return c.invite(ctx, *name, *short, *timeout) }
 	case "accept":
-		fs = newFlagSet("accept", "LINK", "accept an invitation link; the contact is connected once the inviter\nruns \"hush receive\" (or chat) and you do too")
+		fs = newFlagSet("accept", "LINK", "accept an invitation link, long or short; the contact is connected once the inviter\nruns \"hush receive\" (or chat) and you do too. Given a contact address's link, ask\nits owner for a contact: connected once they accept the request")
 		name := fs.String("name", "", "the `name` to give the contact (default: chosen automatically)")
+		show := fs.String("show", "", "with a contact address: the `name` its owner sees in the request (default: none;\nthe request shows nothing else)")
 		timeout := fs.Duration("timeout", defaultRelayTimeout, "how long to try to reach the relays")
 		nargs, argsUsage = 1, "LINK"
-		exec = func(a []string) error { return c.accept(ctx, a[0], *name, *timeout) }
+		exec = func(a []string) error { return c.accept(ctx, a[0], *name, *show, *timeout) }
+	case "address", "requests":
+		var done bool
+		fs, exec, nargs, argsUsage, args, done = c.addressVerb(ctx, verb, args)
+		if done {
+			return exec(nil)
+		}
 	case "contacts":
 		fs = newFlagSet("contacts", "", "list the contacts: name, state (invited, joining, connected) and messages waiting to be sent")
 		exec = func([]string) error { return c.contacts(ctx) }
