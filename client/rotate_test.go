@@ -364,10 +364,32 @@ func TestRotateHoldsNewQueueUntilOldDrained(t *testing.T) {
 	if err := a.c.AddRelay(r3.addr); err != nil {
 		t.Fatal(err)
 	}
+	// Each step waits for the one before with the other side offline,
+	// so that b cannot read QUSE before it queues the three texts below:
+	// had it read QUSE, it would send them to the new queue, which is
+	// right but not what this test is about.
+	b.c.Close()
 	if err := a.c.Rotate(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
-	// b answers QADD with QKEY, then goes offline.
+	if err := a.c.Flush(ctx); err != nil { // QADD is on b's queue
+		t.Fatal(err)
+	}
+	a.c.Close()
+	held := r1.r.Status(ctx).Messages
+	b.open() // b reads QADD and answers QKEY on a's old queue
+	for r1.r.Status(ctx).Messages == held {
+		select {
+		case <-ctx.Done():
+			t.Fatal("b did not answer QADD")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := b.c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.c.Close()
+	a.open() // a reads QKEY, secures the new queue and sends QUSE
 	for rotationOf(t, a, "b") != client.RotationSwitching {
 		select {
 		case <-ctx.Done():
@@ -375,7 +397,6 @@ func TestRotateHoldsNewQueueUntilOldDrained(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	b.c.Close()
 	if err := a.c.Flush(ctx); err != nil { // QUSE is on b's queue
 		t.Fatal(err)
 	}
