@@ -64,7 +64,13 @@ type StoreReport struct {
 // or until a write to w fails or ctx is done (it then returns their
 // error).
 func (r *Relay) Backup(ctx context.Context, w io.Writer) (int64, error) {
-	return backupVia(ctx, r.store.db, filepath.Dir(r.cfg.StorePath), w)
+	// No key is erased while the copy unwraps the message keys of its
+	// transaction.
+	r.store.rotMu.RLock()
+	defer r.store.rotMu.RUnlock()
+	r.store.backups.Add(1)
+	defer r.store.backups.Add(-1)
+	return backupVia(ctx, r.store.db, r.store.ring, filepath.Dir(r.cfg.StorePath), w)
 }
 
 // BackupStore writes a consistent copy of the store file at path, which no
@@ -77,19 +83,57 @@ func BackupStore(ctx context.Context, path string, w io.Writer) (int64, error) {
 		return 0, err
 	}
 	defer db.Close()
-	return backupVia(ctx, db, filepath.Dir(path), w)
+	ring, err := offlineRing(db, path)
+	if err != nil {
+		return 0, err
+	}
+	return backupVia(ctx, db, ring, filepath.Dir(path), w)
+}
+
+// offlineRing returns the keys of the store file db at path: those of its
+// "keys" bucket if it is a backup, else those of its key file, read only
+// (none if there is no key file).
+func offlineRing(db *bbolt.DB, path string) (*keyRing, error) {
+	return offlineRingAt(db, path, keyPath(path))
+}
+
+// offlineRingAt is offlineRing with the key file at keys.
+func offlineRingAt(db *bbolt.DB, path, keyFile string) (*keyRing, error) {
+	var (
+		keys   []ringKey
+		backup bool
+	)
+	if err := db.View(func(tx *bbolt.Tx) error {
+		var err error
+		keys, backup, err = keysOf(tx)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", path, ErrStoreDamaged, err)
+	}
+	if !backup {
+		ring, err := openKeyRing(keyFile, defaultMessageUnit, true)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w: %w", path, ErrStoreDamaged, err)
+		}
+		return ring, nil
+	}
+	ring := newMemRing(defaultMessageUnit)
+	if err := ring.adopt(keys); err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", path, ErrStoreDamaged, err)
+	}
+	return ring, nil
 }
 
 // backupVia copies the live data of db into a new store file in dir
 // (copyLive), copies that file to w and removes it.
-func backupVia(ctx context.Context, db *bbolt.DB, dir string, w io.Writer) (int64, error) {
+func backupVia(ctx context.Context, db *bbolt.DB, ring *keyRing, dir string, w io.Writer) (int64, error) {
 	f, err := os.CreateTemp(dir, ".backup-*.tmp")
 	if err != nil {
 		return 0, fmt.Errorf("backup spool: %w", err)
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	err = db.View(func(tx *bbolt.Tx) error { return copyLive(ctx, tx, f.Name()) })
+	err = db.View(func(tx *bbolt.Tx) error { return copyLive(ctx, tx, f.Name(), ring) })
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		err = errClosed
 	}
@@ -136,12 +180,19 @@ func openOffline(path string, readOnly bool) (*bbolt.DB, error) {
 // CheckStore checks the store file at path, which no relay may have open
 // (else ErrStoreInUse): bbolt's page structure, and the relay's layout
 // and indexes (every queue in the sender index, every message in the
-// expiry index and counted by its queue, nothing left over). It returns
+// expiry index and counted by its queue, nothing left over, every
+// message key wrapped under a key of the key file beside path, or of the
+// file's own "keys" bucket for a backup). It returns
 // ErrStoreDamaged, wrapped with the first problems found, for an
 // inconsistent file, and the report for a consistent one. Problems name
 // no queue ID. A fault while reading a damaged file is reported, not
 // fatal.
 func CheckStore(path string) (StoreReport, error) {
+	return checkStoreKeys(path, keyPath(path))
+}
+
+// checkStoreKeys is CheckStore with the key file at keys.
+func checkStoreKeys(path, keys string) (StoreReport, error) {
 	var (
 		rep StoreReport
 		err error
@@ -152,13 +203,13 @@ func CheckStore(path string) (StoreReport, error) {
 		// A damaged file can send reads outside the mapping: make such a
 		// fault a panic that checkStore recovers, on this goroutine.
 		debug.SetPanicOnFault(true)
-		rep, err = checkStore(path)
+		rep, err = checkStore(path, keys)
 	}()
 	<-done
 	return rep, err
 }
 
-func checkStore(path string) (rep StoreReport, err error) {
+func checkStore(path, keys string) (rep StoreReport, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%s: %w: %v", path, ErrStoreDamaged, p)
@@ -174,6 +225,10 @@ func checkStore(path string) (rep StoreReport, err error) {
 		return rep, err
 	}
 	defer db.Close()
+	ring, err := offlineRingAt(db, path, keys)
+	if err != nil {
+		return rep, err
+	}
 	var p problems
 	err = db.View(func(tx *bbolt.Tx) error {
 		if tx.Size() > rep.Size {
@@ -183,7 +238,7 @@ func checkStore(path string) (rep StoreReport, err error) {
 		if err := checkLayout(tx); err != nil {
 			return err
 		}
-		checkContents(bucketsOf(tx), &rep, &p)
+		checkContents(bucketsOf(tx), ring, &rep, &p)
 		if p.n > 0 {
 			return nil // the page check could fault on what was found
 		}
@@ -215,8 +270,8 @@ func checkLayout(tx *bbolt.Tx) error {
 	switch v := meta.Get(metaVersionKey); {
 	case len(v) != 1:
 		return fmt.Errorf("%w: %w: malformed version", ErrStoreDamaged, errStoreVersion)
-	case v[0] == storeVersion1:
-		return fmt.Errorf("%w: %w, which the relay (or hush-relay compact, or restore) converts to version %d", errStoreVersion, errVersion1, storeVersion)
+	case v[0] == storeVersion1 || v[0] == storeVersion2:
+		return fmt.Errorf("%w: %w %d, which the relay (or hush-relay compact, or restore) converts to version %d", errStoreVersion, errOldVersion, v[0], storeVersion)
 	case v[0] != storeVersion:
 		return fmt.Errorf("%w: version %d, this relay reads version %d", errStoreVersion, v[0], storeVersion)
 	}
@@ -230,7 +285,7 @@ func checkLayout(tx *bbolt.Tx) error {
 
 // checkContents checks every queue with its messages and index entries,
 // and counts what it finds into rep.
-func checkContents(b storeTx, rep *StoreReport, p *problems) {
+func checkContents(b storeTx, ring *keyRing, rep *StoreReport, p *problems) {
 	i := 0
 	var stored int64 // bytes of message values
 	b.queues.ForEach(func(k, v []byte) error {
@@ -274,8 +329,16 @@ func checkContents(b storeTx, rep *StoreReport, p *problems) {
 			}
 			stored += int64(len(v))
 			seq := binary.BigEndian.Uint64(k[queue.IDSize:])
-			if b.expiry.Get(expiryKey(m.Timestamp, rid, seq)) == nil {
+			ek := expiryKey(m.Timestamp, rid, seq)
+			wrapped := b.expiry.Get(ek)
+			if wrapped == nil {
 				p.add("queue %d: a message missing from the expiry index", i)
+				continue
+			}
+			if _, err := unwrapKey(ring, wrapped, ek); errors.Is(err, errKeyGone) {
+				p.add("queue %d: a message whose key is in no key file (it cannot be read)", i)
+			} else if err != nil {
+				p.add("queue %d: a malformed message key", i)
 			}
 		}
 		rep.Messages += n
@@ -332,7 +395,7 @@ func (p *problems) String() string {
 // renamed over it, so a crash leaves one or the other; it keeps the old
 // file's owner when run as root. It returns the sizes before and after.
 func CompactStore(path string) (before, after int64, err error) {
-	if err := convertFile(path); err != nil {
+	if err := convertFile(path, keyPath(path)); err != nil {
 		return 0, 0, err
 	}
 	rep, err := CheckStore(path)
@@ -356,7 +419,7 @@ func CompactStore(path string) (before, after int64, err error) {
 		err = cerr
 	}
 	if err == nil {
-		_, err = CheckStore(tmp)
+		_, err = checkStoreKeys(tmp, keyPath(path))
 	}
 	if err == nil {
 		err = replaceFile(tmp, path)
@@ -380,7 +443,7 @@ func CompactStore(path string) (before, after int64, err error) {
 // of the directory) when run as root. It returns the report of from.
 func RestoreStore(from, path string) (StoreReport, error) {
 	rep, err := CheckStore(from)
-	if err != nil && !errors.Is(err, errVersion1) {
+	if err != nil && !errors.Is(err, errOldVersion) {
 		return rep, fmt.Errorf("backup %w", err)
 	}
 	if _, err := os.Stat(path); err == nil {
@@ -401,13 +464,16 @@ func RestoreStore(from, path string) (StoreReport, error) {
 		os.Remove(tmp)
 		return rep, err
 	}
-	// A backup of format version 1 is converted here, not by the relay
-	// that opens it, so that what is checked is what the relay will read.
-	if err := convertFile(tmp); err != nil {
+	// A backup of an older format is converted here, not by the relay
+	// that opens it, so that what is checked is what the relay will read;
+	// the keys of the backup go to path's key file (synced before the
+	// rename).
+	keys := keyPath(path)
+	if err := convertFile(tmp, keys); err != nil {
 		os.Remove(tmp)
 		return rep, fmt.Errorf("backup %s: %w", from, err)
 	}
-	rep, err = CheckStore(tmp)
+	rep, err = checkStoreKeys(tmp, keys)
 	if err != nil {
 		os.Remove(tmp)
 		return rep, fmt.Errorf("backup %w", err)
@@ -416,15 +482,56 @@ func RestoreStore(from, path string) (StoreReport, error) {
 		os.Remove(tmp)
 		return rep, err
 	}
+	// The keys of the store replaced open nothing now: erase them.
+	if err := eraseUnusedKeys(path); err != nil {
+		return rep, fmt.Errorf("restored, but the old keys are not erased: %w", err)
+	}
 	return rep, nil
 }
 
+// eraseUnusedKeys erases from the key file of the store at path, which no
+// relay may have open, every key that wraps none of its message keys.
+func eraseUnusedKeys(path string) error {
+	db, err := openOffline(path, true)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	used := make(map[uint64]bool)
+	if err := db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketExpiry).ForEach(func(_, v []byte) error {
+			if id, ok := wrapKeyID(v); ok {
+				used[id] = true
+			}
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	ring, err := openKeyRing(keyPath(path), defaultMessageUnit, false)
+	if err != nil {
+		return err
+	}
+	defer ring.Close()
+	unused := make(map[uint64]bool)
+	ring.mu.Lock()
+	for id := range ring.keys {
+		if !used[id] {
+			unused[id] = true
+		}
+	}
+	ring.mu.Unlock()
+	_, err = ring.erase(unused)
+	return err
+}
+
 // convertFile converts the store file at path, which no relay may have
-// open (ErrStoreInUse), to the current format if it has an older one
-// (migrateStore), with the default units of time.
+// open (ErrStoreInUse), to the current format if it has an older one, or
+// takes the keys of a backup (migrateStore), with the default units of
+// time and the key file at keys.
 // A fault while reading a damaged file is an error wrapping
 // ErrStoreDamaged.
-func convertFile(path string) (err error) {
+func convertFile(path, keys string) (err error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -439,7 +546,14 @@ func convertFile(path string) (err error) {
 			err = oerr
 			return
 		}
-		replaced, merr := migrateStore(db, path, storeOptions{})
+		ring, merr := openKeyRing(keys, defaultMessageUnit, false)
+		if merr != nil {
+			db.Close()
+			err = fmt.Errorf("%s: %w", path, merr)
+			return
+		}
+		defer ring.Close()
+		replaced, merr := migrateStore(db, path, storeOptions{}, ring)
 		if !replaced {
 			db.Close()
 		}

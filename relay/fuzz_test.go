@@ -42,9 +42,10 @@ func FuzzDecodeQueue(f *testing.F) {
 
 func FuzzDecodeMessage(f *testing.F) {
 	m := storedMessage{ID: queue.NewID(), Timestamp: 1_700_000_000, Body: []byte("hello")}
-	f.Add(appendMessage(nil, m))
-	f.Add(appendMessage(nil, storedMessage{ID: m.ID}))
-	f.Add(appendMessage(nil, m)[:messageHeaderSize-1])
+	k := newMessageKey()
+	f.Add(sealMessage(nil, &k, m))
+	f.Add(sealMessage(nil, &k, storedMessage{ID: m.ID}))
+	f.Add(sealMessage(nil, &k, m)[:messageOverhead-1])
 	f.Fuzz(func(t *testing.T, v []byte) {
 		m, err := decodeMessage(v)
 		if err != nil {
@@ -53,11 +54,20 @@ func FuzzDecodeMessage(f *testing.F) {
 			}
 			return
 		}
-		if len(m.Body) > queue.MaxMessageSize {
-			t.Fatalf("decodeMessage accepted a %d-byte body", len(m.Body))
+		if m.bodySize() > queue.MaxMessageSize || m.bodySize() < 0 {
+			t.Fatalf("decodeMessage accepted a %d-byte body", m.bodySize())
 		}
-		if got := appendMessage(nil, m); !bytes.Equal(got, v) {
+		got := binary.BigEndian.AppendUint64(nil, uint64(m.Timestamp))
+		if got = append(append(got, m.id...), m.body...); !bytes.Equal(got, v) {
 			t.Fatalf("decodeMessage(%x) re-encodes to %x", v, got)
+		}
+		// Opening a garbled value fails with errCorrupt, without a panic.
+		g := messageAEAD(&k)
+		if _, err := m.openID(g); err != nil && !errors.Is(err, errCorrupt) {
+			t.Fatalf("openID error %v is not errCorrupt", err)
+		}
+		if _, err := m.openBody(g, nil); err != nil && !errors.Is(err, errCorrupt) {
+			t.Fatalf("openBody error %v is not errCorrupt", err)
 		}
 	})
 }
@@ -66,15 +76,15 @@ func FuzzDecodeMessage(f *testing.F) {
 // and at most queue.MaxMessageSize bytes of body, which delivery seals
 // (SealMessage panics beyond it, so the store must refuse it first).
 func TestDecodeMessageBounds(t *testing.T) {
-	header := make([]byte, messageHeaderSize)
-	binary.BigEndian.PutUint64(header[queue.IDSize:], 42)
+	header := make([]byte, messageOverhead)
+	binary.BigEndian.PutUint64(header, 42)
 	for _, tc := range []struct {
 		name string
 		v    []byte
 		ok   bool
 	}{
 		{"empty", nil, false},
-		{"short header", header[:messageHeaderSize-1], false},
+		{"short header", header[:messageOverhead-1], false},
 		{"empty body", header, true},
 		{"largest body", append(bytes.Clone(header), make([]byte, queue.MaxMessageSize)...), true},
 		{"body one byte too long", append(bytes.Clone(header), make([]byte, queue.MaxMessageSize+1)...), false},
@@ -85,8 +95,8 @@ func TestDecodeMessageBounds(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 		case !tc.ok && !errors.Is(err, errCorrupt):
 			t.Errorf("%s: err %v, want errCorrupt", tc.name, err)
-		case tc.ok && (m.Timestamp != 42 || len(m.Body) != len(tc.v)-messageHeaderSize):
-			t.Errorf("%s: timestamp %d, body %d bytes", tc.name, m.Timestamp, len(m.Body))
+		case tc.ok && (m.Timestamp != 42 || m.bodySize() != len(tc.v)-messageOverhead):
+			t.Errorf("%s: timestamp %d, body %d bytes", tc.name, m.Timestamp, m.bodySize())
 		}
 	}
 }

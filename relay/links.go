@@ -87,6 +87,7 @@ func (b storeTx) deleteLinkOf(rid queue.ID) error {
 	if id == nil {
 		return nil
 	}
+	b.noteFreed()
 	if err := b.links.Delete(bytes.Clone(id)); err != nil {
 		return err
 	}

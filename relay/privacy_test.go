@@ -55,7 +55,8 @@ func privacyBody(n int) []byte {
 // with their queue).
 type privacyData struct {
 	kept       link.Queue // holds the live messages
-	live, dead secrets    // bodies and IDs
+	keptBodies [][]byte   // its messages' bodies, in order
+	live, dead secrets    // IDs (live), bodies and IDs (dead)
 }
 
 // leavePrivacyData creates three queues on e: one keeps its messages, one
@@ -77,7 +78,7 @@ func leavePrivacyData(t *testing.T, e *e2eRelay) privacyData {
 			}
 			name := fmt.Sprintf("%s body %d", what, i)
 			if qi == 0 {
-				d.live[name] = body
+				d.keptBodies = append(d.keptBodies, body)
 			} else {
 				d.dead[name] = body
 			}
@@ -120,13 +121,19 @@ func checkLiveOnly(t *testing.T, what string, data []byte, d privacyData) {
 	if got := d.dead.found(data); len(got) > 0 {
 		t.Errorf("%s holds data acknowledged or deleted before it was written: %q", what, got)
 	}
+	for i, b := range d.keptBodies {
+		if bytes.Contains(data, b) {
+			t.Errorf("%s holds live message %d in the clear", what, i)
+		}
+	}
 }
 
 // TestBackupHoldsLiveDataOnly takes a hot backup (the admin /backup's) and
 // an offline one (hush-relay backup of a stopped relay) of a store in
 // which messages were acknowledged and a queue deleted, and scans both
-// for their bytes: they hold the live messages, and none of the others
-// (PROTOCOL.md section 17).
+// for their bytes: they hold the live queues, their messages sealed (a
+// relay started on each backup delivers them), and none of the others'
+// bytes (PROTOCOL.md section 17).
 func TestBackupHoldsLiveDataOnly(t *testing.T) {
 	e := startE2ERelay(t, nil)
 	d := leavePrivacyData(t, e)
@@ -157,8 +164,24 @@ func TestBackupHoldsLiveDataOnly(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s backup: %v", name, err)
 		}
-		if rep.Queues != 2 || rep.Messages != len(d.live)-1 {
-			t.Errorf("%s backup: %+v, want 2 queues and %d messages", name, rep, len(d.live)-1)
+		if rep.Queues != 2 || rep.Messages != len(d.keptBodies) {
+			t.Errorf("%s backup: %+v, want 2 queues and %d messages", name, rep, len(d.keptBodies))
+		}
+		// The bodies are sealed at rest: a relay started on the backup
+		// delivers them.
+		b := startE2ERelay(t, func(c *relay.Config) { c.StorePath = path })
+		rc := b.dial(ctx, link.TransportTCP)
+		for i, want := range d.keptBodies {
+			m, err := rc.Get(ctx, d.kept)
+			if err != nil {
+				t.Fatalf("%s backup: message %d: %v", name, i, err)
+			}
+			if !bytes.Equal(m.Body, want) {
+				t.Errorf("%s backup: message %d is not the one sent", name, i)
+			}
+			if err := rc.Ack(ctx, d.kept, m.ID); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }
@@ -316,6 +339,15 @@ func TestStoreFromVersion1(t *testing.T) {
 		}
 	}
 
+	useConverted(t, e, qs, time.Hour)
+}
+
+// useConverted uses every queue of a converted store as its state says:
+// the deleted one is gone, the unsecured one is empty, the others hold
+// their bodies, in order, before a new one (refused on the suspended
+// one). Old messages' times are multiples of unit.
+func useConverted(t *testing.T, e *e2eRelay, qs []v1Queue, unit time.Duration) {
+	var err error
 	ctx := e2eContext(t)
 	rc := e.dial(ctx, link.TransportTCP)
 	for _, fq := range qs {
@@ -368,7 +400,7 @@ func TestStoreFromVersion1(t *testing.T) {
 			if string(m.Body) != want {
 				t.Errorf("%s: message %d is %q, want %q", fq.State, i, m.Body, want)
 			}
-			if want != "new" && !m.Timestamp.Equal(m.Timestamp.Truncate(time.Hour)) {
+			if want != "new" && !m.Timestamp.Equal(m.Timestamp.Truncate(unit)) {
 				t.Errorf("%s: message %d: time %v, want it to the hour", fq.State, i, m.Timestamp)
 			}
 			if err := rc.Ack(ctx, q, m.ID); err != nil {
@@ -379,4 +411,71 @@ func TestStoreFromVersion1(t *testing.T) {
 			t.Errorf("%s: after every message: %v, want no message", fq.State, err)
 		}
 	}
+}
+
+// TestStoreFromVersion2 starts a relay on a store of format version 2
+// (testdata/store-v2, written by the version 2 relay: bodies in the
+// clear, the deleted queue's in free pages): the relay converts it, the
+// converted file holds no body in the clear, live or not, and every queue
+// works as before with its messages, delivered in order, before new ones.
+func TestStoreFromVersion2(t *testing.T) {
+	js, err := os.ReadFile("testdata/store-v2/queues.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qs []v1Queue
+	if err := json.Unmarshal(js, &qs); err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile("testdata/store-v2/relay.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies := secrets{}
+	for _, q := range qs {
+		for _, b := range q.Bodies {
+			bodies[b] = []byte(b)
+		}
+	}
+	for i := range 7 {
+		b := fmt.Sprintf("v2 deleted body %d", i)
+		bodies[b] = []byte(b)
+	}
+	if got := bodies.found(old); len(got) < 10 {
+		t.Fatalf("the version 2 file holds %d bodies in the clear: the test proves nothing", len(got))
+	}
+	path := filepath.Join(t.TempDir(), "relay.db")
+	if err := os.WriteFile(path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relay.CheckStore(path); err == nil {
+		t.Error("CheckStore accepts a file of version 2")
+	}
+	e := startE2ERelay(t, func(c *relay.Config) {
+		c.StorePath = path
+		c.MessageTTL = 100 * 365 * 24 * time.Hour
+		c.UnsecuredTTL = 100 * 365 * 24 * time.Hour
+	})
+	e.restart()
+	rep, err := func() (relay.StoreReport, error) {
+		if err := e.r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		defer e.restart()
+		return relay.CheckStore(path)
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Queues != 4 || rep.Unsecured != 1 || rep.Suspended != 1 || rep.Messages != 3+2+2 {
+		t.Errorf("converted store: %+v, want 4 queues (1 unsecured, 1 suspended) and 7 messages", rep)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := bodies.found(data); len(got) > 0 {
+		t.Errorf("the converted file holds in the clear %q", got)
+	}
+	useConverted(t, e, qs, time.Hour)
 }

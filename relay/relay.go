@@ -646,6 +646,7 @@ func (r *Relay) sweepLoop() {
 	defer r.wg.Done()
 	t := time.NewTicker(r.cfg.SweepInterval)
 	defer t.Stop()
+	var lastScrub time.Time
 	for {
 		now := time.Now()
 		// Stored times are rounded down to their unit: a message or queue
@@ -661,6 +662,22 @@ func (r *Relay) sweepLoop() {
 		r.metrics.queuesExpired.Add(float64(queues))
 		if msgs+queues > 0 {
 			r.cfg.Logger.Info("expired", "messages", msgs, "queues", queues)
+		}
+		// Keys of message keys erased once their period is over, so that
+		// what was acknowledged, expired or deleted before cannot be
+		// opened (atrest.go; PROTOCOL.md section 17).
+		if _, erased, err := r.store.rotate(r.ctx, now, sweepBatch); err != nil && r.ctx.Err() == nil {
+			r.cfg.Logger.Error("key rotation", "err", err)
+		} else if erased > 0 {
+			r.cfg.Logger.Debug("message keys erased", "keys", erased)
+		}
+		// Free pages overwritten once a key period at most, if a queue
+		// was deleted (scrub).
+		if now.Sub(lastScrub) >= r.messageUnit() {
+			if _, err := r.store.scrub(r.ctx); err != nil && r.ctx.Err() == nil {
+				r.cfg.Logger.Error("overwriting free pages", "err", err)
+			}
+			lastScrub = now
 		}
 		select {
 		case <-r.ctx.Done():

@@ -9,6 +9,7 @@ package relay
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"time"
@@ -97,14 +98,21 @@ func (w *fileWriter) abort() {
 // bbolt file at path (new or empty), and syncs it. The file holds the
 // live data of tx and nothing else: the pages of the new file that a
 // later transaction of the copy frees held only copies of the same live
-// data. A nested bucket is not in the relay's layout: errCorrupt. It
-// stops, returning ctx.Err(), once ctx is done.
-func copyLive(ctx context.Context, tx *bbolt.Tx, path string) error {
+// data. The message keys are wrapped again under a new ring key of the
+// copy's own, which it holds in its "keys" bucket (unwrapped with ring):
+// so the copy holds the one key that opens its messages, which opens no
+// message that was not live in tx. A nested bucket is not in the relay's
+// layout: errCorrupt. It stops, returning ctx.Err(), once ctx is done.
+func copyLive(ctx context.Context, tx *bbolt.Tx, path string, ring *keyRing) error {
 	w, err := newFileWriter(path)
 	if err != nil {
 		return fmt.Errorf("backup spool: %w", err)
 	}
+	bk := ring.detachedKey()
 	err = tx.ForEach(func(name []byte, src *bbolt.Bucket) error {
+		if bytes.Equal(name, bucketRingKeys) || bytes.Equal(name, bucketScrub) {
+			return nil // a copy of a copy: its keys are replaced; scrub's filler
+		}
 		b, err := w.bucket(name, true) // also when empty
 		if err != nil {
 			return err
@@ -112,6 +120,7 @@ func copyLive(ctx context.Context, tx *bbolt.Tx, path string) error {
 		if err := b.SetSequence(src.Sequence()); err != nil {
 			return err
 		}
+		expiry := bytes.Equal(name, bucketExpiry)
 		c := src.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if v == nil {
@@ -120,17 +129,52 @@ func copyLive(ctx context.Context, tx *bbolt.Tx, path string) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			if expiry {
+				mk, err := unwrapKey(ring, v, k)
+				if err != nil {
+					return err
+				}
+				v = wrapKey(bk, &mk, k)
+			}
 			if err := w.put(name, k, v, true); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	if err == nil {
+		err = w.put(bucketRingKeys, binary.BigEndian.AppendUint64(nil, bk.id), encodeKeyEntry(bk), true)
+	}
 	if err != nil {
 		w.abort()
 		return err
 	}
 	return w.finish()
+}
+
+// encodeKeyEntry returns the value of key in a "keys" bucket:
+// epoch(8)|key(32).
+func encodeKeyEntry(key *ringKey) []byte {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 40), uint64(key.epoch))
+	return append(v, key.raw[:]...)
+}
+
+// keysOf returns the ring keys of tx's "keys" bucket, if it has one.
+func keysOf(tx *bbolt.Tx) (keys []ringKey, ok bool, err error) {
+	b := tx.Bucket(bucketRingKeys)
+	if b == nil {
+		return nil, false, nil
+	}
+	err = b.ForEach(func(k, v []byte) error {
+		if len(k) != 8 || len(v) != 40 || binary.BigEndian.Uint64(k) == 0 {
+			return fmt.Errorf("%w: keys entry", errCorrupt)
+		}
+		key := ringKey{id: binary.BigEndian.Uint64(k), epoch: int64(binary.BigEndian.Uint64(v))}
+		copy(key.raw[:], v[8:])
+		keys = append(keys, key)
+		return nil
+	})
+	return keys, true, err
 }
 
 // Default storeOptions.MessageUnit and QueueUnit.
@@ -147,9 +191,11 @@ func floorTime(t int64, unit time.Duration) int64 {
 }
 
 // storeFileVersion returns the format version of the store file at path,
-// and 0 for a file without buckets. db must be open.
-func storeFileVersion(db *bbolt.DB) (v byte, err error) {
+// and 0 for a file without buckets, and whether it has a "keys" bucket
+// (a backup). db must be open.
+func storeFileVersion(db *bbolt.DB) (v byte, backup bool, err error) {
 	err = db.View(func(tx *bbolt.Tx) error {
+		backup = tx.Bucket(bucketRingKeys) != nil
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			return nil
@@ -159,53 +205,111 @@ func storeFileVersion(db *bbolt.DB) (v byte, err error) {
 		}
 		return nil
 	})
-	return v, err
+	return v, backup, err
 }
 
 // migrateStore converts the store file at path, if it has the format of
-// version 1, to the current one, and does nothing to another file. The
-// new file is written beside it, key by key (so it holds none of the old
-// file's free pages, with their acknowledged messages and precise times),
-// synced and renamed over it, so that a crash leaves the old file or the
-// new one. It rounds the times down to opts' units, drops the lifetime
-// message counters and numbers each queue's messages from 0. db must be
-// the open file at path, for writing; migrateStore closes it when it
-// replaced the file, and reports that (the caller opens the file again).
-func migrateStore(db *bbolt.DB, path string, opts storeOptions) (replaced bool, err error) {
-	v, err := storeFileVersion(db)
-	if err != nil || v != storeVersion1 {
+// version 1 or 2, to the current one; moves the keys of a backup (a file
+// with a "keys" bucket) to the key file of ring; and does nothing to
+// another file. The new file is written beside it, key by key (so it
+// holds none of the old file's free pages, with their acknowledged
+// messages and precise times), synced and renamed over it, so that a
+// crash leaves the old file or the new one; keys that the new file needs
+// are written to the key file, synced, before the rename. Converting
+// version 1 rounds the times down to opts' units, drops the lifetime
+// message counters and numbers each queue's messages from 0; converting
+// versions 1 and 2 seals every message under a key of its own, wrapped
+// under ring's current key. db must be the open file at path, for
+// writing; migrateStore closes it when it replaced the file, and reports
+// that (the caller opens the file again).
+func migrateStore(db *bbolt.DB, path string, opts storeOptions, ring *keyRing) (replaced bool, err error) {
+	v, backup, err := storeFileVersion(db)
+	if err != nil {
 		return false, err
+	}
+	var what string
+	switch {
+	case v == storeVersion1:
+		what = "convert version 1"
+	case v == storeVersion2:
+		what = "convert version 2"
+	case v == storeVersion && backup:
+		what = "take the keys of a backup"
+	default:
+		return false, nil
 	}
 	tmp := path + ".migrate"
 	os.Remove(tmp) // left by an interrupted run
 	w, err := newFileWriter(tmp)
 	if err != nil {
-		return false, fmt.Errorf("convert version 1: %w", err)
+		return false, fmt.Errorf("%s: %w", what, err)
 	}
-	err = db.View(func(tx *bbolt.Tx) error { return convertV1(tx, w, opts) })
-	if err != nil {
+	var keys []ringKey
+	err = db.View(func(tx *bbolt.Tx) error {
+		if v == storeVersion {
+			var err error
+			if keys, _, err = keysOf(tx); err != nil {
+				return err
+			}
+			return copyBuckets(tx, w, bucketRingKeys)
+		}
+		key, err := ring.currentKey(time.Now())
+		if err != nil {
+			return err
+		}
+		return convertOld(tx, w, opts, v, key)
+	})
+	if err == nil {
+		err = w.finish()
+	} else {
 		w.abort()
-		os.Remove(tmp)
-		return false, fmt.Errorf("convert version 1: %w", err)
 	}
-	if err := w.finish(); err != nil {
-		os.Remove(tmp)
-		return false, fmt.Errorf("convert version 1: %w", err)
+	if err == nil {
+		err = ring.adopt(keys)
 	}
-	if err := replaceFile(tmp, path); err != nil {
+	if err == nil {
+		err = replaceFile(tmp, path)
+	}
+	if err != nil {
 		os.Remove(tmp)
-		return false, fmt.Errorf("convert version 1: %w", err)
+		return false, fmt.Errorf("%s: %w", what, err)
 	}
 	return true, db.Close()
+}
+
+// copyBuckets copies every bucket of tx but skip (and scrub's filler) to
+// w, key by key.
+func copyBuckets(tx *bbolt.Tx, w *fileWriter, skip ...[]byte) error {
+	skip = append(skip, bucketScrub)
+	return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+		for _, s := range skip {
+			if bytes.Equal(name, s) {
+				return nil
+			}
+		}
+		if _, err := w.bucket(name, true); err != nil {
+			return err
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return fmt.Errorf("%w: nested bucket in %q", errCorrupt, name)
+			}
+			return w.put(name, k, v, true)
+		})
+	})
 }
 
 // Version 1 queue records: version(1) flags(1) sid(24) rkey(32) skey(32)
 // msgkey(32) created(8) nextSeq(8) count(4).
 const queueRecordSizeV1 = 1 + 1 + queue.IDSize + 3*queue.KeySize + 8 + 8 + 4
 
-// convertV1 writes the live data of tx, a version 1 file, to w in the
-// current format.
-func convertV1(tx *bbolt.Tx, w *fileWriter, opts storeOptions) error {
+// Message values of versions 1 and 2: msgID(24)|ts(8)|body.
+const oldMessageHeaderSize = queue.IDSize + 8
+
+// convertOld writes the live data of tx, a file of version 1 or 2, to w
+// in the current format, with every message sealed under a key of its
+// own wrapped under key.
+func convertOld(tx *bbolt.Tx, w *fileWriter, opts storeOptions, version byte, key *ringKey) error {
 	if opts.MessageUnit <= 0 {
 		opts.MessageUnit = defaultMessageUnit
 	}
@@ -223,18 +327,30 @@ func convertV1(tx *bbolt.Tx, w *fileWriter, opts storeOptions) error {
 	}
 	var total countDelta
 	err := src.queues.ForEach(func(k, v []byte) error {
-		if len(k) != queue.IDSize || len(v) != queueRecordSizeV1 || v[0] != 1 {
-			return fmt.Errorf("%w: version 1 queue record", errCorrupt)
-		}
 		var rid queue.ID
 		copy(rid[:], k)
-		// The version 2 record is the version 1 record without its last
-		// 12 bytes, with the version and the creation time changed.
-		q, err := decodeQueue(rid, append([]byte{queueRecordVersion}, v[1:queueRecordSize]...))
-		if err != nil {
-			return err
+		var q queueState
+		if version == storeVersion1 {
+			if len(k) != queue.IDSize || len(v) != queueRecordSizeV1 || v[0] != 1 {
+				return fmt.Errorf("%w: version 1 queue record", errCorrupt)
+			}
+			// The version 2 record is the version 1 record without its
+			// last 12 bytes, with the version and the creation time
+			// changed.
+			var err error
+			if q, err = decodeQueue(rid, append([]byte{queueRecordVersion}, v[1:queueRecordSize]...)); err != nil {
+				return err
+			}
+			q.Created = floorTime(q.Created, opts.QueueUnit)
+		} else {
+			var err error
+			if len(k) != queue.IDSize {
+				return fmt.Errorf("%w: queue key", errCorrupt)
+			}
+			if q, err = decodeQueue(rid, v); err != nil {
+				return err
+			}
 		}
-		q.Created = floorTime(q.Created, opts.QueueUnit)
 		if err := w.put(bucketQueues, k, q.encode(), true); err != nil {
 			return err
 		}
@@ -247,16 +363,25 @@ func convertV1(tx *bbolt.Tx, w *fileWriter, opts storeOptions) error {
 		var seq uint64
 		c := src.messages.Cursor()
 		for mk, mv := c.Seek(rid[:]); mk != nil && bytes.HasPrefix(mk, rid[:]); mk, mv = c.Next() {
-			m, err := decodeMessage(mv)
-			if err != nil || len(mk) != messageKeySize {
+			if len(mk) != messageKeySize || len(mv) < oldMessageHeaderSize || len(mv)-oldMessageHeaderSize > queue.MaxMessageSize {
 				return fmt.Errorf("%w: message entry", errCorrupt)
 			}
-			m.Timestamp = floorTime(m.Timestamp, opts.MessageUnit)
-			val := appendMessage(make([]byte, 0, len(mv)), m)
+			var m storedMessage
+			copy(m.ID[:], mv)
+			m.Timestamp = int64(binary.BigEndian.Uint64(mv[queue.IDSize:]))
+			m.Body = mv[oldMessageHeaderSize:]
+			if version == storeVersion1 {
+				m.Timestamp = floorTime(m.Timestamp, opts.MessageUnit)
+			} else {
+				seq = binary.BigEndian.Uint64(mk[queue.IDSize:])
+			}
+			msgKey := newMessageKey()
+			val := sealMessage(make([]byte, 0, messageOverhead+len(m.Body)), &msgKey, m)
 			if err := w.put(bucketMessages, messageKey(rid, seq), val, true); err != nil {
 				return err
 			}
-			if err := w.put(bucketExpiry, expiryKey(m.Timestamp, rid, seq), []byte{}, false); err != nil {
+			ek := expiryKey(m.Timestamp, rid, seq)
+			if err := w.put(bucketExpiry, ek, wrapKey(key, &msgKey, ek), false); err != nil {
 				return err
 			}
 			total.messages++
@@ -272,22 +397,7 @@ func convertV1(tx *bbolt.Tx, w *fileWriter, opts storeOptions) error {
 		return err
 	}
 	// Other buckets (link data) are copied as they are.
-	err = tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
-		switch string(name) {
-		case string(bucketMeta), string(bucketQueues), string(bucketSenders), string(bucketMessages), string(bucketExpiry), string(bucketUnsecured):
-			return nil
-		}
-		if _, err := w.bucket(name, true); err != nil {
-			return err
-		}
-		return b.ForEach(func(k, v []byte) error {
-			if v == nil {
-				return fmt.Errorf("%w: nested bucket in %q", errCorrupt, name)
-			}
-			return w.put(name, k, v, true)
-		})
-	})
-	if err != nil {
+	if err := copyBuckets(tx, w, bucketMeta, bucketQueues, bucketSenders, bucketMessages, bucketExpiry, bucketUnsecured); err != nil {
 		return err
 	}
 	if err := w.put(bucketMeta, metaVersionKey, []byte{storeVersion}, false); err != nil {

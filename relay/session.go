@@ -1105,22 +1105,22 @@ func (s *session) stopWriting() bool {
 }
 
 // delivery returns the MSG event for sub's head message, and false if
-// there is none or sub no longer needs one. The body is sealed into
-// sealBuf straight from the store's memory, and the event is encoded into
-// txBuf: both are scratch space (a block buffer each holds a MSG), reused
-// by the next call, so the caller copies the event before then.
+// there is none or sub no longer needs one. The body is opened into the
+// store's scratch space and sealed from there into sealBuf, and the event
+// is encoded into txBuf: both are scratch space (a block buffer each
+// holds a MSG), reused by the next call, so the caller copies the event
+// before then.
 func (s *session) delivery(sub *subscription, sealBuf, txBuf []byte) ([]byte, bool) {
 	var (
 		id     queue.ID
 		sealed []byte
 	)
-	ok, err := s.r.store.readFirstMessage(sub.rid, func(m storedMessage) {
+	ok, err := s.r.store.readFirstMessage(sub.rid, func(id queue.ID) bool {
 		s.mu.Lock()
-		again := sub.hasDelivered && sub.delivered == m.ID
+		again := sub.hasDelivered && sub.delivered == id
 		s.mu.Unlock()
-		if again {
-			return // delivered and not acknowledged: no need to seal it
-		}
+		return !again // delivered and not acknowledged: no need to open and seal it
+	}, func(m storedMessage) {
 		id = m.ID
 		sealed = queue.SealMessage(sealBuf[:0], &sub.msgKey, m.ID, m.Timestamp, m.Body)
 	})

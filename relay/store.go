@@ -3,15 +3,15 @@ package relay
 // The relay's durable store: one bbolt file holding queues and their
 // undelivered messages.
 //
-// # Layout (format version 2)
+// # Layout (format version 3)
 //
 // All integers are big-endian, so that keys sort in numeric order. IDs are
 // queue.IDSize (24) bytes, keys queue.KeySize (32) bytes.
 //
 //	bucket "meta"
-//	  "version"                 -> 1 byte: the format version, 2. A file of
-//	                               version 1 is converted when it is opened
-//	                               (migrateStore); a file with another
+//	  "version"                 -> 1 byte: the format version, 3. A file of
+//	                               version 1 or 2 is converted when it is
+//	                               opened (migrateStore); a file with another
 //	                               version, or with buckets but no version,
 //	                               is refused.
 //	  "counts"                  -> 24 bytes: queues(8) | messages(8) | bytes(8),
@@ -39,12 +39,20 @@ package relay
 //	bucket "senders"
 //	  sid(24)                   -> rid(24)
 //	bucket "messages"
-//	  rid(24)|seq(8)            -> msgID(24)|ts(8)|body; ts in unix seconds,
-//	                               a multiple of the relay's message time
-//	                               unit (the hour by default)
+//	  rid(24)|seq(8)            -> ts(8)|sealed msgID(40)|sealed body(n+16);
+//	                               ts in unix seconds, a multiple of the
+//	                               relay's message time unit (the hour by
+//	                               default); the ID and body sealed under
+//	                               the message's own key (atrest.go)
 //	bucket "expiry"
-//	  ts(8)|rid(24)|seq(8)      -> empty; one entry per message, so that expired
-//	                               messages are found without visiting every queue
+//	  ts(8)|rid(24)|seq(8)      -> the message key wrapped under a ring key
+//	                               (80 bytes, atrest.go); one entry per
+//	                               message, so that expired messages are
+//	                               found without visiting every queue
+//	bucket "keys"               only in a backup (copyLive): ring key
+//	  id(8)                     -> epoch(8)|key(32), the one key that
+//	                               unwraps the backup's message keys; moved
+//	                               to the key file by migrateStore
 //	bucket "unsecured"
 //	  created(8)|rid(24)        -> empty; one entry per queue never secured,
 //	                               removed when it is secured or deleted
@@ -64,6 +72,7 @@ package relay
 import (
 	"bytes"
 	"context"
+	"crypto/cipher"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
@@ -81,7 +90,11 @@ import (
 )
 
 // storeVersion is the layout version written in the meta bucket.
-const storeVersion = 2
+const storeVersion = 3
+
+// storeVersion2 is the format before version 3: its message IDs and
+// bodies were not sealed. openStore converts it.
+const storeVersion2 = 2
 
 // storeVersion1 is the format before version 2: its queue records held a
 // lifetime message counter and times to the second. openStore converts it.
@@ -95,6 +108,7 @@ var (
 	bucketMessages  = []byte("messages")
 	bucketExpiry    = []byte("expiry")
 	bucketUnsecured = []byte("unsecured")
+	bucketRingKeys  = []byte("keys")
 	metaVersionKey  = []byte("version")
 	metaCountsKey   = []byte("counts")
 )
@@ -170,7 +184,8 @@ type storeOptions struct {
 	// a version 1 file (migrateStore) rounds message times and queue
 	// creation times down; defaults 1 hour and 24 hours (the UTC day).
 	// The relay rounds the times it stores itself (relay.messageUnit,
-	// relay.queueUnit).
+	// relay.queueUnit). MessageUnit is also the key period: how long a
+	// ring key wraps the keys of new messages (see atrest.go).
 	MessageUnit, QueueUnit time.Duration
 }
 
@@ -201,10 +216,10 @@ var (
 	// errStoreVersion is returned (wrapped) by openStore for a file of
 	// another format version, or one that is not a relay store.
 	errStoreVersion = errors.New("relay store: unsupported format version")
-	// errVersion1 is returned (wrapped, with errStoreVersion) by
-	// CheckStore for a file of format version 1, which openStore,
+	// errOldVersion is returned (wrapped, with errStoreVersion) by
+	// CheckStore for a file of format version 1 or 2, which openStore,
 	// CompactStore and RestoreStore convert.
-	errVersion1 = errors.New("format version 1")
+	errOldVersion = errors.New("format version")
 	// errCorrupt is returned (wrapped) when stored bytes do not have the
 	// documented layout.
 	errCorrupt = errors.New("relay store: corrupt data")
@@ -268,8 +283,22 @@ type store struct {
 	onTrim      func(int64, time.Duration, error)
 	// values holds *[]byte buffers of messageValueCap for the values
 	// addMessage stores: bbolt keeps a reference to a value until the
-	// commit, after which the buffer is free again.
-	values sync.Pool
+	// commit, after which the buffer is free again. bodies holds
+	// *[]byte buffers of queue.MaxMessageSize into which readFirstMessage
+	// opens bodies.
+	values, bodies sync.Pool
+	// ring holds the keys that wrap the message keys (atrest.go).
+	// rotMu is held for reading by backups, which unwrap the message keys
+	// of one read transaction, and for writing by rotate while it erases
+	// keys.
+	ring  *keyRing
+	rotMu sync.RWMutex
+	// freed is set when a transaction deletes a queue or link data, whose
+	// bytes stay in free pages until scrub overwrites them; backups
+	// counts the backups copying (their read transactions hold pages that
+	// scrub cannot overwrite).
+	freed   atomic.Bool
+	backups atomic.Int32
 
 	closeOnce sync.Once
 	closeErr  error
@@ -318,6 +347,12 @@ func openStore(path string, opts storeOptions) (*store, error) {
 	if opts.GatherRate <= 0 {
 		opts.GatherRate = defaultGatherRate
 	}
+	if opts.MessageUnit <= 0 {
+		opts.MessageUnit = defaultMessageUnit
+	}
+	if opts.QueueUnit <= 0 {
+		opts.QueueUnit = defaultQueueUnit
+	}
 	boltOpts := &bbolt.Options{
 		Timeout: opts.LockTimeout,
 		// The map freelist stays fast when constant deletes fragment the
@@ -328,13 +363,25 @@ func openStore(path string, opts storeOptions) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open relay store %s: %w", path, err)
 	}
-	replaced, err := migrateStore(db, path, opts)
+	// The key file is opened after bbolt's lock is held: a relay that
+	// holds the store holds its key file too.
+	ring, err := openKeyRing(keyPath(path), opts.MessageUnit, false)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open relay store %s: %w", path, err)
 	}
+	fail := func(err error) (*store, error) {
+		db.Close()
+		ring.Close()
+		return nil, fmt.Errorf("open relay store %s: %w", path, err)
+	}
+	replaced, err := migrateStore(db, path, opts, ring)
+	if err != nil {
+		return fail(err)
+	}
 	if replaced {
 		if db, err = openBolt(path, boltOpts); err != nil {
+			ring.Close()
 			return nil, fmt.Errorf("open relay store %s: %w", path, err)
 		}
 	}
@@ -344,15 +391,14 @@ func openStore(path string, opts storeOptions) (*store, error) {
 		}
 		return initLinks(tx)
 	}); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open relay store %s: %w", path, err)
+		return fail(err)
 	}
 	var total storeCounts
 	if err := db.Update(func(tx *bbolt.Tx) error { return loadCounts(tx, &total) }); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open relay store %s: %w", path, err)
+		return fail(err)
 	}
 	s := &store{
+		ring:     ring,
 		db:       db,
 		maxBatch: opts.MaxBatch,
 		gather:   opts.GatherWait,
@@ -368,6 +414,7 @@ func openStore(path string, opts storeOptions) (*store, error) {
 		onTrim:      opts.OnTrim,
 	}
 	s.total.add(total.snapshot())
+	s.freed.Store(true) // the free pages may hold anything: the first scrub overwrites them
 	go s.loop()
 	if canDropMapping && s.mappedLimit > 0 {
 		go s.trimLoop()
@@ -411,6 +458,9 @@ func initStore(tx *bbolt.Tx) error {
 			return fmt.Errorf("%w: bucket %q missing", errCorrupt, name)
 		}
 	}
+	if tx.Bucket(bucketScrub) != nil { // left by a crash during a scrub
+		return tx.DeleteBucket(bucketScrub)
+	}
 	return nil
 }
 
@@ -437,6 +487,9 @@ func (s *store) Close() error {
 			break
 		}
 		s.closeErr = s.db.Close()
+		if err := s.ring.Close(); s.closeErr == nil {
+			s.closeErr = err
+		}
 	})
 	return s.closeErr
 }
@@ -546,6 +599,7 @@ func (s *store) commit(batch []*storeOp) {
 			delta = countDelta{}
 			b := bucketsOf(tx)
 			b.delta = &delta
+			b.freed = &s.freed
 			for i, op := range batch {
 				op.err = op.apply(b)
 				if op.err != nil && !isDomainError(op.err) {
@@ -669,7 +723,7 @@ type readBuckets uint8
 const (
 	readQueues readBuckets = 1 << iota
 	readSenders
-	readMessages
+	readMessages // with the expiry index, which holds the message keys
 	readLinks
 )
 
@@ -686,6 +740,7 @@ func (s *store) view(which readBuckets, fn func(b storeTx) error) error {
 		}
 		if which&readMessages != 0 {
 			b.messages = tx.Bucket(bucketMessages)
+			b.expiry = tx.Bucket(bucketExpiry)
 		}
 		if which&readLinks != 0 {
 			b.links = tx.Bucket(bucketLinks)
@@ -727,7 +782,7 @@ func (s *store) queueBySender(sid queue.ID) (rec queueRecord, ok bool, err error
 // firstMessage returns the oldest message of queue rid; ok is false when the
 // queue holds none (or does not exist). Body is a copy.
 func (s *store) firstMessage(rid queue.ID) (msg storedMessage, ok bool, err error) {
-	ok, err = s.readFirstMessage(rid, func(m storedMessage) {
+	ok, err = s.readFirstMessage(rid, nil, func(m storedMessage) {
 		m.Body = bytes.Clone(m.Body)
 		if m.Body == nil {
 			m.Body = []byte{}
@@ -737,27 +792,68 @@ func (s *store) firstMessage(rid queue.ID) (msg storedMessage, ok bool, err erro
 	return msg, ok, err
 }
 
-// readFirstMessage calls fn with the oldest message of queue rid inside a
-// read transaction, and returns false, without calling fn, when the queue
-// has none or does not exist. m.Body aliases the store's memory map: fn
-// must not modify it or keep it after it returns, and must not block
-// (bbolt cannot grow its mapping while a read transaction is open).
-// Delivery seals the body straight from there, without a copy.
-func (s *store) readFirstMessage(rid queue.ID, fn func(m storedMessage)) (ok bool, err error) {
-	err = s.view(readMessages, func(b storeTx) error {
-		_, v, found := b.head(rid)
-		if !found {
+// readFirstMessage calls fn with the oldest message of queue rid, opened
+// (atrest.go), and returns false, without calling fn, when the queue has
+// none or does not exist. If want is not nil and returns false for the
+// message's ID, the body is not opened and fn is not called (ok is
+// true). m.Body is scratch space of the store: fn must not modify it or
+// keep it after it returns, and must not block (it runs inside a read
+// transaction, and bbolt cannot grow its mapping while one is open).
+func (s *store) readFirstMessage(rid queue.ID, want func(id queue.ID) bool, fn func(m storedMessage)) (ok bool, err error) {
+	bp, _ := s.bodies.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, queue.MaxMessageSize)
+		bp = &b
+	}
+	defer s.bodies.Put(bp)
+	for try := 0; ; try++ {
+		ok = false
+		err = s.view(readMessages, func(b storeTx) error {
+			seq, v, found := b.head(rid)
+			if !found {
+				return nil
+			}
+			m, g, err := b.openMessage(s.ring, rid, seq, v)
+			if err != nil {
+				return err
+			}
+			id, err := m.openID(g)
+			if err != nil {
+				return err
+			}
+			ok = true
+			if want != nil && !want(id) {
+				return nil
+			}
+			body, err := m.openBody(g, (*bp)[:0])
+			if err != nil {
+				return err
+			}
+			fn(storedMessage{ID: id, Timestamp: m.Timestamp, Body: body})
 			return nil
+		})
+		// A rotation may have erased the key that wrapped the message's
+		// key after this transaction began: the next one sees the key
+		// wrapped again.
+		if !errors.Is(err, errKeyGone) || try > 0 {
+			return ok, err
 		}
-		m, err := decodeMessage(v)
-		if err != nil {
-			return err
-		}
-		fn(m)
-		ok = true
-		return nil
-	})
-	return ok, err
+	}
+}
+
+// openMessage decodes the message value v of queue rid's message seq and
+// returns the AEAD of its message key, unwrapped from its expiry entry.
+func (b storeTx) openMessage(ring *keyRing, rid queue.ID, seq uint64, v []byte) (sealedMessage, cipher.AEAD, error) {
+	m, err := decodeMessage(v)
+	if err != nil {
+		return m, nil, err
+	}
+	ek := expiryKey(m.Timestamp, rid, seq)
+	mk, err := unwrapKey(ring, b.expiry.Get(ek), ek)
+	if err != nil {
+		return m, nil, err
+	}
+	return m, messageAEAD(&mk), nil
 }
 
 // countQueues returns the number of queues. It walks the pages of the
@@ -899,19 +995,22 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 	// buffer that finish returns (it runs once, when bbolt no longer holds
 	// the value); a smaller one in a buffer of its own size, so that the
 	// operations waiting for a commit do not each hold 16 KiB.
+	// The message is sealed under a key of its own here, outside the
+	// commit loop, which only wraps the key (atrest.go).
 	var (
 		vp  *[]byte // the pooled buffer, if val is in one
 		val []byte
+		mk  = newMessageKey()
 	)
-	if n := messageHeaderSize + len(msg.Body); n > messageValueCap/2 {
+	if n := messageOverhead + len(msg.Body); n > messageValueCap/2 {
 		vp, _ = s.values.Get().(*[]byte)
 		if vp == nil {
 			b := make([]byte, 0, messageValueCap)
 			vp = &b
 		}
-		val = appendMessage((*vp)[:0], msg)
+		val = sealMessage((*vp)[:0], &mk, msg)
 	} else {
-		val = appendMessage(make([]byte, 0, n), msg)
+		val = sealMessage(make([]byte, 0, n), &mk, msg)
 	}
 	ts := msg.Timestamp
 	ch := make(chan sendResult, 1)
@@ -945,11 +1044,16 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 				return errQuota
 			}
 			first = n == 0
+			key, err := s.ring.currentKey(time.Now())
+			if err != nil {
+				return err
+			}
 			if err := b.messages.Put(messageKey(rid, seq), val); err != nil {
 				return err
 			}
 			b.count(0, 1, int64(len(val)))
-			return b.expiry.Put(expiryKey(ts, rid, seq), []byte{})
+			ek := expiryKey(ts, rid, seq)
+			return b.expiry.Put(ek, wrapKey(key, &mk, ek))
 		},
 		finish: func(err error) {
 			if vp != nil {
@@ -980,11 +1084,15 @@ func (s *store) ackMessage(ctx context.Context, rid queue.ID, msgID queue.ID) (<
 		if !ok {
 			return errNotFound
 		}
-		m, err := decodeMessage(v)
+		m, g, err := b.openMessage(s.ring, rid, seq, v)
 		if err != nil {
 			return err
 		}
-		if m.ID != msgID {
+		id, err := m.openID(g)
+		if err != nil {
+			return err
+		}
+		if id != msgID {
 			return errNotFound
 		}
 		n := int64(len(v))
@@ -1052,6 +1160,240 @@ func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch i
 	}
 }
 
+// rotate erases the ring keys that can be erased (see atrest.go): it
+// wraps again, under the current ring key, every message key wrapped
+// under a key of a period before now's, in transactions of at most batch
+// (batch < 1 means 1000) through the commit loop, and then erases from
+// the key file, synced, those keys and every other key (but the current
+// one) that wraps no message key. It returns the numbers of message keys
+// wrapped again and of ring keys erased. Once ctx is done it starts no
+// new transaction and erases nothing. A message key whose ring key is
+// gone is left as it is (CheckStore reports it).
+func (s *store) rotate(ctx context.Context, now time.Time, batch int) (rewrapped, erased int, err error) {
+	if batch < 1 {
+		batch = defaultSweepBatch
+	}
+	// The candidates: every key there is now but the current one, if it
+	// is of now's period. A key of an earlier period is never current
+	// again (epochOf never goes back), so once its message keys are
+	// wrapped again nothing uses it; a key of now's period that is not
+	// current (adopted from a backup, or made before a crash) wraps no new
+	// message key, so if the walk finds none wrapped under it, none is.
+	old := make(map[uint64]bool) // id -> of an earlier period
+	s.ring.mu.Lock()
+	epoch := s.ring.epochOf(now)
+	for id, key := range s.ring.keys {
+		if key != s.ring.current || key.epoch < epoch {
+			old[id] = key.epoch < epoch
+		}
+	}
+	s.ring.mu.Unlock()
+	if len(old) == 0 {
+		return 0, 0, nil
+	}
+	used := make(map[uint64]bool)
+	var after []byte // the last expiry entry visited
+	for {
+		if err := ctx.Err(); err != nil {
+			return rewrapped, 0, err
+		}
+		var (
+			n    int
+			next []byte
+			done bool
+			refs []uint64
+		)
+		ch, err := s.submitErr(ctx, func(b storeTx) error {
+			n, next, done, refs = 0, nil, false, refs[:0] // apply may run again
+			type put struct{ k, v []byte }
+			var puts []put
+			c := b.expiry.Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for scanned := 0; k != nil && scanned < 8*batch && len(puts) < batch; k, v = c.Next() {
+				scanned++
+				next = k
+				id, ok := wrapKeyID(v)
+				if !ok {
+					return fmt.Errorf("%w: expiry value", errCorrupt)
+				}
+				if !old[id] {
+					refs = append(refs, id)
+					continue
+				}
+				mk, err := unwrapKey(s.ring, v, k)
+				if errors.Is(err, errKeyGone) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				key, err := s.ring.currentKey(now)
+				if err != nil {
+					return err
+				}
+				k := bytes.Clone(k)
+				puts = append(puts, put{k, wrapKey(key, &mk, k)})
+			}
+			done = k == nil
+			next = bytes.Clone(next)
+			// The cursor is not used after the writes.
+			for _, p := range puts {
+				if err := b.expiry.Put(p.k, p.v); err != nil {
+					return err
+				}
+			}
+			n = len(puts)
+			return nil
+		})
+		if err != nil {
+			return rewrapped, 0, err
+		}
+		select {
+		case err := <-ch:
+			if err != nil {
+				return rewrapped, 0, err
+			}
+		case <-ctx.Done():
+			return rewrapped, 0, ctx.Err()
+		}
+		rewrapped += n
+		for _, id := range refs {
+			used[id] = true
+		}
+		if next != nil {
+			after = next
+		}
+		if done {
+			break
+		}
+	}
+	erase := make(map[uint64]bool)
+	for id, earlier := range old {
+		if earlier || !used[id] {
+			erase[id] = true
+		}
+	}
+	// A backup unwraps message keys of its read transaction, which may
+	// be older than the walk: it holds rotMu for reading meanwhile.
+	s.rotMu.Lock()
+	defer s.rotMu.Unlock()
+	erased, err = s.ring.erase(erase)
+	return rewrapped, erased, err
+}
+
+// scrubChunk is the most free pages one transaction of scrub
+// overwrites: 4 MiB of 4 KiB pages.
+const scrubChunk = 1024
+
+// bucketScrub is the bucket of filler that scrub writes and deletes; a
+// file that holds it (a crash during a scrub) loses it at open.
+var bucketScrub = []byte("scrub")
+
+// scrub overwrites the file's free pages with zeros, if a queue or link
+// data was deleted since the last scrub (or the store opened): bbolt never
+// overwrites a page it frees, so a deleted queue's record and index
+// entries (its IDs and keys) stay in free pages until bbolt reuses them.
+// In transactions of the commit loop, it fills a bucket with values of
+// zeros, two to a page, so that bbolt allocates them one page at a time,
+// which takes every free page before the file grows, until a transaction
+// leaves no free page (two at least, so that pages freed before the first
+// and then held back for read transactions are released and taken too),
+// and then deletes the bucket: its pages, free again, hold zeros. So every
+// page freed before the scrub began is overwritten when it ends, except
+// pages that a backup that was copying meanwhile still held (the next
+// scrub takes them). It returns the pages written. A busy relay frees
+// pages while the scrub runs; it stops after as many rounds as the free
+// pages at its start need, and eight more.
+func (s *store) scrub(ctx context.Context) (pages int, err error) {
+	if !s.freed.Swap(false) {
+		return 0, nil
+	}
+	defer func() {
+		if err != nil {
+			s.freed.Store(true)
+		}
+	}()
+	var pageSize int
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		pageSize = tx.DB().Info().PageSize
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	// Two values and their headers (16 bytes each, and an 8-byte key) fit
+	// a page with its 16-byte header; three do not.
+	filler := make([]byte, (pageSize-16)/2-16-8-8)
+	start := s.db.Stats()
+	rounds := (start.FreePageN+start.PendingPageN)/scrubChunk + 8
+	var key uint64
+	for round := 0; ; round++ {
+		st := s.db.Stats()
+		if round >= 2 && st.FreePageN == 0 || round >= rounds {
+			break
+		}
+		if s.backups.Load() > 0 {
+			s.freed.Store(true)
+		}
+		n := min(scrubChunk, st.FreePageN+st.PendingPageN+1)
+		first := key
+		ch, err := s.submitErr(ctx, func(b storeTx) error {
+			bk, err := b.tx.CreateBucketIfNotExists(bucketScrub)
+			if err != nil {
+				return err
+			}
+			bk.FillPercent = 1
+			for i := range uint64(2 * n) {
+				if err := bk.Put(binary.BigEndian.AppendUint64(nil, first+i), filler); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			err = wait(ctx, ch)
+		}
+		if err != nil {
+			s.dropScrub(ctx)
+			return pages, err
+		}
+		key += uint64(2 * n)
+		pages += n
+	}
+	if s.backups.Load() > 0 {
+		s.freed.Store(true)
+	}
+	return pages, s.dropScrub(ctx)
+}
+
+// dropScrub deletes scrub's bucket, if there is one.
+func (s *store) dropScrub(ctx context.Context) error {
+	ch, err := s.submitErr(ctx, func(b storeTx) error {
+		if b.tx.Bucket(bucketScrub) == nil {
+			return nil
+		}
+		return b.tx.DeleteBucket(bucketScrub)
+	})
+	if err != nil {
+		return err
+	}
+	return wait(ctx, ch)
+}
+
+// wait returns the result of a submitted operation, or ctx's error.
+func wait(ctx context.Context, ch <-chan error) error {
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // storeTx holds the buckets of one transaction.
 type storeTx struct {
 	meta, queues, senders, messages, expiry, unsecured *bbolt.Bucket
@@ -1061,6 +1403,17 @@ type storeTx struct {
 	// delta, in the commit loop's transactions, gathers the changes of
 	// the counts; nil in read transactions.
 	delta *countDelta
+	// tx is the transaction; freed, in the commit loop's transactions,
+	// is set when a queue or link data is deleted (scrub).
+	tx    *bbolt.Tx
+	freed *atomic.Bool
+}
+
+// noteFreed records that the transaction deletes what scrub overwrites.
+func (b storeTx) noteFreed() {
+	if b.freed != nil {
+		b.freed.Store(true)
+	}
 }
 
 // countDelta is a change of the store's counts. links is kept in memory
@@ -1164,6 +1517,7 @@ func bucketsOf(tx *bbolt.Tx) storeTx {
 
 		links:      tx.Bucket(bucketLinks),
 		queueLinks: tx.Bucket(bucketQueueLinks),
+		tx:         tx,
 	}
 }
 
@@ -1280,6 +1634,7 @@ func (b storeTx) deleteQueue(q *queueState) (msgs int, err error) {
 		b.count(0, -1, -n)
 		msgs++
 	}
+	b.noteFreed()
 	if err := b.senders.Delete(q.SenderID[:]); err != nil {
 		return msgs, err
 	}
@@ -1397,13 +1752,12 @@ func before(k []byte, t int64) bool {
 
 // Key and value encodings; see "Layout" in the file comment.
 const (
-	messageKeySize    = queue.IDSize + 8
-	expiryKeySize     = 8 + queue.IDSize + 8
-	unsecuredKeySize  = 8 + queue.IDSize
-	messageHeaderSize = queue.IDSize + 8
+	messageKeySize   = queue.IDSize + 8
+	expiryKeySize    = 8 + queue.IDSize + 8
+	unsecuredKeySize = 8 + queue.IDSize
 	// messageValueCap is the capacity of addMessage's pooled value
 	// buffers: a stored message of the largest body.
-	messageValueCap = messageHeaderSize + queue.MaxMessageSize
+	messageValueCap = messageOverhead + queue.MaxMessageSize
 )
 
 func messageKey(rid queue.ID, seq uint64) []byte {
@@ -1423,22 +1777,4 @@ func unsecuredKey(created int64, rid queue.ID) []byte {
 	k := make([]byte, 0, unsecuredKeySize)
 	k = binary.BigEndian.AppendUint64(k, uint64(created))
 	return append(k, rid[:]...)
-}
-
-func appendMessage(dst []byte, m storedMessage) []byte {
-	dst = append(dst, m.ID[:]...)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(m.Timestamp))
-	return append(dst, m.Body...)
-}
-
-// decodeMessage parses a message value; Body aliases v.
-func decodeMessage(v []byte) (storedMessage, error) {
-	var m storedMessage
-	if len(v) < messageHeaderSize || len(v)-messageHeaderSize > queue.MaxMessageSize {
-		return m, fmt.Errorf("%w: message", errCorrupt)
-	}
-	copy(m.ID[:], v)
-	m.Timestamp = int64(binary.BigEndian.Uint64(v[queue.IDSize:]))
-	m.Body = v[messageHeaderSize:]
-	return m, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -103,6 +104,23 @@ func send(t testing.TB, s *store, sid queue.ID, body string, ts int64, quota int
 	t.Helper()
 	m := storedMessage{ID: queue.NewID(), Timestamp: ts, Body: []byte(body)}
 	return m, sent(s.addMessage(context.Background(), sid, m, quota))
+}
+
+// openStoredMessage opens the message value v of entry k of the
+// messages bucket in tx.
+func openStoredMessage(s *store, tx *bbolt.Tx, k, v []byte) (storedMessage, error) {
+	var rid queue.ID
+	copy(rid[:], k)
+	m, g, err := bucketsOf(tx).openMessage(s.ring, rid, binary.BigEndian.Uint64(k[queue.IDSize:]), v)
+	if err != nil {
+		return storedMessage{}, err
+	}
+	id, err := m.openID(g)
+	if err != nil {
+		return storedMessage{}, err
+	}
+	body, err := m.openBody(g, nil)
+	return storedMessage{ID: id, Timestamp: m.Timestamp, Body: body}, err
 }
 
 // bucketKeys returns the keys of a bucket that start with prefix.
@@ -698,7 +716,7 @@ func TestStoreConcurrentSends(t *testing.T) {
 		for qi, q := range qs {
 			c := tx.Bucket(bucketMessages).Cursor()
 			for k, v := c.Seek(q.RecipientID[:]); bytes.HasPrefix(k, q.RecipientID[:]); k, v = c.Next() {
-				m, err := decodeMessage(v)
+				m, err := openStoredMessage(s, tx, k, v)
 				if err != nil {
 					return err
 				}
@@ -816,7 +834,10 @@ func TestStoreGroupIsolation(t *testing.T) {
 	var bodies []string
 	for _, key := range bucketKeys(t, s, bucketMessages, good.RecipientID[:]) {
 		s.db.View(func(tx *bbolt.Tx) error {
-			m, _ := decodeMessage(tx.Bucket(bucketMessages).Get(key))
+			m, err := openStoredMessage(s, tx, key, tx.Bucket(bucketMessages).Get(key))
+			if err != nil {
+				t.Error(err)
+			}
 			bodies = append(bodies, string(m.Body))
 			return nil
 		})
@@ -1213,7 +1234,7 @@ func TestStoreCounts(t *testing.T) {
 			t.Fatalf("%s: the file holds %d queues, %d messages, %d bytes", what, q, m, b)
 		}
 	}
-	const hdr = messageHeaderSize
+	const hdr = messageOverhead
 	a := createTestQueue(t, s, 1000, &k)
 	b := createTestQueue(t, s, 1000, &k)
 	old := createTestQueue(t, s, 10, nil) // expires unsecured
@@ -1273,7 +1294,7 @@ func BenchmarkStoreReads(b *testing.B) {
 		if _, ok, err := s.queueBySender(q.SenderID); !ok || err != nil {
 			b.Fatal("queueBySender", err)
 		}
-		if ok, err := s.readFirstMessage(q.RecipientID, func(storedMessage) {}); !ok || err != nil {
+		if ok, err := s.readFirstMessage(q.RecipientID, nil, func(storedMessage) {}); !ok || err != nil {
 			b.Fatal("readFirstMessage", err)
 		}
 	}

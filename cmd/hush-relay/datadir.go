@@ -24,11 +24,12 @@ import (
 // The data directory's files.
 const (
 	defaultDataDir = "./hush-relay-data"
-	configFile     = "config.toml"  // settings, written by init (0600: may hold the password)
-	identityFile   = "identity.key" // the long-term Ed25519 identity, PKCS#8 PEM, 0600
-	certFile       = "cert.pem"     // the online certificate chain [online, identity]
-	certKeyFile    = "cert.key"     // the online private key, PKCS#8 PEM, 0600
-	storeFile      = "relay.db"     // the bbolt store of queues and messages
+	configFile     = "config.toml"   // settings, written by init (0600: may hold the password)
+	identityFile   = "identity.key"  // the long-term Ed25519 identity, PKCS#8 PEM, 0600
+	certFile       = "cert.pem"      // the online certificate chain [online, identity]
+	certKeyFile    = "cert.key"      // the online private key, PKCS#8 PEM, 0600
+	storeFile      = "relay.db"      // the bbolt store of queues and messages
+	storeKeysFile  = "relay.db.keys" // the keys of the messages in relay.db, 0600 (created by start)
 )
 
 // renewBefore is how long before its end the online certificate is

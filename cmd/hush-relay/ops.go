@@ -519,7 +519,7 @@ func cmdCheck(ctx context.Context, o *options, store string, env environment) er
 
 	// Key files: readable by the relay's user only.
 	secrets := []string{filepath.Join(dir, identityFile), filepath.Join(dir, certKeyFile), filepath.Join(dir, adminTokenFile),
-		filepath.Join(dir, onionKeyFile), filepath.Join(dir, configFile)}
+		filepath.Join(dir, onionKeyFile), filepath.Join(dir, configFile), filepath.Join(dir, storeKeysFile)}
 	if err == nil && s.file.PasswordFile != "" {
 		p := s.file.PasswordFile
 		if !filepath.IsAbs(p) {
