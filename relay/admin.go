@@ -159,7 +159,7 @@ type Status struct {
 	Queues             int       `json:"queues"`
 	Messages           int       `json:"messages"`
 	// StoredBytes is what Config.MaxStoredBytes caps: the bytes of the
-	// messages held (bodies plus 32 bytes each) and 256 per queue;
+	// messages held (bodies plus 64 bytes each) and 256 per queue;
 	// StorageFull is set while
 	// NEW and SEND are refused for lack of storage.
 	StoredBytes int64 `json:"stored_bytes"`

@@ -108,6 +108,7 @@ type keyRing struct {
 	used     [keySlots]bool
 	current  *ringKey
 	maxEpoch int64 // the highest epoch asked for: the current one never goes back
+	closed   bool  // Close was called on a ring with a file
 }
 
 // keyPath returns the path of the key file of the store at path.
@@ -211,6 +212,9 @@ func (k *keyRing) insert(id uint64, epoch int64, raw [32]byte, slot int) error {
 // writeSlot writes slot i of the file (the key in it, or zeros) and
 // syncs the file. mu must be held.
 func (k *keyRing) writeSlot(i int, key *ringKey) error {
+	if k.closed {
+		return fmt.Errorf("key file: %w", errClosed)
+	}
 	if k.f == nil {
 		return nil
 	}
@@ -374,7 +378,7 @@ func (k *keyRing) Close() error {
 		return nil
 	}
 	err := k.f.Close()
-	k.f = nil
+	k.f, k.closed = nil, true
 	return err
 }
 

@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -64,13 +65,9 @@ type StoreReport struct {
 // or until a write to w fails or ctx is done (it then returns their
 // error).
 func (r *Relay) Backup(ctx context.Context, w io.Writer) (int64, error) {
-	// No key is erased while the copy unwraps the message keys of its
-	// transaction.
-	r.store.rotMu.RLock()
-	defer r.store.rotMu.RUnlock()
 	r.store.backups.Add(1)
 	defer r.store.backups.Add(-1)
-	return backupVia(ctx, r.store.db, r.store.ring, filepath.Dir(r.cfg.StorePath), w)
+	return backupVia(ctx, r.store.db, r.store.ring, &r.store.rotMu, filepath.Dir(r.cfg.StorePath), w)
 }
 
 // BackupStore writes a consistent copy of the store file at path, which no
@@ -87,7 +84,7 @@ func BackupStore(ctx context.Context, path string, w io.Writer) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return backupVia(ctx, db, ring, filepath.Dir(path), w)
+	return backupVia(ctx, db, ring, nil, filepath.Dir(path), w)
 }
 
 // offlineRing returns the keys of the store file db at path: those of its
@@ -126,14 +123,24 @@ func offlineRingAt(db *bbolt.DB, path, keyFile string) (*keyRing, error) {
 
 // backupVia copies the live data of db into a new store file in dir
 // (copyLive), copies that file to w and removes it.
-func backupVia(ctx context.Context, db *bbolt.DB, ring *keyRing, dir string, w io.Writer) (int64, error) {
+//
+// rotMu, if not nil, is held for reading while the copy is made (not
+// while it is sent): no key is erased while the copy unwraps the message
+// keys of its transaction.
+func backupVia(ctx context.Context, db *bbolt.DB, ring *keyRing, rotMu *sync.RWMutex, dir string, w io.Writer) (int64, error) {
 	f, err := os.CreateTemp(dir, ".backup-*.tmp")
 	if err != nil {
 		return 0, fmt.Errorf("backup spool: %w", err)
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
+	if rotMu != nil {
+		rotMu.RLock()
+	}
 	err = db.View(func(tx *bbolt.Tx) error { return copyLive(ctx, tx, f.Name(), ring) })
+	if rotMu != nil {
+		rotMu.RUnlock()
+	}
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		err = errClosed
 	}

@@ -101,7 +101,7 @@ type Config struct {
 	MaxSubscriptions int
 
 	// MaxStoredBytes caps the bytes the store holds: its messages (their
-	// bodies plus 32 bytes each) and 256 bytes per queue. At or above it, NEW and SEND are
+	// bodies plus 64 bytes each) and 256 bytes per queue. At or above it, NEW and SEND are
 	// answered ERR QUOTA while every other command, ACK and DEL included,
 	// works as usual; they are accepted again once messages are
 	// acknowledged, deleted or expire. Default 8 GiB

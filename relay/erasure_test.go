@@ -227,9 +227,7 @@ func TestStoreScanFindsNoAcknowledgedBody(t *testing.T) {
 
 	// A hot backup holds the live message only, under a key of its own.
 	var hot bytes.Buffer
-	s.rotMu.RLock()
-	_, err = backupVia(ctx, s.db, s.ring, dir, &hot)
-	s.rotMu.RUnlock()
+	_, err = backupVia(ctx, s.db, s.ring, &s.rotMu, dir, &hot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,10 +480,8 @@ func TestStoreScanFindsNoDeletedQueue(t *testing.T) {
 	done := waiter[error](t)
 	sent := waiter[sendResult](t)
 	hour := floorTime(time.Now().Unix(), time.Hour)
-	// The scrub of the store's opening first: what follows is what the
-	// scrub of a deletion does.
-	if _, err := s.scrub(ctx); err != nil {
-		t.Fatal(err)
+	if n, err := s.scrub(ctx); err != nil || n != 0 {
+		t.Fatalf("a scrub of a new store: %d pages, %v", n, err)
 	}
 	var live []queueRecord
 	dead := secretSet{}
@@ -543,9 +539,7 @@ func TestStoreScanFindsNoDeletedQueue(t *testing.T) {
 	t.Logf("before the scrub: relay.db's free pages hold %d of the %d IDs and keys of the deleted queues", len(before), len(dead))
 
 	var hot bytes.Buffer
-	s.rotMu.RLock()
-	_, err := backupVia(ctx, s.db, s.ring, dir, &hot)
-	s.rotMu.RUnlock()
+	_, err := backupVia(ctx, s.db, s.ring, &s.rotMu, dir, &hot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -553,6 +547,11 @@ func TestStoreScanFindsNoDeletedQueue(t *testing.T) {
 		t.Errorf("the hot backup holds %d IDs and keys of deleted queues, such as %q", len(got), got[0])
 	}
 
+	// The need for a scrub survives a restart.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, path, storeOptions{})
 	pages, err := s.scrub(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -566,6 +565,13 @@ func TestStoreScanFindsNoDeletedQueue(t *testing.T) {
 	}
 	if n, err := s.scrub(ctx); err != nil || n != 0 {
 		t.Errorf("a scrub with nothing deleted since: %d pages, %v", n, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, path, storeOptions{})
+	if n, err := s.scrub(ctx); err != nil || n != 0 {
+		t.Errorf("a scrub after a restart with nothing deleted since the last: %d pages, %v", n, err)
 	}
 	for _, rec := range live {
 		if _, ok, err := s.firstMessage(rec.RecipientID); err != nil || !ok {

@@ -87,7 +87,9 @@ func (b storeTx) deleteLinkOf(rid queue.ID) error {
 	if id == nil {
 		return nil
 	}
-	b.noteFreed()
+	if err := b.noteFreed(); err != nil {
+		return err
+	}
 	if err := b.links.Delete(bytes.Clone(id)); err != nil {
 		return err
 	}

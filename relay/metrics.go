@@ -239,7 +239,7 @@ var (
 	descStored = prometheus.NewDesc("hush_relay_messages_stored", "Undelivered messages in the store.", nil, nil)
 	descSize   = prometheus.NewDesc("hush_relay_store_size_bytes", "Size of the store file.", nil, nil)
 	descFree   = prometheus.NewDesc("hush_relay_store_free_bytes", "Free space inside the store file, which compact reclaims.", nil, nil)
-	descBytes  = prometheus.NewDesc("hush_relay_stored_bytes", "What the stored-bytes cap bounds: the bytes of the messages held (bodies plus 32 bytes each) and 256 per queue.", nil, nil)
+	descBytes  = prometheus.NewDesc("hush_relay_stored_bytes", "What the stored-bytes cap bounds: the bytes of the messages held (bodies plus 64 bytes each) and 256 per queue.", nil, nil)
 )
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {

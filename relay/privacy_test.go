@@ -208,7 +208,8 @@ func preciseTimes(from, to time.Time, unit time.Duration) secrets {
 
 // TestNoPreciseTimestampAtRest creates queues (secured and not), sends
 // messages, acknowledges some and deletes a queue, and scans the store
-// file for the times of those seconds: it holds queue creation times to
+// file, its key file and a hot backup for the times of those seconds:
+// they hold queue creation times to
 // the UTC day and message times to the hour only (PROTOCOL.md sections 11
 // and 17), and the messages are delivered with their time to the hour.
 func TestNoPreciseTimestampAtRest(t *testing.T) {
@@ -227,6 +228,10 @@ func TestNoPreciseTimestampAtRest(t *testing.T) {
 	if !m.Timestamp.Equal(m.Timestamp.Truncate(time.Hour)) || m.Timestamp.After(time.Now()) || time.Since(m.Timestamp) > time.Hour+time.Minute {
 		t.Errorf("MSG time %v, want the hour it was stored in", m.Timestamp.UTC())
 	}
+	var hot bytes.Buffer
+	if _, err := e.r.Backup(ctx, &hot); err != nil {
+		t.Fatal(err)
+	}
 	to := time.Now()
 	if err := e.r.Close(); err != nil {
 		t.Fatal(err)
@@ -235,8 +240,15 @@ func TestNoPreciseTimestampAtRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := preciseTimes(from.Add(-time.Second), to.Add(time.Second), time.Hour).found(data); len(got) > 0 {
-		t.Errorf("relay.db holds times to the second: %q", got)
+	keys, err := os.ReadFile(e.cfg.StorePath + ".keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	precise := preciseTimes(from.Add(-time.Second), to.Add(time.Second), time.Hour)
+	for what, b := range map[string][]byte{"relay.db": data, "relay.db.keys": keys, "the hot backup": hot.Bytes()} {
+		if got := precise.found(b); len(got) > 0 {
+			t.Errorf("%s holds times to the second: %q", what, got)
+		}
 	}
 	// The scan finds the coarse times, in the store's encoding.
 	day := from.Truncate(24 * time.Hour).Unix()
@@ -478,4 +490,86 @@ func TestStoreFromVersion2(t *testing.T) {
 		t.Errorf("the converted file holds in the clear %q", got)
 	}
 	useConverted(t, e, qs, time.Hour)
+}
+
+// TestRelayErasesKeysAndOverwritesFreePages runs a relay whose message
+// time unit, and so its key period, is a second (a message TTL of 256 s)
+// and whose sweep runs every 100 ms: after a message is acknowledged and
+// a queue deleted, the relay itself erases every key from relay.db.keys
+// and overwrites the deleted queue's IDs in relay.db, within a few key
+// periods, while the queue it keeps still delivers (the wiring of
+// TestStoreScanFindsNoAcknowledgedBody and TestStoreScanFindsNoDeletedQueue
+// into the relay's sweep).
+func TestRelayErasesKeysAndOverwritesFreePages(t *testing.T) {
+	e := startE2ERelay(t, func(c *relay.Config) {
+		c.MessageTTL = 256 * time.Second
+		c.SweepInterval = 100 * time.Millisecond
+	})
+	ctx := e2eContext(t)
+	rc := e.dial(ctx, link.TransportTCP)
+	kept, ksk := e2eSecuredQueue(t, ctx, rc)
+	gone, gsk := e2eSecuredQueue(t, ctx, rc)
+	for _, q := range []struct {
+		q  link.Queue
+		sk *ecdh.PrivateKey
+	}{{kept, ksk}, {gone, gsk}} {
+		if err := rc.Send(ctx, q.q.SenderID, q.sk, privacyBody(5000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := rc.Get(ctx, gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Ack(ctx, gone, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	keysAt := func() map[string]bool {
+		b, err := os.ReadFile(e.cfg.StorePath + ".keys")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := map[string]bool{}
+		for i := 16; i+48 <= len(b); i += 48 {
+			if id := binary.BigEndian.Uint64(b[i:]); id != 0 {
+				keys[hex.EncodeToString(b[i+16:i+48])] = true
+			}
+		}
+		return keys
+	}
+	first := keysAt()
+	if len(first) == 0 {
+		t.Fatal("relay.db.keys holds no key after a SEND")
+	}
+	if err := rc.Delete(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		now, db := keysAt(), mustRead(t, e.cfg.StorePath)
+		erased := true
+		for k := range first {
+			erased = erased && !now[k]
+		}
+		if erased && !bytes.Contains(db, gone.RecipientID[:]) && !bytes.Contains(db, gone.SenderID[:]) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the relay did not erase the first keys (%v) or overwrite the deleted queue's IDs (%v, %v)", erased,
+				bytes.Contains(db, gone.RecipientID[:]), bytes.Contains(db, gone.SenderID[:]))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if _, err := rc.Get(ctx, kept); err != nil {
+		t.Fatalf("the kept queue's message after the erasure: %v", err)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

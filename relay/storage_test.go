@@ -23,7 +23,7 @@ func TestStorageFull(t *testing.T) {
 	const body = 1000
 	rl := relaytest.New(t, func(c *relay.Config) {
 		c.NewRate, c.SendRate = 1e6, 1e6
-		c.MaxStoredBytes = 2*256 + 10*(body+32) // two queues and ten messages
+		c.MaxStoredBytes = 2*256 + 10*(body+64) // two queues and ten messages
 	})
 	base := adminServer(t, rl.Relay)
 	w := dialWire(t, rl.HostPort, wireTCP)
@@ -56,8 +56,8 @@ func TestStorageFull(t *testing.T) {
 	if got := metricValue(t, fams, "hush_relay_storage_refusals_total", ""); got != 2 {
 		t.Fatalf("storage_refusals_total = %v, want 2", got)
 	}
-	if got := metricValue(t, fams, "hush_relay_stored_bytes", ""); got != 2*256+10*(body+32) {
-		t.Fatalf("stored_bytes = %v, want %d", got, 2*256+10*(body+32))
+	if got := metricValue(t, fams, "hush_relay_stored_bytes", ""); got != 2*256+10*(body+64) {
+		t.Fatalf("stored_bytes = %v, want %d", got, 2*256+10*(body+64))
 	}
 
 	// DEL works while full.
@@ -89,7 +89,7 @@ func TestStorageFull(t *testing.T) {
 	}{
 		{"hush_relay_queues", 2},
 		{"hush_relay_messages_stored", 1},
-		{"hush_relay_stored_bytes", 2*256 + 5 + 32},
+		{"hush_relay_stored_bytes", 2*256 + 5 + 64},
 	} {
 		if got := metricValue(t, fams, m.name, ""); got != m.want {
 			t.Errorf("after a restart, %s = %v, want %v", m.name, got, m.want)

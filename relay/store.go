@@ -111,6 +111,7 @@ var (
 	bucketRingKeys  = []byte("keys")
 	metaVersionKey  = []byte("version")
 	metaCountsKey   = []byte("counts")
+	metaScrubKey    = []byte("scrub")
 )
 
 // Default storeOptions.
@@ -414,7 +415,12 @@ func openStore(path string, opts storeOptions) (*store, error) {
 		onTrim:      opts.OnTrim,
 	}
 	s.total.add(total.snapshot())
-	s.freed.Store(true) // the free pages may hold anything: the first scrub overwrites them
+	if err := db.View(func(tx *bbolt.Tx) error {
+		s.freed.Store(tx.Bucket(bucketMeta).Get(metaScrubKey) != nil)
+		return nil
+	}); err != nil {
+		return fail(err)
+	}
 	go s.loop()
 	if canDropMapping && s.mappedLimit > 0 {
 		go s.trimLoop()
@@ -1193,20 +1199,14 @@ func (s *store) rotate(ctx context.Context, now time.Time, batch int) (rewrapped
 	}
 	used := make(map[uint64]bool)
 	var after []byte // the last expiry entry visited
-	for {
+	for done := false; !done; {
 		if err := ctx.Err(); err != nil {
 			return rewrapped, 0, err
 		}
-		var (
-			n    int
-			next []byte
-			done bool
-			refs []uint64
-		)
-		ch, err := s.submitErr(ctx, func(b storeTx) error {
-			n, next, done, refs = 0, nil, false, refs[:0] // apply may run again
-			type put struct{ k, v []byte }
-			var puts []put
+		// The walk reads; only entries to wrap again cost a write.
+		var found [][]byte
+		err := s.view(readMessages, func(b storeTx) error {
+			found = found[:0]
 			c := b.expiry.Cursor()
 			k, v := c.First()
 			if after != nil {
@@ -1214,16 +1214,39 @@ func (s *store) rotate(ctx context.Context, now time.Time, batch int) (rewrapped
 					k, v = c.Next()
 				}
 			}
-			for scanned := 0; k != nil && scanned < 8*batch && len(puts) < batch; k, v = c.Next() {
+			var last []byte
+			for scanned := 0; k != nil && scanned < 8*batch && len(found) < batch; k, v = c.Next() {
 				scanned++
-				next = k
+				last = k
 				id, ok := wrapKeyID(v)
 				if !ok {
 					return fmt.Errorf("%w: expiry value", errCorrupt)
 				}
-				if !old[id] {
-					refs = append(refs, id)
-					continue
+				if old[id] {
+					found = append(found, bytes.Clone(k))
+				} else {
+					used[id] = true
+				}
+			}
+			done = k == nil
+			if last != nil {
+				after = bytes.Clone(last)
+			}
+			return nil
+		})
+		if err != nil {
+			return rewrapped, 0, err
+		}
+		if len(found) == 0 {
+			continue
+		}
+		var n int
+		ch, err := s.submitErr(ctx, func(b storeTx) error {
+			n = 0 // apply may run again
+			for _, k := range found {
+				v := b.expiry.Get(k)
+				if id, ok := wrapKeyID(v); !ok || !old[id] {
+					continue // gone, or wrapped again meanwhile
 				}
 				mk, err := unwrapKey(s.ring, v, k)
 				if errors.Is(err, errKeyGone) {
@@ -1236,41 +1259,20 @@ func (s *store) rotate(ctx context.Context, now time.Time, batch int) (rewrapped
 				if err != nil {
 					return err
 				}
-				k := bytes.Clone(k)
-				puts = append(puts, put{k, wrapKey(key, &mk, k)})
-			}
-			done = k == nil
-			next = bytes.Clone(next)
-			// The cursor is not used after the writes.
-			for _, p := range puts {
-				if err := b.expiry.Put(p.k, p.v); err != nil {
+				if err := b.expiry.Put(k, wrapKey(key, &mk, k)); err != nil {
 					return err
 				}
+				n++
 			}
-			n = len(puts)
 			return nil
 		})
+		if err == nil {
+			err = wait(ctx, ch)
+		}
 		if err != nil {
 			return rewrapped, 0, err
 		}
-		select {
-		case err := <-ch:
-			if err != nil {
-				return rewrapped, 0, err
-			}
-		case <-ctx.Done():
-			return rewrapped, 0, ctx.Err()
-		}
 		rewrapped += n
-		for _, id := range refs {
-			used[id] = true
-		}
-		if next != nil {
-			after = next
-		}
-		if done {
-			break
-		}
 	}
 	erase := make(map[uint64]bool)
 	for id, earlier := range old {
@@ -1358,6 +1360,7 @@ func (s *store) scrub(ctx context.Context) (pages int, err error) {
 			err = wait(ctx, ch)
 		}
 		if err != nil {
+			s.freed.Store(true)
 			s.dropScrub(ctx)
 			return pages, err
 		}
@@ -1370,9 +1373,15 @@ func (s *store) scrub(ctx context.Context) (pages int, err error) {
 	return pages, s.dropScrub(ctx)
 }
 
-// dropScrub deletes scrub's bucket, if there is one.
+// dropScrub deletes scrub's bucket, if there is one, and the "scrub" key
+// of the meta bucket unless a deletion since the scrub began set it again.
 func (s *store) dropScrub(ctx context.Context) error {
 	ch, err := s.submitErr(ctx, func(b storeTx) error {
+		if !s.freed.Load() {
+			if err := b.meta.Delete(metaScrubKey); err != nil {
+				return err
+			}
+		}
 		if b.tx.Bucket(bucketScrub) == nil {
 			return nil
 		}
@@ -1409,11 +1418,15 @@ type storeTx struct {
 	freed *atomic.Bool
 }
 
-// noteFreed records that the transaction deletes what scrub overwrites.
-func (b storeTx) noteFreed() {
-	if b.freed != nil {
-		b.freed.Store(true)
+// noteFreed records that the transaction deletes what scrub overwrites,
+// in memory and in the file (the "scrub" key of the meta bucket), so that
+// a restart does not forget it.
+func (b storeTx) noteFreed() error {
+	if b.freed == nil {
+		return nil
 	}
+	b.freed.Store(true)
+	return b.meta.Put(metaScrubKey, []byte{1})
 }
 
 // countDelta is a change of the store's counts. links is kept in memory
@@ -1456,7 +1469,7 @@ func (c *storeCounts) snapshot() countDelta {
 const queueCost = 256
 
 // storedBytes returns what the relay's stored-bytes cap bounds: the bytes
-// of the message values held (bodies plus 32 bytes each), queueCost per
+// of the message values held (bodies plus 64 bytes each), queueCost per
 // queue and linkCost per link.
 func (s *store) storedBytes() int64 {
 	c := s.total.snapshot()
@@ -1634,7 +1647,9 @@ func (b storeTx) deleteQueue(q *queueState) (msgs int, err error) {
 		b.count(0, -1, -n)
 		msgs++
 	}
-	b.noteFreed()
+	if err := b.noteFreed(); err != nil {
+		return msgs, err
+	}
 	if err := b.senders.Delete(q.SenderID[:]); err != nil {
 		return msgs, err
 	}
