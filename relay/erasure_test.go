@@ -585,3 +585,36 @@ func TestStoreScanFindsNoDeletedQueue(t *testing.T) {
 		t.Errorf("CheckStore after the scrub: %+v %v", rep, err)
 	}
 }
+
+// TestOfflineBackupOfVersion2 backs up a stopped store of format version
+// 2 (as hush-relay backup does before the new relay first opened it): the
+// copy keeps that format, and restore converts it.
+func TestOfflineBackupOfVersion2(t *testing.T) {
+	old, err := os.ReadFile("testdata/store-v2/relay.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "old.db")
+	if err := os.WriteFile(path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if _, err := BackupStore(context.Background(), path, &b); err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(dir, "backup.db")
+	if err := os.WriteFile(backup, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := RestoreStore(backup, filepath.Join(dir, "relay.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Queues != 4 || rep.Messages != 7 {
+		t.Errorf("restored: %+v, want 4 queues and 7 messages", rep)
+	}
+	if bytes.Contains(readFile(t, filepath.Join(dir, "relay.db")), []byte("v2 messages body 0")) {
+		t.Error("the restored store holds a body in the clear")
+	}
+}

@@ -109,6 +109,14 @@ func copyLive(ctx context.Context, tx *bbolt.Tx, path string, ring *keyRing) err
 		return fmt.Errorf("backup spool: %w", err)
 	}
 	bk := ring.detachedKey()
+	// A file of an older format (an offline backup before the relay
+	// converted it) is copied as it is: restore converts it.
+	sealed := true
+	if meta := tx.Bucket(bucketMeta); meta != nil {
+		if v := meta.Get(metaVersionKey); len(v) == 1 && v[0] < storeVersion {
+			sealed = false
+		}
+	}
 	err = tx.ForEach(func(name []byte, src *bbolt.Bucket) error {
 		if bytes.Equal(name, bucketRingKeys) || bytes.Equal(name, bucketScrub) {
 			return nil // a copy of a copy: its keys are replaced; scrub's filler
@@ -120,7 +128,7 @@ func copyLive(ctx context.Context, tx *bbolt.Tx, path string, ring *keyRing) err
 		if err := b.SetSequence(src.Sequence()); err != nil {
 			return err
 		}
-		expiry := bytes.Equal(name, bucketExpiry)
+		expiry := sealed && bytes.Equal(name, bucketExpiry)
 		c := src.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if v == nil {
@@ -142,7 +150,7 @@ func copyLive(ctx context.Context, tx *bbolt.Tx, path string, ring *keyRing) err
 		}
 		return nil
 	})
-	if err == nil {
+	if err == nil && sealed {
 		err = w.put(bucketRingKeys, binary.BigEndian.AppendUint64(nil, bk.id), encodeKeyEntry(bk), true)
 	}
 	if err != nil {

@@ -448,6 +448,14 @@ func TestCheck(t *testing.T) {
 	if err := os.WriteFile(intact, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// With its key file: a store's messages cannot be read without it.
+	keys, err := os.ReadFile(filepath.Join(dir, storeKeysFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(intact+".keys", keys, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for i := 2 * 4096; i < len(data); i++ {
 		data[i] = byte(i*7 + 3)
 	}
