@@ -31,6 +31,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http/httptest"
 	"net/netip"
@@ -141,6 +142,9 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 		// packets of its earlier run's connections with a stateless reset
 		// their clients recognise, as hush-relay does.
 		StatelessResetKey: relay.StatelessResetKey(identity),
+		// Warnings (refused connections, with the cap that refused them)
+		// go to stderr, with hush-bench's progress lines.
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		return err

@@ -4,13 +4,14 @@ package main
 
 // The idle scenario. Up to this machine's descriptor limit (20,000 per
 // process, which hush-bench cannot raise) one process cannot hold both ends
-// of the sessions, and the relay's per-address cap (256 by default) would
-// refuse them from one address: the sessions are held by --procs client
-// processes (hush-bench itself, with the hidden idle-client command), each
-// dialing from source addresses 127.0.0.2, 127.0.0.3, ..., --per-address
-// sessions from each. The started relay keeps its default per-address cap
-// and gets a relay-wide cap (MaxSessions) of the sessions plus room for
-// the warm-up and the probe client.
+// of the sessions, and the relay's per-address and per-prefix caps (256
+// and 1024 by default) would refuse them from one address or one /24: the
+// sessions are held by --procs client processes (hush-bench itself, with
+// the hidden idle-client command), each dialing from source addresses in
+// 127.1.0.0/24, 127.1.1.0/24, ... (see idleSource), --per-address sessions
+// from each. The started relay keeps its default per-address and
+// per-prefix caps and gets a relay-wide cap (MaxSessions) of the sessions
+// plus room for the warm-up and the probe client.
 //
 // The idle-client command prints "ready <dials retried>" once its sessions are open and
 // have each answered a PING (or "error <text>"), then reads commands on
@@ -44,9 +45,15 @@ import (
 	"github.com/hushrelay/hush/relay"
 )
 
-// idleFirstSource is the first source address of the idle sessions;
-// 127.0.0.1, which the relay child does not cap, is the probe's.
-var idleFirstSource = netip.AddrFrom4([4]byte{127, 0, 0, 2})
+// The idle sessions come from 127.1.0.2 to 127.1.0.5, 127.1.1.2 to
+// 127.1.1.5, and so on: idleAddrsPerPrefix addresses in each /24, so that
+// with --per-address 200 a network holds 800 sessions, under the relay's
+// default per-prefix cap (1024). 127.0.0.1, which the relay child does not
+// cap, is the probe's.
+const (
+	idleAddrsPerPrefix = 4
+	idleMaxAddresses   = idleAddrsPerPrefix * 256 * 64 // 127.1.0.0 to 127.64.255.255
+)
 
 // idleSessionsPerProc is the default share of one client process.
 const idleSessionsPerProc = 5000
@@ -77,6 +84,7 @@ type idleResult struct {
 	// default).
 	Procs            int     `json:"procs"`
 	Addresses        int     `json:"addresses"`
+	Prefixes         int     `json:"prefixes"` // /24 networks of the addresses
 	RelayMaxSessions int     `json:"relay_max_sessions"`
 	OpenSeconds      float64 `json:"open_s"` // to open (and PING) every session
 	// DialRetries counts dials that failed and were tried again (at most
@@ -117,7 +125,7 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	addCommonFlags(fs, &o.commonOptions)
 	fs.IntVar(&o.sessions, "sessions", 1000, "idle sessions to open (K)")
 	fs.IntVar(&o.procs, "procs", 0, "client processes holding the sessions (0: one per 5,000 sessions)")
-	fs.IntVar(&o.perAddress, "per-address", 250, "sessions per source address (127.0.0.2, 127.0.0.3, ...); the started relay's per-address cap is its default, 256")
+	fs.IntVar(&o.perAddress, "per-address", 200, "sessions per source address (127.1.0.2 to 127.1.0.5, 127.1.1.2 to 127.1.1.5, ...: 4 per /24); the started relay's per-address and per-prefix caps are its defaults, 256 and 1024, which leaves room for attempts that failed on the client and are not yet released by the relay")
 	fs.DurationVar(&o.settle, "settle", 2*time.Second, "wait this long after opening the sessions before measuring")
 	fs.DurationVar(&o.probe, "probe", 10*time.Second, "measure a normal client's latency for this long without and with the sessions (0: no probe)")
 	fs.DurationVar(&o.probeEvery, "probe-every", 20*time.Millisecond, "the probe's interval between a PING and a message")
@@ -143,8 +151,8 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		o.procs = (o.sessions + idleSessionsPerProc - 1) / idleSessionsPerProc
 	}
 	o.procs = min(o.procs, o.sessions)
-	if n := (o.sessions + o.perAddress - 1) / o.perAddress; n > 250 {
-		return usageError{fmt.Sprintf("%d source addresses needed (127.0.0.2 to 127.0.0.251 at most): raise --per-address", n)}
+	if n := (o.sessions + o.perAddress - 1) / o.perAddress; n > idleMaxAddresses {
+		return usageError{fmt.Sprintf("%d source addresses needed (%d at most): raise --per-address", n, idleMaxAddresses)}
 	}
 	res, err := runIdle(ctx, &o)
 	if err != nil {
@@ -153,8 +161,8 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if o.jsonOut {
 		return writeJSON(stdout, res)
 	}
-	fmt.Fprintf(stdout, "idle sessions over %s: %d from %d processes and %d source addresses, opened in %.1f s with %d dials retried (relay MaxSessions %d, per-address cap the default)\n",
-		res.Transport, res.Sessions, res.Procs, res.Addresses, res.OpenSeconds, res.DialRetries, res.RelayMaxSessions)
+	fmt.Fprintf(stdout, "idle sessions over %s: %d from %d processes, %d source addresses in %d /24 networks, opened in %.1f s with %d dials retried (relay MaxSessions %d, per-address and per-prefix caps the defaults)\n",
+		res.Transport, res.Sessions, res.Procs, res.Addresses, res.Prefixes, res.OpenSeconds, res.DialRetries, res.RelayMaxSessions)
 	fmt.Fprintf(stdout, "relay RSS      %s before, %s with the sessions; %d descriptors open; %.1f%% of a core while idle (keep-alive %v)\n",
 		mib(res.RSSBefore), mib(res.RSS), res.RelayFDs, res.RelayCPUPercent, time.Duration(res.KeepAliveMS*float64(time.Millisecond)))
 	fmt.Fprintf(stdout, "per session    %.1f KiB RSS (%.1f KiB anonymous; Go heap %.1f KiB, stacks %.1f KiB, %.1f goroutines)\n",
@@ -181,10 +189,13 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 	}
 	defer target.Close()
 	child := target.child
-	cfg := link.Config{Transport: link.Transport(o.transport)}
+	// The warm-up and the probe dial with the idle sessions' patience (a
+	// loaded machine); the probe's traffic then is a normal client's.
+	cfg := link.Config{Transport: link.Transport(o.transport), QUICTimeout: idleDialTimeout, HandshakeTimeout: idleDialTimeout}
 	res := &idleResult{
 		Scenario: "idle", Transport: o.transport, Sessions: o.sessions,
 		Procs: o.procs, Addresses: (o.sessions + o.perAddress - 1) / o.perAddress,
+		Prefixes:         ((o.sessions+o.perAddress-1)/o.perAddress + idleAddrsPerPrefix - 1) / idleAddrsPerPrefix,
 		RelayMaxSessions: max(maxSessions, 8192),
 		KeepAliveMS:      ms(cmp.Or(o.keepAlive, link.DefaultTransportKeepAlive)),
 	}
@@ -400,11 +411,12 @@ func (c *idleClient) stop() {
 }
 
 // idleSource returns the source address of idle session i: per sessions
-// from each address, from idleFirstSource on.
+// from each address, idleAddrsPerPrefix addresses in each /24 from
+// 127.1.0.0/24 on.
 func idleSource(i, per int) netip.Addr {
-	b := idleFirstSource.As4()
-	b[3] += byte(i / per)
-	return netip.AddrFrom4(b)
+	a := i / per
+	p := a / idleAddrsPerPrefix
+	return netip.AddrFrom4([4]byte{127, byte(1 + p/256), byte(p % 256), byte(2 + a%idleAddrsPerPrefix)})
 }
 
 // runIdleClient is the idle-client command.
@@ -414,14 +426,14 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 	transport := fs.String("transport", string(link.TransportQUIC), "quic or tcp")
 	first := fs.Int("first", 0, "index of the first session (decides its source address)")
 	count := fs.Int("count", 1, "sessions to open")
-	per := fs.Int("per-address", 250, "sessions per source address")
+	per := fs.Int("per-address", 200, "sessions per source address")
 	dials := fs.Int("dials", 8, "dials in progress at a time")
 	keepAlive := fs.Duration("keepalive", 0, "transport keep-alive (0: the client default); the idle timeout is 5 times it")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
 	addr, err := queue.ParseAddress(*relayAddr)
-	if err != nil || *count < 1 || *per < 1 || *dials < 1 || *first < 0 || (*first+*count-1) / *per > 250 {
+	if err != nil || *count < 1 || *per < 1 || *dials < 1 || *first < 0 || (*first+*count-1) / *per >= idleMaxAddresses {
 		return usageError{"idle-client: bad --relay, --first, --count or --per-address"}
 	}
 	// The parent answers for the whole process group's Ctrl-C.

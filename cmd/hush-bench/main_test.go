@@ -178,15 +178,15 @@ func TestIdle(t *testing.T) {
 		t.Run(transport, func(t *testing.T) {
 			t.Parallel()
 			// 20 sessions from 2 client processes and 3 source addresses
-			// (127.0.0.2 to 127.0.0.4), as the large runs spread theirs.
+			// (127.1.0.2 to 127.1.0.4), as the large runs spread theirs.
 			res := bench(t, "idle", "--transport", transport, "--sessions", "20", "--settle", "100ms",
 				"--procs", "2", "--per-address", "8", "--probe", "300ms")
 			checkNoLoss(t, res)
 			if n := number(t, res, "sessions"); n != 20 {
 				t.Errorf("sessions %v, want 20", n)
 			}
-			if p, a := number(t, res, "procs"), number(t, res, "addresses"); p != 2 || a != 3 {
-				t.Errorf("%v processes, %v addresses; want 2 and 3", p, a)
+			if p, a, n := number(t, res, "procs"), number(t, res, "addresses"), number(t, res, "prefixes"); p != 2 || a != 3 || n != 1 {
+				t.Errorf("%v processes, %v addresses in %v /24s; want 2, 3 and 1", p, a, n)
 			}
 			if fds := number(t, res, "relay_fds"); transport == "tcp" && fds < 20 {
 				t.Errorf("relay holds %v descriptors, want at least one per TCP session (20)", fds)
