@@ -495,9 +495,13 @@ func (c *Client) updateContact(id []byte, f func(tx *vault.Tx, rec *contactRecor
 func (c *Client) rotationLoop() {
 	defer c.wg.Done()
 	for {
+		pending, due := c.rotationPass()
 		wait := rotationIdle
-		if c.rotationPass() {
+		if pending {
 			wait = rotationTick
+		}
+		if !due.IsZero() {
+			wait = max(min(wait, time.Until(due)), 0)
 		}
 		select {
 		case <-c.ctx.Done():
@@ -509,17 +513,18 @@ func (c *Client) rotationLoop() {
 }
 
 // rotationPass makes one pass over the contacts in scope, and reports
-// whether work remains that waits for a relay.
-func (c *Client) rotationPass() (pending bool) {
+// whether work remains that waits for a relay, and when the next
+// automatic rotation is due (zero for none).
+func (c *Client) rotationPass() (pending bool, due time.Time) {
 	recs, err := c.loadContacts()
 	if err != nil {
 		c.cfg.Logger.Error("rotation", "err", err)
-		return true
+		return true, due
 	}
 	now := time.Now()
 	for _, rec := range recs {
 		if c.ctx.Err() != nil {
-			return false
+			return false, due
 		}
 		if rec.State == StateGone || !c.inScope(rec.ID) {
 			continue
@@ -555,40 +560,48 @@ func (c *Client) rotationPass() (pending bool) {
 			}
 		}
 		if rec.Rotation == nil && rotatable(rec) == nil {
-			if err := c.rotateIfDue(rec, now); err != nil {
+			at, err := c.rotateIfDue(rec, now)
+			if err != nil {
 				c.cfg.Logger.Debug("rotating", "err", err)
+			}
+			if !at.IsZero() && (due.IsZero() || at.Before(due)) {
+				due = at
 			}
 		}
 	}
-	return pending
+	return pending, due
 }
 
 // rotateIfDue starts the rotation of rec if its contact asked for one or
-// its automatic rotation is due.
-func (c *Client) rotateIfDue(rec *contactRecord, now time.Time) error {
+// its automatic rotation is due, and returns when the next automatic one
+// is due (zero for none).
+func (c *Client) rotateIfDue(rec *contactRecord, now time.Time) (time.Time, error) {
 	auto := c.cfg.RotateEvery > 0
 	switch {
 	case rec.Asked:
 	case auto && rec.RotateAt.IsZero():
-		return c.updateContact(rec.ID, func(_ *vault.Tx, cur *contactRecord) error {
-			cur.RotateAt = c.nextRotation(now)
+		at := c.nextRotation(now)
+		return at, c.updateContact(rec.ID, func(_ *vault.Tx, cur *contactRecord) error {
+			cur.RotateAt = at
 			return nil
 		})
 	case auto && !now.Before(rec.RotateAt):
+	case auto:
+		return rec.RotateAt, nil
 	default:
-		return nil
+		return time.Time{}, nil
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 4*c.relayTimeout())
 	defer cancel()
 	err := c.rotate(ctx, rec, nil)
 	if err == nil || errors.Is(err, ErrRotating) || errors.Is(err, ErrNoContact) {
 		if rec.Asked {
-			return c.updateContact(rec.ID, func(_ *vault.Tx, cur *contactRecord) error {
+			return time.Time{}, c.updateContact(rec.ID, func(_ *vault.Tx, cur *contactRecord) error {
 				cur.Asked = false
 				return nil
 			})
 		}
-		return nil
+		return time.Time{}, nil
 	}
 	if auto {
 		c.updateContact(rec.ID, func(_ *vault.Tx, cur *contactRecord) error {
@@ -596,7 +609,7 @@ func (c *Client) rotateIfDue(rec *contactRecord, now time.Time) error {
 			return nil
 		})
 	}
-	return err
+	return time.Time{}, err
 }
 
 // secureNew secures the new queue of rec's rotation with the contact's

@@ -275,7 +275,17 @@ func (c *Conn) AddRelayChecked(ctx context.Context, addr queue.Address, timeout 
 // RemoveRelay is client.RemoveRelay and client.RelayContacts.
 func (c *Conn) RemoveRelay(ctx context.Context, fp queue.Fingerprint) (RemoveRelayResult, error) {
 	var r RemoveRelayResult
-	err := c.Call(ctx, MethodRemoveRelay, RemoveRelayParams{fp.String()}, &r)
+	err := c.Call(ctx, MethodRemoveRelay, RemoveRelayParams{Fingerprint: fp.String()}, &r)
+	return r, err
+}
+
+// RetireRelay is client.RetireRelay: it moves every contact off the relay
+// and then removes it; with wait, the agent waits up to timeout (0:
+// DefaultRetireTimeout) for all to move, and keeps the relay configured
+// (Kept) if they have not.
+func (c *Conn) RetireRelay(ctx context.Context, fp queue.Fingerprint, wait bool, timeout time.Duration) (RemoveRelayResult, error) {
+	var r RemoveRelayResult
+	err := c.Call(ctx, MethodRemoveRelay, RemoveRelayParams{Fingerprint: fp.String(), Move: true, Wait: wait, Timeout: seconds(timeout)}, &r)
 	return r, err
 }
 
@@ -336,6 +346,15 @@ func (c *Conn) Flush(ctx context.Context, timeout time.Duration) (bool, error) {
 // the contact may wait in the outbox: see Flush.
 func (c *Conn) Forget(ctx context.Context, contact string, timeout time.Duration) error {
 	return c.Call(ctx, MethodForget, ForgetParams{contact, seconds(timeout)}, nil)
+}
+
+// Rotate starts the rotation of a contact's receiving queue
+// (client.Client.Rotate); the agent tries for at most timeout (0:
+// DefaultRelayTimeout) to create the new queue. The rotation goes on in
+// the background: Contacts shows where it is, and a "rotated" event says
+// it is complete.
+func (c *Conn) Rotate(ctx context.Context, contact string, timeout time.Duration) error {
+	return c.Call(ctx, MethodRotate, RotateParams{contact, seconds(timeout)}, nil)
 }
 
 // Rename renames a contact (client.Client.Rename).

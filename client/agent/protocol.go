@@ -50,6 +50,9 @@ const (
 	MethodRequests      = "listRequests"
 	MethodAcceptRequest = "acceptRequest"
 	MethodRejectRequest = "rejectRequest"
+	// MethodRotate starts the rotation of a contact's queue (PROTOCOL.md
+	// section 19.11).
+	MethodRotate = "rotateContact"
 	// NotificationReceive is the method of the agent's event notifications.
 	NotificationReceive = "receive"
 )
@@ -85,6 +88,8 @@ const (
 	CodeUnreachable       = 19 // link.ErrUnreachable
 	CodeRelayConflict     = 20 // client.ErrRelayConflict
 	CodeNoSuchRelay       = 21 // client.ErrNoSuchRelay
+	CodeRotating          = 22 // client.ErrRotating
+	CodeNoOtherRelay      = 23 // client.ErrNoOtherRelay
 
 	// Short links and contact addresses.
 	CodeLinkData      = 30 // client.ErrLinkData
@@ -127,6 +132,8 @@ var codeErrors = []struct {
 	{CodeClosing, ErrClosed},
 	{CodeContactGone, client.ErrContactGone},
 	{CodeBadName, client.ErrBadName},
+	{CodeRotating, client.ErrRotating},
+	{CodeNoOtherRelay, client.ErrNoOtherRelay},
 	{CodeUnreachable, link.ErrUnreachable},
 	{CodeRelaysUnreachable, client.ErrRelaysUnreachable},
 }
@@ -299,7 +306,7 @@ func parseTime(s string) time.Time {
 // receive" prints it, with its ID.
 type EventJSON struct {
 	ID      uint64 `json:"id"`
-	Event   string `json:"event"` // message, connected, sent, problem, relay-down, relay-up or request
+	Event   string `json:"event"` // message, connected, sent, problem, relay-down, relay-up, request or rotated
 	Contact string `json:"contact"`
 	Relay   string `json:"relay,omitempty"`
 	Text    string `json:"text,omitempty"`
@@ -331,6 +338,7 @@ var eventKinds = map[string]client.EventKind{
 	"relay-down": client.EventRelayDown,
 	"relay-up":   client.EventRelayUp,
 	"request":    client.EventRequest,
+	"rotated":    client.EventRotated,
 }
 
 // Event is an event received from the agent: a client event and its ID,
@@ -366,10 +374,13 @@ type ContactJSON struct {
 	// without passwords; SendRelay is absent until the contact confirmed.
 	ReceiveRelay string `json:"receive_relay"`
 	SendRelay    string `json:"send_relay,omitempty"`
+	// Rotation is where the rotation of the contact's receiving queue is
+	// (client.RotationState); absent when none is under way.
+	Rotation string `json:"rotation,omitempty"`
 }
 
 func contactJSON(ct client.Contact) ContactJSON {
-	j := ContactJSON{ct.Name, string(ct.State), formatTime(ct.Created), ct.SharedRelay, ct.Outbox, formatTime(ct.Expires), ct.ReceiveRelay.String(), ""}
+	j := ContactJSON{ct.Name, string(ct.State), formatTime(ct.Created), ct.SharedRelay, ct.Outbox, formatTime(ct.Expires), ct.ReceiveRelay.String(), "", string(ct.Rotation)}
 	if ct.SendRelay.Host != "" {
 		j.SendRelay = ct.SendRelay.String()
 	}
@@ -378,7 +389,7 @@ func contactJSON(ct client.Contact) ContactJSON {
 
 func (j ContactJSON) contact() client.Contact {
 	ct := client.Contact{Name: j.Name, State: client.ContactState(j.State), Created: parseTime(j.Created), SharedRelay: j.SharedRelay,
-		Outbox: j.Outbox, Expires: parseTime(j.Expires)}
+		Outbox: j.Outbox, Expires: parseTime(j.Expires), Rotation: client.RotationState(j.Rotation)}
 	ct.ReceiveRelay, _ = queue.ParseAddress(j.ReceiveRelay)
 	ct.SendRelay, _ = queue.ParseAddress(j.SendRelay)
 	return ct
@@ -420,12 +431,29 @@ type (
 	RemoveRelayParams struct {
 		// Fingerprint is the relay's fingerprint, in full.
 		Fingerprint string `json:"fingerprint"`
+		// Move moves every contact off the relay first
+		// (client.Client.RetireRelay): with Wait, the relay is removed
+		// once all have moved, within Timeout (default
+		// DefaultRetireTimeout), and kept otherwise; without, at once.
+		Move    bool    `json:"move,omitempty"`
+		Wait    bool    `json:"wait,omitempty"`
+		Timeout float64 `json:"timeout,omitempty"`
 	}
 	RemoveRelayResult struct {
 		Removed string `json:"removed"`
 		Relays  int    `json:"relays"`
 		// Contacts are those that still have a queue on the relay.
 		Contacts []string `json:"contacts"`
+		// With Move: the contacts whose queue on the relay is being moved,
+		// those not moved yet, those asked to move theirs, and why the
+		// rotation of some could not start (client.RetireReport).
+		Moving  []string          `json:"moving,omitempty"`
+		Pending []string          `json:"pending,omitempty"`
+		Asked   []string          `json:"asked,omitempty"`
+		Failed  map[string]string `json:"failed,omitempty"`
+		// Kept: the relay is still configured, because contacts had not
+		// moved within the timeout.
+		Kept bool `json:"kept,omitempty"`
 	}
 	RelayStatusResult struct {
 		Relays []RelayStatusJSON `json:"relays"`
@@ -516,6 +544,10 @@ type (
 	RejectRequestParams struct {
 		ID string `json:"id"`
 	}
+	RotateParams struct {
+		Contact string  `json:"contact"`
+		Timeout float64 `json:"timeout,omitempty"`
+	}
 )
 
 // AddressJSON is our contact address (client.Address) as the API shows
@@ -549,10 +581,12 @@ type RequestJSON struct {
 
 // Default timeouts of the methods that take one.
 const (
-	DefaultRelayTimeout = 30 * time.Second // invite, accept
+	DefaultRelayTimeout = 30 * time.Second // invite, accept, forgetContact, rotateContact
 	DefaultFlushTimeout = 10 * time.Second // flush
 	DefaultCheckTimeout = 15 * time.Second // addRelay with check
-	maxTimeout          = 24 * time.Hour
+	// DefaultRetireTimeout is removeRelay's with move and wait.
+	DefaultRetireTimeout = 2 * time.Minute
+	maxTimeout           = 24 * time.Hour
 )
 
 func timeout(seconds float64, def time.Duration) (time.Duration, error) {

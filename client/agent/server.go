@@ -476,7 +476,26 @@ func (sc *serverConn) call(req Request) result {
 				addr = r.WithoutPassword()
 			}
 		}
-		if err := cl.RemoveRelay(addr.Fingerprint); err != nil {
+		var res RemoveRelayResult
+		if p.Move {
+			d, err := timeout(p.Timeout, DefaultRetireTimeout)
+			if err != nil {
+				return result{err: err}
+			}
+			ctx, cancel := context.WithTimeout(sc.ctx, d)
+			rep, err := cl.RetireRelay(ctx, addr.Fingerprint, p.Wait)
+			cancel()
+			if err != nil && !(errors.Is(err, context.DeadlineExceeded) && sc.ctx.Err() == nil) {
+				return result{err: err}
+			}
+			res = RemoveRelayResult{Moving: rep.Moving, Pending: rep.Pending, Asked: rep.Asked, Kept: !rep.Removed}
+			for name, err := range rep.Failed {
+				if res.Failed == nil {
+					res.Failed = make(map[string]string)
+				}
+				res.Failed[name] = err.Error()
+			}
+		} else if err := cl.RemoveRelay(addr.Fingerprint); err != nil {
 			return result{err: err}
 		}
 		users, err := cl.RelayContacts(addr.Fingerprint)
@@ -486,7 +505,11 @@ func (sc *serverConn) call(req Request) result {
 		if users == nil {
 			users = []string{}
 		}
-		return result{value: RemoveRelayResult{Removed: addr.String(), Relays: len(relays) - 1, Contacts: users}}
+		res.Removed, res.Contacts, res.Relays = addr.String(), users, len(relays)-1
+		if res.Kept {
+			res.Relays = len(relays)
+		}
+		return result{value: res}
 	case MethodRelayStatus:
 		out := RelayStatusResult{Relays: []RelayStatusJSON{}}
 		for _, st := range cl.RelayStatus() {
@@ -633,6 +656,24 @@ func (sc *serverConn) call(req Request) result {
 		ctx, cancel := context.WithTimeout(sc.ctx, d)
 		defer cancel()
 		if err := cl.Forget(ctx, p.Contact); err != nil {
+			return result{err: err}
+		}
+		return result{value: struct{}{}}
+	case MethodRotate:
+		var p RotateParams
+		if err := params(req, &p); err != nil {
+			return result{err: err}
+		}
+		if p.Contact == "" {
+			return result{err: missing("contact")}
+		}
+		d, err := timeout(p.Timeout, DefaultRelayTimeout)
+		if err != nil {
+			return result{err: err}
+		}
+		ctx, cancel := context.WithTimeout(sc.ctx, d)
+		defer cancel()
+		if err := cl.Rotate(ctx, p.Contact); err != nil {
 			return result{err: err}
 		}
 		return result{value: struct{}{}}

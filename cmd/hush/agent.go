@@ -54,6 +54,8 @@ type need struct {
 	sendOnly bool
 	// stagger spreads the first connections (client.Config.Stagger).
 	stagger time.Duration
+	// rotateEvery is client.Config.RotateEvery (the agent's).
+	rotateEvery time.Duration
 }
 
 // openFor returns a session for a command that needs n: with the running
@@ -82,15 +84,28 @@ func (c *cmd) openFor(ctx context.Context, n need) (*session, error) {
 // arrive up to 10 s later, and none while it runs.
 const defaultStagger = 10 * time.Second
 
+// defaultRotateEvery is how often, by default, the agent rotates each
+// contact's queue (agent --rotate-every, client.Config.RotateEvery): a
+// relay then links what it sees of one queue (the sessions and, without
+// Tor, the network addresses that read it) over about a week rather than
+// the contact's life, for four small messages and one new queue per
+// contact a week. Only the agent rotates on its own: a command that runs
+// for seconds would leave rotations half done more often than not (they
+// complete later, but need the contact's client online too).
+const defaultRotateEvery = 7 * 24 * time.Hour
+
 // runAgent is "hush agent": it opens the store, serves the API on the
 // socket in --home until SIGINT or SIGTERM, and receives and sends
 // meanwhile. Its first connections are spread over stagger.
-func (c *cmd) runAgent(ctx context.Context, stagger time.Duration) error {
+func (c *cmd) runAgent(ctx context.Context, stagger, rotateEvery time.Duration) error {
 	if conn, err := agent.Dial(ctx, c.home); err == nil {
 		conn.Close()
 		return fmt.Errorf("an agent is already running for %s", c.home)
 	}
-	cl, err := c.openClient(ctx, need{stagger: stagger})
+	if rotateEvery < 0 {
+		return usageError{fmt.Sprintf("--rotate-every %v: want 0 (never) or more", rotateEvery), ""}
+	}
+	cl, err := c.openClient(ctx, need{stagger: stagger, rotateEvery: rotateEvery})
 	if err != nil {
 		return err
 	}

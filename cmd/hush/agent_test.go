@@ -27,11 +27,12 @@ type agentProcess struct {
 	done   chan struct{} // closed when the process has exited
 }
 
-// startAgent runs "hush agent" for u and returns once its socket answers.
-// The agent is stopped with SIGTERM at the end of the test.
-func (u *user) startAgent(t *testing.T) *agentProcess {
+// startAgent runs "hush agent" for u, with the agent's flags extra, and
+// returns once its socket answers. The agent is stopped with SIGTERM at
+// the end of the test.
+func (u *user) startAgent(t *testing.T, extra ...string) *agentProcess {
 	t.Helper()
-	args := append(append([]string{"--home", u.home}, u.flags...), "agent")
+	args := append(append(append([]string{"--home", u.home}, u.flags...), "agent"), extra...)
 	cmd := exec.Command(hushBinary, args...)
 	cmd.Env = append(baseEnv(), u.env...)
 	p := &agentProcess{cmd: cmd, stderr: new(bytes.Buffer), done: make(chan struct{})}

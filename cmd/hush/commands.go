@@ -279,6 +279,8 @@ func (c *cmd) contactError(err error, name string) error {
 		return errors.New("this contact address was deleted by its owner: it takes no more requests")
 	case errors.Is(err, client.ErrShowName):
 		return fmt.Errorf("the name to show (--show) must be at most %d bytes of UTF-8", client.MaxShowName)
+	case errors.Is(err, client.ErrRotating):
+		return fmt.Errorf("the queue of %s is being rotated already (see \"hush contacts\")", name)
 	case errors.Is(err, client.ErrNotConnected):
 		return fmt.Errorf("%s is not connected yet: both sides must run \"hush receive\" after the invitation is accepted (see \"hush contacts\")", name)
 	}
@@ -307,10 +309,12 @@ type contactJSON struct {
 	// without passwords; SendRelay is absent until the contact confirmed.
 	ReceiveRelay string `json:"receive_relay"`
 	SendRelay    string `json:"send_relay,omitempty"`
+	// Rotation is where the rotation of our queue is; absent for none.
+	Rotation string `json:"rotation,omitempty"`
 }
 
 func contactOf(ct client.Contact) contactJSON {
-	j := contactJSON{Name: ct.Name, State: string(ct.State), Created: jsonTime(ct.Created), SharedRelay: ct.SharedRelay, Outbox: ct.Outbox, Expires: jsonTime(ct.Expires)}
+	j := contactJSON{Name: ct.Name, State: string(ct.State), Created: jsonTime(ct.Created), SharedRelay: ct.SharedRelay, Outbox: ct.Outbox, Expires: jsonTime(ct.Expires), Rotation: string(ct.Rotation)}
 	if ct.ReceiveRelay.Host != "" {
 		j.ReceiveRelay = ct.ReceiveRelay.String()
 	}
@@ -358,6 +362,9 @@ func (c *cmd) contacts(ctx context.Context) error {
 		}
 		if ct.SharedRelay {
 			notes = append(notes, "both directions share one relay")
+		}
+		if ct.Rotation != client.RotationNone {
+			notes = append(notes, "rotating our queue: "+string(ct.Rotation))
 		}
 		note := strings.Join(notes, "; ")
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", clean(ct.Name), ct.State, ct.Created.Local().Format("2006-01-02 15:04"), ct.Outbox, note)
@@ -709,6 +716,8 @@ func (p *printer) print(ev client.Event) {
 			j.Event = "relay-up"
 		case client.EventRequest:
 			j.Event, j.Contact, j.Request, j.Name = "request", "", ev.Text, ev.Contact
+		case client.EventRotated:
+			j.Event = "rotated"
 		default:
 			j.Event = fmt.Sprintf("event %d", ev.Kind)
 		}
@@ -763,6 +772,8 @@ func (p *printer) print(ev client.Event) {
 			out = p.c.env.stderr
 		}
 		fmt.Fprintf(out, "contact request %s %s: hush requests accept %s, or reject %s\n", clean(ev.Text), who, clean(ev.Text), clean(ev.Text))
+	case client.EventRotated:
+		fmt.Fprintf(w, "%s: our queue for their messages moved to a new queue, on %s\n", name, clean(ev.Relay))
 	}
 }
 

@@ -317,17 +317,18 @@ func TestRelaysManage(t *testing.T) {
 	}
 	a.ok(t, "relays", "remove", x2.String())
 
-	// A relay that a contact uses: removed, and the contact named.
+	// A relay that a contact uses, removed without moving the contact
+	// (--no-move): removed, and the contact named.
 	var out struct {
 		Removed  string   `json:"removed"`
 		Relays   int      `json:"relays"`
 		Contacts []string `json:"contacts"`
 	}
-	jsonLine(t, a.ok(t, "--json", "relays", "remove", p1.addr.Fingerprint.String()[:8]).stdout, &out)
+	jsonLine(t, a.ok(t, "--json", "relays", "remove", "--no-move", p1.addr.Fingerprint.String()[:8]).stdout, &out)
 	if out.Removed != p1.addr.String() || out.Relays != 1 || len(out.Contacts) != 1 || out.Contacts[0] != "b" {
 		t.Errorf("relays remove --json: %+v", out)
 	}
-	r := a.ok(t, "relays", "remove", p2.addr.HostPort())
+	r := a.ok(t, "relays", "remove", "--no-move", p2.addr.HostPort())
 	if !strings.Contains(r.stdout, "still have a queue on it") || !strings.Contains(r.stdout, ": b\n") {
 		t.Errorf("relays remove of a relay in use printed:\n%s", r.stdout)
 	}

@@ -56,8 +56,8 @@ Commands:
   relays add ADDRESS   add a relay (a hush://... address from its operator),
                        after checking that it answers (--offline: without)
   relays list          list the relays
-  relays remove RELAY  stop using a relay for new contacts (RELAY: its address,
-                       host:port, or fingerprint or a unique start of it)
+  relays remove RELAY  move every contact off a relay, then remove it (RELAY: its
+                       address, host:port, or fingerprint or a unique start of it)
   invite [--name N]    print a one-time invitation link and its QR code
                        (--short: a short link, whose QR code fits a terminal)
   accept LINK          accept an invitation link, long or short (--name N names
@@ -78,6 +78,8 @@ Commands:
   forget NAME          delete the contact: our queue on its relay, its keys and
                        messages here; tell them, so that they delete theirs
   rename NAME NEW      give the contact another name
+  rotate NAME          move our queue for the contact's messages to a new queue
+                       (on another relay when one is configured)
   agent                keep running: receive and send continuously, and serve
                        the other commands and programs on the socket hush.sock
                        in --home (the API: docs/agent.md)
@@ -285,11 +287,21 @@ func run(ctx context.Context, args []string, env environment) error {
 			nargs, argsUsage = 1, "ADDRESS"
 			exec = func(a []string) error { return c.relaysAdd(ctx, a[0], *offline, *timeout) }
 		case "remove":
-			fs = newFlagSet("relays remove", "RELAY", "stop using a relay for new contacts. RELAY is its hush://... address, its host:port,\n"+
-				"or its fingerprint or a start of it that no other relay's has. Contacts that already have\n"+
-				"a queue on it keep using it: they are listed.")
+			fs = newFlagSet("relays remove", "RELAY", "move every contact off a relay, then remove it. RELAY is its hush://... address,\n"+
+				"its host:port, or its fingerprint or a start of it that no other relay's has. Each of\n"+
+				"our queues on it moves to another relay (hush rotate), which needs the contact's hush\n"+
+				"to answer; contacts whose queue we send to is on it are asked to move theirs. The relay\n"+
+				"is removed once all of ours have moved, and kept until then (exit status 1).")
+			wait := fs.Duration("wait", defaultRetireWait, "how long to wait for the contacts to move")
+			now := fs.Bool("now", false, "remove the relay at once; the contacts move in the background")
+			noMove := fs.Bool("no-move", false, "only stop using it for new contacts: those with a queue on it keep using it")
 			nargs, argsUsage = 1, "RELAY"
-			exec = func(a []string) error { return c.relaysRemove(ctx, a[0]) }
+			exec = func(a []string) error {
+				if *noMove && *now {
+					return usageError{"use only one of --now and --no-move", fs.Help()}
+				}
+				return c.relaysRemove(ctx, a[0], *noMove, *now, *wait)
+			}
 		case "list":
 			fs = newFlagSet("relays list", "", "list the relays")
 			exec = func([]string) error { return c.relaysList(ctx) }
@@ -341,6 +353,15 @@ func run(ctx context.Context, args []string, env environment) error {
 		timeout := fs.Duration("timeout", defaultRelayTimeout, "how long to try to reach the relay of our queue, and then to send the notice")
 		nargs, argsUsage = 1, "NAME"
 		exec = func(a []string) error { return c.forget(ctx, a[0], *timeout) }
+	case "rotate":
+		fs = newFlagSet("rotate", "NAME", "move our queue for NAME's messages to a new queue, on another relay when one is\n"+
+			"configured, so that no relay sees one queue for the whole life of the contact\n"+
+			"(PROTOCOL.md section 19.11). It needs NAME's hush to answer: it completes in\n"+
+			"the background while hush receive, chat or the agent runs, on both sides")
+		timeout := fs.Duration("timeout", defaultRelayTimeout, "how long to try to create the new queue")
+		wait := fs.Duration("wait", defaultRotateWait, "how long to wait for the rotation to complete before exiting (it goes on later)")
+		nargs, argsUsage = 1, "NAME"
+		exec = func(a []string) error { return c.rotate(ctx, a[0], *timeout, *wait) }
 	case "rename":
 		fs = newFlagSet("rename", "NAME NEW", "call the contact NAME NEW from now on")
 		nargs, argsUsage = 2, "NAME NEW"
@@ -348,7 +369,8 @@ func run(ctx context.Context, args []string, env environment) error {
 	case "agent":
 		fs = newFlagSet("agent", "", "run the agent: open the store once, stay connected to the relays, receive and\nsend continuously, and serve the API (docs/agent.md) on the socket hush.sock\nin --home until SIGINT or SIGTERM. While it runs, every hush command for\nthis home goes through it, and needs no passphrase.")
 		stagger := fs.Duration("stagger", defaultStagger, "spread the first connections to the relays over a random delay each, up to this long,\nso that relays do not all see this client come online at the same instant")
-		exec = func([]string) error { return c.runAgent(ctx, *stagger) }
+		every := fs.Duration("rotate-every", defaultRotateEvery, "rotate each contact's queue about this often (each one at a random time between\n3/4 and 5/4 of it after the last); 0: never on its own (README: Privacy)")
+		exec = func([]string) error { return c.runAgent(ctx, *stagger, *every) }
 	case "demo":
 		fs = newFlagSet("demo", "", "start two relays and two clients, alice and bob, in this process on 127.0.0.1,\nwith temporary stores; show an invitation, its acceptance and a message each way")
 		needsHome = false
@@ -424,14 +446,18 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 
 const relaysUsage = `usage: hush relays add [--offline] ADDRESS
        hush relays list
-       hush relays remove RELAY
+       hush relays remove [--wait D | --now | --no-move] RELAY
 
 Relays keep the queues that carry your messages. Add at least two, from
 operators you trust not to collude: each contact then uses one relay per
 direction, and no single relay sees both. "relays add" connects to the
 relay first and refuses an address that does not work (--offline skips
-that). "relays remove" keeps the queues that contacts have on the relay,
-and names those contacts: their messages still go through it.
+that). "relays remove" first moves every queue of yours on the relay to
+another relay (as "hush rotate" does; each needs the contact's hush to
+answer), asks the contacts whose queues you send to are on it to move
+theirs, and removes the relay once yours have moved (--wait, 2 minutes;
+--now removes it at once and lets them move in the background;
+--no-move only stops new contacts from using it).
 `
 
 func newFlagSet(name, args, doc string) *cli.FlagSet {

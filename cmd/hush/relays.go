@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hushrelay/hush/client"
+	"github.com/hushrelay/hush/client/agent"
 	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/queue"
 )
@@ -93,9 +94,11 @@ func checkError(addr queue.Address, timeout time.Duration, err error) error {
 	return fmt.Errorf("could not reach the relay at %s, so it was not added: %w%s", at, err, offline)
 }
 
-// relaysRemove is "hush relays remove".
-func (c *cmd) relaysRemove(ctx context.Context, spec string) error {
-	s, err := c.open(ctx, true)
+// relaysRemove is "hush relays remove": unless noMove, it moves every
+// contact off the relay first (client.RetireRelay), waiting up to wait
+// for them unless now, and removes it once they have moved.
+func (c *cmd) relaysRemove(ctx context.Context, spec string, noMove, now bool, wait time.Duration) error {
+	s, err := c.open(ctx, noMove)
 	if err != nil {
 		return err
 	}
@@ -114,24 +117,67 @@ func (c *cmd) relaysRemove(ctx context.Context, spec string) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.RemoveRelay(ctx, r.Fingerprint)
+	var res agent.RemoveRelayResult
+	if noMove {
+		res, err = s.RemoveRelay(ctx, r.Fingerprint)
+	} else {
+		rctx, cancel := context.WithTimeout(ctx, wait+callTimeout)
+		res, err = s.RetireRelay(rctx, r.Fingerprint, !now, wait)
+		cancel()
+	}
+	if errors.Is(err, client.ErrNoOtherRelay) {
+		return fmt.Errorf("contacts have queues on %s and no other relay is configured to move them to:\n"+
+			"add another relay first (hush relays add), or remove it without moving them (--no-move)", r.HostPort())
+	}
 	if err != nil {
 		return err
+	}
+	if len(res.Asked) > 0 && !noMove {
+		c.flush(ctx, s, defaultFlushTimeout) // the requests to move
 	}
 	if c.json {
 		return c.emit(res)
 	}
-	fmt.Fprintf(c.env.stdout, "removed relay %s; %d configured\n", r.HostPort(), res.Relays)
-	if len(res.Contacts) > 0 {
-		names := make([]string, len(res.Contacts))
-		for i, u := range res.Contacts {
-			names[i] = clean(u)
+	out := c.env.stdout
+	names := func(l []string) string {
+		cl := make([]string, len(l))
+		for i, u := range l {
+			cl[i] = clean(u)
 		}
-		fmt.Fprintf(c.env.stdout, "New contacts will not use it, but %d contacts still have a queue on it, and their\n"+
-			"messages still go through it: %s\n", len(names), strings.Join(names, ", "))
+		return strings.Join(cl, ", ")
+	}
+	if !noMove {
+		if len(res.Moving) > 0 {
+			moved := len(res.Moving) - len(res.Pending) - len(res.Failed)
+			fmt.Fprintf(out, "moved %d of %d contacts' queues off %s\n", moved, len(res.Moving), r.HostPort())
+		}
+		for name, why := range res.Failed {
+			fmt.Fprintf(out, "could not start moving %s: %s\n", clean(name), why)
+		}
+		if len(res.Pending) > 0 {
+			fmt.Fprintf(out, "not moved yet (their hush has not answered; it goes on while hush receive, chat\n"+
+				"or the agent runs): %s\n", names(res.Pending))
+		}
+		if len(res.Asked) > 0 {
+			fmt.Fprintf(out, "asked %d contacts, whose queue we send to is on it, to move theirs: %s\n", len(res.Asked), names(res.Asked))
+		}
+	}
+	if res.Kept {
+		fmt.Fprintf(out, "relay %s is still configured, until they have moved: run this again later,\n"+
+			"or with --now to remove it at once (their messages go through it until they move)\n", r.HostPort())
+		return errNotAllMoved
+	}
+	fmt.Fprintf(out, "removed relay %s; %d configured\n", r.HostPort(), res.Relays)
+	if len(res.Contacts) > 0 {
+		fmt.Fprintf(out, "New contacts will not use it, but %d contacts still have a queue on it, and their\n"+
+			"messages still go through it: %s\n", len(res.Contacts), names(res.Contacts))
 	}
 	return nil
 }
+
+// errNotAllMoved is relaysRemove's error when the relay stays configured
+// because contacts have not moved off it in time.
+var errNotAllMoved = errors.New("not all contacts moved off the relay in time (--wait)")
 
 // findRelay returns the relay among relays that spec names: a hush://
 // address, a host:port, or a fingerprint or a start of one that no other

@@ -129,16 +129,17 @@ func (c *cmd) openClient(ctx context.Context, n need) (*client.Client, error) {
 		return nil, err
 	}
 	cfg := client.Config{
-		Home:       c.home,
-		Passphrase: pass,
-		Dial:       link.Config{Transport: link.Transport(c.transport), Tor: link.TorMode(c.tor), SOCKS: c.socks, Cover: c.cover},
-		Offline:    n.offline,
-		Contacts:   n.contacts,
-		SendOnly:   n.sendOnly,
-		Stagger:    n.stagger,
-		Isolation:  client.Isolation(c.isolation),
-		Logger:     c.logger(),
-		Events:     client.EventsStored,
+		Home:        c.home,
+		Passphrase:  pass,
+		Dial:        link.Config{Transport: link.Transport(c.transport), Tor: link.TorMode(c.tor), SOCKS: c.socks, Cover: c.cover},
+		Offline:     n.offline,
+		Contacts:    n.contacts,
+		SendOnly:    n.sendOnly,
+		Stagger:     n.stagger,
+		RotateEvery: n.rotateEvery,
+		Isolation:   client.Isolation(c.isolation),
+		Logger:      c.logger(),
+		Events:      client.EventsStored,
 	}
 	cl, err := client.Open(ctx, cfg)
 	if errors.Is(err, client.ErrPassphraseRequired) && pass == nil {
