@@ -217,7 +217,8 @@ func TestRotate(t *testing.T) {
 // queue and then a's new relay are killed with SIGKILL in the middle and
 // restarted. Every
 // message is received exactly once and in order (counted), no problem is
-// reported, both rotations complete, and the old queues are gone from
+// reported but copies a sender resent after a kill (duplicates, not
+// shown), both rotations complete, and the old queues are gone from
 // the old relays (SUB with their keys is answered AUTH).
 func TestRotateUnderTrafficRelayKilled(t *testing.T) {
 	if testing.Short() {
@@ -334,15 +335,23 @@ func TestRotateUnderTrafficRelayKilled(t *testing.T) {
 			if w := append(want("b"), "last"); !slices.Equal(gotB, w) {
 				t.Fatalf("b received %d messages %q, want %d in order", len(gotB), gotB, len(w))
 			}
-			if len(probA)+len(probB) != 0 {
-				t.Fatalf("problems reported: a %v, b %v", probA, probB)
+			// A relay killed after it stored a message but before its OK
+			// reached the sender makes the sender send it again: the copy
+			// is reported as a duplicate and not shown (PROTOCOL.md 19.7).
+			// Nothing else may be reported.
+			dups := 0
+			for _, ev := range append(probA, probB...) {
+				if !errors.Is(ev.Problem, client.ErrDuplicate) {
+					t.Fatalf("problem reported to %s: %v (a %v, b %v)", ev.Contact, ev.Problem, probA, probB)
+				}
+				dups++
 			}
 			if ca.ReceiveRelay.Fingerprint != r3.Addr.Fingerprint || cb.ReceiveRelay.Fingerprint != r4.Addr.Fingerprint {
 				t.Fatalf("after the rotations a receives on %v, b on %v, want %v and %v", ca.ReceiveRelay, cb.ReceiveRelay, r3.Addr, r4.Addr)
 			}
 			queueGone(ctx, t, oldA, dial, qa)
 			queueGone(ctx, t, oldB, dial, qb)
-			t.Logf("%s: %d messages each way received once and in order; both queues rotated to new relays; old queues deleted", tr, perSide+1)
+			t.Logf("%s: %d messages each way received once and in order; both queues rotated to new relays; old queues deleted; %d copies resent after a kill reported as duplicates", tr, perSide+1, dups)
 		})
 	}
 }
