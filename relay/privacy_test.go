@@ -573,3 +573,42 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestStoreHoldsNoAddress runs commands over TCP and QUIC from 127.0.0.1
+// and scans relay.db, its key file and a hot backup for the client's
+// address, in text and as 4 bytes: the store keeps no network address
+// (PROTOCOL.md section 17).
+func TestStoreHoldsNoAddress(t *testing.T) {
+	e := startE2ERelay(t, nil)
+	ctx := e2eContext(t)
+	for _, tr := range []link.Transport{link.TransportTCP, link.TransportQUIC} {
+		rc := e.dial(ctx, tr)
+		q, sk := e2eSecuredQueue(t, ctx, rc)
+		if err := rc.Send(ctx, q.SenderID, sk, privacyBody(4000)); err != nil {
+			t.Fatal(err)
+		}
+		if err := rc.Send(ctx, q.SenderID, sk, privacyBody(900)); err != nil {
+			t.Fatal(err)
+		}
+		m, err := rc.Get(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rc.Ack(ctx, q, m.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var hot bytes.Buffer
+	if _, err := e.r.Backup(ctx, &hot); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := secrets{"127.0.0.1": []byte("127.0.0.1"), "127.0.0.1 as 4 bytes": {127, 0, 0, 1}}
+	for what, b := range map[string][]byte{"relay.db": mustRead(t, e.cfg.StorePath), "relay.db.keys": mustRead(t, e.cfg.StorePath+".keys"), "the hot backup": hot.Bytes()} {
+		if got := s.found(b); len(got) > 0 {
+			t.Errorf("%s holds %q", what, got)
+		}
+	}
+}
