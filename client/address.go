@@ -325,7 +325,15 @@ func (c *Client) RequestContact(ctx context.Context, addressLink, name, showName
 }
 
 // sendTo sends body to the queue sid on relay within the relay budget.
+// With private routing (Config.Routing), it goes through a forwarding
+// relay (see Client.sendVia).
 func (c *Client) sendTo(ctx context.Context, relay queue.Address, sid queue.ID, key *ecdh.PrivateKey, body []byte) error {
+	switch priv, err := c.private(relay); {
+	case err != nil:
+		return err
+	case priv:
+		return c.sendVia(ctx, relay, sid, key, body)
+	}
 	rctx, cancel := context.WithTimeout(ctx, c.relayTimeout())
 	defer cancel()
 	rl := c.linkTo(relay, "")

@@ -119,6 +119,11 @@ type Config struct {
 	// per contact). Default IsolationAuto: per contact under Tor, per
 	// relay without.
 	Isolation Isolation
+	// Routing says which commands to queues go through a forwarding
+	// relay, so that the queue's relay does not see the client's address
+	// (private message routing). Default RoutingAuto: RoutingNever when
+	// link.Config.Tor is required, RoutingUnknown otherwise.
+	Routing Routing
 	// Stagger spreads the first connections of the links Open starts (to
 	// subscribe to the client's queues) over a random delay each, uniform
 	// in [0, Stagger), so that the relays do not all see the client come
@@ -226,6 +231,9 @@ type Client struct {
 	// holds are the rotations whose new queue delivered a message that
 	// waits for the old queue to drain, by contact ID (rotate.go).
 	holds map[string]*heldQueue
+
+	// routes holds the sessions of private routing (routing.go).
+	routes routes
 }
 
 // Open opens the store in cfg.Home. Unless cfg.Offline, it connects to the
@@ -237,6 +245,9 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if !cfg.Isolation.valid() {
 		return nil, fmt.Errorf("client: %w: %q", ErrIsolation, string(cfg.Isolation))
+	}
+	if !cfg.Routing.valid() {
+		return nil, fmt.Errorf("client: %w: %q", ErrRouting, string(cfg.Routing))
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

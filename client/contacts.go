@@ -201,14 +201,10 @@ func (c *Client) Accept(ctx context.Context, inviteLink, name string) (Contact, 
 	c.linkTo(ourRelays[0], iso) // starts connecting meanwhile
 
 	// The inviter's relay first: without it the invitation cannot be used,
-	// so it gets the whole relay budget, for more than one attempt.
-	tctx, cancel := context.WithTimeout(ctx, c.relayTimeout())
-	theirs := c.linkTo(inv.queue.relay, iso)
-	tconn, err := theirs.get(tctx)
-	if err != nil {
-		err = theirs.budgetErr(tctx, err)
-	}
-	cancel()
+	// so it gets the whole relay budget, for more than one attempt; or,
+	// with private routing (Config.Routing), a session to it through one
+	// of our relays, so that it never sees our address.
+	theirs, err := c.inviterSender(ctx, inv.queue.relay, iso)
 	if err != nil {
 		rerr := &RelayError{inv.queue.relay.WithoutPassword(), err}
 		if ctx.Err() != nil {
@@ -224,13 +220,13 @@ func (c *Client) Accept(ctx context.Context, inviteLink, name string) (Contact, 
 
 	// Secure the inviter's queue: it fails if the link was used.
 	authKey, envKey := newKey(), newKey()
-	if err := tconn.SecureSender(ctx, inv.queue.senderID, authKey); err != nil {
+	if err := theirs.SecureSender(ctx, inv.queue.senderID, authKey); err != nil {
 		dctx, cancel := context.WithTimeout(c.ctx, c.relayTimeout())
 		if derr := oconn.Delete(dctx, q); derr != nil {
 			c.cfg.Logger.Debug("deleting the unused queue", "err", derr)
 		}
 		cancel()
-		if errors.Is(err, queue.AUTH) {
+		if errors.Is(err, queue.AUTH) && !errors.Is(err, link.ErrForward) {
 			return Contact{}, ErrInvitationUsed
 		}
 		return Contact{}, fmt.Errorf("%w: %w", ErrInviterRelay, &RelayError{inv.queue.relay.WithoutPassword(), err})

@@ -292,10 +292,17 @@ func TestRelayManagement(t *testing.T) {
 	if rs, err := alice.c.Relays(); err != nil || len(rs) != 0 {
 		t.Errorf("relays after removing both: %v, %v", rs, err)
 	}
-	// The contact still works through the removed relays.
+	// The contact still works through the removed relays. They are not
+	// alice's any more: with the default routing (unknown), a message to
+	// bob's relay waits for a forwarding relay of hers, and she has none;
+	// with RoutingNever it goes there directly.
 	if _, err := alice.c.Send(ctx, "b", "still here"); err != nil {
 		t.Fatal(err)
 	}
+	if ev := alice.next(ctx, client.EventProblem); !errors.Is(ev.Problem, client.ErrNoForwarder) {
+		t.Fatalf("problem %v, want ErrNoForwarder", ev.Problem)
+	}
+	alice.openWith(client.Config{Routing: client.RoutingNever})
 	expectMessage(ctx, t, bob, "a", "still here")
 	if _, err := alice.c.Invite(ctx, "c"); !errors.Is(err, client.ErrNoRelay) {
 		t.Errorf("Invite with no relay left: %v, want ErrNoRelay", err)

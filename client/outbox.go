@@ -133,6 +133,12 @@ func (c *Client) sendEntry(e outboxEntry) error {
 	}
 	var sid queue.ID
 	copy(sid[:], e.SenderID)
+	switch priv, err := c.private(addr); {
+	case err != nil:
+		return err
+	case priv:
+		return c.sendForwarded(e, addr, sid, auth)
+	}
 	gctx, gcancel := context.WithTimeout(c.ctx, c.relayTimeout())
 	conn, err := c.linkTo(addr, c.isolation(e.Contact)).try(gctx)
 	gcancel()

@@ -168,6 +168,16 @@ type Config struct {
 	// hush-relay never sets it. It is called from the session's
 	// goroutines, concurrently, and must return quickly.
 	Observe func(Sighting)
+
+	// ObserveSource, if not nil, is called with the source address of
+	// every connection the relay accepts, TCP or QUIC, before its
+	// connection caps are checked. Like Observe it shows what an operator
+	// who changed the relay's code could record; it is there for tests
+	// that prove, relay-side, whose addresses a relay never sees (private
+	// message routing, queue/PROTOCOL.md section 20). hush-relay never
+	// sets it, and the relay logs no address. It is called from the
+	// accepting goroutines and must return quickly.
+	ObserveSource func(netip.Addr)
 }
 
 // Sighting is one thing a relay sees on a session (Config.Observe).

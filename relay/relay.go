@@ -280,6 +280,9 @@ func (r *Relay) admitFrom(addr netip.Addr) (*ticket, refusal) {
 	if h := r.admitHook.Load(); h != nil {
 		(*h)(addr)
 	}
+	if r.cfg.ObserveSource != nil {
+		r.cfg.ObserveSource(addr)
+	}
 	return r.admit.admit(addr)
 }
 

@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	hush [--home DIR] [--json] [--transport quic|tcp] [--tor off|prefer|required] [--socks ADDR] [--isolation relay|contact] [--cover D] [--passphrase-file F] <command> ...
+//	hush [--home DIR] [--json] [--transport quic|tcp] [--tor off|prefer|required] [--socks ADDR] [--isolation relay|contact] [--routing always|unknown|never] [--cover D] [--passphrase-file F] <command> ...
 //
 //	hush init [--passphrase-file F | --no-passphrase]   create the encrypted store
 //	hush relays add [--offline] ADDRESS                 add a relay to keep queues on
@@ -99,6 +99,10 @@ Global flags (before or after the command):
   --isolation I        relay (one session per relay for all contacts) or contact
                        (one per contact and relay; under Tor, a circuit each);
                        default contact with --tor, relay without (README: Privacy)
+  --routing R          private message routing: always (every message through one
+                       of your relays, which forwards it to the contact's), unknown
+                       (only to relays that are not yours) or never; default never
+                       with --tor required, unknown otherwise (README: Privacy)
   --cover D            cover traffic: random blocks a mean D apart on every relay
                        connection, answered by the relay (about 120 MB an hour per
                        connection at 1s, 12 MB at 10s); default none
@@ -179,6 +183,7 @@ type globals struct {
 	tor            string
 	socks          string
 	isolation      string
+	routing        string
 	cover          time.Duration
 	passphraseFile string
 	verbose        bool
@@ -193,6 +198,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.tor, "tor", g.tor, "`off`, prefer or required: route relay connections through Tor")
 	fs.StringVar(&g.socks, "socks", g.socks, "Tor's SOCKS5 proxy `host:port` (default 127.0.0.1:9050)")
 	fs.StringVar(&g.isolation, "isolation", g.isolation, "`relay` or contact: one relay session for all contacts, or one per contact\n(default: per contact with --tor, per relay without)")
+	fs.StringVar(&g.routing, "routing", g.routing, "`always`, unknown or never: send through one of your relays, which forwards to the\ncontact's, so that it never sees your address: always, only to relays not yours, or\nnever (default: never with --tor required, unknown otherwise)")
 	fs.DurationVar(&g.cover, "cover", g.cover, "send cover blocks at random, a mean `interval` apart, on every relay connection, so\nthat an observer of the network cannot tell when messages move (default 0: none)")
 	fs.StringVar(&g.passphraseFile, "passphrase-file", g.passphraseFile, "read the passphrase from the first line of `file`")
 	fs.BoolVar(&g.verbose, "verbose", g.verbose, "log the client library's details to standard error")
@@ -242,7 +248,7 @@ func run(ctx context.Context, args []string, env environment) error {
 		needsHome = true
 		// takes are the global flags that the command takes after its
 		// name; all of them by default.
-		takes = []string{"home", "json", "transport", "tor", "socks", "isolation", "cover", "passphrase-file", "verbose"}
+		takes = []string{"home", "json", "transport", "tor", "socks", "isolation", "routing", "cover", "passphrase-file", "verbose"}
 	)
 	switch verb {
 	case "help", "-h", "-help", "--help":
@@ -416,6 +422,11 @@ func run(ctx context.Context, args []string, env environment) error {
 	case client.IsolationAuto, client.IsolationRelay, client.IsolationContact:
 	default:
 		return usageError{fmt.Sprintf("--isolation must be %q or %q, not %q", client.IsolationRelay, client.IsolationContact, c.isolation), fs.Help()}
+	}
+	switch client.Routing(c.routing) {
+	case client.RoutingAuto, client.RoutingAlways, client.RoutingUnknown, client.RoutingNever:
+	default:
+		return usageError{fmt.Sprintf("--routing must be %q, %q or %q, not %q", client.RoutingAlways, client.RoutingUnknown, client.RoutingNever, c.routing), fs.Help()}
 	}
 	if needsHome && c.home == "" {
 		return usageError{"no home directory: pass --home DIR or set $HUSH_HOME", fs.Help()}

@@ -837,6 +837,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"--home", home, "invite", "--bogus"}, 2, "usage: hush invite"},
 		{[]string{"--transport", "udp", "demo"}, 2, "--transport"},
 		{[]string{"--home", home, "--isolation", "circuit", "contacts"}, 2, "--isolation must be"},
+		{[]string{"--home", home, "--routing", "sometimes", "contacts"}, 2, "--routing must be"},
 		{[]string{"--home", home, "init", "--no-passphrase", "--passphrase-file", "x"}, 2, "only one of"},
 		{[]string{"--home", home, "contacts"}, 1, `run "hush init"`},
 		{[]string{"--home", home, "init"}, 1, "--no-passphrase"}, // no terminal to ask
@@ -1042,7 +1043,7 @@ func TestCommandHelp(t *testing.T) {
 		globals string   // the global flags line
 	}{
 		{[]string{"version", "-h"}, nil, "--json\n"},
-		{[]string{"send", "-h"}, []string{"-timeout"}, "--home, --json, --transport, --tor, --socks, --isolation, --cover, --passphrase-file, --verbose\n"},
+		{[]string{"send", "-h"}, []string{"-timeout"}, "--home, --json, --transport, --tor, --socks, --isolation, --routing, --cover, --passphrase-file, --verbose\n"},
 		{[]string{"init", "--help"}, []string{"-no-passphrase"}, "--home, --json, --passphrase-file, --verbose\n"},
 		{[]string{"demo", "-h"}, nil, "--json, --transport, --verbose\n"},
 	} {

@@ -138,6 +138,7 @@ func (c *cmd) openClient(ctx context.Context, n need) (*client.Client, error) {
 		Stagger:     n.stagger,
 		RotateEvery: n.rotateEvery,
 		Isolation:   client.Isolation(c.isolation),
+		Routing:     client.Routing(c.routing),
 		Logger:      c.logger(),
 		Events:      client.EventsStored,
 	}

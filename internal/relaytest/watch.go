@@ -1,6 +1,7 @@
 package relaytest
 
 import (
+	"net/netip"
 	"sync"
 
 	"github.com/hushrelay/hush/queue"
@@ -8,10 +9,30 @@ import (
 )
 
 // Watcher records what a relay sees: give its Observe to
-// relay.Config.Observe. Its methods are safe for concurrent use.
+// relay.Config.Observe, and its ObserveSource to
+// relay.Config.ObserveSource. Its methods are safe for concurrent use.
 type Watcher struct {
-	mu   sync.Mutex
-	seen []relay.Sighting
+	mu      sync.Mutex
+	seen    []relay.Sighting
+	sources map[netip.Addr]int
+}
+
+// ObserveSource records the source address of a connection.
+func (w *Watcher) ObserveSource(a netip.Addr) {
+	w.mu.Lock()
+	if w.sources == nil {
+		w.sources = make(map[netip.Addr]int)
+	}
+	w.sources[a.Unmap()]++
+	w.mu.Unlock()
+}
+
+// Connections returns how many connections the relay accepted from a so
+// far.
+func (w *Watcher) Connections(a netip.Addr) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sources[a.Unmap()]
 }
 
 // Observe records s.
