@@ -15,6 +15,8 @@
 //	hush-bench timing [flags]         answer times for unknown IDs and live queues
 //	hush-bench down [flags]           the time idle connections take to notice
 //	                                  a relay killed with SIGKILL that stays down
+//	hush-bench forward [flags]        latency and relay CPU per message, sent
+//	                                  directly and through a forwarding relay
 //
 // By default hush-bench starts its own relay as a child process (it runs
 // itself with the hidden relay-child command), so that the relay's CPU time
@@ -48,7 +50,7 @@ import (
 	"github.com/hushrelay/hush/queue"
 )
 
-const usageText = `usage: hush-bench [throughput|idle|queues|chaos|timing|attack|down] [flags]
+const usageText = `usage: hush-bench [throughput|idle|queues|chaos|timing|attack|down|forward] [flags]
 
 Scenarios:
   throughput  S senders and R receivers over Q queues for --duration; prints
@@ -75,6 +77,11 @@ Scenarios:
   down        idle connections over QUIC and TCP to a relay that is then
               killed (SIGKILL) and stays down; prints the time each
               transport takes to notice, per run and the median of runs
+  forward     a forwarding relay and a destination relay; messages sent one
+              at a time directly to the destination and through the
+              forwarding relay (private routing), alternately in each run;
+              prints send-to-deliver latency p50/p99 and each relay's CPU
+              per message for both, per run and the median of runs
 
 Run "hush-bench <scenario> -h" for a scenario's flags.
 `
@@ -124,6 +131,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runAttackCommand(ctx, args, stdout, stderr)
 	case "down":
 		return runDownCommand(ctx, args, stdout, stderr)
+	case "forward":
+		return runForwardCommand(ctx, args, stdout, stderr)
 	case "help":
 		io.WriteString(stdout, usageText)
 		return nil
