@@ -37,6 +37,16 @@ const torDialTimeout = 20 * time.Second
 // (16 KB) each way every 20 s on an idle link.
 const torKeepAlive = 20 * time.Second
 
+// redialQUICTimeout bounds the QUIC part of two attempts of three to
+// reach a relay that was just found unreachable, without Tor (the third
+// has link.Config.QUICTimeout, 3 s by default, for a slow path). While a
+// QUIC attempt waits, quic-go sends its first packet again ever later
+// (about 0.3, 0.9 and 2.1 s into it): a relay that comes back late in a
+// long attempt is reached only at the next resend or attempt, up to
+// 1.2 s later. Short attempts send a first packet at least every second
+// or so, so a relay that restarts is reached sooner.
+const redialQUICTimeout = time.Second
+
 // torNewCircuitsAfter is how many attempts in a row under Tor fail before
 // the link calls Config.NewCircuits, when set.
 const torNewCircuitsAfter = 2
@@ -175,6 +185,10 @@ func (l *relayLink) run() {
 	var (
 		attempt uint64 // attempts so far, for per-attempt isolation
 		failed  int    // attempts failed in a row under Tor
+		// redial counts the attempts since the relay was found
+		// unreachable (a connection or attempt ended with
+		// link.ErrUnreachable); 0 when it was not.
+		redial int
 	)
 	if l.delay > 0 {
 		t := time.NewTimer(l.delay)
@@ -208,6 +222,12 @@ func (l *relayLink) run() {
 			if dc.KeepAlive == 0 {
 				dc.KeepAlive = torKeepAlive
 			}
+		} else if redial > 0 && redial%3 != 0 {
+			quic := dc.QUICTimeout
+			if quic <= 0 {
+				quic = link.DefaultQUICTimeout
+			}
+			dc.QUICTimeout = min(quic, redialQUICTimeout)
 		}
 		dctx, cancel := context.WithTimeout(l.ctx, timeout)
 		conn, err := link.Dial(dctx, addr, dc)
@@ -216,9 +236,15 @@ func (l *relayLink) run() {
 			var wasUp bool
 			if wasUp, err = l.serve(conn); wasUp {
 				b.Reset()
-				failed = 0
+				failed, redial = 0, 0
+				if errors.Is(err, link.ErrUnreachable) {
+					redial = 1
+				}
 				continue // dial again at once
 			}
+		}
+		if redial > 0 || errors.Is(err, link.ErrUnreachable) {
+			redial++
 		}
 		if l.ctx.Err() != nil {
 			return
@@ -247,7 +273,7 @@ func (l *relayLink) run() {
 
 // serve subscribes to our queues on conn, publishes it, and handles its
 // events until it ends. It reports whether conn was up (subscribed and
-// published) and, if not, why.
+// published), and why it ended (nil if the link is closing).
 func (l *relayLink) serve(conn *link.Conn) (wasUp bool, err error) {
 	defer conn.Close()
 	// Events must be read while subscribing: SUB may deliver at once. The
@@ -278,9 +304,13 @@ func (l *relayLink) serve(conn *link.Conn) (wasUp bool, err error) {
 		// may take seconds to fail.
 		l.c.reachable(l.addr, err)
 	}
+	err = conn.Err()
+	if l.ctx.Err() != nil {
+		err = nil
+	}
 	conn.Close()
 	wg.Wait()
-	return true, nil
+	return true, err
 }
 
 // subscribeAll subscribes to every queue we receive on at this relay,

@@ -92,9 +92,10 @@ const extraEvents = 64
 // over TCP when the relay's end closes or resets; over QUIC, for a relay
 // that restarted, at its stateless reset, which a PING draws when a QUIC
 // keep-alive goes unanswered (queue/PROTOCOL.md section 2), and for a
-// relay that is down when that PING draws no packet at all (after half of
-// Config.TransportIdleTimeout without one, 2.5 s by default, and a quarter
-// of it since the PING) or at the QUIC idle timeout; and on both when a
+// relay that is down when no packet at all came though the connection kept
+// asking (for a quarter of Config.TransportIdleTimeout, 1.25 s by default,
+// with a PING among the questions; a relay that stalls for less than
+// about 0.9 s keeps it) or at the QUIC idle timeout; and on both when a
 // keep-alive PING (Config.KeepAlive) goes unanswered. Err then also wraps
 // ErrSilent when the relay sent nothing. Reconnecting is the caller's
 // (see Backoff).
@@ -818,38 +819,62 @@ func (c *Conn) deliverLoop() {
 }
 
 // silenceGrace is the least time a QUIC connection waits for the answer
-// to a keep-alive packet before silenceLoop suspects the relay.
-const silenceGrace = 500 * time.Millisecond
+// to a keep-alive packet before silenceLoop suspects the relay, and the
+// least time it waits after its first PING, or after a late check, before
+// it ends the connection.
+const silenceGrace = 250 * time.Millisecond
+
+// silenceLimit returns how long a QUIC connection may receive no packet at
+// all, while it keeps asking, before silenceLoop ends it: a quarter of the
+// idle timeout, and at least three keep-alive periods and eight round
+// trips, so that a relay that stalls for less than silenceLimit minus one
+// keep-alive period keeps its connections.
+func silenceLimit(keepAlive, idleTimeout, rtt time.Duration) time.Duration {
+	return max(idleTimeout/4, 3*keepAlive, 8*rtt)
+}
 
 // silenceLoop notices a relay that restarted, or is down, while the
-// connection was idle. QUIC keep-alive packets are too short to draw a
-// stateless reset from a restarted relay (queue/PROTOCOL.md section 2), so
-// when nothing came from the relay for a keep-alive period and then
-// silenceGrace (or four round trips, if longer), it sends a PING: a block,
-// whose packets draw the reset that ends the connection at once. It sends
-// one a keep-alive period while the silence lasts. A relay that answers
-// costs nothing more than the keep-alive packets.
+// connection was idle. quic-go sends a keep-alive packet (a PING frame) a
+// keep-alive period after the last packet it received, and a live relay
+// acknowledges it at once (within its max_ack_delay). QUIC keep-alive
+// packets are too short to draw a stateless reset from a restarted relay
+// (queue/PROTOCOL.md section 2), so when nothing came from the relay for a
+// keep-alive period and then silenceGrace (or four round trips, if
+// longer), it sends a PING: a block, whose packets draw the reset that
+// ends the connection at once (QUIC resends them while they go
+// unacknowledged). It sends one for each silence: on a loaded machine,
+// where acknowledgements come late, PINGs would add to the load. A relay
+// that answers in time costs nothing more than the keep-alive packets.
 //
-// A relay that is down answers nothing: when no packet at all came for
-// half of idleTimeout, and for a quarter of it (or eight round trips, if
-// longer) since the first of those PINGs, during which the connection sent
-// packets, it ends the connection (ErrSilent) instead of waiting for the
-// QUIC idle timeout: 2.75 to 3 s after the relay's last packet, with the
-// defaults, instead of 5 to 6 s. Any packet from the relay counts as an
-// answer, and a check that comes late (this process was starved, and may
-// not have read what arrived) decides nothing, so a busy or slow relay is
-// not taken for a dead one.
+// A relay that is down answers nothing: when no packet at all (any
+// datagram quic-go read for the connection, even one it could not open)
+// came for silenceLimit, 1.25 s with the defaults, though the connection
+// sent at least two packets in that silence, the PING among them,
+// silenceGrace or more before, it ends the connection (ErrSilent) instead
+// of waiting for the QUIC idle timeout. The silence is counted by checks,
+// four a keep-alive period, each adding the time since the previous one
+// but at most two check intervals: a check that comes more than three
+// intervals after the previous one (this process was starved, and may not
+// have read what arrived) adds nothing, and the connection then waits
+// silenceGrace more before it ends, so that a busy client is not taken
+// for a dead relay. The relay may stall too: one that sends nothing for
+// less than silenceLimit minus a keep-alive period (about 0.9 s with the
+// defaults) keeps the connection.
 func (c *Conn) silenceLoop(qc *quic.Conn, keepAlive, idleTimeout time.Duration) {
 	defer c.wg.Done()
 	period := keepAlive / 4
 	tick := time.NewTicker(period)
 	defer tick.Stop()
-	received, heard := qc.ConnectionStats().PacketsReceived, time.Now()
-	last := heard // the previous check
+	st := qc.ConnectionStats()
+	last := time.Now() // the previous check
 	var (
-		probed    time.Time // the last PING sent for this silence
-		firstPing time.Time // the first; zero until one is sent
-		sentThen  uint64    // packets sent before the first
+		received, bytesIn = st.PacketsReceived, st.BytesReceived
+		sentBefore        = st.PacketsSent // packets sent when the silence began
+		silence           time.Duration    // since the last packet, over on-time checks
+		settle            time.Duration    // left to wait after a late check
+		sincePing         time.Duration    // since the PING, over on-time checks
+		pinged            bool             // a PING was sent for this silence
+		sentThen          uint64           // packets sent before it
 	)
 	for {
 		select {
@@ -858,32 +883,38 @@ func (c *Conn) silenceLoop(qc *quic.Conn, keepAlive, idleTimeout time.Duration) 
 			return
 		}
 		now := time.Now()
-		late := now.Sub(last) > 2*period
+		step := now.Sub(last)
 		last = now
-		st := qc.ConnectionStats()
-		if st.PacketsReceived != received {
-			received, heard = st.PacketsReceived, now
-			probed, firstPing = time.Time{}, time.Time{}
+		st = qc.ConnectionStats()
+		if st.PacketsReceived != received || st.BytesReceived != bytesIn {
+			received, bytesIn, sentBefore = st.PacketsReceived, st.BytesReceived, st.PacketsSent
+			silence, settle, sincePing, pinged = 0, 0, 0, false
 			continue
 		}
-		if late {
+		if step > 3*period {
+			settle = silenceGrace
 			continue
 		}
-		silence := now.Sub(heard)
-		if !firstPing.IsZero() && silence >= idleTimeout/2 &&
-			now.Sub(firstPing) >= max(idleTimeout/4, 8*st.SmoothedRTT) && st.PacketsSent > sentThen {
+		step = min(step, 2*period)
+		silence += step
+		settle = max(0, settle-step)
+		if pinged {
+			sincePing += step
+		}
+		rtt := st.SmoothedRTT
+		grace := max(silenceGrace, 4*rtt)
+		if pinged && settle == 0 && silence >= silenceLimit(keepAlive, idleTimeout, rtt) &&
+			sincePing >= grace && st.PacketsSent > sentThen && st.PacketsSent >= sentBefore+2 {
 			c.shutdown(fmt.Errorf("%w: %w for %v after a PING", ErrUnreachable, ErrSilent, silence.Round(time.Millisecond)))
 			return
 		}
-		if silence < keepAlive+max(silenceGrace, 4*st.SmoothedRTT) || now.Sub(probed) < keepAlive {
+		if pinged || silence < keepAlive+grace {
 			continue
 		}
-		probed = now
-		if firstPing.IsZero() {
-			firstPing, sentThen = now, st.PacketsSent
-		}
+		pinged, sentThen = true, st.PacketsSent
+		limit := silenceLimit(keepAlive, idleTimeout, rtt)
 		c.wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), keepAlive)
+			ctx, cancel := context.WithTimeout(context.Background(), limit)
 			defer cancel()
 			c.Ping(ctx) // answered, reset or lost: the outcome shows elsewhere
 		})

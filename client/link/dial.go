@@ -74,18 +74,24 @@ const (
 	DefaultHandshakeTimeout = 15 * time.Second
 	DefaultKeepAlive        = 60 * time.Second
 	// DefaultTransportKeepAlive and DefaultTransportIdleTimeout let an
-	// idle QUIC connection notice a relay that died 2.75 to 3 s after the
-	// last packet it received (a PING drew no packet: see Conn; without
-	// that, the idle timeout would end it 5 to 6 s after), and one that
-	// restarted about 1.5 s after it (see Conn),
-	// for about 400 KB an hour: one keep-alive packet and its
-	// acknowledgement a second, some 55 bytes each with their IPv4 and UDP
-	// headers (TestQUICKeepAlive and TestQUICIdleRestartReset log the
-	// figures). TCP keep-alive probes cost about the same (52-byte
-	// segments with their IPv4 headers). 5 s is the least idle timeout
-	// quic-go accepts from a peer, and long enough not to take a busy relay
-	// for a dead one (2 s did, in tests on a loaded machine).
-	DefaultTransportKeepAlive   = 1 * time.Second
+	// idle QUIC connection notice a relay that died about a second after
+	// it died: a keep-alive packet goes 350 ms after the last packet
+	// received, the relay acknowledges it within its max_ack_delay (25 ms
+	// by default), and a connection that then receives no packet at all
+	// for a quarter of the idle timeout, 1.25 s, though it kept asking,
+	// ends (see Conn). A relay that stalls for less than the difference,
+	// about 0.9 s (a process stopped for half a second,
+	// TestQUICRelayStalled), keeps its connections. A relay that
+	// restarted is noticed about 0.6 s after the last packet (see Conn).
+	// This costs about 1.1 MB an hour per idle QUIC connection: a
+	// keep-alive packet and its acknowledgement every 350 ms, some 55
+	// bytes each with their IPv4 and UDP headers (TestQUICKeepAlive logs
+	// the figure; at 1 s it was 381 KB). TCP keep-alive probes go at whole
+	// seconds (see Config.TransportKeepAlive): one a second, 52-byte
+	// segments with their IPv4 headers. 5 s is the least idle timeout
+	// quic-go accepts from a peer; the QUIC idle timeout itself is only
+	// the last resort.
+	DefaultTransportKeepAlive   = 350 * time.Millisecond
 	DefaultTransportIdleTimeout = 5 * time.Second
 )
 
@@ -136,7 +142,8 @@ type Config struct {
 	// packet it received before it sends a keep-alive packet (a QUIC PING
 	// frame, or a TCP keep-alive probe with the default DialTCP; not a
 	// hush PING). Default DefaultTransportKeepAlive. It is at most half of
-	// TransportIdleTimeout.
+	// TransportIdleTimeout. TCP keep-alive probes can only be timed in
+	// whole seconds: they take it rounded up to a second.
 	TransportKeepAlive time.Duration
 	// TransportIdleTimeout is the QUIC idle timeout the client advertises,
 	// and about how long TCP keep-alive probes go unanswered before the
@@ -147,10 +154,11 @@ type Config struct {
 	// its stateless reset ends a QUIC connection (queue/PROTOCOL.md
 	// section 2; keep-alive packets are too short to draw one, so the
 	// connection sends a PING when a keep-alive goes unanswered), its
-	// host's TCP reset a TCP one. A QUIC connection whose PING then draws
-	// no packet at all ends sooner: after half of this without a packet,
-	// and a quarter of it since the PING (see Conn). Raise it where a
-	// loaded machine may hold the relay's packets up for seconds. Default
+	// host's TCP reset a TCP one. A QUIC connection that keeps asking and
+	// receives no packet at all ends much sooner: after a quarter of this,
+	// or three TransportKeepAlive periods if longer (see Conn). Raise it
+	// where a relay may stall for longer than about a second, or a loaded
+	// machine may hold its packets up that long. Default
 	// DefaultTransportIdleTimeout.
 	TransportIdleTimeout time.Duration
 
@@ -212,11 +220,14 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	cfg.TransportKeepAlive = min(cfg.TransportKeepAlive, cfg.TransportIdleTimeout/2)
 	if cfg.DialTCP == nil {
+		// The kernel times TCP keep-alives in whole seconds (net rounds
+		// up): count the probes in the period they really have.
+		tcpKeepAlive := (cfg.TransportKeepAlive + time.Second - 1).Truncate(time.Second)
 		d := &net.Dialer{KeepAliveConfig: net.KeepAliveConfig{
 			Enable:   true,
-			Idle:     cfg.TransportKeepAlive,
-			Interval: cfg.TransportKeepAlive,
-			Count:    max(1, int(cfg.TransportIdleTimeout/cfg.TransportKeepAlive)-1),
+			Idle:     tcpKeepAlive,
+			Interval: tcpKeepAlive,
+			Count:    max(1, int(cfg.TransportIdleTimeout/tcpKeepAlive)-1),
 		}}
 		if cfg.LocalAddr.IsValid() {
 			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(cfg.LocalAddr, 0))
