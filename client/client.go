@@ -218,6 +218,10 @@ type Client struct {
 	// relayDown says, by relay, whether the last attempt to reach it
 	// failed; a relay not yet tried is not in it (see reachable).
 	relayDown map[queue.Fingerprint]bool
+	// downBefore holds the relays that a run found down less than
+	// rememberDown before this one opened, until this run reaches them
+	// (see candidates).
+	downBefore map[queue.Fingerprint]bool
 
 	// refused holds the relays that refused to create a queue (a wrong
 	// password), and why; nil until one does.
@@ -286,6 +290,14 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	if err := c.dropSentEvents(); err != nil {
+		v.Close()
+		return nil, err
+	}
+	if err := v.View(func(tx *vault.Tx) error {
+		var err error
+		c.downBefore, err = downBefore(tx, time.Now())
+		return err
+	}); err != nil {
 		v.Close()
 		return nil, err
 	}
@@ -374,6 +386,9 @@ func (c *Client) Close() error {
 		}
 		c.mu.Unlock()
 		c.wg.Wait()
+		if rerr := c.rememberStillDown(time.Now()); rerr != nil {
+			c.cfg.Logger.Error("storing the relays' state", "err", rerr)
+		}
 		err = c.store.Close()
 	})
 	return err

@@ -214,15 +214,21 @@ func (c *Client) noteRefused(fp queue.Fingerprint, err error) {
 // with a live connection and those not tried yet first, together, so
 // that new queues spread evenly over the relays that answer (ranking
 // connected relays first kept a fresh client on the first relays it
-// reached); then those whose last attempt failed; then those that
+// reached); then those whose last attempt failed, and those not reached
+// yet in this run that this run or an earlier one found down less than
+// rememberDown ago (a command without an agent opens the client anew
+// each time: it remembers what the previous one found); then those that
 // refused us; each group shuffled.
 func (c *Client) candidates(relays []queue.Address) []queue.Address {
 	rank := make(map[queue.Fingerprint]int) // absent: 0
 	c.mu.Lock()
+	for fp := range c.downBefore {
+		rank[fp] = 1
+	}
 	for k, l := range c.links {
 		conn, err := l.status()
 		r := 0
-		if conn == nil && err != nil {
+		if conn == nil && (err != nil || c.downBefore[k.fp]) {
 			r = 1
 		}
 		if old, ok := rank[k.fp]; !ok || r < old {

@@ -401,20 +401,39 @@ func (l *relayLink) handle(conn *link.Conn, ev link.Event, acks *sync.WaitGroup)
 // (err) or not, and tells the application when that changes: an
 // EventRelayDown when an attempt fails after a success (or the first
 // attempt fails), an EventRelayUp when it succeeds after a failure.
+//
+// It also keeps what later runs remember (see metaRelaysDown): a relay
+// that goes down is remembered as down, one reached is forgotten.
 func (c *Client) reachable(addr queue.Address, err error) {
 	down := err != nil
+	fp := addr.Fingerprint
 	c.mu.Lock()
-	was, known := c.relayDown[addr.Fingerprint]
-	c.relayDown[addr.Fingerprint] = down
+	was, known := c.relayDown[fp]
+	c.relayDown[fp] = down
+	before := c.downBefore[fp]
+	if !down {
+		delete(c.downBefore, fp)
+	}
 	c.mu.Unlock()
 	if was == down && (known || !down) {
+		if !down && before {
+			if err := c.store.Update(func(tx *vault.Tx) error { return rememberReachable(tx, fp, false, time.Now()) }); err != nil {
+				c.cfg.Logger.Error("storing a relay's state", "err", err)
+			}
+		}
 		return
 	}
-	ev := Event{Kind: EventRelayUp, Relay: addr.HostPort(), Time: time.Now()}
+	now := time.Now()
+	ev := Event{Kind: EventRelayUp, Relay: addr.HostPort(), Time: now}
 	if down {
 		ev.Kind, ev.Problem = EventRelayDown, err
 	}
-	if err := c.store.Update(func(tx *vault.Tx) error { return c.pushEvent(tx, ev) }); err != nil {
+	if err := c.store.Update(func(tx *vault.Tx) error {
+		if err := c.pushEvent(tx, ev); err != nil {
+			return err
+		}
+		return rememberReachable(tx, fp, down, now)
+	}); err != nil {
 		c.cfg.Logger.Error("storing an event", "err", err)
 	}
 	notify(c.wakeEvents)

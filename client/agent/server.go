@@ -94,7 +94,8 @@ func Listen(home string) (*net.UnixListener, error) {
 type Config struct {
 	// Version is what the version method answers; default "devel".
 	Version string
-	// Logger receives operational logs; default: discard.
+	// Logger receives operational logs, wrapped in queue.RedactHandler so
+	// that no network address or port reaches it; default: discard.
 	Logger *slog.Logger
 }
 
@@ -132,6 +133,7 @@ func NewServer(cl *client.Client, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Logger = slog.New(queue.RedactHandler(cfg.Logger.Handler()))
 	s := &Server{cl: cl, cfg: cfg, lns: make(map[net.Listener]struct{}), conns: make(map[*serverConn]struct{}), changed: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Go(s.watchEvents)

@@ -191,9 +191,11 @@ func parseFlags(fs *flag.FlagSet, o *commonOptions, args []string, stderr io.Wri
 	return nil
 }
 
-// progressf prints a progress line to stderr.
+// progressf prints a progress line to stderr, with every network address
+// and port in it (the errors it quotes may name them) removed
+// (queue.RedactAddresses).
 func (o *commonOptions) progressf(format string, args ...any) {
-	fmt.Fprintf(o.progress, "hush-bench: "+format+"\n", args...)
+	fmt.Fprintln(o.progress, "hush-bench:", queue.RedactAddresses(fmt.Sprintf(format, args...)))
 }
 
 // relayTarget is the relay a scenario drives: a child process it started,

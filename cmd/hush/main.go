@@ -46,6 +46,7 @@ import (
 	"github.com/hushrelay/hush/client"
 	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/internal/cli"
+	"github.com/hushrelay/hush/queue"
 )
 
 const usageText = `usage: hush [global flags] <command> [flags] [arguments]
@@ -476,11 +477,12 @@ func newFlagSet(name, args, doc string) *cli.FlagSet {
 }
 
 // logger returns the client library's logger: warnings and errors on
-// standard error, everything with --verbose.
+// standard error, everything with --verbose, never a network address or
+// port (queue.RedactHandler), whichever package logs.
 func (c *cmd) logger() *slog.Logger {
 	level := slog.LevelWarn
 	if c.verbose {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(c.env.stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(queue.RedactHandler(slog.NewTextHandler(c.env.stderr, &slog.HandlerOptions{Level: level})))
 }
