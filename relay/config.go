@@ -108,10 +108,14 @@ type Config struct {
 	// (DefaultMaxStoredBytes); negative: no cap.
 	MaxStoredBytes int64
 	// MinFreeDisk is the free-disk reserve: when the filesystem holding
-	// the store has less free space than this (checked every second),
-	// NEW and SEND are refused in the same way, so that ACK and DEL,
-	// which need a few pages each, can still be committed and free
+	// the store has less free space than this, counting the store file's
+	// free pages (checked every second, and after commits at most every
+	// 10 ms), NEW and SEND are refused in the same way, so that ACK and
+	// DEL, which need a few pages each, can still be committed and free
 	// space. Default 256 MiB (DefaultMinFreeDisk); negative: no reserve.
+	// Whatever it is, after a commit fails for lack of space (ENOSPC),
+	// NEW and SEND are refused until the filesystem alone has the reserve
+	// again, and at least 1 MiB.
 	MinFreeDisk int64
 
 	// MappedStoreLimit bounds, in bytes, the relay process's file-backed

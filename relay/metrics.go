@@ -84,7 +84,7 @@ func newMetrics(r *Relay) *metrics {
 			Help:    "Store operations (a stored message, an acknowledgement, a new queue...) per group commit: above about 2,000 a second the relay waits up to 2 ms to gather 16.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10), // 1 to 512, the most per commit
 		}),
-		commitErrors: counter("store_commit_errors_total", "Group commits that failed (every command in them was answered ERR INTERNAL)."),
+		commitErrors: counter("store_commit_errors_total", "Group commits that failed: every command in them was answered ERR INTERNAL, except after a lack of disk space (ENOSPC), when they are applied again one per transaction."),
 		trims:        counter("store_mapping_trims_total", "Times the store file's pages were dropped from the relay's memory mapping (file-backed memory above the mapped store limit)."),
 		trimErrors:   counter("store_mapping_trim_errors_total", "Checks of the relay's file-backed memory, or drops of the mapping, that failed (at most ten a second)."),
 	}

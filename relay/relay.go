@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -65,8 +66,13 @@ type Relay struct {
 	// of storage and of failed commits.
 	storageLog, commitLog rateLog
 	// diskLow is set while the store's filesystem has less free space
-	// than Config.MinFreeDisk; see diskLoop.
-	diskLow  atomic.Bool
+	// than Config.MinFreeDisk, or ran out of space; see checkDisk.
+	diskLow atomic.Bool
+	// noSpace is set when a commit fails for lack of disk space (ENOSPC),
+	// until checkDisk finds space again.
+	noSpace atomic.Bool
+	// diskKick asks diskLoop for a check now (after a commit); buffered 1.
+	diskKick chan struct{}
 	blocks   sync.Pool                 // *[]byte of queue.BlockSize; see getBlock
 	cert     atomic.Pointer[certState] // the certificate served; see SetCertificate
 	draining atomic.Bool               // NEW is refused; see SetDraining
@@ -155,6 +161,7 @@ func New(cfg Config) (*Relay, error) {
 	r.passwordHash = sha256.Sum256([]byte(cfg.Password))
 	r.draining.Store(cfg.Drain)
 	r.admit = newAdmission(&cfg)
+	r.diskKick = make(chan struct{}, 1)
 	r.newLimit = rate.NewLimiter(rate.Limit(cfg.RelayNewRate), max(1, int(cfg.RelayNewRate)))
 	r.metrics = newMetrics(r)
 	st, err := openStore(cfg.StorePath, storeOptions{
@@ -162,6 +169,14 @@ func New(cfg Config) (*Relay, error) {
 			r.metrics.observeCommit(d, ops, err)
 			if err != nil {
 				r.commitLog.log(cfg.Logger, slog.LevelError, "store commit failed: the commands in it were answered ERR INTERNAL", "err", err)
+				if errors.Is(err, syscall.ENOSPC) {
+					r.noSpace.Store(true)
+					r.diskLow.Store(true)
+				}
+			}
+			select {
+			case r.diskKick <- struct{}{}:
+			default:
 			}
 		},
 		MappedLimit: cfg.MappedStoreLimit,
@@ -577,7 +592,18 @@ func (r *Relay) notifyHead(rid queue.ID) {
 // diskCheckInterval is how often diskLoop checks the free disk space.
 const diskCheckInterval = time.Second
 
-// diskLoop keeps diskLow up to date until the relay closes.
+// diskKickInterval is the shortest interval between two checks of
+// diskLoop asked for by commits: a store filling fast is checked every
+// few commits, not only every diskCheckInterval.
+const diskKickInterval = 10 * time.Millisecond
+
+// noSpaceClear is the free space, at least, at which the relay tries NEW
+// and SEND again after a commit failed for lack of space, when it has no
+// reserve (Config.MinFreeDisk negative).
+const noSpaceClear = 1 << 20
+
+// diskLoop keeps diskLow up to date until the relay closes: every
+// diskCheckInterval, and after commits, at most every diskKickInterval.
 func (r *Relay) diskLoop() {
 	defer r.wg.Done()
 	t := time.NewTicker(diskCheckInterval)
@@ -587,19 +613,50 @@ func (r *Relay) diskLoop() {
 		case <-r.ctx.Done():
 			return
 		case <-t.C:
-			r.checkDisk()
+		case <-r.diskKick:
 		}
+		r.checkDisk()
+		sleepCtx(r.ctx, diskKickInterval)
 	}
 }
 
-// checkDisk sets diskLow from the free space of the store's filesystem.
-// When it cannot be read the reserve is not applied.
+// sleepCtx waits for d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// checkDisk sets diskLow from the space the store can still grow into:
+// the free space of its filesystem plus the store file's free pages,
+// which new messages reuse (so that a store drained by its recipients on
+// a disk that is still full takes messages again). After a commit failed
+// for lack of space (noSpace), the filesystem alone must have the
+// reserve again, at least noSpaceClear: the file's free pages were not
+// enough. When the free space cannot be read the reserve is not applied.
 func (r *Relay) checkDisk() {
-	if r.cfg.MinFreeDisk <= 0 {
+	reserve := r.cfg.MinFreeDisk
+	noSpace := r.noSpace.Load()
+	if reserve <= 0 && !noSpace {
 		return
 	}
 	free, err := diskFree(filepath.Dir(r.cfg.StorePath))
-	low := err == nil && free < r.cfg.MinFreeDisk
+	var low bool
+	switch {
+	case err != nil:
+	case noSpace:
+		if low = free < max(reserve, noSpaceClear); !low {
+			r.noSpace.Store(false)
+		}
+	default:
+		if _, storeFree, err := r.store.sizes(); err == nil {
+			free += storeFree
+		}
+		low = free < reserve
+	}
 	if was := r.diskLow.Swap(low); was != low {
 		if low {
 			r.cfg.Logger.Warn("free disk space below the reserve: NEW and SEND are refused (ERR QUOTA) until it returns")

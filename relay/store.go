@@ -81,6 +81,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -596,6 +597,9 @@ func (s *store) loop() {
 // the commit. An operation that fails with anything but a domain error may
 // have written part of its changes: the transaction is rolled back, that
 // operation gets its error and the others are applied again without it.
+// A commit that fails for lack of disk space (ENOSPC) is rolled back and
+// its operations are applied again one per transaction, so that only
+// those that needed the space fail.
 func (s *store) commit(batch []*storeOp) {
 	start := time.Now()
 	for len(batch) > 0 {
@@ -629,6 +633,17 @@ func (s *store) commit(batch []*storeOp) {
 			err = fmt.Errorf("relay store: commit: %w", err)
 			if s.onCommit != nil {
 				s.onCommit(time.Since(start), len(batch), err)
+			}
+			if len(batch) > 1 && errors.Is(err, syscall.ENOSPC) {
+				// The disk is full: the operations that need no new
+				// pages (ACK and DEL reuse the file's free ones) must not
+				// fail with those that do, so that recipients can still
+				// drain their queues. Each is applied again on its own,
+				// in order.
+				for _, op := range batch {
+					s.commit([]*storeOp{op})
+				}
+				return
 			}
 			for _, op := range batch {
 				op.finish(err)

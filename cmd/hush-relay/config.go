@@ -180,9 +180,11 @@ and the rest work as usual, and they are accepted again as soon as
 messages are acknowledged, deleted or expire. A negative value: no cap.`,
 			strconv.Itoa(relay.DefaultMaxStoredBytes >> 20)},
 		{"min_free_disk_mib", `The free-disk reserve, in MiB: while the filesystem of the data
-directory has less free space (checked every second), NEW and SEND are
-refused in the same way, so that ACK and DEL can still be written and
-free space. A negative value: no reserve.`, strconv.Itoa(relay.DefaultMinFreeDisk >> 20)},
+directory has less free space, counting the store file's free pages
+(checked every second and after writes), NEW and SEND are refused in the
+same way, so that ACK and DEL can still be written and free space. A
+negative value: no reserve (a write that finds the disk full then makes
+NEW and SEND refused until 1 MiB is free).`, strconv.Itoa(relay.DefaultMinFreeDisk >> 20)},
 		{"mapped_store_limit_mib", `The relay reads its store through a memory mapping: the pages it has
 read stay counted in its RSS and in the OOM killer's score, although they
 are page cache. Above this many MiB of them the relay drops them from its
