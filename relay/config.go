@@ -64,6 +64,17 @@ type Config struct {
 	// RelayNewRate is the relay-wide sustained rate, per second, of NEW,
 	// over every session: NEW commands beyond it wait. Default 100.
 	RelayNewRate float64
+	// RelayFailureRate is a relay-wide budget, per second, of commands
+	// answered ERR AUTH or SYNTAX beyond the sessions' own FailureRate,
+	// shared by every session (up to a second of it at once): a session
+	// over its own budget waits only when this one is spent too. It lets
+	// a client that resubscribes many deleted queues after a reconnection
+	// (each answered ERR AUTH) do so at once, while a garbage flood, which
+	// spends it, is slowed down to FailureRate per session as before; it
+	// bounds what floods cost the relay beyond FailureRate per session (at
+	// about 60 µs each, 1000 a second are 6% of a core). Default 1000;
+	// negative: none.
+	RelayFailureRate float64
 
 	// MaxSessions bounds the connections the relay holds, TCP and QUIC
 	// together, from their acceptance (before the TLS or QUIC handshake)
@@ -212,6 +223,7 @@ const (
 	DefaultCommandRate      = 4000
 	DefaultFailureRate      = 20
 	DefaultRelayNewRate     = 100
+	DefaultRelayFailureRate = 1000
 
 	DefaultMaxSessions           = 8192
 	DefaultMaxSessionsPerAddress = 256
@@ -276,6 +288,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RelayNewRate == 0 {
 		c.RelayNewRate = DefaultRelayNewRate
+	}
+	if c.RelayFailureRate == 0 {
+		c.RelayFailureRate = DefaultRelayFailureRate
 	}
 	if c.MaxSessions == 0 {
 		c.MaxSessions = DefaultMaxSessions

@@ -351,6 +351,7 @@ func TestCommandBudgets(t *testing.T) {
 	wireTransports(t, func(t *testing.T, transport string) {
 		r := startWireRelayWith(t, func(c *relay.Config) {
 			c.CommandRate, c.FailureRate, c.RelayNewRate = 20, 4, 3
+			c.RelayFailureRate = -1 // the session's own failure budget alone
 		})
 		base := adminServer(t, r.Relay)
 		w := dialWire(t, r.addr, transport)

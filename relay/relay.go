@@ -59,6 +59,9 @@ type Relay struct {
 	admitHook   atomic.Pointer[func(netip.Addr)]
 	// newLimit is the relay-wide NEW rate (Config.RelayNewRate).
 	newLimit *rate.Limiter
+	// failPool is the relay-wide budget of failures beyond the sessions'
+	// own (Config.RelayFailureRate); nil: none.
+	failPool *rate.Limiter
 	// acceptLog and refuseLog rate-limit the logs of accept errors and of
 	// refused connections.
 	acceptLog, refuseLog rateLog
@@ -162,6 +165,9 @@ func New(cfg Config) (*Relay, error) {
 	r.draining.Store(cfg.Drain)
 	r.admit = newAdmission(&cfg)
 	r.diskKick = make(chan struct{}, 1)
+	if cfg.RelayFailureRate > 0 {
+		r.failPool = rate.NewLimiter(rate.Limit(cfg.RelayFailureRate), max(1, int(cfg.RelayFailureRate)))
+	}
 	r.newLimit = rate.NewLimiter(rate.Limit(cfg.RelayNewRate), max(1, int(cfg.RelayNewRate)))
 	r.metrics = newMetrics(r)
 	st, err := openStore(cfg.StorePath, storeOptions{

@@ -77,7 +77,8 @@ type session struct {
 	// reader waits too.
 	cmdLimit, failLimit *rate.Limiter
 	// failures counts the session's ERR AUTH and SYNTAX replies; the
-	// handler waits on failLimit for those it has not yet paid for (paid).
+	// handler pays for those it has not yet paid for (paid) from
+	// failLimit, else from the relay's failPool, else waits on failLimit.
 	failures atomic.Int64
 	paid     int64         // used by the handler goroutine only
 	inFlight chan struct{} // semaphore
@@ -340,6 +341,12 @@ func (s *session) serveBlock(block []byte, txs [][]byte) ([][]byte, error) {
 			return txs, err
 		}
 		for n := s.failures.Load(); s.paid < n; s.paid++ {
+			// The session's own budget first, then the relay-wide one;
+			// only when both are spent does the session wait, for its
+			// own.
+			if s.failLimit.Allow() || (s.r.failPool != nil && s.r.failPool.Allow()) {
+				continue
+			}
 			if err := s.r.wait(s.ctx, s.failLimit, s.r.metrics.delayedFailures); err != nil {
 				return txs, err
 			}

@@ -44,6 +44,7 @@ type fileConfig struct {
 	CommandRate           float64  `toml:"command_rate"`
 	FailureRate           float64  `toml:"failure_rate"`
 	RelayNewRate          float64  `toml:"relay_new_rate"`
+	RelayFailureRate      float64  `toml:"relay_failure_rate"`
 	MaxSessions           int      `toml:"max_sessions"`
 	MaxSessionsPerAddress int      `toml:"max_sessions_per_address"`
 	MaxSessionsPerPrefix  int      `toml:"max_sessions_per_prefix"`
@@ -152,6 +153,11 @@ second, sustained (a flood of made-up IDs and keys costs the relay as much
 as real commands); a faster session is slowed down.`, strconv.Itoa(relay.DefaultFailureRate)},
 		{"relay_new_rate", `Queues the whole relay creates per second, over all sessions,
 sustained; NEW beyond it waits.`, strconv.Itoa(relay.DefaultRelayNewRate)},
+		{"relay_failure_rate", `Commands answered ERR AUTH or ERR SYNTAX per second beyond the
+sessions' own failure_rate, shared by all sessions: a client that
+resubscribes many deleted queues after a reconnection is not slowed down
+while it lasts, and a flood of made-up commands spends it, then waits at
+failure_rate. A negative value: none.`, strconv.Itoa(relay.DefaultRelayFailureRate)},
 		{"max_sessions", `The most connections the relay holds, TCP and QUIC together, counted
 from their acceptance (before TLS) to their end. Beyond it a new TCP
 connection is closed at once, before TLS, and a QUIC attempt is refused
@@ -648,6 +654,7 @@ func (s *settings) relayConfig() relay.Config {
 		CommandRate:           fc.CommandRate,
 		FailureRate:           fc.FailureRate,
 		RelayNewRate:          fc.RelayNewRate,
+		RelayFailureRate:      fc.RelayFailureRate,
 		MaxSessions:           fc.MaxSessions,
 		MaxSessionsPerAddress: fc.MaxSessionsPerAddress,
 		MaxSessionsPerPrefix:  fc.MaxSessionsPerPrefix,

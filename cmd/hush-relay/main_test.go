@@ -822,6 +822,7 @@ func TestConfigDefaults(t *testing.T) {
 		CommandRate:           relay.DefaultCommandRate,
 		FailureRate:           relay.DefaultFailureRate,
 		RelayNewRate:          relay.DefaultRelayNewRate,
+		RelayFailureRate:      relay.DefaultRelayFailureRate,
 		MaxSessions:           relay.DefaultMaxSessions,
 		MaxSessionsPerAddress: relay.DefaultMaxSessionsPerAddress,
 		MaxSessionsPerPrefix:  relay.DefaultMaxSessionsPerPrefix,
@@ -841,7 +842,7 @@ func TestConfigDefaults(t *testing.T) {
 	// Every field of fileConfig is documented.
 	for _, f := range []string{"listen", "host", "password", "password_file", "queue_quota", "max_message_size",
 		"message_ttl", "unsecured_ttl", "sweep_interval", "handshake_timeout", "idle_timeout",
-		"new_rate", "send_rate", "max_subscriptions", "command_rate", "failure_rate", "relay_new_rate",
+		"new_rate", "send_rate", "max_subscriptions", "command_rate", "failure_rate", "relay_new_rate", "relay_failure_rate",
 		"max_sessions", "max_sessions_per_address", "max_sessions_per_prefix", "max_handshakes", "first_byte_timeout", "max_stored_mib", "min_free_disk_mib", "mapped_store_limit_mib", "log_level", "log_format",
 		"admin", "drain", "tor", "tor_control", "torrc"} {
 		if !strings.Contains(string(configText(nil)), "\n# "+f+" = ") {
