@@ -470,6 +470,9 @@ type Contact struct {
 	// Rotation says where the rotation of our receiving queue is
 	// (RotationNone when none is under way).
 	Rotation RotationState
+	// Receipts is whether we send the contact delivery receipts:
+	// ReceiptsDefault follows the global setting (Client.Receipts).
+	Receipts ReceiptMode
 }
 
 // Contacts returns every contact, oldest first.
@@ -522,7 +525,8 @@ const (
 	// EventSent: the relay accepted a message to the contact (Seq).
 	EventSent
 	// EventProblem: something went wrong with a contact's messages
-	// (Problem wraps ErrTampered, ErrDuplicate, ErrGap or ErrBadHash, or
+	// (Problem wraps ErrTampered, ErrDuplicate, ErrGap, ErrBadHash or
+	// ErrReceiptMismatch, or
 	// says why a queue stopped working).
 	EventProblem
 	// EventRelayDown: the relay named by Relay cannot be reached (Problem
@@ -541,6 +545,10 @@ const (
 	// is complete: its messages now come on a new queue, on the relay
 	// named by Relay (host and port); the old queue is deleted next.
 	EventRotated
+	// EventDelivered: the contact's client has stored our message Seq
+	// (a delivery receipt bound to it by its hash, PROTOCOL.md section
+	// 19.12); Time is when the receipt was written.
+	EventDelivered
 )
 
 func (k EventKind) String() string {
@@ -561,6 +569,8 @@ func (k EventKind) String() string {
 		return "request"
 	case EventRotated:
 		return "rotated"
+	case EventDelivered:
+		return "delivered"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }

@@ -303,6 +303,12 @@ func (c *Client) seal(rec *contactRecord, r *ratchet.Ratchet, kind byte, hello [
 
 // queueSend stores rec and an outbox entry for env, in tx.
 func (c *Client) queueSend(tx *vault.Tx, rec *contactRecord, env []byte, connects, text bool) error {
+	return c.queueEntry(tx, rec, outboxEntry{Envelope: env, Connects: connects, Text: text})
+}
+
+// queueEntry stores rec and the outbox entry e, completed with rec's send
+// queue and seq, in tx.
+func (c *Client) queueEntry(tx *vault.Tx, rec *contactRecord, e outboxEntry) error {
 	if err := putContact(tx, rec); err != nil {
 		return err
 	}
@@ -310,17 +316,8 @@ func (c *Client) queueSend(tx *vault.Tx, rec *contactRecord, env []byte, connect
 	if err != nil {
 		return err
 	}
-	e := outboxEntry{
-		Contact:  rec.ID,
-		Relay:    rec.Send.Relay,
-		SenderID: rec.Send.SenderID,
-		AuthKey:  rec.Send.AuthKey,
-		Secure:   !rec.Send.Secured,
-		Envelope: env,
-		Seq:      rec.SendSeq,
-		Connects: connects,
-		Text:     text,
-	}
+	e.Contact, e.Relay, e.SenderID, e.AuthKey = rec.ID, rec.Send.Relay, rec.Send.SenderID, rec.Send.AuthKey
+	e.Secure, e.Seq = !rec.Send.Secured, rec.SendSeq
 	return tx.Put(bucketOutbox, seqKey(n), marshal(e))
 }
 
@@ -352,6 +349,9 @@ func (c *Client) Send(ctx context.Context, name, text string) (uint64, error) {
 			return err
 		}
 		seq = rec.SendSeq
+		if err := awaitReceipt(tx, rec); err != nil {
+			return err
+		}
 		return c.queueSend(tx, rec, env, false, true)
 	})
 	if err != nil {
@@ -572,6 +572,17 @@ func (c *Client) process(tx *vault.Tx, rec *contactRecord, rq *recvQueue, ev lin
 		if err := c.pushEvent(tx, Event{Kind: EventMessage, Contact: rec.Name, Text: string(p.body), Seq: p.seq, Time: sent}); err != nil {
 			return processed{}, err
 		}
+		// Stored: the receipt goes in the same transaction (section 19.12).
+		if on, err := receiptsOn(tx, rec); err != nil {
+			return processed{}, err
+		} else if on && rec.Send != nil {
+			env, err := c.seal(rec, r, envelopeMessage, nil, payloadReceipt, appendReceipt(nil, p.seq, h[:]))
+			if err != nil {
+				return processed{}, err
+			}
+			out.queued = true
+			return out, c.queueEntry(tx, rec, outboxEntry{Envelope: env, Receipt: true})
+		}
 	case payloadQAdd, payloadQKey, payloadQUse, payloadQTest, payloadQAsk:
 		o, err := c.processRotation(tx, rec, r, p)
 		if err != nil {
@@ -579,6 +590,10 @@ func (c *Client) process(tx *vault.Tx, rec *contactRecord, rq *recvQueue, ev lin
 		}
 		out.queued = out.queued || o.queued
 		out.rotation = out.rotation || o.rotation
+	case payloadReceipt:
+		if err := c.receiveReceipt(tx, rec, p); err != nil {
+			return processed{}, err
+		}
 	case payloadGone:
 		rec.State, rec.Send = StateGone, nil
 		if err := c.pushEvent(tx, Event{Kind: EventProblem, Contact: rec.Name, Seq: p.seq, Time: sent, Problem: ErrContactGone}); err != nil {

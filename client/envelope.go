@@ -160,7 +160,7 @@ func openInner(b []byte, queuePriv *ecdh.PrivateKey, senderKey *queue.Key) ([]by
 //	time     int64:  Unix milliseconds when the sender wrote it
 //	body     the rest: payloadConfirm: the joiner's queue (see appendQueueInfo);
 //	         payloadReady, payloadGone: empty; payloadText: UTF-8 text;
-//	         the rotation kinds: see rotation.go
+//	         the rotation kinds: see rotation.go; payloadReceipt: see receipts.go
 const (
 	payloadHeaderSize = 8 + 32 + 1 + 8
 	payloadConfirm    = 1
@@ -174,7 +174,7 @@ const (
 	payloadQTest = 8
 	payloadQAsk  = 9
 	// payloadLast is the highest kind a parser accepts.
-	payloadLast = payloadQAsk
+	payloadLast = payloadReceipt
 	// MaxTextSize is the longest message text, in bytes.
 	MaxTextSize = ratchet.MaxPlaintext - payloadHeaderSize
 )

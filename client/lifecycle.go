@@ -54,7 +54,7 @@ func halfMade(rec *contactRecord) bool {
 // contactOf is what the application sees of rec, pending messages in its
 // outbox.
 func (c *Client) contactOf(rec *contactRecord, pending int, now time.Time) Contact {
-	ct := Contact{Name: rec.Name, State: rec.State, Created: rec.Created, SharedRelay: rec.SharedRelay, Outbox: pending}
+	ct := Contact{Name: rec.Name, State: rec.State, Created: rec.Created, SharedRelay: rec.SharedRelay, Outbox: pending, Receipts: rec.Receipts}
 	if halfMade(rec) {
 		ct.Expires = rec.Created.Add(c.expiry())
 		if !now.Before(ct.Expires) {
@@ -122,6 +122,9 @@ func (c *Client) Forget(ctx context.Context, name string) error {
 			if err := c.queueSend(tx, rec, env, false, false); err != nil {
 				return err
 			}
+		}
+		if err := dropReceipts(tx, rec); err != nil {
+			return err
 		}
 		if err := tx.Delete(bucketByName, tx.Blind(indexName, []byte(rec.Name))); err != nil {
 			return err

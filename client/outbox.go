@@ -202,6 +202,10 @@ func (c *Client) dropEntry(key []byte, e outboxEntry, cause error) {
 		if err := tx.Delete(bucketOutbox, key); err != nil {
 			return err
 		}
+		if e.Receipt {
+			c.cfg.Logger.Debug("a delivery receipt refused for good", "err", cause)
+			return nil
+		}
 		name := ""
 		if v, err := tx.Get(bucketContacts, e.Contact); err == nil {
 			var rec contactRecord

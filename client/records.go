@@ -80,6 +80,12 @@ type contactRecord struct {
 	// we last honoured such a request.
 	Asked   bool      `json:",omitempty"`
 	AskedAt time.Time `json:",omitzero"`
+	// Receipts is whether we send the contact delivery receipts (default:
+	// as the global setting says).
+	Receipts ReceiptMode `json:",omitempty"`
+	// ReceiptFrom is the lowest seq of ours whose hash may still be kept
+	// for a receipt (receipts.go); 0 before the first.
+	ReceiptFrom uint64 `json:",omitempty"`
 }
 
 type recvQueue struct {
@@ -130,6 +136,9 @@ type outboxEntry struct {
 	// Text: a message of the application's (not a handshake message), whose
 	// acceptance is reported with EventSent.
 	Text bool
+	// Receipt: a delivery receipt (receipts.go), dropped without a problem
+	// reported when a relay refuses it for good (the contact forgot us).
+	Receipt bool `json:",omitempty"`
 }
 
 // eventRecord is an Event waiting for the application.
@@ -336,7 +345,7 @@ func notify(ch chan struct{}) {
 
 // problemErrors maps stored problem texts back to their sentinels, so
 // that errors.Is works on events read back from the store.
-var problemErrors = []error{ErrTampered, ErrDuplicate, ErrGap, ErrBadHash, ErrContactGone, ErrNoForwarder}
+var problemErrors = []error{ErrTampered, ErrDuplicate, ErrGap, ErrBadHash, ErrContactGone, ErrNoForwarder, ErrReceiptMismatch}
 
 type problem struct {
 	msg   string

@@ -64,7 +64,8 @@ func observe(proxies []*relaytest.Proxy) (wireCount, []relaytest.Record) {
 // connection's TLS handshake every record has one of two lengths, that
 // of a client block's record or of a relay block's, whatever the message
 // carried; and every text, whatever its length, costs the same blocks: 2
-// up (SEND, ACK) and 3 down (OK, MSG, OK), counted exactly.
+// up (SEND, ACK) and 3 down (OK, MSG, OK), counted exactly, and as many
+// for its delivery receipt (section 19.12), an envelope like any other.
 func TestWireShowsNoMessageLengthOrKind(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -124,7 +125,7 @@ func TestWireShowsNoMessageLengthOrKind(t *testing.T) {
 		}
 	}
 	texts := []string{"hi", strings.Repeat("x", 9000), strings.Repeat("y", client.MaxTextSize)}
-	per := wireCount{up: 2, down: 3}
+	per := wireCount{up: 2 * 2, down: 2 * 3} // the text and its receipt
 	want := settle()
 	for _, dir := range []struct {
 		from, to *person
@@ -141,7 +142,7 @@ func TestWireShowsNoMessageLengthOrKind(t *testing.T) {
 			expectMessage(ctx, t, dir.to, dir.name, text)
 			want.up, want.down = want.up+per.up, want.down+per.down
 			waitFor(want)
-			t.Logf("a text of %5d bytes: %d blocks up, %d down", len(text), per.up, per.down)
+			t.Logf("a text of %5d bytes and its receipt: %d blocks up, %d down", len(text), per.up, per.down)
 		}
 	}
 	// Nothing more comes after the last ACK's OK.

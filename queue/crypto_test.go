@@ -99,6 +99,10 @@ type vectors struct {
 	// Rotation holds the client's rotation payloads (section 19.11),
 	// checked by package client (TestRotationVectors); -update keeps them.
 	Rotation json.RawMessage `json:"rotation,omitempty"`
+	// Receipts is the client layer's vector of delivery receipts
+	// (section 19.12), checked by package client (TestReceiptVector);
+	// -update keeps it as it is.
+	Receipts json.RawMessage `json:"receipts,omitempty"`
 }
 
 // testScalar returns a fixed private key: SHA-256 of a label.
@@ -236,6 +240,7 @@ func loadVectors(t *testing.T) vectors {
 			var kept vectors
 			if err := json.Unmarshal(old, &kept); err == nil {
 				v.Rotation = kept.Rotation
+				v.Receipts = kept.Receipts
 			}
 		}
 		var b bytes.Buffer

@@ -53,6 +53,9 @@ const (
 	// MethodRotate starts the rotation of a contact's queue (PROTOCOL.md
 	// section 19.11).
 	MethodRotate = "rotateContact"
+	// Delivery receipts (PROTOCOL.md section 19.12).
+	MethodReceipts    = "receipts"
+	MethodSetReceipts = "setReceipts"
 	// NotificationReceive is the method of the agent's event notifications.
 	NotificationReceive = "receive"
 )
@@ -98,6 +101,7 @@ const (
 	CodeAddressExists = 33 // client.ErrAddressExists
 	CodeNoRequest     = 34 // client.ErrNoRequest
 	CodeShowName      = 35 // client.ErrShowName
+	CodeReceiptMode   = 36 // client.ErrReceiptMode
 )
 
 // codeErrors maps hush's codes to the errors they stand for, most
@@ -120,6 +124,7 @@ var codeErrors = []struct {
 	{CodeAddressExists, client.ErrAddressExists},
 	{CodeNoRequest, client.ErrNoRequest},
 	{CodeShowName, client.ErrShowName},
+	{CodeReceiptMode, client.ErrReceiptMode},
 	// A relay's failure: why, when it refused, before that it timed out
 	// or could not be reached.
 	{CodeInviterRelay, client.ErrInviterRelay},
@@ -306,7 +311,7 @@ func parseTime(s string) time.Time {
 // receive" prints it, with its ID.
 type EventJSON struct {
 	ID      uint64 `json:"id"`
-	Event   string `json:"event"` // message, connected, sent, problem, relay-down, relay-up, request or rotated
+	Event   string `json:"event"` // message, connected, sent, delivered, problem, relay-down, relay-up, request or rotated
 	Contact string `json:"contact"`
 	Relay   string `json:"relay,omitempty"`
 	Text    string `json:"text,omitempty"`
@@ -339,6 +344,7 @@ var eventKinds = map[string]client.EventKind{
 	"relay-up":   client.EventRelayUp,
 	"request":    client.EventRequest,
 	"rotated":    client.EventRotated,
+	"delivered":  client.EventDelivered,
 }
 
 // Event is an event received from the agent: a client event and its ID,
@@ -377,10 +383,14 @@ type ContactJSON struct {
 	// Rotation is where the rotation of the contact's receiving queue is
 	// (client.RotationState); absent when none is under way.
 	Rotation string `json:"rotation,omitempty"`
+	// Receipts is "on" or "off" when the contact has its own setting of
+	// delivery receipts, absent when it follows the global one.
+	Receipts string `json:"receipts,omitempty"`
 }
 
 func contactJSON(ct client.Contact) ContactJSON {
-	j := ContactJSON{ct.Name, string(ct.State), formatTime(ct.Created), ct.SharedRelay, ct.Outbox, formatTime(ct.Expires), ct.ReceiveRelay.String(), "", string(ct.Rotation)}
+	j := ContactJSON{Name: ct.Name, State: string(ct.State), Created: formatTime(ct.Created), SharedRelay: ct.SharedRelay, Outbox: ct.Outbox,
+		Expires: formatTime(ct.Expires), ReceiveRelay: ct.ReceiveRelay.String(), Rotation: string(ct.Rotation), Receipts: string(ct.Receipts)}
 	if ct.SendRelay.Host != "" {
 		j.SendRelay = ct.SendRelay.String()
 	}
@@ -389,7 +399,7 @@ func contactJSON(ct client.Contact) ContactJSON {
 
 func (j ContactJSON) contact() client.Contact {
 	ct := client.Contact{Name: j.Name, State: client.ContactState(j.State), Created: parseTime(j.Created), SharedRelay: j.SharedRelay,
-		Outbox: j.Outbox, Expires: parseTime(j.Expires), Rotation: client.RotationState(j.Rotation)}
+		Outbox: j.Outbox, Expires: parseTime(j.Expires), Rotation: client.RotationState(j.Rotation), Receipts: client.ReceiptMode(j.Receipts)}
 	ct.ReceiveRelay, _ = queue.ParseAddress(j.ReceiveRelay)
 	ct.SendRelay, _ = queue.ParseAddress(j.SendRelay)
 	return ct
@@ -547,6 +557,19 @@ type (
 	RotateParams struct {
 		Contact string  `json:"contact"`
 		Timeout float64 `json:"timeout,omitempty"`
+	}
+	ReceiptsResult struct {
+		// On is the global setting: receipts are sent to the contacts
+		// without one of their own.
+		On bool `json:"on"`
+	}
+	SetReceiptsParams struct {
+		// Contact is the contact whose setting changes; absent: the
+		// global setting.
+		Contact string `json:"contact,omitempty"`
+		// Mode is "on" or "off", or for a contact "default" (follow the
+		// global setting).
+		Mode string `json:"mode"`
 	}
 )
 

@@ -161,7 +161,7 @@ func (s *Server) watchEvents() {
 // transient are the kinds of events that concern the moment: they reach
 // the subscriptions open when they happen, and are not kept for later
 // ones (so that an agent without subscribers does not pile them up).
-var transient = map[client.EventKind]bool{client.EventSent: true, client.EventRelayDown: true, client.EventRelayUp: true}
+var transient = map[client.EventKind]bool{client.EventSent: true, client.EventDelivered: true, client.EventRelayDown: true, client.EventRelayUp: true}
 
 // dropTransient removes the stored transient events.
 func (s *Server) dropTransient() {
@@ -693,6 +693,8 @@ func (sc *serverConn) call(req Request) result {
 		return result{value: struct{}{}}
 	case MethodCreateAddress, MethodAddress, MethodAutoAccept, MethodDeleteAddress, MethodRequests, MethodAcceptRequest, MethodRejectRequest:
 		return sc.callAddress(req)
+	case MethodReceipts, MethodSetReceipts:
+		return sc.callReceipts(req)
 	case MethodAck:
 		var p AckParams
 		if err := params(req, &p); err != nil {

@@ -281,6 +281,8 @@ func (c *cmd) contactError(err error, name string) error {
 		return fmt.Errorf("the name to show (--show) must be at most %d bytes of UTF-8", client.MaxShowName)
 	case errors.Is(err, client.ErrRotating):
 		return fmt.Errorf("the queue of %s is being rotated already (see \"hush contacts\")", name)
+	case errors.Is(err, client.ErrReceiptMode):
+		return errors.New("receipts must be on, off or default")
 	case errors.Is(err, client.ErrNotConnected):
 		return fmt.Errorf("%s is not connected yet: both sides must run \"hush receive\" after the invitation is accepted (see \"hush contacts\")", name)
 	}
@@ -311,10 +313,14 @@ type contactJSON struct {
 	SendRelay    string `json:"send_relay,omitempty"`
 	// Rotation is where the rotation of our queue is; absent for none.
 	Rotation string `json:"rotation,omitempty"`
+	// Receipts is the contact's own setting of delivery receipts, on or
+	// off; absent: the global one.
+	Receipts string `json:"receipts,omitempty"`
 }
 
 func contactOf(ct client.Contact) contactJSON {
-	j := contactJSON{Name: ct.Name, State: string(ct.State), Created: jsonTime(ct.Created), SharedRelay: ct.SharedRelay, Outbox: ct.Outbox, Expires: jsonTime(ct.Expires), Rotation: string(ct.Rotation)}
+	j := contactJSON{Name: ct.Name, State: string(ct.State), Created: jsonTime(ct.Created), SharedRelay: ct.SharedRelay, Outbox: ct.Outbox, Expires: jsonTime(ct.Expires),
+		Rotation: string(ct.Rotation), Receipts: string(ct.Receipts)}
 	if ct.ReceiveRelay.Host != "" {
 		j.ReceiveRelay = ct.ReceiveRelay.String()
 	}
@@ -365,6 +371,9 @@ func (c *cmd) contacts(ctx context.Context) error {
 		}
 		if ct.Rotation != client.RotationNone {
 			notes = append(notes, "rotating our queue: "+string(ct.Rotation))
+		}
+		if ct.Receipts != client.ReceiptsDefault {
+			notes = append(notes, "receipts "+string(ct.Receipts))
 		}
 		note := strings.Join(notes, "; ")
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", clean(ct.Name), ct.State, ct.Created.Local().Format("2006-01-02 15:04"), ct.Outbox, note)
@@ -634,10 +643,25 @@ type printer struct {
 	// unconfirmed holds the lines chat sent whose sent event it has not
 	// printed yet, by seq.
 	unconfirmed map[uint64]string
+	// undelivered holds the lines chat sent whose delivered event (the
+	// second tick) it has not printed yet, by seq: at most maxUndelivered.
+	undelivered map[uint64]string
 }
 
+// maxUndelivered bounds the lines a chat remembers for their second tick;
+// later ones are shown by their number.
+const maxUndelivered = 4096
+
 func (c *cmd) newPrinter(s *session, chat string) *printer {
-	return &printer{c: c, s: s, chat: chat, unconfirmed: make(map[uint64]string)}
+	return &printer{c: c, s: s, chat: chat, unconfirmed: make(map[uint64]string), undelivered: make(map[uint64]string)}
+}
+
+// sent records a line that chat sent as message seq.
+func (p *printer) sent(seq uint64, line string) {
+	p.unconfirmed[seq] = line
+	if len(p.undelivered) < maxUndelivered {
+		p.undelivered[seq] = line
+	}
 }
 
 // awaitSent prints the events that arrive until every line sent has its
@@ -702,6 +726,8 @@ func (p *printer) print(ev client.Event) {
 			j.Event = "connected"
 		case client.EventSent:
 			j.Event = "sent"
+		case client.EventDelivered:
+			j.Event = "delivered"
 		case client.EventProblem:
 			j.Event = "problem"
 			if ev.Problem != nil {
@@ -741,6 +767,17 @@ func (p *printer) print(ev client.Event) {
 				fmt.Fprintf(p.c.env.stderr, "✓ %s\n", excerpt(line))
 			} else {
 				fmt.Fprintf(p.c.env.stderr, "✓ message %d\n", ev.Seq)
+			}
+		}
+	case client.EventDelivered:
+		// The second tick: the contact's hush stored the line (receive
+		// shows what arrived, not this).
+		if p.chat != "" && ev.Contact == p.chat {
+			if line, ok := p.undelivered[ev.Seq]; ok {
+				delete(p.undelivered, ev.Seq)
+				fmt.Fprintf(p.c.env.stderr, "✓✓ %s\n", excerpt(line))
+			} else {
+				fmt.Fprintf(p.c.env.stderr, "✓✓ message %d\n", ev.Seq)
 			}
 		}
 	case client.EventProblem:
@@ -909,7 +946,7 @@ func (c *cmd) chat(ctx context.Context, name string, timeout time.Duration) erro
 				}
 				return c.contactError(err, name)
 			}
-			p.unconfirmed[seq] = line
+			p.sent(seq, line)
 		}
 	}
 }

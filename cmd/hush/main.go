@@ -13,6 +13,7 @@
 //	hush accept LINK [--name N] [--show S]              accept an invitation, or ask through a contact address
 //	hush address create|show|delete|auto-accept on|off  our contact address (a short link for many)
 //	hush requests [list|accept ID [--name N]|reject ID] the contact requests to our address
+//	hush receipts [on|off|default [NAME]]               delivery receipts we send, globally or to one contact
 //	hush contacts                                       list the contacts and their state
 //	hush send NAME TEXT                                 send a message
 //	hush receive [--wait DUR]                           print what arrived, then exit
@@ -71,6 +72,9 @@ Commands:
   requests             list the contact requests waiting
   requests accept ID   accept one (--name N names the contact)
   requests reject ID   reject one (the requester is told nothing)
+  receipts [on|off]    show, or turn on or off, the delivery receipts we send
+                       (the second tick in the contacts' chat); with NAME (and
+                       default): for that contact only
   contacts             list the contacts and their state
   send NAME TEXT       send a message to a contact
   receive              complete pending handshakes, resend what is queued,
@@ -331,6 +335,12 @@ func run(ctx context.Context, args []string, env environment) error {
 		timeout := fs.Duration("timeout", defaultRelayTimeout, "how long to try to reach the relays")
 		nargs, argsUsage = 1, "LINK"
 		exec = func(a []string) error { return c.accept(ctx, a[0], *name, *show, *timeout) }
+	case "receipts":
+		var done bool
+		fs, exec, nargs, argsUsage, args, done = c.receiptsVerb(ctx, args)
+		if done {
+			return exec(nil)
+		}
 	case "address", "requests":
 		var done bool
 		fs, exec, nargs, argsUsage, args, done = c.addressVerb(ctx, verb, args)

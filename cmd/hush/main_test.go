@@ -674,9 +674,10 @@ func TestChat(t *testing.T) {
 	if strings.Contains(chat.stderr.String(), "queued") {
 		t.Errorf("chat left messages queued:\n%s", chat.stderr.String())
 	}
-	// Each acknowledgement names the line it confirms, once.
+	// Each acknowledgement names the line it confirms, once (and the
+	// second tick, "✓✓ line", is another).
 	for _, ack := range []string{"✓ line one\n", "✓ line two\n"} {
-		if n := strings.Count(chat.stderr.String(), ack); n != 1 {
+		if n := strings.Count("\n"+chat.stderr.String(), "\n"+ack); n != 1 {
 			t.Errorf("chat printed %q %d times:\n%s", ack, n, chat.stderr.String())
 		}
 	}
