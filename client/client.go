@@ -43,6 +43,9 @@ var (
 	// ErrPassphraseRequired is returned by Open when the store is locked by
 	// a passphrase and none was given.
 	ErrPassphraseRequired = errors.New("this store needs its passphrase")
+	// ErrInUse is returned by Open when another Client, in this or another
+	// process (an agent, say), has the store open.
+	ErrInUse = vault.ErrLocked
 	// ErrNoRelay is returned by Invite and Accept when no relay is
 	// configured.
 	ErrNoRelay = errors.New("no relay configured (add one with hush relays add)")

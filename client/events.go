@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -63,7 +64,28 @@ func (c *Client) StoredEvents(after uint64, max int) ([]StoredEvent, error) {
 // TakeEvent removes the stored event id and reports whether it was
 // there: of several callers taking one event, exactly one gets true. The
 // removal is durable when TakeEvent returns.
-func (c *Client) TakeEvent(id uint64) (bool, error) {
+func (c *Client) TakeEvent(id uint64) (bool, error) { return c.TakeEventAs(id, nil) }
+
+// TakenKept is how many takes with a token the store remembers, for
+// TookEvent: the most recent ones.
+const TakenKept = 1024
+
+// MaxTakeToken is the longest token TakeEventAs takes, in bytes.
+const MaxTakeToken = 64
+
+// ErrBadToken is returned by TakeEventAs and TookEvent when the token is
+// longer than MaxTakeToken, and by TookEvent when it is empty.
+var ErrBadToken = errors.New("the take token is empty or too long")
+
+// TakeEventAs is TakeEvent for a taker that names itself with token (a
+// random value of its own, at most MaxTakeToken bytes; nil for none): if
+// it takes the event, the same transaction records (id, token), so that a
+// taker who never got the answer (the process serving it died) can ask
+// TookEvent, after, whether the take was its own.
+func (c *Client) TakeEventAs(id uint64, token []byte) (bool, error) {
+	if len(token) > MaxTakeToken {
+		return false, ErrBadToken
+	}
 	taken := false
 	err := c.store.Update(func(tx *vault.Tx) error {
 		k := seqKey(id)
@@ -74,9 +96,49 @@ func (c *Client) TakeEvent(id uint64) (bool, error) {
 			return err
 		}
 		taken = true
-		return tx.Delete(bucketEvents, k)
+		if err := tx.Delete(bucketEvents, k); err != nil {
+			return err
+		}
+		if len(token) == 0 {
+			return nil
+		}
+		n, err := tx.Seq(bucketTaken)
+		if err != nil {
+			return err
+		}
+		if err := tx.Put(bucketTaken, seqKey(n), append(seqKey(id), token...)); err != nil {
+			return err
+		}
+		if n > TakenKept {
+			return tx.Delete(bucketTaken, seqKey(n-TakenKept))
+		}
+		return nil
 	})
 	return taken, err
+}
+
+// TookEvent reports whether event id was taken by TakeEventAs with token,
+// as far as the store remembers (the last TakenKept takes with a token).
+// A false answer with the event still stored means that nobody took it.
+func (c *Client) TookEvent(id uint64, token []byte) (bool, error) {
+	if len(token) == 0 || len(token) > MaxTakeToken {
+		return false, ErrBadToken
+	}
+	want := append(seqKey(id), token...)
+	took := false
+	err := c.store.View(func(tx *vault.Tx) error {
+		return tx.ForEach(bucketTaken, nil, func(k, v []byte) error {
+			if bytes.Equal(v, want) {
+				took = true
+				return errStop
+			}
+			return nil
+		})
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return false, err
+	}
+	return took, nil
 }
 
 // EventsAdded returns a channel that receives a value after events are

@@ -23,6 +23,7 @@ var (
 	bucketByName      = []byte("index-name")      // Blind(indexName, name) -> contact ID (vault.PutIndex)
 	bucketByRecipient = []byte("index-recipient") // Blind(indexRecipient, recipient ID) -> contact ID (vault.PutIndex)
 	bucketMeta        = []byte("meta")            // metaIndex -> indexVersion once the index buckets hold every contact
+	bucketTaken       = []byte("taken")           // seq (8) -> event ID (8) || token, the last TakenKept events taken with a token
 )
 
 // The index buckets: labels of vault.Tx.Blind, and the meta key that says

@@ -185,6 +185,20 @@ func TestMethods(t *testing.T) {
 	if err := conn.Call(ctx, agent.MethodSend, map[string]any{"contact": "x"}, nil); !errors.As(err, &e) || e.Code != agent.CodeInvalidParams {
 		t.Errorf("missing text: %v", err)
 	}
+	// Ack tokens: at most client.MaxTakeToken bytes; ackTaken needs one.
+	long := strings.Repeat("x", client.MaxTakeToken+1)
+	if _, err := conn.AckAs(ctx, 1, long); !errors.As(err, &e) || e.Code != agent.CodeInvalidParams {
+		t.Errorf("ack with a long token: %v", err)
+	}
+	if _, err := conn.Taken(ctx, 1, ""); !errors.As(err, &e) || e.Code != agent.CodeInvalidParams {
+		t.Errorf("ackTaken without a token: %v", err)
+	}
+	if taken, err := conn.AckAs(ctx, 1, "t"); err != nil || taken {
+		t.Errorf("ack of no event: %v, %v; want not removed", taken, err)
+	}
+	if took, err := conn.Taken(ctx, 1, "t"); err != nil || took {
+		t.Errorf("ackTaken of no event: %v, %v; want false", took, err)
+	}
 	// A subscription with nothing stored, ended again.
 	sub, err := conn.Subscribe(ctx, "")
 	if err != nil {

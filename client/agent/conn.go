@@ -398,6 +398,25 @@ func (c *Conn) Unsubscribe(ctx context.Context, s *Subscription) error {
 // event only once Ack returned true, and it is shown once.
 func (c *Conn) Ack(ctx context.Context, id uint64) (bool, error) {
 	var r AckResult
-	err := c.Call(ctx, MethodAck, AckParams{id}, &r)
+	err := c.Call(ctx, MethodAck, AckParams{ID: id}, &r)
 	return r.Removed, err
+}
+
+// AckAs is Ack naming the ack with token (random, at most
+// client.MaxTakeToken bytes, new for each ack). When AckAs fails with
+// ErrClosed, the agent may or may not have removed the event: Taken,
+// asked of the next agent, or client.Client.TookEvent of the store
+// opened once the agent is gone, tells whether this ack removed it.
+func (c *Conn) AckAs(ctx context.Context, id uint64, token string) (bool, error) {
+	var r AckResult
+	err := c.Call(ctx, MethodAck, AckParams{ID: id, Token: token}, &r)
+	return r.Removed, err
+}
+
+// Taken reports whether event id was removed by an ack with token (of
+// the last client.TakenKept acks with a token).
+func (c *Conn) Taken(ctx context.Context, id uint64, token string) (bool, error) {
+	var r TakenResult
+	err := c.Call(ctx, MethodTaken, TakenParams{ID: id, Token: token}, &r)
+	return r.Taken, err
 }

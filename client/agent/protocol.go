@@ -38,6 +38,7 @@ const (
 	MethodSubscribe   = "subscribeReceive"
 	MethodUnsubscribe = "unsubscribeReceive"
 	MethodAck         = "ack"
+	MethodTaken       = "ackTaken"
 	MethodForget      = "forgetContact"
 	MethodRename      = "renameContact"
 	MethodRemoveRelay = "removeRelay"
@@ -518,9 +519,19 @@ type (
 	}
 	AckParams struct {
 		ID uint64 `json:"id"`
+		// Token, optional, names the ack for a later ackTaken: a random
+		// string of the consumer's, at most client.MaxTakeToken bytes.
+		Token string `json:"token,omitempty"`
 	}
 	AckResult struct {
 		Removed bool `json:"removed"`
+	}
+	TakenParams struct {
+		ID    uint64 `json:"id"`
+		Token string `json:"token"`
+	}
+	TakenResult struct {
+		Taken bool `json:"taken"`
 	}
 	ForgetParams struct {
 		Contact string  `json:"contact"`

@@ -420,6 +420,10 @@ func missing(name string) error {
 	return &Error{Code: CodeInvalidParams, Message: "invalid params: " + name + " is required"}
 }
 
+func badToken() error {
+	return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: token longer than %d bytes", client.MaxTakeToken)}
+}
+
 // call runs one request's method.
 func (sc *serverConn) call(req Request) result {
 	if sc.s.ctx.Err() != nil {
@@ -703,12 +707,33 @@ func (sc *serverConn) call(req Request) result {
 		if p.ID == 0 {
 			return result{err: missing("id")}
 		}
+		if len(p.Token) > client.MaxTakeToken {
+			return result{err: badToken()}
+		}
 		sc.acked(p.ID)
-		removed, err := cl.TakeEvent(p.ID)
+		removed, err := cl.TakeEventAs(p.ID, []byte(p.Token))
 		if err != nil {
 			return result{err: err}
 		}
 		return result{value: AckResult{removed}}
+	case MethodTaken:
+		var p TakenParams
+		if err := params(req, &p); err != nil {
+			return result{err: err}
+		}
+		switch {
+		case p.ID == 0:
+			return result{err: missing("id")}
+		case p.Token == "":
+			return result{err: missing("token")}
+		case len(p.Token) > client.MaxTakeToken:
+			return result{err: badToken()}
+		}
+		took, err := cl.TookEvent(p.ID, []byte(p.Token))
+		if err != nil {
+			return result{err: err}
+		}
+		return result{value: TakenResult{took}}
 	}
 	return result{err: &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("method not found: %q", req.Method)}}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -144,3 +145,76 @@ func (c *cmd) runAgent(ctx context.Context, stagger, rotateEvery time.Duration) 
 // it gave the agent, so that the agent's own answer (with its reason)
 // comes first.
 const callTimeout = 5 * time.Second
+
+// ack acks the event id in s, and reports whether that removed it from
+// the store (then the caller shows it). Through an agent, the ack carries
+// a random token; if the agent's connection breaks before its answer,
+// the ack may have been committed or not, and ack finds out which
+// (takenAfterAll): it then reports the event taken, if it was by this
+// ack, along with the error.
+func (c *cmd) ack(ctx context.Context, s *session, id uint64) (bool, error) {
+	if !s.viaAgent {
+		return s.Ack(ctx, id)
+	}
+	token := rand.Text()
+	taken, err := s.AckAs(ctx, id, token)
+	if !errors.Is(err, agent.ErrClosed) {
+		return taken, err
+	}
+	took, rerr := c.takenAfterAll(ctx, id, token)
+	if rerr != nil {
+		c.warn("the agent stopped while this command took an event, which could not be told afterwards (%v): it may not be shown", rerr)
+	}
+	return took, err
+}
+
+// resolveTimeout is how long takenAfterAll tries.
+const resolveTimeout = 10 * time.Second
+
+// resolveRetry is how long takenAfterAll waits between its tries.
+const resolveRetry = 100 * time.Millisecond
+
+// takenAfterAll reports whether event id was removed by the ack with
+// token, whose answer the agent did not give. It asks a new agent of
+// --home if one runs, else the store opened here (the agent that died
+// released it; one starting meanwhile finds it in use only while this
+// reads it, and takenAfterAll tries again, for at most resolveTimeout,
+// while the store is in use or an agent stops). It does not wait for an
+// agent to start.
+func (c *cmd) takenAfterAll(ctx context.Context, id uint64, token string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	for {
+		took, err := c.tryTaken(ctx, id, token)
+		switch {
+		case err == nil:
+			return took, nil
+		case !errors.Is(err, client.ErrInUse) && !errors.Is(err, agent.ErrClosed):
+			// Not a store or an agent that is busy starting or stopping.
+			return false, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, err
+		case <-time.After(resolveRetry):
+		}
+	}
+}
+
+// tryTaken is one try of takenAfterAll.
+func (c *cmd) tryTaken(ctx context.Context, id uint64, token string) (bool, error) {
+	conn, err := agent.Dial(ctx, c.home)
+	if err == nil {
+		defer conn.Close()
+		return conn.Taken(ctx, id, token)
+	}
+	if !errors.Is(err, agent.ErrNoAgent) && !errors.Is(err, agent.ErrPathTooLong) {
+		return false, err
+	}
+	cl, err := c.openClient(ctx, need{offline: true})
+	if err != nil {
+		return false, err
+	}
+	defer cl.Close()
+	return cl.TookEvent(id, []byte(token))
+}

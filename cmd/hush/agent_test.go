@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hushrelay/hush/client"
 	"github.com/hushrelay/hush/client/agent"
 	"github.com/hushrelay/hush/queue"
 )
@@ -375,5 +377,85 @@ func TestEchoBot(t *testing.T) {
 	}
 	if n := strings.Count(stdout.String(), "answered user\n"); n != 2 {
 		t.Errorf("echobot answered %d times, want 2:\n%s", n, stdout.String())
+	}
+}
+
+// TestAgentAckAnswerLost takes the agent through the window that
+// TestAgentKill hits by chance: the agent committed an ack, and is killed
+// before its answer reaches the consumer. The consumer's takenAfterAll
+// then tells, from the store opened in-process (the agent is gone) and
+// from the next agent, that its ack took the event, and that an event it
+// did not ack is not taken and still delivered, once.
+func TestAgentAckAnswerLost(t *testing.T) {
+	relays := []queue.Address{startRelay(t), startRelay(t)}
+	us := newUsers(t, relays, "a", "b")
+	a, b := us[0], us[1]
+	connectUsers(t, a, b, "b", "a")
+	b.ok(t, "send", "a", "m1")
+	b.ok(t, "send", "a", "m2")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	p := a.startAgent(t)
+	conn, err := agent.Dial(ctx, a.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := conn.Subscribe(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(map[string]uint64)
+	for got["m1"] == 0 || got["m2"] == 0 {
+		select {
+		case ev, ok := <-sub.Events():
+			if !ok {
+				t.Fatal("the subscription ended")
+			}
+			if ev.Kind == client.EventMessage {
+				got[ev.Text] = ev.ID
+			} else if _, err := conn.Ack(ctx, ev.ID); err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("m1 and m2 not received: %v", got)
+		}
+	}
+	mine, other := rand.Text(), rand.Text()
+	if taken, err := conn.AckAs(ctx, got["m1"], mine); err != nil || !taken {
+		t.Fatalf("AckAs m1: %v, %v; want taken", taken, err)
+	}
+	// The answer came, but the agent dies now: as if it had not.
+	p.kill()
+	conn.Close()
+
+	c := &cmd{globals: globals{home: a.home}, env: environment{
+		stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard,
+		getenv:       func(string) string { return "" },
+		readPassword: func(string) ([]byte, error) { return nil, errNoTerminal },
+	}}
+	check := func(via string) {
+		t.Helper()
+		for _, tc := range []struct {
+			text, token string
+			want        bool
+		}{{"m1", mine, true}, {"m1", other, false}, {"m2", mine, false}} {
+			took, err := c.takenAfterAll(ctx, got[tc.text], tc.token)
+			if err != nil || took != tc.want {
+				t.Errorf("%s: %s taken with the %v token: %v, %v; want %v", via, tc.text, tc.token == mine, took, err, tc.want)
+			}
+		}
+	}
+	check("store opened in-process")
+	a.startAgent(t)
+	check("the next agent")
+	var lines []string
+	for _, line := range strings.Split(strings.TrimSpace(a.ok(t, "--json", "receive", "--wait", "1s").stdout), "\n") {
+		if strings.Contains(line, `"message"`) {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], `"m2"`) {
+		t.Errorf("receive after the kill printed messages %q, want m2 alone", lines)
 	}
 }

@@ -689,17 +689,20 @@ func (p *printer) awaitSent(ctx context.Context, events <-chan agent.Event) {
 // show prints ev if it is the first to take it from the store (another
 // command using the agent may have), and reports whether it did. An event
 // is printed after it is taken, so that an agent killed at any moment
-// makes no event shown twice.
+// makes no event shown twice; when the agent died with the ack
+// unanswered, show asks the store whether the ack took the event
+// (cmd.ack), so that none is lost either. It then still returns
+// the ack's error.
 func (p *printer) show(ctx context.Context, ev agent.Event) (bool, error) {
-	taken, err := p.s.Ack(ctx, ev.ID)
-	if err != nil || !taken {
+	taken, err := p.c.ack(ctx, p.s, ev.ID)
+	if !taken {
 		return false, err
 	}
 	p.print(ev.Event)
 	if ev.Kind == client.EventSent && ev.Contact == p.chat {
 		delete(p.unconfirmed, ev.Seq)
 	}
-	return true, nil
+	return true, err
 }
 
 // eventJSON is an event in JSON output.
