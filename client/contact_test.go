@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -15,8 +14,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"go.etcd.io/bbolt"
 
 	"github.com/hushrelay/hush/client"
 	"github.com/hushrelay/hush/client/link"
@@ -344,58 +341,33 @@ func TestSingleRelayShared(t *testing.T) {
 	expectMessage(ctx, t, alice, "b", "same relay")
 }
 
-// TestTamperedMessageIsReported changes a stored message's bytes in the
-// relay's database, as a malicious relay could, and checks that the
-// recipient reports it instead of showing it or dropping it silently.
+// TestTamperedMessageIsReported changes a message's sealed envelope after
+// it was sealed, as a malicious relay or the network could, and checks
+// that the recipient reports it instead of showing it or dropping it
+// silently. (An honest relay refuses a change made to its store, which
+// seals messages at rest: relay.TestStoreScanFindsNoAcknowledgedBody; so
+// the change is made in the sender's outbox, before the message leaves.)
 func TestTamperedMessageIsReported(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	r1, r2 := startRelay(t), startRelay(t)
 	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
 	connect(ctx, t, alice, bob)
-	bob.c.Close()
-	if _, err := alice.c.Send(ctx, "b", "do not change me"); err != nil {
+	alice.openWith(client.Config{Offline: true})
+	seq, err := alice.c.Send(ctx, "b", "do not change me")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := alice.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	tampered := 0
-	for _, r := range []*testRelay{r1, r2} {
-		r.r.Close()
-		db, err := bbolt.Open(r.store, 0o600, &bbolt.Options{Timeout: time.Second})
-		if err != nil {
-			t.Fatal(err)
+	n, err := client.ChangeOutbox(alice.c, func(s uint64, env []byte) []byte {
+		if s == seq {
+			env[len(env)-100] ^= 0x04 // a bit inside the sealed part
 		}
-		err = db.Update(func(tx *bbolt.Tx) error {
-			b := tx.Bucket([]byte("messages"))
-			if b == nil {
-				return nil
-			}
-			c := b.Cursor()
-			for k, v := c.First(); k != nil; k, v = c.Next() {
-				nv := bytes.Clone(v)
-				nv[len(nv)-100] ^= 0x04 // a bit inside the body
-				if err := b.Put(bytes.Clone(k), nv); err != nil {
-					return err
-				}
-				tampered++
-			}
-			return nil
-		})
-		db.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.start(r.addr.HostPort())
+		return env
+	})
+	if err != nil || n != 1 {
+		t.Fatalf("changed %d outbox entries, want 1: %v", n, err)
 	}
-	// The text, and perhaps the inviter's ready message if bob's ACK of it
-	// did not reach the relay before he closed (then it is recognised by
-	// its ID and not processed again).
-	if tampered == 0 {
-		t.Fatalf("no stored message to tamper with")
-	}
-	bob.open()
+	alice.openWith(client.Config{})
 	ev := bob.next(ctx, client.EventMessage, client.EventProblem)
 	if ev.Kind != client.EventProblem || !errors.Is(ev.Problem, client.ErrTampered) {
 		t.Fatalf("got %v %q (%v), want a tampering problem", ev.Kind, ev.Text, ev.Problem)
