@@ -346,7 +346,7 @@ func notify(ch chan struct{}) {
 
 // problemErrors maps stored problem texts back to their sentinels, so
 // that errors.Is works on events read back from the store.
-var problemErrors = []error{ErrTampered, ErrDuplicate, ErrGap, ErrBadHash, ErrContactGone, ErrNoForwarder, ErrReceiptMismatch}
+var problemErrors = []error{ErrTampered, ErrDuplicate, ErrGap, ErrBadHash, ErrContactGone, ErrNoForwarder, ErrReceiptMismatch, ErrRotationAbandoned}
 
 type problem struct {
 	msg   string

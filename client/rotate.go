@@ -277,6 +277,7 @@ func (c *Client) rotate(ctx context.Context, rec *contactRecord, avoid *queue.Fi
 		return err
 	}
 	notify(c.wakeOutbox)
+	notify(c.wakeRotate) // its timeout is due later
 	c.subscribeNew(conn, q)
 	return nil
 }
@@ -514,7 +515,8 @@ func (c *Client) rotationLoop() {
 
 // rotationPass makes one pass over the contacts in scope, and reports
 // whether work remains that waits for a relay, and when the next
-// automatic rotation is due (zero for none).
+// automatic rotation, or abandonment of a rotation, is due (zero for
+// none).
 func (c *Client) rotationPass() (pending bool, due time.Time) {
 	recs, err := c.loadContacts()
 	if err != nil {
@@ -530,6 +532,12 @@ func (c *Client) rotationPass() (pending bool, due time.Time) {
 			continue
 		}
 		if rot := rec.Rotation; rot != nil {
+			if rot.State != RotationSwitching {
+				// Wake up when it is to be abandoned.
+				if at := rot.Started.Add(c.expiry() / 2); due.IsZero() || at.Before(due) {
+					due = at
+				}
+			}
 			switch {
 			case rot.State != RotationSwitching && now.Sub(rot.Started) > c.expiry()/2:
 				err := c.updateContact(rec.ID, func(tx *vault.Tx, cur *contactRecord) error {

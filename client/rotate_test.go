@@ -476,3 +476,43 @@ func TestRotateHoldsNewQueueUntilOldDrained(t *testing.T) {
 		t.Fatalf("a received %q with problems %v, want %q and none", ia.msgs["b"], ia.problems, want)
 	}
 }
+
+// TestRotateAbandoned starts a rotation that the contact never answers
+// (b is closed): after half the handshake expiry (here 2 s of 4) the
+// rotation is abandoned and reported (ErrRotationAbandoned), the old
+// queue stays in use, and the new queue is deleted on its relay.
+func TestRotateAbandoned(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r1, r2, r3 := startRelay(t), startRelay(t), startRelay(t)
+	a, b := newPerson(t, r1), newPerson(t, r2)
+	connect(ctx, t, a, b)
+	if err := a.c.AddRelay(r3.addr); err != nil {
+		t.Fatal(err)
+	}
+	b.c.Close()
+	a.c.Close()
+	c, err := client.Open(ctx, client.Config{Home: a.home, HandshakeExpiry: 4 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.c = c
+	before, _, err := client.RecvQueue(a.c, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.c.Rotate(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	ev := a.next(ctx, client.EventProblem)
+	if !errors.Is(ev.Problem, client.ErrRotationAbandoned) {
+		t.Fatalf("problem %v, want ErrRotationAbandoned", ev.Problem)
+	}
+	ct := waitRotationDone(ctx, t, a, "b")
+	if ct.ReceiveRelay.Fingerprint != before.Fingerprint {
+		t.Fatalf("a receives on %v after an abandoned rotation, want %v", ct.ReceiveRelay, before)
+	}
+	if st := r3.r.Status(ctx); st.Queues != 0 {
+		t.Fatalf("the new queue's relay still holds %d queues", st.Queues)
+	}
+}
