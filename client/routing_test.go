@@ -186,6 +186,11 @@ func TestPrivateRoutingNeverFallsBack(t *testing.T) {
 	if err := alice.c.AddRelay(r3.Address); err != nil {
 		t.Fatal(err)
 	}
+	// Alice's receipt of bob's message leaves first, so that her outbox
+	// holds only the message below.
+	if err := alice.c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	r1.stop()
 	if _, err := alice.c.Send(ctx, "b", "waits"); err != nil {
