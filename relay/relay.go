@@ -77,6 +77,7 @@ type Relay struct {
 	// diskKick asks diskLoop for a check now (after a commit); buffered 1.
 	diskKick chan struct{}
 	blocks   sync.Pool                 // *[]byte of queue.BlockSize; see getBlock
+	readBufs sync.Pool                 // *[]byte of readBufSize; see tcpConn
 	cert     atomic.Pointer[certState] // the certificate served; see SetCertificate
 	draining atomic.Bool               // NEW is refused; see SetDraining
 	started  time.Time
@@ -360,7 +361,7 @@ func (r *Relay) acceptTCP() {
 		}
 		// Until the first byte of the TLS handshake, the short deadline.
 		c.SetReadDeadline(time.Now().Add(r.cfg.FirstByteTimeout))
-		fc := &firstByteConn{Conn: c, armed: true}
+		fc := newTCPConn(c, &r.readBufs)
 		r.startSession(tk, func(ctx context.Context) (io.ReadWriteCloser, []byte, error) {
 			tc := tls.Server(fc, r.tlsConf)
 			if err := tc.HandshakeContext(ctx); err != nil {
@@ -458,23 +459,6 @@ func (r *Relay) refused(t transport, why refusal) {
 	r.metrics.refused[t][why].Inc()
 	r.refuseLog.log(r.cfg.Logger, slog.LevelWarn, "connections refused: limit reached",
 		"transport", t.String(), "limit", why.String())
-}
-
-// firstByteConn clears the connection's read deadline, the short one set
-// until the first byte, once a read returns data. Only one goroutine
-// reads it at a time (the TLS connection's).
-type firstByteConn struct {
-	net.Conn
-	armed bool
-}
-
-func (c *firstByteConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 && c.armed {
-		c.armed = false
-		c.Conn.SetReadDeadline(time.Time{})
-	}
-	return n, err
 }
 
 // quicStream is a session's one QUIC stream; closing it closes the
