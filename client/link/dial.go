@@ -114,7 +114,10 @@ type Config struct {
 	// QUICTimeout bounds each QUIC connection attempt (UDP and TLS); with
 	// TransportAuto, TCP is tried after it. Default 3 s. It keeps a relay
 	// that comes back during an attempt from waiting for QUIC's ever
-	// longer retransmissions of its first packet.
+	// longer retransmissions of its first packet. It is also the QUIC
+	// handshake's idle timeout (quic-go's HandshakeIdleTimeout, 5 s if
+	// unset), so that a longer QUICTimeout, for a relay busy with
+	// thousands of handshakes, is not cut short by it.
 	QUICTimeout time.Duration
 	// HandshakeTimeout bounds each transport attempt: connecting, the TLS
 	// handshake and the hush handshake. Default 15 s.
@@ -431,6 +434,7 @@ func dialQUIC(ctx context.Context, addr queue.Address, cfg Config) (session, err
 	v := &verifier{fp: addr.Fingerprint}
 	qctx, qcancel := context.WithTimeout(hctx, cfg.QUICTimeout)
 	qcfg := &quic.Config{
+		HandshakeIdleTimeout:  cfg.QUICTimeout,
 		KeepAlivePeriod:       cfg.TransportKeepAlive,
 		MaxIdleTimeout:        cfg.TransportIdleTimeout,
 		MaxIncomingStreams:    -1,
