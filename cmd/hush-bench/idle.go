@@ -38,6 +38,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hushrelay/hush/client/link"
@@ -58,6 +59,15 @@ const (
 // idleSessionsPerProc is the default share of one client process.
 const idleSessionsPerProc = 5000
 
+// idleKeepAlive is the idle sessions' default transport keep-alive: that
+// of a client configured to idle, not the client library's default
+// (link.DefaultTransportKeepAlive, 350 ms, which notices a dead relay in
+// about a second). At 350 ms each idle QUIC session costs the relay's Go
+// code a packet each way about three times a second (19,000 sessions:
+// some 54,000 packets a second each way), and the clients as much again;
+// --keepalive 350ms measures that.
+const idleKeepAlive = 15 * time.Second
+
 // idleOptions are the flags of the idle scenario.
 type idleOptions struct {
 	commonOptions
@@ -68,6 +78,7 @@ type idleOptions struct {
 	probe      time.Duration
 	probeEvery time.Duration
 	keepAlive  time.Duration
+	pause      bool
 	memProfile string
 }
 
@@ -100,20 +111,41 @@ type idleResult struct {
 	GoroutinesPerSess float64 `json:"goroutines_per_session"`
 	RelayFDs          int     `json:"relay_fds"` // the relay's open descriptors with the sessions open
 	// RelayCPUPercent is the relay's CPU while the sessions are idle,
-	// over the settle period (100 = one core): their keep-alives.
-	RelayCPUPercent float64 `json:"relay_cpu_percent"`
-	KeepAliveMS     float64 `json:"keepalive_ms"` // the idle sessions' transport keep-alive
+	// over the settle period (100 = one core): their keep-alives (and
+	// their hush PINGs, every 30 to 90 s); ClientsCPUPercent that of the
+	// client processes holding them, over the same period.
+	RelayCPUPercent   float64 `json:"relay_cpu_percent"`
+	ClientsCPUPercent float64 `json:"clients_cpu_percent"`
+	KeepAliveMS       float64 `json:"keepalive_ms"` // the idle sessions' transport keep-alive
+	// LoadStart and LoadEnd are the machine's 1-minute load average
+	// before the sessions are opened and at the end.
+	LoadStart float64 `json:"load_start"`
+	LoadEnd   float64 `json:"load_end"`
 
 	// The probe: a normal client (a sender and a subscribed receiver on
-	// one queue, from 127.0.0.1) sending a 256-byte message and a PING
-	// every --probe-every, for --probe before the sessions are opened and
-	// again with them open. Zero when --probe is 0.
+	// one queue, from 127.0.0.1, with the client's default settings)
+	// sending a 256-byte message and a PING every --probe-every, for
+	// --probe each time: before the sessions are opened (Before), with
+	// them open (no suffix), with them open and the client processes
+	// holding them stopped with SIGSTOP (Paused: the relay holds the
+	// sessions, but their clients, which would be on other machines, take
+	// no CPU from this one), and after they were closed (After). Zero
+	// when --probe is 0; the Paused figures are zero without --pause, or
+	// when the sessions' idle timeout (5 times --keepalive) is shorter
+	// than 3 times --probe.
 	ProbeDeliverP99Before float64 `json:"probe_deliver_p99_before_ms"`
 	ProbeDeliverP99       float64 `json:"probe_deliver_p99_ms"`
+	ProbeDeliverP99Paused float64 `json:"probe_deliver_p99_paused_ms"`
+	ProbeDeliverP99After  float64 `json:"probe_deliver_p99_after_ms"`
 	ProbePingP99Before    float64 `json:"probe_ping_p99_before_ms"`
 	ProbePingP99          float64 `json:"probe_ping_p99_ms"`
-	ProbeDelivered        int     `json:"probe_delivered"`
-	ProbeFailures         int64   `json:"probe_failures"`
+	ProbePingP99Paused    float64 `json:"probe_ping_p99_paused_ms"`
+	ProbePingP99After     float64 `json:"probe_ping_p99_after_ms"`
+	ProbeDelivered        int     `json:"probe_delivered"` // with the sessions open
+	ProbeFailures         int64   `json:"probe_failures"`  // in all phases
+	// ProbeReconnects counts the probe's connections that ended (and
+	// were opened again before the next phase).
+	ProbeReconnects int `json:"probe_reconnects"`
 
 	Lost       int64 `json:"lost"`       // sessions that did not answer a PING at the end
 	Duplicated int64 `json:"duplicated"` // always 0: no messages are sent
@@ -126,10 +158,11 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.IntVar(&o.sessions, "sessions", 1000, "idle sessions to open (K)")
 	fs.IntVar(&o.procs, "procs", 0, "client processes holding the sessions (0: one per 5,000 sessions)")
 	fs.IntVar(&o.perAddress, "per-address", 200, "sessions per source address (127.1.0.2 to 127.1.0.5, 127.1.1.2 to 127.1.1.5, ...: 4 per /24); the started relay's per-address and per-prefix caps are its defaults, 256 and 1024, which leaves room for attempts that failed on the client and are not yet released by the relay")
-	fs.DurationVar(&o.settle, "settle", 2*time.Second, "wait this long after opening the sessions before measuring")
-	fs.DurationVar(&o.probe, "probe", 10*time.Second, "measure a normal client's latency for this long without and with the sessions (0: no probe)")
+	fs.DurationVar(&o.settle, "settle", 15*time.Second, "wait this long after opening the sessions before measuring; the relay's and the clients' CPU are measured over it")
+	fs.DurationVar(&o.probe, "probe", 10*time.Second, "measure a normal client's latency for this long before the sessions, with them, with their clients stopped (see --pause) and after them (0: no probe)")
 	fs.DurationVar(&o.probeEvery, "probe-every", 20*time.Millisecond, "the probe's interval between a PING and a message")
-	fs.DurationVar(&o.keepAlive, "keepalive", 0, "the idle sessions' transport keep-alive (link.Config.TransportKeepAlive; their idle timeout is 5 times it); 0: the client default, 1 s")
+	fs.DurationVar(&o.keepAlive, "keepalive", idleKeepAlive, "the idle sessions' transport keep-alive (link.Config.TransportKeepAlive; their idle timeout is 5 times it); 350ms is the client library's default")
+	fs.BoolVar(&o.pause, "pause", true, "also measure the probe with the sessions' client processes stopped (SIGSTOP), when the sessions' idle timeout is at least 3 times --probe")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the relay, with the sessions open, to this file")
 	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -140,8 +173,8 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	switch {
 	case o.sessions < 1:
 		return usageError{"--sessions must be at least 1"}
-	case o.procs < 0 || o.probe < 0 || o.probeEvery <= 0 || o.keepAlive < 0:
-		return usageError{"--procs, --probe and --keepalive must not be negative, --probe-every must be positive"}
+	case o.procs < 0 || o.probe < 0 || o.probeEvery <= 0 || o.keepAlive <= 0:
+		return usageError{"--procs and --probe must not be negative, --probe-every and --keepalive must be positive"}
 	case o.perAddress < 1 || o.perAddress > relay.DefaultMaxSessionsPerAddress:
 		return usageError{fmt.Sprintf("--per-address must be from 1 to the relay's per-address cap, %d", relay.DefaultMaxSessionsPerAddress)}
 	case o.relayAddr != "":
@@ -163,15 +196,20 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "idle sessions over %s: %d from %d processes, %d source addresses in %d /24 networks, opened in %.1f s with %d dials retried (relay MaxSessions %d, per-address and per-prefix caps the defaults)\n",
 		res.Transport, res.Sessions, res.Procs, res.Addresses, res.Prefixes, res.OpenSeconds, res.DialRetries, res.RelayMaxSessions)
-	fmt.Fprintf(stdout, "relay RSS      %s before, %s with the sessions; %d descriptors open; %.1f%% of a core while idle (keep-alive %v)\n",
-		mib(res.RSSBefore), mib(res.RSS), res.RelayFDs, res.RelayCPUPercent, time.Duration(res.KeepAliveMS*float64(time.Millisecond)))
+	fmt.Fprintf(stdout, "relay RSS      %s before, %s with the sessions; %d descriptors open; %.1f%% of a core while idle (keep-alive %v; the clients %.1f%%)\n",
+		mib(res.RSSBefore), mib(res.RSS), res.RelayFDs, res.RelayCPUPercent, time.Duration(res.KeepAliveMS*float64(time.Millisecond)), res.ClientsCPUPercent)
 	fmt.Fprintf(stdout, "per session    %.1f KiB RSS (%.1f KiB anonymous; Go heap %.1f KiB, stacks %.1f KiB, %.1f goroutines)\n",
 		res.RSSPerSession/1024, res.AnonPerSession/1024, res.HeapPerSession/1024, res.StackPerSession/1024, res.GoroutinesPerSess)
 	if o.probe > 0 {
-		fmt.Fprintf(stdout, "probe p99      deliver %.1f ms without the sessions, %.1f ms with them; PING %.1f / %.1f ms (%d delivered, %d failures)\n",
-			res.ProbeDeliverP99Before, res.ProbeDeliverP99, res.ProbePingP99Before, res.ProbePingP99, res.ProbeDelivered, res.ProbeFailures)
+		fmt.Fprintf(stdout, "probe p99      deliver %.1f ms before the sessions, %.1f ms with them, %.1f ms with their clients stopped, %.1f ms after them\n",
+			res.ProbeDeliverP99Before, res.ProbeDeliverP99, res.ProbeDeliverP99Paused, res.ProbeDeliverP99After)
+		fmt.Fprintf(stdout, "               PING %.1f / %.1f / %.1f / %.1f ms (%d delivered with the sessions, %d failures in all)\n",
+			res.ProbePingP99Before, res.ProbePingP99, res.ProbePingP99Paused, res.ProbePingP99After, res.ProbeDelivered, res.ProbeFailures)
+		if res.ProbeReconnects > 0 {
+			fmt.Fprintf(stdout, "               the probe's connection ended %d times (opened again)\n", res.ProbeReconnects)
+		}
 	}
-	fmt.Fprintf(stdout, "lost           %d sessions\n", res.Lost)
+	fmt.Fprintf(stdout, "lost           %d sessions; load average %.1f at the start, %.1f at the end\n", res.Lost, res.LoadStart, res.LoadEnd)
 	return nil
 }
 
@@ -197,7 +235,8 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 		Procs: o.procs, Addresses: (o.sessions + o.perAddress - 1) / o.perAddress,
 		Prefixes:         ((o.sessions+o.perAddress-1)/o.perAddress + idleAddrsPerPrefix - 1) / idleAddrsPerPrefix,
 		RelayMaxSessions: max(maxSessions, 8192),
-		KeepAliveMS:      ms(cmp.Or(o.keepAlive, link.DefaultTransportKeepAlive)),
+		KeepAliveMS:      ms(o.keepAlive),
+		LoadStart:        loadAverage(),
 	}
 
 	// Warm up: the first sessions allocate what every later one shares.
@@ -207,17 +246,46 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 	}
 	closeAll(warm)
 	var probe *honest
+	// reopen opens the probe's connections again if one of them ended:
+	// a normal client on a loaded machine may take a relay that answered
+	// late for a dead one (ErrSilent), and would reconnect.
+	reopen := func() error {
+		err := cmp.Or(probe.send.Err(), probe.recv.Err())
+		if err == nil {
+			return nil
+		}
+		res.ProbeReconnects++
+		o.progressf("probe: its connection ended (%v); opening it again", err)
+		probe.Close()
+		if probe, err = newHonest(ctx, target.addr, cfg); err != nil {
+			return fmt.Errorf("probe client: %w", err)
+		}
+		return nil
+	}
+	// measure runs the probe for o.probe, if there is one, and returns
+	// its p99s.
+	measure := func(phase string) (deliver, ping float64, delivered int) {
+		if probe == nil {
+			return 0, 0, 0
+		}
+		if err := reopen(); err != nil {
+			o.progressf("%v", err)
+			res.ProbeFailures++
+			return 0, 0, 0
+		}
+		o.progressf("probe: %v %s", o.probe, phase)
+		var row attackRow
+		probe.measure(ctx, o.probe, o.probeEvery, &row)
+		res.ProbeFailures += row.Failures
+		return row.DeliverP99MS, row.PingP99MS, row.Delivered
+	}
 	if o.probe > 0 {
 		if probe, err = newHonest(ctx, target.addr, cfg); err != nil {
 			return nil, fmt.Errorf("probe client: %w", err)
 		}
-		defer probe.Close()
-		o.progressf("probe: %v without the sessions", o.probe)
-		var row attackRow
-		probe.measure(ctx, o.probe, o.probeEvery, &row)
-		res.ProbeDeliverP99Before, res.ProbePingP99Before = row.DeliverP99MS, row.PingP99MS
-		res.ProbeFailures += row.Failures
+		defer func() { probe.Close() }()
 	}
+	res.ProbeDeliverP99Before, res.ProbePingP99Before, _ = measure("before the sessions")
 	time.Sleep(500 * time.Millisecond)
 	p0, s0, err := settledSample(ctx, child)
 	if err != nil {
@@ -236,7 +304,7 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 		}
 	}()
 	res.OpenSeconds, res.DialRetries = time.Since(start).Seconds(), retries
-	cpu0, wall0 := sampleChildCPU(child), time.Now()
+	cpu0, ccpu0, wall0 := sampleChildCPU(child), clientsCPU(clients), time.Now()
 	select {
 	case <-time.After(o.settle):
 	case <-ctx.Done():
@@ -244,6 +312,9 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 	}
 	if cpu1 := sampleChildCPU(child); cpu0 >= 0 && cpu1 >= 0 {
 		res.RelayCPUPercent = 100 * (cpu1 - cpu0).Seconds() / time.Since(wall0).Seconds()
+	}
+	if ccpu1 := clientsCPU(clients); ccpu0 >= 0 && ccpu1 >= 0 {
+		res.ClientsCPUPercent = 100 * (ccpu1 - ccpu0).Seconds() / time.Since(wall0).Seconds()
 	}
 	p1, s1, err := settledSample(ctx, child)
 	if err != nil {
@@ -262,12 +333,17 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 			return nil, err
 		}
 	}
-	if probe != nil {
-		o.progressf("probe: %v with %d sessions open", o.probe, o.sessions)
-		var row attackRow
-		probe.measure(ctx, o.probe, o.probeEvery, &row)
-		res.ProbeDeliverP99, res.ProbePingP99 = row.DeliverP99MS, row.PingP99MS
-		res.ProbeDelivered, res.ProbeFailures = row.Delivered, res.ProbeFailures+row.Failures
+	res.ProbeDeliverP99, res.ProbePingP99, res.ProbeDelivered = measure(fmt.Sprintf("with %d sessions open", o.sessions))
+	// Stopped for 3 times the probe at most, the clients send nothing:
+	// sessions whose idle timeout is shorter could end.
+	if probe != nil && o.pause && 5*o.keepAlive >= 3*o.probe {
+		for _, c := range clients {
+			c.cmd.Process.Signal(syscall.SIGSTOP)
+		}
+		res.ProbeDeliverP99Paused, res.ProbePingP99Paused, _ = measure("with the sessions' clients stopped")
+		for _, c := range clients {
+			c.cmd.Process.Signal(syscall.SIGCONT)
+		}
 	}
 
 	for _, c := range clients {
@@ -277,6 +353,23 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 		}
 		res.Lost += n
 	}
+	if probe != nil {
+		for _, c := range clients {
+			c.stop()
+		}
+		// Wait, a minute at most, until the relay has released the
+		// sessions: it then holds the probe's two.
+		for end := time.Now().Add(time.Minute); time.Now().Before(end); sleepCtx(ctx, 200*time.Millisecond) {
+			if n, err := child.Connections(ctx); err != nil || n <= 2 {
+				break
+			}
+		}
+		res.ProbeDeliverP99After, res.ProbePingP99After, _ = measure("after the sessions were closed")
+		if err := reopen(); err != nil {
+			return nil, err
+		}
+	}
+	res.LoadEnd = loadAverage()
 	k := float64(o.sessions)
 	res.RSSBefore, res.RSS = p0.RSS, p1.RSS
 	res.RSSPerSession = float64(p1.RSS-p0.RSS) / k
@@ -289,9 +382,39 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 
 // idleClient is a running idle-client process.
 type idleClient struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Scanner
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	out     *bufio.Scanner
+	stopped bool
+}
+
+// clientsCPU returns the CPU time the client processes have used so far,
+// or -1 if it cannot be read.
+func clientsCPU(clients []*idleClient) time.Duration {
+	var sum time.Duration
+	for _, c := range clients {
+		s, err := readProc(c.cmd.Process.Pid)
+		if err != nil {
+			return -1
+		}
+		sum += s.CPU
+	}
+	return sum
+}
+
+// loadAverage returns the machine's 1-minute load average, or 0 if it
+// cannot be read.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // idleDialTries is the most attempts of one idle session's dial.
@@ -402,8 +525,14 @@ func (c *idleClient) ping(ctx context.Context) (int64, error) {
 }
 
 // stop closes the client's stdin, which makes it close its sessions and
-// exit, and waits for it; after childTimeout it kills it.
+// exit, and waits for it; after childTimeout it kills it. It is
+// idempotent.
 func (c *idleClient) stop() {
+	if c.stopped {
+		return
+	}
+	c.stopped = true
+	c.cmd.Process.Signal(syscall.SIGCONT) // in case it was stopped
 	c.stdin.Close()
 	t := time.AfterFunc(childTimeout, func() { c.cmd.Process.Kill() })
 	defer t.Stop()

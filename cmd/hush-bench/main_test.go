@@ -197,8 +197,19 @@ func TestIdle(t *testing.T) {
 			if f := number(t, res, "probe_failures"); f != 0 {
 				t.Errorf("the probe client had %v failures", f)
 			}
-			number(t, res, "probe_deliver_p99_ms")
-			number(t, res, "probe_deliver_p99_before_ms")
+			// Every phase of the probe ran: before the sessions, with
+			// them, with their clients stopped (sessions whose clients
+			// were stopped must still answer: checkNoLoss) and after.
+			// (A PING's round trip is measured when it is answered; a
+			// delivery may come after the phase on a loaded machine.)
+			for _, phase := range []string{"_before", "", "_paused", "_after"} {
+				number(t, res, "probe_deliver_p99"+phase+"_ms")
+				if v := number(t, res, "probe_ping_p99"+phase+"_ms"); v <= 0 {
+					t.Errorf("probe_ping_p99%s_ms %v, want a round trip", phase, v)
+				}
+			}
+			number(t, res, "clients_cpu_percent")
+			number(t, res, "load_end")
 			number(t, res, "rss_per_session_bytes")
 			if rss := number(t, res, "rss_bytes"); rss <= 0 {
 				t.Errorf("relay RSS %v", rss)
