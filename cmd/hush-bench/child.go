@@ -169,6 +169,8 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 			runtime.GC()
 			debug.FreeOSMemory()
 			fmt.Fprintln(out, "ok")
+		case "queues":
+			fmt.Fprintf(out, "queues %d\n", r.Status(context.Background()).Queues)
 		case "conns":
 			n, err := relayConnections(r)
 			if err != nil {
@@ -413,6 +415,15 @@ func (c *relayChild) Stats(ctx context.Context) (childStats, error) {
 	}
 	err = json.Unmarshal([]byte(strings.TrimPrefix(line, "stats ")), &s)
 	return s, err
+}
+
+// Queues returns the number of queues the child's relay stores.
+func (c *relayChild) Queues(ctx context.Context) (int, error) {
+	line, err := c.command(ctx, "queues", "queues ")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimPrefix(line, "queues "))
 }
 
 // Connections returns the connections the child's relay holds now.

@@ -228,13 +228,38 @@ func TestQueues(t *testing.T) {
 	if n := number(t, res, "checked"); n < 50 {
 		t.Errorf("checked %v queues after the restart, want at least 50", n)
 	}
-	for _, key := range []string{"rss_bytes", "db_bytes", "restart_ms"} {
+	if n := number(t, res, "stored_before"); n != 0 {
+		t.Errorf("stored_before %v, want 0 (a new store)", n)
+	}
+	for _, key := range []string{"rss_bytes", "db_bytes", "restart_ms", "cpu_us_per_new", "client_cpu_us_per_new"} {
 		if v := number(t, res, key); v <= 0 {
 			t.Errorf("%s %v, want more than 0", key, v)
 		}
 	}
 	if r, ok := res["restarts_ms"].([]any); !ok || len(r) != 2 {
 		t.Errorf("restarts_ms %v, want 2 values", res["restarts_ms"])
+	}
+}
+
+// TestQueuesOnStore: the queues scenario run again on the store of an
+// earlier run (--data) counts what it held and adds to it, as the rate at
+// a million stored queues is measured (docs/performance.md).
+func TestQueuesOnStore(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	args := []string{"queues", "--transport", "tcp", "--queues", "60", "--restarts", "1", "--sample", "20", "--data", dir}
+	first := bench(t, args...)
+	checkNoLoss(t, first)
+	if n := number(t, first, "stored_before"); n != 0 {
+		t.Errorf("first run: stored_before %v, want 0", n)
+	}
+	second := bench(t, args...)
+	checkNoLoss(t, second)
+	if n := number(t, second, "stored_before"); n != 60 {
+		t.Errorf("second run: stored_before %v, want 60", n)
+	}
+	if n := number(t, second, "checked"); n < 20 {
+		t.Errorf("second run: checked %v queues, want at least 20", n)
 	}
 }
 

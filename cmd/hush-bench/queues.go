@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,9 @@ type queuesOptions struct {
 	workers  int
 	restarts int
 	sample   int
+	// clientProf, if set, is where the load generator's CPU profile of
+	// the creation goes.
+	clientProf string
 }
 
 // queuesResult is the queues scenario's report.
@@ -39,6 +43,19 @@ type queuesResult struct {
 	// QueuesPerSecLast is the rate of the last tenth of the queues: the
 	// rate with (nearly) all of them stored.
 	QueuesPerSecLast float64 `json:"queues_per_sec_last_tenth"`
+	// StoredBefore is the number of queues the relay's store held before
+	// (with --data on an existing store; 0 otherwise).
+	StoredBefore int `json:"stored_before"`
+
+	// CPU per queue created, in microseconds: the relay's (null with an
+	// external relay) and the load generator's, over all the queues and
+	// over the last tenth; and the CPU used by every other process of
+	// the machine while the queues were created, in percent of one core.
+	CPUPerNew           *float64 `json:"cpu_us_per_new"`
+	CPUPerNewLast       *float64 `json:"cpu_us_per_new_last_tenth"`
+	ClientCPUPerNew     float64  `json:"client_cpu_us_per_new"`
+	ClientCPUPerNewLast float64  `json:"client_cpu_us_per_new_last_tenth"`
+	OthersCPUPercent    *float64 `json:"others_cpu_percent"`
 
 	// Relay memory once the queues exist (connections closed, garbage
 	// collected): RSS, its anonymous part and its part mapped from files
@@ -71,6 +88,7 @@ func runQueuesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.IntVar(&o.workers, "workers", 128, "NEW commands in flight, over all connections")
 	fs.IntVar(&o.restarts, "restarts", 3, "relay restarts to time")
 	fs.IntVar(&o.sample, "sample", 1000, "queues checked after the first restart")
+	fs.StringVar(&o.clientProf, "client-cpuprofile", "", "write a CPU profile of the load generator (this process) while it creates the queues to this file")
 	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -90,8 +108,15 @@ func runQueuesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	if o.jsonOut {
 		return writeJSON(stdout, res)
 	}
-	fmt.Fprintf(stdout, "queues over %s: %d created in %.1f s (%.0f/s; the last tenth %.0f/s)\n",
-		res.Transport, res.Queues, res.CreateSeconds, res.QueuesPerSec, res.QueuesPerSecLast)
+	fmt.Fprintf(stdout, "queues over %s: %d created in %.1f s (%.0f/s; the last tenth %.0f/s), %d stored before\n",
+		res.Transport, res.Queues, res.CreateSeconds, res.QueuesPerSec, res.QueuesPerSecLast, res.StoredBefore)
+	if res.CPUPerNew != nil {
+		fmt.Fprintf(stdout, "relay CPU      %.0f us per NEW (the last tenth %.0f us)\n", *res.CPUPerNew, *res.CPUPerNewLast)
+	}
+	fmt.Fprintf(stdout, "client CPU     %.0f us per NEW (the last tenth %.0f us)\n", res.ClientCPUPerNew, res.ClientCPUPerNewLast)
+	if res.OthersCPUPercent != nil {
+		fmt.Fprintf(stdout, "others' CPU    %.0f%% of a core\n", *res.OthersCPUPercent)
+	}
 	fmt.Fprintf(stdout, "relay RSS      %s (anonymous %s, files %s; peak %s)\n", mib(res.RSS), mib(res.RSSAnon), mib(res.RSSFile), mib(res.RSSPeak))
 	fmt.Fprintf(stdout, "database       %s\n", mib(res.DBBytes))
 	fmt.Fprintf(stdout, "restart        %.1f ms to the first served command (median of %d; relay.New %.1f ms); RSS then %s, %s after reading %d queues\n",
@@ -115,7 +140,10 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 		return nil, err
 	}
 	defer closeAll(conns)
-	o.progressf("creating %d queues over %s", o.queues, o.transport)
+	if res.StoredBefore, err = target.child.Queues(ctx); err != nil {
+		return nil, err
+	}
+	o.progressf("creating %d queues over %s (%d stored)", o.queues, o.transport, res.StoredBefore)
 	every := max(1, o.queues/o.sample)
 	var (
 		mu      sync.Mutex
@@ -123,9 +151,24 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 		sample  []link.Queue
 		created atomic.Int64
 		tenth   = max(int64(o.queues)/10, 1)
-		// lastTenth is when the last tenth started (as UnixNano).
-		lastTenth atomic.Int64
+		// lastTenth is when the last tenth started (as UnixNano), with
+		// the relay's and this process's CPU time then.
+		lastTenth             atomic.Int64
+		relayLast, clientLast time.Duration
+		busy0, _, busyErr     = machineCPU()
 	)
+	if o.clientProf != "" {
+		f, err := os.Create(o.clientProf)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	relay0, client0 := sampleCPU(target), clientCPU()
 	start := time.Now()
 	err = parallel(ctx, o.queues, o.workers, func(ctx context.Context, i int) error {
 		rq, err := conns[i%len(conns)].Create(ctx)
@@ -140,6 +183,7 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 		mu.Unlock()
 		n := created.Add(1)
 		if n == int64(o.queues)-tenth {
+			relayLast, clientLast = sampleCPU(target), clientCPU() // read after parallel returns
 			lastTenth.Store(time.Now().UnixNano())
 		}
 		if n%tenth == 0 {
@@ -151,11 +195,31 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 		return nil, err
 	}
 	elapsed := time.Since(start)
+	relay1, client1 := sampleCPU(target), clientCPU()
+	busy1, _, busyErr1 := machineCPU()
+	if o.clientProf != "" {
+		pprof.StopCPUProfile()
+	}
 	res.CreateSeconds = elapsed.Seconds()
 	res.QueuesPerSec = float64(o.queues) / elapsed.Seconds()
 	res.QueuesPerSecLast = res.QueuesPerSec
+	perNew := func(d time.Duration, n int64) float64 { return float64(d.Microseconds()) / float64(n) }
+	res.ClientCPUPerNew, res.ClientCPUPerNewLast = perNew(client1-client0, int64(o.queues)), res.ClientCPUPerNew
+	if relay0 >= 0 && relay1 >= 0 {
+		v := perNew(relay1-relay0, int64(o.queues))
+		res.CPUPerNew, res.CPUPerNewLast = &v, &v
+		if busyErr == nil && busyErr1 == nil {
+			others := 100 * float64(busy1-busy0-(relay1-relay0)-(client1-client0)) / float64(elapsed)
+			res.OthersCPUPercent = &others
+		}
+	}
 	if t := lastTenth.Load(); t != 0 {
 		res.QueuesPerSecLast = float64(tenth) / start.Add(elapsed).Sub(time.Unix(0, t)).Seconds()
+		res.ClientCPUPerNewLast = perNew(client1-clientLast, tenth)
+		if relayLast >= 0 && relay1 >= 0 {
+			v := perNew(relay1-relayLast, tenth)
+			res.CPUPerNewLast = &v
+		}
 	}
 	slices.Sort(ids)
 	for i := 1; i < len(ids); i++ {
