@@ -3,6 +3,7 @@ module github.com/hushrelay/hush
 go 1.26.0
 
 require (
+	github.com/cloudflare/circl v1.6.5
 	github.com/creack/pty v1.1.24
 	github.com/cretz/bine v0.2.0
 	github.com/mdp/qrterminal/v3 v3.2.1

@@ -756,3 +756,57 @@ func TestOpenMessageMalformedPlaintext(t *testing.T) {
 		t.Errorf("maximum body: %d bytes, %v", len(body), err)
 	}
 }
+
+// TestNewQueueKey: the relay's per-queue key agrees with the recipient's
+// DH key on the same MessageKey that MessageKey derives on both sides,
+// each call makes a new key, and low-order keys are refused.
+func TestNewQueueKey(t *testing.T) {
+	seen := map[queue.Key]bool{}
+	for range 50 {
+		dh, err := queue.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, msgKey, err := queue.NewQueueKey(queue.PublicKey(dh))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[pub] {
+			t.Fatalf("NewQueueKey repeated the key %x", pub)
+		}
+		seen[pub] = true
+		if queue.LowOrder(pub) {
+			t.Fatalf("NewQueueKey made a low-order key %x", pub)
+		}
+		want, err := queue.MessageKey(dh, pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msgKey != want {
+			t.Fatalf("NewQueueKey's message key %x, the recipient's %x", msgKey, want)
+		}
+		// And as crypto/ecdh computes it.
+		p, err := ecdh.X25519().NewPublicKey(pub[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := dh.ECDH(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := hkdf.New(sha256.New, s, nil, []byte("hush/1 message"))
+		var k [32]byte
+		if _, err := io.ReadFull(r, k[:]); err != nil {
+			t.Fatal(err)
+		}
+		if k != msgKey {
+			t.Fatalf("NewQueueKey's message key %x, crypto/ecdh's %x", msgKey, k)
+		}
+	}
+	for _, h := range lowOrderPoints {
+		b, _ := hex.DecodeString(h)
+		if _, _, err := queue.NewQueueKey(asKey(t, b)); !errors.Is(err, queue.ErrSyntax) {
+			t.Errorf("NewQueueKey(low-order %s) = %v, want ErrSyntax", h, err)
+		}
+	}
+}

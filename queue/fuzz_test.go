@@ -2,6 +2,9 @@ package queue_test
 
 import (
 	"bytes"
+	"crypto/ecdh"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -505,6 +508,78 @@ func FuzzLowOrder(f *testing.F) {
 	})
 }
 
+// x25519Seeds are FuzzX25519's seeds: a scalar (32 bytes) and a peer key
+// (32 bytes): a key on the curve, the same with its top bit set, a
+// non-canonical encoding (p+2), a low-order point and a key on the twist.
+func x25519Seeds() []struct {
+	name string
+	data []byte
+} {
+	scalar := bytes.Repeat([]byte{0x5a}, 32)
+	pub, err := curve25519.X25519(bytes.Repeat([]byte{0x11}, 32), curve25519.Basepoint)
+	if err != nil {
+		panic(err)
+	}
+	top := bytes.Clone(pub)
+	top[31] |= 0x80
+	noncanonical, _ := hex.DecodeString("efffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")
+	order8, _ := hex.DecodeString(lowOrderPoints[2])
+	twist := make([]byte, 32)
+	twist[0] = 2 // u = 2 is not on Curve25519: its point is on the twist
+	seed := func(peer []byte) []byte { return append(bytes.Clone(scalar), peer...) }
+	return []struct {
+		name string
+		data []byte
+	}{
+		{"curve", seed(pub)},
+		{"top-bit", seed(top)},
+		{"p-plus-2", seed(noncanonical)},
+		{"order-8", seed(order8)},
+		{"twist", seed(twist)},
+	}
+}
+
+// FuzzX25519 checks the X25519 under AuthKey and MessageKey (circl's
+// ladder) against crypto/ecdh's: the same MessageKey for every scalar and
+// peer key, and ErrSyntax exactly where crypto/ecdh finds the secret all
+// zero. The input is the scalar followed by the peer key, zero-padded.
+func FuzzX25519(f *testing.F) {
+	for _, s := range x25519Seeds() {
+		f.Add(s.data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		data = padTo(data, 64)
+		priv, err := queue.ParsePrivateKey(data[:32])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var peer queue.Key
+		copy(peer[:], data[32:64])
+		got, err := queue.MessageKey(priv, peer)
+		pub, perr := ecdh.X25519().NewPublicKey(peer[:])
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		secret, eerr := priv.ECDH(pub)
+		if eerr != nil {
+			if !errors.Is(err, queue.ErrSyntax) {
+				t.Fatalf("MessageKey(%x, %x) = %v, crypto/ecdh says low order", data[:32], peer, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("MessageKey(%x, %x) = %v, crypto/ecdh agrees", data[:32], peer, err)
+		}
+		want, err := hkdf.Key(sha256.New, secret, nil, "hush/1 message", 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got[:], want) {
+			t.Fatalf("MessageKey(%x, %x) = %x, crypto/ecdh gives %x", data[:32], peer, got, want)
+		}
+	})
+}
+
 // TestFuzzSeedFiles checks that each fuzz target has seed files in the Go
 // corpus format under testdata/fuzz; with -update it (re)writes the seeds
 // defined above (leaving any other file, such as a crasher kept as a
@@ -552,6 +627,9 @@ func TestFuzzSeedFiles(t *testing.T) {
 	}
 	for _, s := range lowOrderSeeds() {
 		add("FuzzLowOrder", s.name, corpusFile(s.data))
+	}
+	for _, s := range x25519Seeds() {
+		add("FuzzX25519", s.name, corpusFile(s.data))
 	}
 	for target, seeds := range files {
 		dir := filepath.Join("testdata", "fuzz", target)

@@ -742,13 +742,14 @@ func (s *session) handleNew(corrID []byte, cmd queue.Command, signed, auth []byt
 		s.r.refuseStorage()
 		return s.replyErr(corrID, nil, queue.QUOTA)
 	}
-	relayKey, err := queue.GenerateKey()
-	if err != nil {
-		return s.replyErr(corrID, nil, queue.INTERNAL)
-	}
-	msgKey, err := queue.MessageKey(relayKey, cmd.RecipientDHKey)
-	if err != nil {
+	// The queue's own relay key: only its public half and the message key
+	// it agrees are needed.
+	relayKey, msgKey, err := queue.NewQueueKey(cmd.RecipientDHKey)
+	switch {
+	case errors.Is(err, queue.ErrSyntax):
 		return s.replyErr(corrID, nil, queue.SYNTAX)
+	case err != nil:
+		return s.replyErr(corrID, nil, queue.INTERNAL)
 	}
 	rec := queueRecord{
 		RecipientID:  queue.NewID(),
@@ -770,7 +771,7 @@ func (s *session) handleNew(corrID []byte, cmd queue.Command, signed, auth []byt
 		s.observe(queue.TagNEW, rec.RecipientID)
 		s.reply(corrID, nil, queue.Command{
 			Tag: queue.TagIDS, RecipientID: rec.RecipientID, SenderID: rec.SenderID,
-			RelayDHKey: queue.PublicKey(relayKey),
+			RelayDHKey: relayKey,
 		})
 	})
 }
