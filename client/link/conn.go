@@ -326,6 +326,15 @@ func (c *Conn) Create(ctx context.Context) (Queue, error) {
 	if err != nil {
 		return Queue{}, err
 	}
+	return c.CreateWithKeys(ctx, rkey, dh)
+}
+
+// CreateWithKeys is Create with the queue's two private keys made by the
+// caller with queue.GenerateKey, for example ahead of time: rkey
+// authorizes the queue's commands and dh agrees its message key with the
+// relay. Each key must be new and serve this one queue only: a key used
+// for two queues would let the relay link them.
+func (c *Conn) CreateWithKeys(ctx context.Context, rkey, dh *ecdh.PrivateKey) (Queue, error) {
 	r, err := c.do(ctx, rkey, nil, queue.Command{
 		Tag:            queue.TagNEW,
 		RecipientKey:   queue.PublicKey(rkey),

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/ecdh"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hushrelay/hush/client/link"
+	"github.com/hushrelay/hush/queue"
 )
 
 // queuesOptions are the flags of the queues scenario.
@@ -31,6 +34,8 @@ type queuesOptions struct {
 	// clientProf, if set, is where the load generator's CPU profile of
 	// the creation goes.
 	clientProf string
+	// pregenerate makes the queues' keys before the clock starts.
+	pregenerate bool
 }
 
 // queuesResult is the queues scenario's report.
@@ -43,6 +48,9 @@ type queuesResult struct {
 	// QueuesPerSecLast is the rate of the last tenth of the queues: the
 	// rate with (nearly) all of them stored.
 	QueuesPerSecLast float64 `json:"queues_per_sec_last_tenth"`
+	// Pregenerated is set when the queues' keys were made before the
+	// clock started (--pregenerate).
+	Pregenerated bool `json:"pregenerated"`
 	// StoredBefore is the number of queues the relay's store held before
 	// (with --data on an existing store; 0 otherwise).
 	StoredBefore int `json:"stored_before"`
@@ -88,6 +96,7 @@ func runQueuesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.IntVar(&o.workers, "workers", 128, "NEW commands in flight, over all connections")
 	fs.IntVar(&o.restarts, "restarts", 3, "relay restarts to time")
 	fs.IntVar(&o.sample, "sample", 1000, "queues checked after the first restart")
+	fs.BoolVar(&o.pregenerate, "pregenerate", false, "make every queue's two keys before the timed creation (link.Conn.CreateWithKeys), so that the load generator's key generation is not in the figures")
 	fs.StringVar(&o.clientProf, "client-cpuprofile", "", "write a CPU profile of the load generator (this process) while it creates the queues to this file")
 	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -108,8 +117,12 @@ func runQueuesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	if o.jsonOut {
 		return writeJSON(stdout, res)
 	}
-	fmt.Fprintf(stdout, "queues over %s: %d created in %.1f s (%.0f/s; the last tenth %.0f/s), %d stored before\n",
-		res.Transport, res.Queues, res.CreateSeconds, res.QueuesPerSec, res.QueuesPerSecLast, res.StoredBefore)
+	keys := ""
+	if res.Pregenerated {
+		keys = ", keys made beforehand"
+	}
+	fmt.Fprintf(stdout, "queues over %s: %d created in %.1f s (%.0f/s; the last tenth %.0f/s), %d stored before%s\n",
+		res.Transport, res.Queues, res.CreateSeconds, res.QueuesPerSec, res.QueuesPerSecLast, res.StoredBefore, keys)
 	if res.CPUPerNew != nil {
 		fmt.Fprintf(stdout, "relay CPU      %.0f us per NEW (the last tenth %.0f us)\n", *res.CPUPerNew, *res.CPUPerNewLast)
 	}
@@ -133,7 +146,7 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 	}
 	defer target.Close()
 	cfg := link.Config{Transport: link.Transport(o.transport)}
-	res := &queuesResult{Scenario: "queues", Transport: o.transport, Queues: o.queues}
+	res := &queuesResult{Scenario: "queues", Transport: o.transport, Queues: o.queues, Pregenerated: o.pregenerate}
 
 	conns, err := dialMany(ctx, target.addr, cfg, o.conns)
 	if err != nil {
@@ -144,6 +157,21 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 		return nil, err
 	}
 	o.progressf("creating %d queues over %s (%d stored)", o.queues, o.transport, res.StoredBefore)
+	// keys[2i] and keys[2i+1] are queue i's authorization and DH keys,
+	// with --pregenerate.
+	var keys []*ecdh.PrivateKey
+	if o.pregenerate {
+		o.progressf("making %d keys", 2*o.queues)
+		keys = make([]*ecdh.PrivateKey, 2*o.queues)
+		err := parallel(ctx, len(keys), runtime.GOMAXPROCS(0), func(ctx context.Context, i int) error {
+			var err error
+			keys[i], err = queue.GenerateKey()
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	every := max(1, o.queues/o.sample)
 	var (
 		mu      sync.Mutex
@@ -171,7 +199,14 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 	relay0, client0 := sampleCPU(target), clientCPU()
 	start := time.Now()
 	err = parallel(ctx, o.queues, o.workers, func(ctx context.Context, i int) error {
-		rq, err := conns[i%len(conns)].Create(ctx)
+		var rq link.Queue
+		var err error
+		if keys != nil {
+			rq, err = conns[i%len(conns)].CreateWithKeys(ctx, keys[2*i], keys[2*i+1])
+			keys[2*i], keys[2*i+1] = nil, nil
+		} else {
+			rq, err = conns[i%len(conns)].Create(ctx)
+		}
 		if err != nil {
 			return fmt.Errorf("create queue: %w", err)
 		}
