@@ -7,16 +7,22 @@
 //
 //   - hush-bench throughput over TLS/TCP and over QUIC (closed loop, 16,000
 //     byte bodies, acknowledged once on disk; its defaults otherwise);
-//   - JetStream: one producer publishing 16,000-byte messages with --window
-//     asynchronous publishes in flight, each answered once stored (fsync),
-//     and one consumer of a work-queue stream acknowledging each message;
-//     delivered msgs/s, send-to-deliver latency and nats-server's CPU per
+//   - JetStream, twice: one producer publishing 16,000-byte messages with
+//     --window asynchronous publishes in flight, each answered once stored
+//     (fsync), and at most --js-backlog messages published and not yet
+//     delivered, so that the consumer keeps up; one pull consumer
+//     (Consume). "jetstream" is a work-queue stream whose consumer
+//     acknowledges each message (the ack deletes it); "js-limits" is a
+//     limits stream whose consumer acknowledges in batches (ack all).
+//     Delivered msgs/s, send-to-deliver latency and nats-server's CPU per
 //     message;
-//   - redis-benchmark -t lpush,rpop -d 16384 -c 50 (plain TCP, no TLS);
-//     its push+pop rate is 1 / (1/LPUSH + 1/RPOP).
+//   - redis-benchmark -t lpush,rpop -d 16384 -c 50 (plain TCP, no TLS)
+//     against redis-server with the automatic AOF rewrite off; its
+//     push+pop rate is 1 / (1/LPUSH + 1/RPOP).
 //
 // It prints every run, the median of the rounds and the ratios of hush's
-// medians to the peers'. It is a module of its own, so that hush does not
+// medians to the peers', to JetStream's faster configuration. Why each
+// peer is set up so is in docs/performance.md, "The peers, configured". It is a module of its own, so that hush does not
 // depend on the NATS client; see docs/performance.md for how to run it.
 package main
 
@@ -24,6 +30,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
@@ -61,6 +68,9 @@ type options struct {
 	redisN      int
 	redisC      int
 	only        string
+	js          jsConfig
+	redisArgs   string
+	benchArgs   string
 }
 
 func main() {
@@ -76,7 +86,15 @@ func main() {
 	flag.IntVar(&o.window, "window", 64, "JetStream publishes in flight (hush-bench: 2 senders x 32)")
 	flag.IntVar(&o.redisN, "redis-n", 50000, "redis-benchmark requests per test")
 	flag.IntVar(&o.redisC, "redis-clients", 50, "redis-benchmark clients")
-	flag.StringVar(&o.only, "only", "hush-tcp,hush-quic,jetstream,redis", "comma-separated systems to run")
+	flag.Int64Var(&o.js.maxBytes, "js-max-bytes", 1<<30, "js-limits: the stream's size in bytes, the oldest messages dropped beyond")
+	flag.IntVar(&o.js.ackEvery, "js-ack-every", 64, "js-limits (ack all): acknowledge every this many deliveries, and a partial run after 5 ms")
+	flag.StringVar(&o.js.pull, "js-pull", "consume", "JetStream consumer: consume (continuous pulls) or fetch (one batch at a time)")
+	flag.IntVar(&o.js.batch, "js-batch", 256, "JetStream messages per pull")
+	flag.IntVar(&o.js.maxAckPending, "js-max-ack-pending", 4096, "JetStream consumer MaxAckPending")
+	flag.IntVar(&o.js.backlog, "js-backlog", 1024, "JetStream messages published and not yet delivered at most; the producer waits beyond")
+	flag.StringVar(&o.redisArgs, "redis-server-args", "", "more redis-server arguments, separated by spaces or commas")
+	flag.StringVar(&o.benchArgs, "redis-benchmark-args", "", "more redis-benchmark arguments, separated by spaces or commas")
+	flag.StringVar(&o.only, "only", "hush-tcp,hush-quic,jetstream,js-limits,redis", "comma-separated systems to run")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -107,7 +125,7 @@ func run(ctx context.Context, o *options) error {
 		systems[s] = true
 	}
 	runs := map[string][]result{}
-	order := []string{"hush-tcp", "hush-quic", "jetstream", "redis"}
+	order := []string{"hush-tcp", "hush-quic", "jetstream", "js-limits", "redis"}
 	for round := 1; round <= o.rounds; round++ {
 		for _, name := range order {
 			if !systems[name] {
@@ -122,7 +140,13 @@ func run(ctx context.Context, o *options) error {
 			case "hush-quic":
 				r, err = runHush(ctx, o, "quic")
 			case "jetstream":
-				r, err = runJetStream(ctx, o, filepath.Join(dir, fmt.Sprintf("nats-%d", round)))
+				jc := o.js
+				jc.retention, jc.ack = "workqueue", "explicit"
+				r, err = runJetStream(ctx, o, &jc, filepath.Join(dir, fmt.Sprintf("nats-%d", round)))
+			case "js-limits":
+				jc := o.js
+				jc.retention, jc.ack = "limits", "all"
+				r, err = runJetStream(ctx, o, &jc, filepath.Join(dir, fmt.Sprintf("js-limits-%d", round)))
 			case "redis":
 				r, err = runRedis(ctx, o, filepath.Join(dir, fmt.Sprintf("redis-%d", round)))
 			}
@@ -157,9 +181,18 @@ func run(ctx context.Context, o *options) error {
 			name, med[name], lat, median(cpu), join(v))
 	}
 	fmt.Println()
+	// hush is compared with the faster of JetStream's two configurations.
+	js, against := med["jetstream"], "jetstream"
+	if med["js-limits"] > js {
+		js, against = med["js-limits"], "js-limits"
+	}
 	for _, p := range [][2]string{{"hush-tcp", "jetstream"}, {"hush-quic", "jetstream"}, {"hush-tcp", "redis"}, {"hush-quic", "redis"}} {
-		if med[p[0]] > 0 && med[p[1]] > 0 {
-			fmt.Printf("ratio     %s / %s = %.2f\n", p[0], p[1], med[p[0]]/med[p[1]])
+		peer, note := med[p[1]], ""
+		if p[1] == "jetstream" {
+			peer, note = js, fmt.Sprintf(" (%s, the faster JetStream configuration)", against)
+		}
+		if med[p[0]] > 0 && peer > 0 {
+			fmt.Printf("ratio     %s / %s = %.2f%s\n", p[0], p[1], med[p[0]]/peer, note)
 		}
 	}
 	return nil
@@ -193,9 +226,33 @@ func runHush(ctx context.Context, o *options, transport string) (result, error) 
 	return res, nil
 }
 
+// jsConfig is how a JetStream run is set up; see the flags in main.
+type jsConfig struct {
+	retention     string // limits or workqueue
+	maxBytes      int64  // limits retention: the stream's size, oldest dropped beyond
+	ack           string // explicit or all
+	ackEvery      int    // ack all: acknowledge every this many deliveries
+	pull          string // consume or fetch
+	batch         int    // messages per pull request
+	maxAckPending int
+	backlog       int // most messages published and not yet delivered
+}
+
+func (c *jsConfig) String() string {
+	s := c.retention
+	if c.retention == "limits" {
+		s += fmt.Sprintf(" %d MB", c.maxBytes>>20)
+	}
+	s += ", ack " + c.ack
+	if c.ack == "all" {
+		s += fmt.Sprintf(" every %d", c.ackEvery)
+	}
+	return s + fmt.Sprintf(", %s %d, max ack pending %d, backlog %d", c.pull, c.batch, c.maxAckPending, c.backlog)
+}
+
 // runJetStream starts nats-server with JetStream on a file store that
 // syncs every write, drives it for o.duration and stops it.
-func runJetStream(ctx context.Context, o *options, dir string) (result, error) {
+func runJetStream(ctx context.Context, o *options, jc *jsConfig, dir string) (result, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return result{}, err
 	}
@@ -237,16 +294,30 @@ func runJetStream(ctx context.Context, o *options, dir string) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	stream, err := pjs.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "HUSHBENCH", Subjects: []string{"hushbench"},
-		Storage: jetstream.FileStorage, Retention: jetstream.WorkQueuePolicy,
-	})
+	sc := jetstream.StreamConfig{
+		Name: "HUSHBENCH", Subjects: []string{"hushbench"}, Storage: jetstream.FileStorage,
+	}
+	switch jc.retention {
+	case "limits":
+		sc.Retention, sc.MaxBytes, sc.Discard = jetstream.LimitsPolicy, jc.maxBytes, jetstream.DiscardOld
+	case "workqueue":
+		sc.Retention = jetstream.WorkQueuePolicy
+	default:
+		return result{}, fmt.Errorf("unknown retention %q", jc.retention)
+	}
+	stream, err := pjs.CreateStream(ctx, sc)
 	if err != nil {
 		return result{}, err
 	}
-	if _, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable: "bench", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4096,
-	}); err != nil {
+	cfg := jetstream.ConsumerConfig{Durable: "bench", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: jc.maxAckPending}
+	switch jc.ack {
+	case "explicit":
+	case "all":
+		cfg.AckPolicy = jetstream.AckAllPolicy
+	default:
+		return result{}, fmt.Errorf("unknown ack policy %q", jc.ack)
+	}
+	if _, err := stream.CreateOrUpdateConsumer(ctx, cfg); err != nil {
 		return result{}, err
 	}
 	cons, err := cjs.Consumer(ctx, "HUSHBENCH", "bench")
@@ -256,20 +327,32 @@ func runJetStream(ctx context.Context, o *options, dir string) (result, error) {
 
 	base := time.Now()
 	measureFrom, measureTo := base.Add(o.warmup), base.Add(o.duration)
+	// credits is the backlog: a token per message published and not yet
+	// delivered, as in hush-bench throughput, so that the figure is a
+	// steady state in which the consumer keeps up.
+	credits := make(chan struct{}, jc.backlog)
 	var (
 		mu        sync.Mutex
 		seen      = map[uint64]bool{}
 		lat       []time.Duration
 		inWindow  int64
 		published atomic.Int64
+		unacked   jetstream.Msg // ack all: the newest delivery not yet acknowledged
+		sinceAck  int
+		ackErr    atomic.Value
 	)
-	consume, err := cons.Consume(func(m jetstream.Msg) {
+	ack := func(m jetstream.Msg) {
+		if err := m.Ack(); err != nil {
+			ackErr.Store(err)
+		}
+	}
+	handle := func(m jetstream.Msg) {
 		now := time.Now()
 		d := m.Data()
+		mu.Lock()
 		if len(d) >= 16 {
 			seq, sent := binary.BigEndian.Uint64(d), time.Duration(binary.BigEndian.Uint64(d[8:]))
 			sentAt := base.Add(sent)
-			mu.Lock()
 			if !seen[seq] {
 				seen[seq] = true
 				if !now.Before(measureFrom) && now.Before(measureTo) {
@@ -278,15 +361,84 @@ func runJetStream(ctx context.Context, o *options, dir string) (result, error) {
 				if !sentAt.Before(measureFrom) && sentAt.Before(measureTo) {
 					lat = append(lat, now.Sub(sentAt))
 				}
+				select {
+				case <-credits:
+				default:
+				}
 			}
-			mu.Unlock()
 		}
-		m.Ack()
-	}, jetstream.PullMaxMessages(256))
-	if err != nil {
-		return result{}, err
+		if jc.ack == "explicit" {
+			mu.Unlock()
+			ack(m)
+			return
+		}
+		unacked, sinceAck = m, sinceAck+1
+		if sinceAck < jc.ackEvery {
+			mu.Unlock()
+			return
+		}
+		unacked, sinceAck = nil, 0
+		mu.Unlock()
+		ack(m)
 	}
-	defer consume.Stop()
+	// flushAck acknowledges (ack all) the newest delivery if it was not.
+	flushAck := func() {
+		mu.Lock()
+		m := unacked
+		unacked, sinceAck = nil, 0
+		mu.Unlock()
+		if m != nil {
+			ack(m)
+		}
+	}
+	consCtx, stopCons := context.WithCancel(ctx)
+	var consWG sync.WaitGroup
+	defer func() { stopCons(); consWG.Wait() }()
+	if jc.ack == "all" {
+		// Acknowledge a partial run of deliveries after 5 ms at most.
+		consWG.Add(1)
+		go func() {
+			defer consWG.Done()
+			t := time.NewTicker(5 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					flushAck()
+				case <-consCtx.Done():
+					return
+				}
+			}
+		}()
+	}
+	switch jc.pull {
+	case "consume":
+		cc, err := cons.Consume(handle, jetstream.PullMaxMessages(jc.batch))
+		if err != nil {
+			return result{}, err
+		}
+		defer cc.Stop()
+	case "fetch":
+		consWG.Add(1)
+		go func() {
+			defer consWG.Done()
+			for consCtx.Err() == nil {
+				b, err := cons.Fetch(jc.batch, jetstream.FetchMaxWait(time.Second))
+				if err != nil {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				for m := range b.Messages() {
+					handle(m)
+				}
+				if jc.ack == "all" {
+					flushAck()
+				}
+			}
+		}()
+	default:
+		return result{}, fmt.Errorf("unknown --js-pull %q", jc.pull)
+	}
 
 	pid := srv.Process.Pid
 	var cpu0, cpu1 time.Duration
@@ -294,10 +446,18 @@ func runJetStream(ctx context.Context, o *options, dir string) (result, error) {
 	var wg sync.WaitGroup
 	var pubErr atomic.Value
 	body := make([]byte, o.body)
+	rand.Read(body) // as hush-bench's: nothing to gain from compression
 	sampled := false
-	for seq := uint64(0); time.Now().Before(measureTo) && ctx.Err() == nil; seq++ {
+	pubCtx, stopPub := context.WithDeadline(ctx, measureTo)
+	defer stopPub()
+	for seq := uint64(0); pubCtx.Err() == nil; seq++ {
 		if !sampled && !time.Now().Before(measureFrom) {
 			cpu0, sampled = procCPU(pid), true
+		}
+		select {
+		case credits <- struct{}{}:
+		case <-pubCtx.Done():
+			continue // the loop ends
 		}
 		sem <- struct{}{}
 		b := slices.Clone(body)
@@ -316,6 +476,7 @@ func runJetStream(ctx context.Context, o *options, dir string) (result, error) {
 				published.Add(1)
 			case err := <-f.Err():
 				pubErr.Store(err)
+				<-credits
 			}
 			<-sem
 		}()
@@ -339,11 +500,15 @@ func runJetStream(ctx context.Context, o *options, dir string) (result, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if err, ok := ackErr.Load().(error); ok {
+		return result{}, fmt.Errorf("ack: %w", err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	window := o.duration - o.warmup
 	slices.Sort(lat)
-	r := result{MsgsPerSec: float64(n) / window.Seconds(), Lost: published.Load() - int64(len(seen))}
+	r := result{MsgsPerSec: float64(n) / window.Seconds(), Lost: published.Load() - int64(len(seen)),
+		Note: "(" + jc.String() + ")"}
 	if len(lat) > 0 {
 		r.P50, r.P99 = ms(lat[len(lat)/2]), ms(lat[min(len(lat)-1, len(lat)*99/100)])
 	}
@@ -363,8 +528,13 @@ func runRedis(ctx context.Context, o *options, dir string) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	srv := exec.Command(o.redisServer, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no")
+	srv := exec.Command(o.redisServer, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
+		// The benchmark pushes every message before it pops one, a list
+		// (800 MB) that a queue in a steady state never holds: the
+		// automatic rewrite would fork and rewrite it at 64 MB and at
+		// each doubling.
+		"--auto-aof-rewrite-percentage", "0"}, argList(o.redisArgs)...)...)
 	srv.Stdout, srv.Stderr = io.Discard, io.Discard
 	if err := srv.Start(); err != nil {
 		return result{}, err
@@ -382,8 +552,8 @@ func runRedis(ctx context.Context, o *options, dir string) (result, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	cpu0 := procCPU(srv.Process.Pid)
-	cmd := exec.CommandContext(ctx, o.redisBench, "-p", strconv.Itoa(port), "-t", "lpush,rpop",
-		"-d", "16384", "-c", strconv.Itoa(o.redisC), "-n", strconv.Itoa(o.redisN), "--csv")
+	cmd := exec.CommandContext(ctx, o.redisBench, append([]string{"-p", strconv.Itoa(port), "-t", "lpush,rpop",
+		"-d", "16384", "-c", strconv.Itoa(o.redisC), "-n", strconv.Itoa(o.redisN), "--csv"}, argList(o.benchArgs)...)...)
 	out, err := cmd.Output()
 	if err != nil {
 		return result{}, err
@@ -431,6 +601,11 @@ func procCPU(pid int) time.Duration {
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	s, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(u+s) * 10 * time.Millisecond // USER_HZ is 100
+}
+
+// argList splits a flag's value at spaces and commas.
+func argList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' })
 }
 
 func freePort() (int, error) {
