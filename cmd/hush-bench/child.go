@@ -46,6 +46,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hushrelay/hush/internal/gctune"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 )
@@ -151,6 +152,14 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 	}
 	open := time.Since(start)
 	defer r.Close()
+	// The garbage collector's target as hush-relay start sets it.
+	gcCtx, stopGC := context.WithCancel(context.Background())
+	gcDone := make(chan struct{})
+	go func() {
+		defer close(gcDone)
+		gctune.Run(gcCtx, gctune.DefaultHeadroom, os.Getenv)
+	}()
+	defer func() { stopGC(); <-gcDone }()
 	tcp := r.Addr().(*net.TCPAddr)
 	addr := queue.Address{Fingerprint: fp, Host: tcp.IP.String(), Port: uint16(tcp.Port)}
 	out := bufio.NewWriter(stdout)

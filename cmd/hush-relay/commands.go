@@ -17,6 +17,7 @@ import (
 
 	"github.com/mdp/qrterminal/v3"
 
+	"github.com/hushrelay/hush/internal/gctune"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
 	"github.com/hushrelay/hush/torutil"
@@ -131,6 +132,15 @@ func cmdStart(ctx context.Context, o *options, env environment) error {
 		return err
 	}
 	defer r.Close()
+	// The garbage collector's target: see internal/gctune (GOGC in the
+	// environment overrides it).
+	gcCtx, stopGC := context.WithCancel(ctx)
+	gcDone := make(chan struct{})
+	go func() {
+		defer close(gcDone)
+		gctune.Run(gcCtx, gctune.DefaultHeadroom, env.getenv)
+	}()
+	defer func() { stopGC(); <-gcDone }()
 	tcp, ok := r.Addr().(*net.TCPAddr)
 	if !ok {
 		return fmt.Errorf("relay listens on %v, not a TCP address", r.Addr())
