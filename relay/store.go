@@ -1693,17 +1693,38 @@ func (b storeTx) head(rid queue.ID) (seq uint64, v []byte, ok bool) {
 // number of messages it holds, counted as the span from its first
 // message to its last (messages leave a queue from its head: ACK, and
 // expiry in the order of storing; DEL removes them all).
+//
+// The last message is the key before the first key after the queue's.
+// bbolt's Cursor.Prev, unlike Seek, Next, First and Last, does not skip a
+// leaf that deletes earlier in the same write transaction emptied (bbolt
+// removes empty leaves only when it commits): it returns nil there, as at
+// the start of the bucket. In a group commit, ACKs of other queues'
+// messages empty leaves, so a nil from Prev does not mean that the queue
+// holds no message: when Prev finds none of the queue's keys, the queue's
+// messages are walked forward from its head, which Seek and Next find
+// whatever is empty (TestStoreSendAfterAcksEmptyPages). Taking that nil
+// for an empty queue numbered the new message 0, ahead of the queue's
+// messages.
 func (b storeTx) next(rid queue.ID) (seq, held uint64) {
-	c := b.messages.Cursor()
-	k, _ := c.Seek(messageKey(rid, math.MaxUint64))
-	if k == nil || !bytes.Equal(k, messageKey(rid, math.MaxUint64)) {
-		k, _ = c.Prev()
-	}
-	if len(k) != messageKeySize || !bytes.HasPrefix(k, rid[:]) {
+	first, _, ok := b.head(rid)
+	if !ok {
 		return 0, 0
 	}
-	last := binary.BigEndian.Uint64(k[queue.IDSize:])
-	first, _, _ := b.head(rid)
+	last := first
+	c := b.messages.Cursor()
+	end := messageKey(rid, math.MaxUint64)
+	k, _ := c.Seek(end)
+	if k == nil || !bytes.Equal(k, end) {
+		k, _ = c.Prev()
+	}
+	if len(k) == messageKeySize && bytes.HasPrefix(k, rid[:]) {
+		last = binary.BigEndian.Uint64(k[queue.IDSize:])
+	} else {
+		// A leaf emptied in this transaction (above).
+		for k, _ = c.Seek(rid[:]); len(k) == messageKeySize && bytes.HasPrefix(k, rid[:]); k, _ = c.Next() {
+			last = binary.BigEndian.Uint64(k[queue.IDSize:])
+		}
+	}
 	return last + 1, last - first + 1
 }
 

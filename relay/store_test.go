@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -1297,5 +1298,95 @@ func BenchmarkStoreReads(b *testing.B) {
 		if ok, err := s.readFirstMessage(q.RecipientID, nil, func(storedMessage) {}); !ok || err != nil {
 			b.Fatal("readFirstMessage", err)
 		}
+	}
+}
+
+// TestStoreSendAfterAcksEmptyPages sends to a queue in the same group
+// commit as ACKs that empty whole leaf pages of the messages bucket right
+// after the queue's last message. The new message must take the number
+// after that message and come out last, each message exactly once:
+// bbolt's Cursor.Prev, unlike Seek and Next, does not skip a leaf emptied
+// by deletes earlier in the same write transaction (bbolt rebalances only
+// at commit) and returns nil on it, which next took for an empty queue,
+// so the new message was numbered 0 and went before the queue's messages:
+// the one outstanding with the subscriber then had its ACK refused and
+// was delivered a second time after the new one (hush-bench throughput's
+// "duplicated 1").
+func TestStoreSendAfterAcksEmptyPages(t *testing.T) {
+	done := waiter[error](t)
+	sent := waiter[sendResult](t)
+	s := openTestStore(t, "", storeOptions{})
+	ctx := context.Background()
+	k := testKey(12)
+	qs := []queueRecord{createTestQueue(t, s, 1000, &k), createTestQueue(t, s, 1000, &k), createTestQueue(t, s, 1000, &k)}
+	slices.SortFunc(qs, func(x, y queueRecord) int { return bytes.Compare(x.RecipientID[:], y.RecipientID[:]) })
+	a, b, c := qs[0], qs[1], qs[2] // their messages are stored in this order
+	// Values of the largest size overflow a page each: a leaf holds two
+	// to four of them, so b's 24 messages fill leaves of their own.
+	body := bytes.Repeat([]byte{'x'}, queue.MaxMessageSize)
+	fill := func(q queueRecord, n int) []storedMessage {
+		t.Helper()
+		ms := make([]storedMessage, n)
+		for i := range ms {
+			ms[i] = storedMessage{ID: queue.NewID(), Timestamp: 2000, Body: body}
+			if r := sent(s.addMessage(ctx, q.SenderID, ms[i], 128)); r.Err != nil {
+				t.Fatalf("send %d: %v", i, r.Err)
+			}
+		}
+		return ms
+	}
+	am := fill(a, 3)
+	bm := fill(b, 24)
+	fill(c, 3)
+	// a's messages are numbered from 1 on: a new message numbered 0
+	// would go first.
+	if err := done(s.ackMessage(ctx, a.RecipientID, am[0].ID)); err != nil {
+		t.Fatalf("ack: %v", err)
+	}
+
+	release := blockLoop(t, s)
+	before := s.commits.Load()
+	acks := make([]<-chan error, len(bm))
+	for i, m := range bm {
+		var err error
+		if acks[i], err = s.ackMessage(ctx, b.RecipientID, m.ID); err != nil {
+			t.Fatalf("ack: %v", err)
+		}
+	}
+	last := storedMessage{ID: queue.NewID(), Timestamp: 2000, Body: body}
+	ch, err := s.addMessage(ctx, a.SenderID, last, 128)
+	if err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	release()
+	for i, ch := range acks {
+		if err := result(t, ch, nil); err != nil {
+			t.Fatalf("ack %d of b's messages: %v", i, err)
+		}
+	}
+	if r := result(t, ch, nil); r.Err != nil || r.First {
+		t.Errorf("send behind two messages = %+v, want no error, not First", r)
+	}
+	// One commit for the blocking operation, one for the ACKs and the SEND.
+	if n := s.commits.Load() - before; n != 2 {
+		t.Fatalf("the ACKs and the SEND took %d commits with the blocking one, want 2 (one transaction)", n)
+	}
+
+	// a is read as a subscriber reads it: the head, acknowledged, in turn.
+	want := []queue.ID{am[1].ID, am[2].ID, last.ID}
+	for i, id := range want {
+		m, ok, err := s.firstMessage(a.RecipientID)
+		if err != nil || !ok {
+			t.Fatalf("message %d of a: %v, %v; want %d messages", i, ok, err, len(want))
+		}
+		if m.ID != id {
+			t.Fatalf("message %d of a is %v, want %v (the message sent last is %v)", i, m.ID, id, last.ID)
+		}
+		if err := done(s.ackMessage(ctx, a.RecipientID, m.ID)); err != nil {
+			t.Fatalf("ack of message %d of a: %v", i, err)
+		}
+	}
+	if m, ok, err := s.firstMessage(a.RecipientID); ok || err != nil {
+		t.Fatalf("a holds %v (%v) after its %d messages were acknowledged", m.ID, err, len(want))
 	}
 }
