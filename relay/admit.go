@@ -43,11 +43,18 @@ func (why refusal) String() string {
 	return "admitted"
 }
 
-// addressHandshakeShare is the part of Config.MaxHandshakes that one
-// source address, and one prefix, may hold: at most
+// prefixHandshakeShare and addressHandshakeShare are the parts of
+// Config.MaxHandshakes that one source prefix and one source address may
+// hold: at most MaxHandshakes/prefixHandshakeShare and
 // MaxHandshakes/addressHandshakeShare of them (and at least one), so that
-// one address or network cannot take every slot.
-const addressHandshakeShare = 4
+// one network cannot take every slot, and one address cannot take its
+// network's: with the defaults 128 per network and 32 per address, it
+// takes four addresses of one network to keep its other addresses'
+// connections out, as it does for MaxSessionsPerPrefix.
+const (
+	prefixHandshakeShare  = 4
+	addressHandshakeShare = 16
+)
 
 // Prefix lengths of the per-prefix caps: the network a source address is
 // in, as an operator or a provider hands them out. An IPv6 host commonly
@@ -78,8 +85,9 @@ func prefixOf(addr netip.Addr) netip.Prefix {
 // address count in its address's entry but not in its prefix's, so that
 // the local Tor's many connections take nothing from its neighbours.
 type admission struct {
-	maxConns, maxPerAddr, maxPerPrefix, maxHandshakes, maxHandshakesPerAddr int
-	uncapped                                                                map[netip.Addr]bool
+	maxConns, maxPerAddr, maxPerPrefix                          int
+	maxHandshakes, maxHandshakesPerAddr, maxHandshakesPerPrefix int
+	uncapped                                                    map[netip.Addr]bool
 
 	mu sync.Mutex
 	// conns counts the connections admitted and not yet released,
@@ -96,14 +104,15 @@ type addrCount struct{ conns, handshakes int }
 
 func newAdmission(cfg *Config) *admission {
 	a := &admission{
-		maxConns:             cfg.MaxSessions,
-		maxPerAddr:           cfg.MaxSessionsPerAddress,
-		maxPerPrefix:         cfg.MaxSessionsPerPrefix,
-		maxHandshakes:        cfg.MaxHandshakes,
-		maxHandshakesPerAddr: max(1, cfg.MaxHandshakes/addressHandshakeShare),
-		uncapped:             make(map[netip.Addr]bool),
-		perAddr:              make(map[netip.Addr]*addrCount),
-		perPrefix:            make(map[netip.Prefix]*addrCount),
+		maxConns:               cfg.MaxSessions,
+		maxPerAddr:             cfg.MaxSessionsPerAddress,
+		maxPerPrefix:           cfg.MaxSessionsPerPrefix,
+		maxHandshakes:          cfg.MaxHandshakes,
+		maxHandshakesPerAddr:   max(1, cfg.MaxHandshakes/addressHandshakeShare),
+		maxHandshakesPerPrefix: max(1, cfg.MaxHandshakes/prefixHandshakeShare),
+		uncapped:               make(map[netip.Addr]bool),
+		perAddr:                make(map[netip.Addr]*addrCount),
+		perPrefix:              make(map[netip.Prefix]*addrCount),
 	}
 	for _, addr := range cfg.UncappedAddresses {
 		a.uncapped[addr.Unmap()] = true
@@ -144,7 +153,7 @@ func (a *admission) admit(addr netip.Addr) (*ticket, refusal) {
 	if capped {
 		tk.prefix = prefixOf(addr)
 		p := a.perPrefix[tk.prefix]
-		if p != nil && (p.conns >= a.maxPerPrefix || p.handshakes >= a.maxHandshakesPerAddr) {
+		if p != nil && (p.conns >= a.maxPerPrefix || p.handshakes >= a.maxHandshakesPerPrefix) {
 			return nil, refusedPrefix
 		}
 		if p == nil {

@@ -92,8 +92,10 @@ type Config struct {
 	// takes at most an eighth of the default MaxSessions.
 	MaxSessionsPerPrefix int
 	// MaxHandshakes bounds the connections whose handshakes (TLS or QUIC,
-	// then hush) are in progress; one address, and one prefix (as for
-	// MaxSessionsPerPrefix), may hold a quarter of them.
+	// then hush) are in progress; one prefix (as for
+	// MaxSessionsPerPrefix) may hold a quarter of them, one address a
+	// sixteenth (at least one each), so that one address cannot keep the
+	// other addresses of its network out.
 	// Beyond it new connections are refused as above. Default 512. When
 	// half are taken, QUIC connection attempts must first prove their
 	// address (a Retry, RFC 9000 section 8.1.2).

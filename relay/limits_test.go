@@ -248,7 +248,7 @@ func TestSessionCapPerPrefix(t *testing.T) {
 // its share.
 func TestHandshakeCapPerPrefix(t *testing.T) {
 	r := startWireRelayWith(t, func(c *relay.Config) {
-		c.MaxHandshakes = 8 // two per address and per /24
+		c.MaxHandshakes = 8 // two per /24, one per address
 		c.HandshakeTimeout = 5 * time.Minute
 		c.FirstByteTimeout = 5 * time.Minute // the silent connections stay in their handshake
 	})
@@ -263,6 +263,77 @@ func TestHandshakeCapPerPrefix(t *testing.T) {
 	dialFrom(t, "127.0.3.5", r.addr)
 	dialFrom(t, "127.0.3.6", r.addr)
 	waitMetric(t, base, "hush_relay_handshakes", "", 4)
+}
+
+// TestHandshakeShareLeavesNetwork: section 16. One address holds at most
+// a sixteenth of the handshake slots, a quarter of its network's share, so
+// that an attacker holding as many handshakes as it can from one address
+// (connections that complete TLS and then say nothing, as slowloris does
+// before the first-byte deadline) keeps out no other address of its
+// network: a new session from 127.0.0.3 succeeds at the first try, over
+// TCP and QUIC, while 127.0.0.2 holds its share and its further attempts
+// over both transports are refused.
+func TestHandshakeShareLeavesNetwork(t *testing.T) {
+	const maxHandshakes = 16 // one per address, four per /24
+	r := startWireRelayWith(t, func(c *relay.Config) {
+		c.MaxHandshakes = maxHandshakes
+		c.HandshakeTimeout = 5 * time.Minute // the attacker's connections stay in their handshake
+	})
+	base := adminServer(t, r.Relay)
+	held := 0
+	for held < maxHandshakes {
+		c, ok := holdHandshake(t, "127.0.0.2", r.addr)
+		if !ok {
+			break
+		}
+		t.Cleanup(func() { c.Close() })
+		held++
+	}
+	waitMetric(t, base, "hush_relay_handshakes", "", float64(held))
+	_, err := dialQUICFrom(t, "127.0.0.2", r.addr)
+	var te *quic.TransportError
+	if !errors.As(err, &te) || te.ErrorCode != quic.ConnectionRefused {
+		t.Fatalf("QUIC from the address holding its share: %v, want CONNECTION_REFUSED", err)
+	}
+	for _, transport := range []string{wireTCP, wireQUIC} {
+		w := dialWireFrom(t, "127.0.0.3", r.addr, transport)
+		tx, corr := w.tx(nil, nil, queue.Command{Tag: queue.TagPING})
+		w.send(tx)
+		if c := w.response(corr).Command; c.Tag != queue.TagPONG {
+			t.Fatalf("PING over %s from the attacker's network: %v", transport, c.Tag)
+		}
+	}
+	if held != 1 {
+		t.Fatalf("one address holds %d of %d handshake slots, want 1", held, maxHandshakes)
+	}
+	fams, _ := scrape(t, base)
+	if n := metricSum(t, fams, "hush_relay_connections_refused_total", "limit=prefix"); n != 0 {
+		t.Fatalf("%v connections refused for the network's share, want none", n)
+	}
+	if n := metricSum(t, fams, "hush_relay_connections_refused_total", "limit=address"); n < 2 {
+		t.Fatalf("%v connections refused for the address's share, want at least 2", n)
+	}
+}
+
+// holdHandshake opens a TCP connection from src and completes TLS but
+// not the hush handshake, so that the connection holds a handshake slot
+// until the handshake deadline; it reports false, with no connection, if
+// the relay refused it.
+func holdHandshake(t *testing.T, src, addr string) (net.Conn, bool) {
+	t.Helper()
+	d := net.Dialer{Timeout: wireTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", addr)
+	if errors.Is(err, syscall.ECONNRESET) {
+		return nil, false
+	}
+	if err != nil {
+		t.Fatalf("dial from %s: %v", src, err)
+	}
+	if tlsRefused(t, c) {
+		c.Close()
+		return nil, false
+	}
+	return c, true
 }
 
 // TestSessionCapRelayWide: the relay-wide cap refuses every address once

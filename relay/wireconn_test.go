@@ -75,6 +75,14 @@ const wireTimeout = 30 * time.Second
 // handshake (not checking the relay's identity) and the hush handshake.
 func dialWire(t *testing.T, addr, transport string) *wireConn {
 	t.Helper()
+	return dialWireFrom(t, "", addr, transport)
+}
+
+// dialWireFrom is dialWire from the loopback address src (127.0.0.x), or
+// from the system's choice if src is "". It fails the test if the relay
+// refuses the connection.
+func dialWireFrom(t *testing.T, src, addr, transport string) *wireConn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wireTimeout)
 	defer cancel()
 	w := &wireConn{t: t, transport: transport}
@@ -86,7 +94,11 @@ func dialWire(t *testing.T, addr, transport string) *wireConn {
 	var st tls.ConnectionState
 	switch transport {
 	case wireTCP:
-		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		d := net.Dialer{}
+		if src != "" {
+			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+		}
+		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +110,13 @@ func dialWire(t *testing.T, addr, transport string) *wireConn {
 		w.rw, w.closeW, w.deadline = tc, tc.CloseWrite, tc.SetDeadline
 		st = tc.ConnectionState()
 	case wireQUIC:
-		qc, err := quic.DialAddr(ctx, addr, tlsConf, nil)
+		var qc *quic.Conn
+		var err error
+		if src == "" {
+			qc, err = quic.DialAddr(ctx, addr, tlsConf, nil)
+		} else {
+			qc, err = dialQUICFrom(t, src, addr)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -174,9 +174,9 @@ way: the /24 of an IPv4 address, the /64 of an IPv6 one (a host commonly
 has a whole /64 to pick addresses from). The loopback address is not
 counted in its network when tor is on.`, strconv.Itoa(relay.DefaultMaxSessionsPerPrefix)},
 		{"max_handshakes", `The most connections whose TLS (or QUIC) and hush handshakes are in
-progress; one address may hold a quarter of them. New connections beyond
-it are refused as above; when half are taken, QUIC attempts must first
-prove their address (a Retry).`, strconv.Itoa(relay.DefaultMaxHandshakes)},
+progress; one network (as above) may hold a quarter of them, one address
+a sixteenth. New connections beyond it are refused as above; when half
+are taken, QUIC attempts must first prove their address (a Retry).`, strconv.Itoa(relay.DefaultMaxHandshakes)},
 		{"first_byte_timeout", `A TCP connection that sends no byte of its TLS handshake within this
 time is closed.`, q(formatDuration(relay.DefaultFirstByteTimeout))},
 		{"max_stored_mib", `The most MiB the store holds: its messages (bodies plus 32 bytes each)
