@@ -52,8 +52,9 @@ type attackOptions struct {
 	// settle is how long an attack runs before the measurement, and the
 	// pause after it.
 	settle time.Duration
-	// maxPerAddress, if not 0, sets the relay's per-address cap.
-	maxPerAddress int
+	// maxPerAddress, if not 0, sets the relay's per-address cap;
+	// maxHandshakes, if not 0, its cap on handshakes in progress.
+	maxPerAddress, maxHandshakes int
 }
 
 // attackRow is the outcome of one attack (or of the quiet run).
@@ -61,7 +62,8 @@ type attackRow struct {
 	Attack string `json:"attack"`
 	// Attempts, Held and Refused are the attacker's: connection attempts
 	// (or commands), those it held (or that were answered), and those
-	// refused or closed.
+	// refused or closed (for the command floods: sessions that never got
+	// in, each dialling again every floodRedial while refused).
 	Attempts int64 `json:"attempts"`
 	Held     int64 `json:"held"`
 	Refused  int64 `json:"refused"`
@@ -98,14 +100,10 @@ func runAttackCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs := flag.NewFlagSet("attack", flag.ContinueOnError)
 	addCommonFlags(fs, &o.commonOptions)
 	fs.DurationVar(&o.duration, "duration", 15*time.Second, "honest traffic measured under each attack")
-	fs.IntVar(&o.idleTLS, "idle-tls", 20000, "idle TLS sessions the attacker tries to hold, from one address")
-	fs.IntVar(&o.idleQUIC, "idle-quic", 20000, "idle QUIC sessions the attacker tries to hold, from one address")
-	fs.Float64Var(&o.openRate, "open-rate", 2000, "connection attempts per second of the idle floods")
-	fs.IntVar(&o.loris, "slowloris", 2000, "TCP connections per second that never send a byte")
-	fs.IntVar(&o.garbage, "garbage", 16, "sessions flooding commands with made-up IDs and authorizations")
-	fs.IntVar(&o.newFlood, "new-flood", 256, "sessions flooding NEW")
+	addAttackFlags(fs, o)
 	fs.DurationVar(&o.sendEvery, "every", 20*time.Millisecond, "the honest client's interval between a PING and a message")
 	fs.IntVar(&o.maxPerAddress, "relay-max-sessions-per-address", 0, "the started relay's connections per source address (0: the relay default, 256)")
+	fs.IntVar(&o.maxHandshakes, "relay-max-handshakes", 0, "the started relay's handshakes in progress (0: the relay default, 512; one address holds a sixteenth of them, one /24 a quarter)")
 	fs.DurationVar(&o.settle, "settle", 3*time.Second, "how long each attack runs before the measurement starts, and the pause after it")
 	only := fs.String("attacks", "", "comma-separated attacks to run (default all): idle-tls, idle-quic, slowloris, garbage, new-flood")
 	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
@@ -262,7 +260,8 @@ func runAttack(ctx context.Context, o *attackOptions) (*attackResult, error) {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	child, err := startChild(ctx, childOptions{dataDir: dir, capLoopback: true, maxPerAddress: o.maxPerAddress})
+	child, err := startChild(ctx, childOptions{dataDir: dir, capLoopback: true,
+		maxPerAddress: o.maxPerAddress, maxHandshakes: o.maxHandshakes, cpuProfile: o.cpuProfile})
 	if err != nil {
 		return nil, err
 	}
@@ -285,16 +284,13 @@ func runAttack(ctx context.Context, o *attackOptions) (*attackResult, error) {
 	for _, name := range o.attacks {
 		o.progressf("%s: %v of honest traffic", name, o.duration)
 		row := attackRow{Attack: name}
-		actx, stop := context.WithCancel(ctx)
 		var st attackStats
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o.launch(actx, name, addr, &st)
-		}()
-		// Let the attack build up before measuring.
+		var attacker *attackerProc
 		if name != "quiet" {
+			if attacker, err = startAttacker(name, addr, o); err != nil {
+				return nil, err
+			}
+			// Let the attack build up before measuring.
 			sleepCtx(ctx, o.settle)
 		}
 		cpu0, wall0 := sampleChildCPU(child), time.Now()
@@ -311,8 +307,11 @@ func runAttack(ctx context.Context, o *attackOptions) (*attackResult, error) {
 		if s, err := child.Sample(); err == nil {
 			row.RelayRSS = s.RSS
 		}
-		stop()
-		wg.Wait()
+		if attacker != nil {
+			if err := attacker.stop(&st); err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+		}
 		row.Attempts, row.Held, row.Refused = st.attempts.Load(), st.held.Load(), st.refused.Load()
 		// The attacker closed everything it held: the relay lets go of the
 		// attack, then rests.
@@ -376,7 +375,8 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // attackStats are an attack's counts.
 type attackStats struct{ attempts, held, refused atomic.Int64 }
 
-// launch runs one attack until ctx is done, then releases what it holds.
+// launch runs one attack until ctx is done, then releases what it holds
+// (in the attacker process).
 func (o *attackOptions) launch(ctx context.Context, name string, addr queue.Address, st *attackStats) {
 	switch name {
 	case "idle-tls":
@@ -577,9 +577,15 @@ func slowloris(ctx context.Context, addr queue.Address, perSecond int, st *attac
 	wg.Wait()
 }
 
+// floodRedial is how long a command flood's session waits before it
+// dials again when the relay refused it (for example for its address's
+// share of the handshakes in progress, while the other sessions dial).
+const floodRedial = 100 * time.Millisecond
+
 // commandFlood runs sessions sessions from attackSource, each sending
 // blocks that build makes as fast as the relay reads them, until ctx is
-// done; attempts counts the commands sent, held those answered.
+// done; attempts counts the commands sent, held those answered, refused
+// the sessions that never got in.
 func commandFlood(ctx context.Context, addr queue.Address, sessions int, st *attackStats, build func(w *wireSession, b *queue.BlockBuilder) int) {
 	var wg sync.WaitGroup
 	for range sessions {
@@ -587,6 +593,10 @@ func commandFlood(ctx context.Context, addr queue.Address, sessions int, st *att
 		go func() {
 			defer wg.Done()
 			w, err := dialAttackWire(ctx, addr)
+			for err != nil && ctx.Err() == nil {
+				sleepCtx(ctx, floodRedial)
+				w, err = dialAttackWire(ctx, addr)
+			}
 			if err != nil {
 				st.refused.Add(1)
 				return

@@ -75,6 +75,7 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 	sendRate := fs.Float64("send-rate", 0, "SEND per second per session (0: relay default)")
 	perAddr := fs.Int("max-sessions-per-address", 0, "connections per source address (0: relay default)")
 	maxSessions := fs.Int("max-sessions", 0, "connections in all (0: relay default)")
+	maxHandshakes := fs.Int("max-handshakes", 0, "handshakes in progress (0: relay default)")
 	uncapped := fs.String("uncapped", "127.0.0.1", "comma-separated source addresses without a per-address session cap (\"\": none)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here until shutdown")
 	memRate := fs.Int("memprofilerate", 0, "runtime.MemProfileRate (0: the Go default); 1 records every allocation for exact heap profiles")
@@ -139,6 +140,7 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 		UncappedAddresses:     uncap,
 		MaxSessionsPerAddress: *perAddr,
 		MaxSessions:           *maxSessions,
+		MaxHandshakes:         *maxHandshakes,
 		// Derived from the identity, so that a restarted child answers the
 		// packets of its earlier run's connections with a stateless reset
 		// their clients recognise, as hush-relay does.
@@ -280,6 +282,8 @@ type childOptions struct {
 	maxPerAddress int
 	// maxSessions, if not 0, is the relay's MaxSessions.
 	maxSessions int
+	// maxHandshakes, if not 0, is the relay's MaxHandshakes.
+	maxHandshakes int
 }
 
 // childTimeout bounds the child's start, each command and its shutdown.
@@ -321,6 +325,9 @@ func startChild(ctx context.Context, o childOptions) (*relayChild, error) {
 	}
 	if o.maxSessions != 0 {
 		args = append(args, "--max-sessions", strconv.Itoa(o.maxSessions))
+	}
+	if o.maxHandshakes != 0 {
+		args = append(args, "--max-handshakes", strconv.Itoa(o.maxHandshakes))
 	}
 	if o.cpuProfile != "" {
 		args = append(args, "--cpuprofile", o.cpuProfile)

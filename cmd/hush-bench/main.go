@@ -117,6 +117,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runChild(args, stdin, stdout)
 	case "idle-client":
 		return runIdleClient(ctx, args, stdin, stdout)
+	case "attacker":
+		return runAttacker(ctx, args, stdin, stdout)
 	case "throughput":
 		return runThroughputCommand(ctx, args, stdout, stderr)
 	case "idle":
