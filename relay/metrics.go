@@ -110,7 +110,7 @@ func newMetrics(r *Relay) *metrics {
 	}
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "hush_relay", Name: "connections_refused_total",
-		Help: "Connection attempts refused before their handshake, by transport and by the limit reached (sessions, address, prefix, handshakes); logged at most every 10 s.",
+		Help: "Connection attempts refused before their handshake, by transport and by the limit reached (sessions, address, prefix, handshakes): TCP connections, and QUIC Initial packets of unknown connections (a QUIC attempt sends one or more, each answered CONNECTION_REFUSED); logged at most every 10 s.",
 	}, []string{"transport", "limit"})
 	for t := range transportCount {
 		for why := refusedSessions; why < refusalCount; why++ {
