@@ -114,9 +114,14 @@ type Conn struct {
 	cover      time.Duration // Config.Cover
 	pingWait   time.Duration // how long a keep-alive PING may go unanswered
 
-	// out hands encoded transmissions to the writer. It is unbuffered: a
-	// command waits, within its ctx, until the writer takes it.
-	out chan []byte
+	// out hands encoded transmissions to the writer, which gives their
+	// buffers back to bufs. It is unbuffered: a command waits, within its
+	// ctx, until the writer takes it.
+	out  chan *[]byte
+	bufs txBuffers
+	// chans recycles the channels, of capacity 1, on which the reader
+	// hands a command its response (see exchange).
+	chans sync.Pool
 	// events is unbuffered: deliverLoop hands the application the events
 	// in waiting, one at a time.
 	events chan Event
@@ -228,7 +233,7 @@ func newConn(s session, cfg Config) *Conn {
 		keepAlive:  cfg.KeepAlive,
 		cover:      cfg.Cover,
 		pingWait:   max(cfg.KeepAlive, cfg.HandshakeTimeout),
-		out:        make(chan []byte),
+		out:        make(chan *[]byte),
 		events:     make(chan Event),
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
@@ -544,41 +549,62 @@ func (c *Conn) exchange(ctx context.Context, key *ecdh.PrivateKey, entity *queue
 	if entity != nil {
 		t.Entity = entity[:]
 	}
-	// Room for the fields before the command and a command without a body;
-	// the body decides the rest.
-	raw := make([]byte, 0, 256+len(cmd.Body))
+	var ak [32]byte
 	if key != nil {
-		ak, err := c.authKey(key)
-		if err != nil {
+		var err error
+		if ak, err = c.authKey(key); err != nil {
 			return response{}, err
 		}
+	}
+	// The writer gives the buffer back once it has copied the
+	// transmission into a block; until it takes it, it is ours.
+	buf := c.bufs.get(len(cmd.Body) + len(cmd.Sealed))
+	raw := (*buf)[:0]
+	if key != nil {
 		raw = t.AppendAuthorized(raw, &ak)
 	} else {
 		raw = t.Append(raw)
 	}
+	*buf = raw
 	if len(raw) > queue.MaxTransmissionSize {
+		c.bufs.put(buf)
 		return response{}, queue.LARGE
 	}
 
-	ch := make(chan response, 1)
+	ch, _ := c.chans.Get().(chan response)
+	if ch == nil {
+		ch = make(chan response, 1)
+	}
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
+		c.bufs.put(buf)
+		c.chans.Put(ch)
 		return response{}, c.endedErr()
 	}
 	c.pending[corr] = ch
 	c.mu.Unlock()
+	received := false
 	defer func() {
 		c.mu.Lock()
+		_, untaken := c.pending[corr]
 		delete(c.pending, corr)
 		c.mu.Unlock()
+		// The reader sends on ch at most once, after taking it from
+		// pending: ch can serve another command unless the reader took
+		// it and its response was not received.
+		if untaken || received {
+			c.chans.Put(ch)
+		}
 	}()
 
 	select {
-	case c.out <- raw:
+	case c.out <- buf:
 	case <-ctx.Done():
+		c.bufs.put(buf)
 		return response{}, ctx.Err()
 	case <-c.done:
+		c.bufs.put(buf)
 		return response{}, c.endedErr()
 	}
 	var r response
@@ -593,6 +619,7 @@ func (c *Conn) exchange(ctx context.Context, key *ecdh.PrivateKey, entity *queue
 			return response{}, c.endedErr()
 		}
 	}
+	received = true
 	if r.cmd.Tag == queue.TagERR {
 		return r, r.cmd.Error
 	}
@@ -637,8 +664,7 @@ func (c *Conn) authKey(priv *ecdh.PrivateKey) ([32]byte, error) {
 func (c *Conn) writeLoop() {
 	defer c.wg.Done()
 	var b queue.BlockBuilder
-	block := make([]byte, 0, queue.BlockSize)
-	var next []byte
+	var next *[]byte
 	for {
 		if next == nil {
 			select {
@@ -648,22 +674,23 @@ func (c *Conn) writeLoop() {
 			}
 		}
 		b.Reset()
-		b.Add(next) // fits: do checked its size
+		b.Add(*next) // fits: exchange checked its size
+		c.bufs.put(next)
 		next = nil
 	fill:
 		for {
 			select {
 			case tx := <-c.out:
-				if !b.Add(tx) {
+				if !b.Add(*tx) {
 					next = tx
 					break fill
 				}
+				c.bufs.put(tx)
 			default:
 				break fill
 			}
 		}
-		block = b.AppendBlock(block[:0])
-		if _, err := c.conn.Write(block); err != nil {
+		if _, err := c.conn.Write(b.Block()); err != nil {
 			c.shutdown(fmt.Errorf("%w: writing: %w", ErrUnreachable, err))
 			return
 		}
@@ -1009,4 +1036,49 @@ func coverInterval(d time.Duration) time.Duration {
 // period after the last block.
 func keepAliveInterval(d time.Duration) time.Duration {
 	return d/2 + mrand.N(d+1)
+}
+
+// smallTx is the capacity of the buffers of commands without a body: the
+// fields before the command and the longest such command (NEW with a
+// password, PRXY with its address) fit.
+const smallTx = 1024
+
+// txBuffers recycles the buffers that commands encode their transmissions
+// in, two sizes: smallTx bytes for commands without a body, and
+// MaxTransmissionSize for the others. A buffer is taken by a command and
+// given back by the writer once it has copied it into a block (or by the
+// command if the writer never took it). Its methods are safe for
+// concurrent use.
+type txBuffers struct {
+	small, large sync.Pool // of *[]byte
+}
+
+// get returns an empty buffer with room for a transmission whose
+// variable-length fields hold n bytes.
+func (p *txBuffers) get(n int) *[]byte {
+	if n == 0 {
+		if b, ok := p.small.Get().(*[]byte); ok {
+			return b
+		}
+		b := make([]byte, 0, smallTx)
+		return &b
+	}
+	if b, ok := p.large.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, queue.MaxTransmissionSize)
+	return &b
+}
+
+// put gives a buffer back. One that grew beyond its size (a transmission
+// too large to send) is dropped.
+func (p *txBuffers) put(b *[]byte) {
+	switch cap(*b) {
+	case smallTx:
+		*b = (*b)[:0]
+		p.small.Put(b)
+	case queue.MaxTransmissionSize:
+		*b = (*b)[:0]
+		p.large.Put(b)
+	}
 }

@@ -495,6 +495,52 @@ func TestRelayFloodsEvents(t *testing.T) {
 	t.Log(c.Err())
 }
 
+// TestLateResponseAfterGivingUp has the relay answer commands whose ctx
+// ended only after the next command was sent: each late answer (an ERR)
+// is dropped, and the next command, which may reuse the first one's
+// resources, gets its own answer, round after round.
+func TestLateResponseAfterGivingUp(t *testing.T) {
+	ctx := testContext(t)
+	const rounds = 20
+	arrived := make(chan struct{})
+	addr := startPeer(t, func(p *peer) {
+		for range rounds {
+			first, ok := p.read()
+			if !ok || len(first) != 1 {
+				return
+			}
+			arrived <- struct{}{}
+			second, ok := p.read()
+			if !ok || len(second) != 1 {
+				return
+			}
+			late := queue.Transmission{CorrID: first[0].CorrID, Command: queue.Command{Tag: queue.TagERR, Error: queue.AUTH}}
+			own := queue.Transmission{CorrID: second[0].CorrID, Command: queue.Command{Tag: queue.TagPONG}}
+			if !p.write(late) || !p.write(own) {
+				return
+			}
+		}
+		p.drain()
+	})
+	c := dialPeer(t, ctx, addr, Config{Transport: TransportTCP, KeepAlive: -1})
+	for i := range rounds {
+		gctx, giveUp := context.WithCancel(ctx)
+		errc := make(chan error, 1)
+		go func() { errc <- c.Ping(gctx) }()
+		<-arrived
+		giveUp()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Fatalf("round %d: the PING given up: %v, want context.Canceled", i, err)
+		}
+		if err := c.Ping(ctx); err != nil {
+			t.Fatalf("round %d: the next PING: %v, want its own PONG", i, err)
+		}
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("the connection ended: %v", err)
+	}
+}
+
 // TestCloseWhileWaiting closes a connection while a command waits for its
 // response.
 func TestCloseWhileWaiting(t *testing.T) {
