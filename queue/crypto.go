@@ -242,6 +242,20 @@ func SealMessage(dst []byte, key *[32]byte, id ID, ts int64, body []byte) []byte
 // the body (a new slice). It returns ErrOpen if the message does not
 // authenticate and ErrSyntax if the authenticated contents are malformed.
 func OpenMessage(key *[32]byte, id ID, sealed []byte) (ts int64, body []byte, err error) {
+	return openMessage(nil, key, id, sealed)
+}
+
+// OpenMessageInPlace is OpenMessage decrypting in sealed's memory: it
+// overwrites sealed, whether or not the message opens, and body aliases
+// it. A receiver that copies the body out anyway spares a SealedSize
+// allocation per message.
+func OpenMessageInPlace(key *[32]byte, id ID, sealed []byte) (ts int64, body []byte, err error) {
+	return openMessage(sealed[:0], key, id, sealed)
+}
+
+// openMessage opens sealed into dst, which is empty and may be sealed's
+// memory, or nil.
+func openMessage(dst []byte, key *[32]byte, id ID, sealed []byte) (ts int64, body []byte, err error) {
 	if len(sealed) != SealedSize {
 		return 0, nil, ErrSyntax
 	}
@@ -249,7 +263,7 @@ func OpenMessage(key *[32]byte, id ID, sealed []byte) (ts int64, body []byte, er
 	if err != nil {
 		panic(err)
 	}
-	plain, err := aead.Open(nil, id[:], sealed, nil)
+	plain, err := aead.Open(dst, id[:], sealed, nil)
 	if err != nil {
 		return 0, nil, ErrOpen
 	}

@@ -331,6 +331,10 @@ func TestVectors(t *testing.T) {
 		if err != nil || ts != mv.Timestamp || !bytes.Equal(body, mv.Body) {
 			t.Errorf("message %s: OpenMessage = %d, %d bytes, %v", mv.Name, ts, len(body), err)
 		}
+		ts, body, err = queue.OpenMessageInPlace(&recipient, msgID, bytes.Clone(mv.Sealed))
+		if err != nil || ts != mv.Timestamp || !bytes.Equal(body, mv.Body) {
+			t.Errorf("message %s: OpenMessageInPlace = %d, %d bytes, %v", mv.Name, ts, len(body), err)
+		}
 	}
 
 	e := v.Send
@@ -651,6 +655,15 @@ func TestSealOpen(t *testing.T) {
 			if err != nil || gotTS != ts || !bytes.Equal(got, body) {
 				t.Fatalf("body %d, ts %d: OpenMessage = %d, %d bytes, %v", n, ts, gotTS, len(got), err)
 			}
+			// In place: the same, with the body in the sealed bytes.
+			in := sealed[3:]
+			gotTS, got, err = queue.OpenMessageInPlace(&k, msgID, in)
+			if err != nil || gotTS != ts || !bytes.Equal(got, body) {
+				t.Fatalf("body %d, ts %d: OpenMessageInPlace = %d, %d bytes, %v", n, ts, gotTS, len(got), err)
+			}
+			if n > 0 && &got[0] != &in[10] {
+				t.Fatalf("body %d: OpenMessageInPlace's body is not in the sealed bytes", n)
+			}
 		}
 	}
 	mustPanic(t, "SealMessage of MaxMessageSize+1 bytes", func() {
@@ -694,6 +707,11 @@ func TestOpenMessageTamper(t *testing.T) {
 		if _, _, err := queue.OpenMessage(&k, msgID, s); !errors.Is(err, queue.ErrOpen) {
 			t.Fatalf("bit %d flipped: OpenMessage = %v, want ErrOpen", bit, err)
 		}
+		s = bytes.Clone(sealed)
+		s[bit/8] ^= 1 << (bit % 8)
+		if _, _, err := queue.OpenMessageInPlace(&k, msgID, s); !errors.Is(err, queue.ErrOpen) {
+			t.Fatalf("bit %d flipped: OpenMessageInPlace = %v, want ErrOpen", bit, err)
+		}
 	}
 	for bit := range queue.IDSize * 8 {
 		other := msgID
@@ -715,6 +733,9 @@ func TestOpenMessageTamper(t *testing.T) {
 	} {
 		if _, _, err := queue.OpenMessage(&k, msgID, s); !errors.Is(err, queue.ErrSyntax) {
 			t.Errorf("%s: OpenMessage = %v, want ErrSyntax", name, err)
+		}
+		if _, _, err := queue.OpenMessageInPlace(&k, msgID, bytes.Clone(s)); !errors.Is(err, queue.ErrSyntax) {
+			t.Errorf("%s: OpenMessageInPlace = %v, want ErrSyntax", name, err)
 		}
 	}
 	if _, _, err := queue.OpenMessage(&k, msgID, make([]byte, queue.SealedSize)); !errors.Is(err, queue.ErrOpen) {
@@ -748,6 +769,9 @@ func TestOpenMessageMalformedPlaintext(t *testing.T) {
 		sealed := aead.Seal(nil, msgID[:], p, nil)
 		if _, _, err := queue.OpenMessage(&k, msgID, sealed); !errors.Is(err, queue.ErrSyntax) {
 			t.Errorf("%s: OpenMessage = %v, want ErrSyntax", name, err)
+		}
+		if _, _, err := queue.OpenMessageInPlace(&k, msgID, sealed); !errors.Is(err, queue.ErrSyntax) {
+			t.Errorf("%s: OpenMessageInPlace = %v, want ErrSyntax", name, err)
 		}
 	}
 	// The last padding byte may be part of a maximum-size body.

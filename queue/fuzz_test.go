@@ -264,6 +264,11 @@ func FuzzOpenMessage(f *testing.F) {
 		// the same bytes.
 		for _, s := range [][]byte{data, padTo(data, queue.SealedSize)} {
 			gotTS, got, err := queue.OpenMessage(&k, fuzzMessageID, s)
+			// In place, the same outcome.
+			inTS, in, inErr := queue.OpenMessageInPlace(&k, fuzzMessageID, bytes.Clone(s))
+			if inTS != gotTS || !bytes.Equal(in, got) || !errors.Is(inErr, err) {
+				t.Fatalf("OpenMessageInPlace = %d, %d bytes, %v; OpenMessage = %d, %d bytes, %v", inTS, len(in), inErr, gotTS, len(got), err)
+			}
 			switch {
 			case err == nil:
 				if again := queue.SealMessage(nil, &k, fuzzMessageID, gotTS, got); !bytes.Equal(again, s) {
@@ -288,6 +293,10 @@ func FuzzOpenMessage(f *testing.F) {
 		gotTS, got, err := queue.OpenMessage(&k, fuzzMessageID, sealed)
 		if err != nil || gotTS != ts || !bytes.Equal(got, body) {
 			t.Fatalf("round trip: %d, %d bytes, %v", gotTS, len(got), err)
+		}
+		gotTS, got, err = queue.OpenMessageInPlace(&k, fuzzMessageID, bytes.Clone(sealed))
+		if err != nil || gotTS != ts || !bytes.Equal(got, body) {
+			t.Fatalf("round trip in place: %d, %d bytes, %v", gotTS, len(got), err)
 		}
 		// data as a tamper mask XORed into the sealed message: any change
 		// is ErrOpen.

@@ -14,6 +14,7 @@
 package link
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
@@ -455,8 +456,10 @@ func (c *Conn) Get(ctx context.Context, q Queue) (Message, error) {
 	return openMessage(&q.MessageKey, r.MsgID, r.Body)
 }
 
+// openMessage opens the body of an MSG in place: it overwrites sealed,
+// and the Message's Body aliases it.
 func openMessage(key *[32]byte, id queue.ID, sealed []byte) (Message, error) {
-	ts, body, err := queue.OpenMessage(key, id, sealed)
+	ts, body, err := queue.OpenMessageInPlace(key, id, sealed)
 	if err != nil {
 		return Message{ID: id}, fmt.Errorf("message %v: %w", id, err)
 	}
@@ -784,7 +787,9 @@ func (c *Conn) handle(tx []byte) error {
 			ev.Message.ID = t.Command.MsgID
 			ev.Err = fmt.Errorf("message %v: %w: not subscribed on this connection", t.Command.MsgID, queue.ErrOpen)
 		} else {
+			// Opened in the block buffer, then the body alone copied out.
 			ev.Message, ev.Err = openMessage(&key, t.Command.MsgID, t.Command.Body)
+			ev.Message.Body = bytes.Clone(ev.Message.Body)
 		}
 	case queue.TagEND:
 		ev.Kind = EventEnd
