@@ -662,12 +662,27 @@ func (c *Conn) authKey(priv *ecdh.PrivateKey) ([32]byte, error) {
 	return k, nil
 }
 
+// A busy connection's writer lingers: when it wrote a block less than
+// lingerBusy ago, a block with room for more waits up to lingerMax for
+// more transmissions before it goes. Commands that come one at a time at
+// a high rate (the ACK of each message a subscriber receives) then share
+// blocks, each of which costs both sides the encryption and transport of
+// BlockSize bytes; a connection that sends now and then waits for
+// nothing.
+const (
+	lingerBusy = 2 * time.Millisecond
+	lingerMax  = time.Millisecond
+)
+
 // writeLoop writes the transmissions handed over on out, packing all that
-// are waiting (and fit) into each block.
+// are waiting (and fit) into each block, lingering while it is busy.
 func (c *Conn) writeLoop() {
 	defer c.wg.Done()
 	var b queue.BlockBuilder
 	var next *[]byte
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	var last time.Time // when the previous block was written
 	for {
 		if next == nil {
 			select {
@@ -680,6 +695,7 @@ func (c *Conn) writeLoop() {
 		b.Add(*next) // fits: exchange checked its size
 		c.bufs.put(next)
 		next = nil
+		lingering := false
 	fill:
 		for {
 			select {
@@ -689,15 +705,41 @@ func (c *Conn) writeLoop() {
 					break fill
 				}
 				c.bufs.put(tx)
+				continue
 			default:
-				break fill
 			}
+			if !b.Fits(smallTx) {
+				break
+			}
+			if !lingering {
+				if time.Since(last) >= lingerBusy {
+					break
+				}
+				lingering = true
+				linger.Reset(lingerMax)
+			}
+			select {
+			case tx := <-c.out:
+				if !b.Add(*tx) {
+					next = tx
+					break fill
+				}
+				c.bufs.put(tx)
+			case <-linger.C:
+				break fill
+			case <-c.done:
+				return
+			}
+		}
+		if lingering {
+			linger.Stop()
 		}
 		if _, err := c.conn.Write(b.Block()); err != nil {
 			c.shutdown(fmt.Errorf("%w: writing: %w", ErrUnreachable, err))
 			return
 		}
-		c.lastWrite.Store(time.Now().UnixNano())
+		last = time.Now()
+		c.lastWrite.Store(last.UnixNano())
 	}
 }
 
