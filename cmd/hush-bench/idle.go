@@ -37,6 +37,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -68,16 +69,28 @@ const idleSessionsPerProc = 5000
 // --keepalive 350ms measures that.
 const idleKeepAlive = 15 * time.Second
 
+// idlePing is the idle sessions' default mean wait between hush PINGs
+// (link.Config.KeepAlive; each wait is drawn from [75 s, 225 s], below
+// the relay's 5-minute idle timeout), not the client library's 60 s: a
+// PING and its PONG are a 16 KiB block each way (a dozen QUIC packets
+// and their acknowledgements), the larger part of what an idle QUIC
+// session costs the relay. At 60 s, 13,000 QUIC sessions opened on a
+// machine whose other processes left the relay a fifth of a core made
+// it drop datagrams until sessions ended.
+const idlePing = 150 * time.Second
+
 // idleOptions are the flags of the idle scenario.
 type idleOptions struct {
 	commonOptions
 	sessions   int
 	procs      int
 	perAddress int
+	dials      int
 	settle     time.Duration
 	probe      time.Duration
 	probeEvery time.Duration
 	keepAlive  time.Duration
+	ping       time.Duration
 	pause      bool
 	memProfile string
 }
@@ -98,6 +111,7 @@ type idleResult struct {
 	Prefixes         int     `json:"prefixes"` // /24 networks of the addresses
 	RelayMaxSessions int     `json:"relay_max_sessions"`
 	OpenSeconds      float64 `json:"open_s"` // to open (and PING) every session
+	Dials            int     `json:"dials"`  // dials in progress at a time (--dials)
 	// DialRetries counts dials that failed and were tried again (at most
 	// 4 times each): handshakes that timed out on a busy machine.
 	DialRetries int64 `json:"dial_retries"`
@@ -117,6 +131,7 @@ type idleResult struct {
 	RelayCPUPercent   float64 `json:"relay_cpu_percent"`
 	ClientsCPUPercent float64 `json:"clients_cpu_percent"`
 	KeepAliveMS       float64 `json:"keepalive_ms"` // the idle sessions' transport keep-alive
+	PingS             float64 `json:"ping_s"`       // their mean wait between hush PINGs
 	// LoadStart and LoadEnd are the machine's 1-minute load average
 	// before the sessions are opened and at the end.
 	LoadStart float64 `json:"load_start"`
@@ -131,7 +146,7 @@ type idleResult struct {
 	// sessions, but their clients, which would be on other machines, take
 	// no CPU from this one), and after they were closed (After). Zero
 	// when --probe is 0; the Paused figures are zero without --pause, or
-	// when the sessions' idle timeout (5 times --keepalive) is shorter
+	// when the sessions' idle timeout (5 times --keepalive, at least 5 s) is shorter
 	// than 3 times --probe.
 	ProbeDeliverP99Before float64 `json:"probe_deliver_p99_before_ms"`
 	ProbeDeliverP99       float64 `json:"probe_deliver_p99_ms"`
@@ -158,10 +173,12 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.IntVar(&o.sessions, "sessions", 1000, "idle sessions to open (K)")
 	fs.IntVar(&o.procs, "procs", 0, "client processes holding the sessions (0: one per 5,000 sessions)")
 	fs.IntVar(&o.perAddress, "per-address", 200, "sessions per source address (127.1.0.2 to 127.1.0.5, 127.1.1.2 to 127.1.1.5, ...: 4 per /24); the started relay's per-address and per-prefix caps are its defaults, 256 and 1024, which leaves room for attempts that failed on the client and are not yet released by the relay")
+	fs.IntVar(&o.dials, "dials", 16, "dials in progress at a time, over all the client processes: more open the sessions sooner on a machine whose other processes keep its cores busy")
 	fs.DurationVar(&o.settle, "settle", 15*time.Second, "wait this long after opening the sessions before measuring; the relay's and the clients' CPU are measured over it")
 	fs.DurationVar(&o.probe, "probe", 10*time.Second, "measure a normal client's latency for this long before the sessions, with them, with their clients stopped (see --pause) and after them (0: no probe)")
 	fs.DurationVar(&o.probeEvery, "probe-every", 20*time.Millisecond, "the probe's interval between a PING and a message")
-	fs.DurationVar(&o.keepAlive, "keepalive", idleKeepAlive, "the idle sessions' transport keep-alive (link.Config.TransportKeepAlive; their idle timeout is 5 times it); 350ms is the client library's default")
+	fs.DurationVar(&o.keepAlive, "keepalive", idleKeepAlive, "the idle sessions' transport keep-alive (link.Config.TransportKeepAlive; their idle timeout is 5 times it, at least the client default, 5 s); 350ms is the client library's default")
+	fs.DurationVar(&o.ping, "ping", idlePing, "the idle sessions' mean wait between hush PINGs (link.Config.KeepAlive); 60s is the client library's default")
 	fs.BoolVar(&o.pause, "pause", true, "also measure the probe with the sessions' client processes stopped (SIGSTOP), when the sessions' idle timeout is at least 3 times --probe")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the relay, with the sessions open, to this file")
 	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
@@ -173,8 +190,8 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	switch {
 	case o.sessions < 1:
 		return usageError{"--sessions must be at least 1"}
-	case o.procs < 0 || o.probe < 0 || o.probeEvery <= 0 || o.keepAlive <= 0:
-		return usageError{"--procs and --probe must not be negative, --probe-every and --keepalive must be positive"}
+	case o.procs < 0 || o.probe < 0 || o.probeEvery <= 0 || o.keepAlive <= 0 || o.ping <= 0 || o.dials < 1:
+		return usageError{"--procs and --probe must not be negative, --probe-every, --keepalive, --ping and --dials must be positive"}
 	case o.perAddress < 1 || o.perAddress > relay.DefaultMaxSessionsPerAddress:
 		return usageError{fmt.Sprintf("--per-address must be from 1 to the relay's per-address cap, %d", relay.DefaultMaxSessionsPerAddress)}
 	case o.relayAddr != "":
@@ -196,8 +213,8 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "idle sessions over %s: %d from %d processes, %d source addresses in %d /24 networks, opened in %.1f s with %d dials retried (relay MaxSessions %d, per-address and per-prefix caps the defaults)\n",
 		res.Transport, res.Sessions, res.Procs, res.Addresses, res.Prefixes, res.OpenSeconds, res.DialRetries, res.RelayMaxSessions)
-	fmt.Fprintf(stdout, "relay RSS      %s before, %s with the sessions; %d descriptors open; %.1f%% of a core while idle (keep-alive %v; the clients %.1f%%)\n",
-		mib(res.RSSBefore), mib(res.RSS), res.RelayFDs, res.RelayCPUPercent, time.Duration(res.KeepAliveMS*float64(time.Millisecond)), res.ClientsCPUPercent)
+	fmt.Fprintf(stdout, "relay RSS      %s before, %s with the sessions; %d descriptors open; %.1f%% of a core while idle (keep-alive %v, PINGs every %v; the clients %.1f%%)\n",
+		mib(res.RSSBefore), mib(res.RSS), res.RelayFDs, res.RelayCPUPercent, time.Duration(res.KeepAliveMS*float64(time.Millisecond)), time.Duration(res.PingS*float64(time.Second)), res.ClientsCPUPercent)
 	fmt.Fprintf(stdout, "per session    %.1f KiB RSS (%.1f KiB anonymous; Go heap %.1f KiB, stacks %.1f KiB, %.1f goroutines)\n",
 		res.RSSPerSession/1024, res.AnonPerSession/1024, res.HeapPerSession/1024, res.StackPerSession/1024, res.GoroutinesPerSess)
 	if o.probe > 0 {
@@ -235,7 +252,9 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 		Procs: o.procs, Addresses: (o.sessions + o.perAddress - 1) / o.perAddress,
 		Prefixes:         ((o.sessions+o.perAddress-1)/o.perAddress + idleAddrsPerPrefix - 1) / idleAddrsPerPrefix,
 		RelayMaxSessions: max(maxSessions, 8192),
+		Dials:            o.procs * max(1, o.dials/o.procs),
 		KeepAliveMS:      ms(o.keepAlive),
+		PingS:            o.ping.Seconds(),
 		LoadStart:        loadAverage(),
 	}
 
@@ -336,7 +355,7 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 	res.ProbeDeliverP99, res.ProbePingP99, res.ProbeDelivered = measure(fmt.Sprintf("with %d sessions open", o.sessions))
 	// Stopped for 3 times the probe at most, the clients send nothing:
 	// sessions whose idle timeout is shorter could end.
-	if probe != nil && o.pause && 5*o.keepAlive >= 3*o.probe {
+	if probe != nil && o.pause && max(5*o.keepAlive, link.DefaultTransportIdleTimeout) >= 3*o.probe {
 		for _, c := range clients {
 			c.cmd.Process.Signal(syscall.SIGSTOP)
 		}
@@ -423,10 +442,6 @@ const idleDialTries = 5
 // idleDialTimeout bounds each idle session's QUIC attempt and handshake.
 const idleDialTimeout = 30 * time.Second
 
-// idleDials is the number of dials in progress at a time, over all the
-// idle-client processes.
-const idleDials = 16
-
 // startIdleClients starts o.procs idle-client processes, which share the
 // sessions, and waits until every one has opened its sessions. It returns
 // the dials that had to be tried again.
@@ -447,7 +462,7 @@ func startIdleClients(ctx context.Context, addr queue.Address, o *idleOptions) (
 		first, end := p*o.sessions/o.procs, (p+1)*o.sessions/o.procs
 		cmd := exec.Command(exe, "idle-client", "--relay", addr.String(), "--transport", o.transport,
 			"--first", strconv.Itoa(first), "--count", strconv.Itoa(end-first), "--per-address", strconv.Itoa(o.perAddress),
-			"--dials", strconv.Itoa(max(1, idleDials/o.procs)), "--keepalive", o.keepAlive.String())
+			"--dials", strconv.Itoa(max(1, o.dials/o.procs)), "--keepalive", o.keepAlive.String(), "--ping", o.ping.String())
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -549,7 +564,7 @@ func idleSource(i, per int) netip.Addr {
 }
 
 // runIdleClient is the idle-client command.
-func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("idle-client", flag.ContinueOnError)
 	relayAddr := fs.String("relay", "", "relay address (required)")
 	transport := fs.String("transport", string(link.TransportQUIC), "quic or tcp")
@@ -557,7 +572,8 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 	count := fs.Int("count", 1, "sessions to open")
 	per := fs.Int("per-address", 200, "sessions per source address")
 	dials := fs.Int("dials", 8, "dials in progress at a time")
-	keepAlive := fs.Duration("keepalive", 0, "transport keep-alive (0: the client default); the idle timeout is 5 times it")
+	keepAlive := fs.Duration("keepalive", 0, "transport keep-alive (0: the client default); the idle timeout is 5 times it, at least the client default")
+	ping := fs.Duration("ping", 0, "mean wait between hush PINGs (0: the client default)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
@@ -578,10 +594,32 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 	// with the other processes' handshakes) is tried again a second
 	// later, idleDialTries times in all at most; the retries are
 	// reported.
-	var retries atomic.Int64
+	var (
+		retries, opened, ended atomic.Int64
+		whyMu                  sync.Mutex
+		why                    = make(map[string]int) // why sessions ended, redacted
+	)
+	// Every 30 s while they open, how many are open and how many of
+	// those already ended, and why (to stderr).
+	progress := time.NewTicker(30 * time.Second)
+	stopProgress := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-progress.C:
+				whyMu.Lock()
+				reasons := fmt.Sprint(why)
+				whyMu.Unlock()
+				fmt.Fprintf(stderr, "hush-bench: idle client: %d of %d sessions opened, %d of them ended %s, %d dials retried\n",
+					opened.Load(), *count, ended.Load(), reasons, retries.Load())
+			case <-stopProgress:
+				return
+			}
+		}
+	}()
 	err = parallel(ctx, *count, *dials, func(ctx context.Context, i int) error {
 		cfg := link.Config{Transport: link.Transport(*transport), LocalAddr: idleSource(*first+i, *per),
-			TransportKeepAlive: *keepAlive, TransportIdleTimeout: 5 * *keepAlive,
+			TransportKeepAlive: *keepAlive, TransportIdleTimeout: max(5**keepAlive, link.DefaultTransportIdleTimeout), KeepAlive: *ping,
 			// Handshakes wait for the relay's CPU behind thousands of
 			// others: longer than a client's default 3 s.
 			QUICTimeout: idleDialTimeout, HandshakeTimeout: idleDialTimeout}
@@ -589,6 +627,16 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 			c, err := link.Dial(ctx, addr, cfg)
 			if err == nil {
 				conns[i] = c
+				opened.Add(1)
+				go func() {
+					<-c.Done()
+					ended.Add(1)
+					if err := c.Err(); !errors.Is(err, link.ErrClosed) {
+						whyMu.Lock()
+						why[queue.RedactAddresses(err.Error())]++
+						whyMu.Unlock()
+					}
+				}()
 				return nil
 			}
 			if try == idleDialTries-1 || ctx.Err() != nil {
@@ -598,6 +646,8 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 			sleepCtx(ctx, time.Second)
 		}
 	})
+	progress.Stop()
+	close(stopProgress)
 	if err != nil {
 		return reply("error %v", err)
 	}
@@ -605,7 +655,7 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 	// is measured, so that buffers that grow with traffic (TLS record
 	// buffers, QUIC stream state) are counted as an idle session that has
 	// been used holds them.
-	if n := pingAll(ctx, conns); n > 0 {
+	if n := pingAll(ctx, conns, stderr); n > 0 {
 		return reply("error %d of %d new sessions did not answer PING", n, len(conns))
 	}
 	if err := reply("ready %d", retries.Load()); err != nil {
@@ -619,7 +669,7 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 			}
 			continue
 		}
-		if err := reply("lost %d", pingAll(ctx, conns)); err != nil {
+		if err := reply("lost %d", pingAll(ctx, conns, stderr)); err != nil {
 			return err
 		}
 	}
@@ -627,17 +677,33 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 }
 
 // pingAll sends a PING on every connection, 64 at a time, and returns how
-// many got no PONG within 10 seconds.
-func pingAll(ctx context.Context, conns []*link.Conn) int64 {
-	var failed atomic.Int64
+// many got no PONG within 10 seconds. It writes why to stderr: how many
+// connections had ended, with each distinct error (addresses redacted),
+// and how many were open but did not answer in time.
+func pingAll(ctx context.Context, conns []*link.Conn, stderr io.Writer) int64 {
+	var (
+		failed atomic.Int64
+		mu     sync.Mutex
+		why    = make(map[string]int)
+	)
 	parallel(ctx, len(conns), 64, func(ctx context.Context, i int) error {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if conns[i].Ping(pctx) != nil {
+		if err := conns[i].Ping(pctx); err != nil {
 			failed.Add(1)
+			reason := "open, no answer in 10 s"
+			if cerr := conns[i].Err(); cerr != nil {
+				reason = "ended: " + queue.RedactAddresses(cerr.Error())
+			}
+			mu.Lock()
+			why[reason]++
+			mu.Unlock()
 		}
 		return nil
 	})
+	for reason, n := range why {
+		fmt.Fprintf(stderr, "hush-bench: idle client: %d sessions %s\n", n, reason)
+	}
 	return failed.Load()
 }
 

@@ -116,7 +116,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "relay-child":
 		return runChild(args, stdin, stdout)
 	case "idle-client":
-		return runIdleClient(ctx, args, stdin, stdout)
+		return runIdleClient(ctx, args, stdin, stdout, stderr)
 	case "attacker":
 		return runAttacker(ctx, args, stdin, stdout)
 	case "throughput":
