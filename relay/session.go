@@ -155,6 +155,10 @@ type subscription struct {
 	// acking counts this session's ACKs of the queue not yet answered: no
 	// MSG is pushed meanwhile, so that an ACK's OK precedes the next MSG.
 	acking int
+	// arrived is set when a message was stored while hasDelivered held
+	// (markPending without recheck, which then has nothing to do);
+	// delivery clears it before it reads the queue.
+	arrived bool
 }
 
 func newSession(r *Relay, conn io.ReadWriteCloser, binding []byte, tk *ticket) (*session, error) {
@@ -949,13 +953,18 @@ func (s *session) ended(sub *subscription, tag queue.Tag) {
 }
 
 // markPending asks the writer to deliver sub's head message, unless one is
-// already delivered and not yet acknowledged. With recheck, it asks even
-// then: the delivered message may be gone (acknowledged by another
+// already delivered and not yet acknowledged (it then only sets arrived,
+// for delivery). With recheck, it asks even then: the delivered message may be gone (acknowledged by another
 // session, expired), and the writer delivers the head if it is another
 // message.
 func (s *session) markPending(sub *subscription, recheck bool) {
 	s.mu.Lock()
-	if s.subs[sub.rid] != sub || sub.hasDelivered && !recheck {
+	if s.subs[sub.rid] != sub {
+		s.mu.Unlock()
+		return
+	}
+	if sub.hasDelivered && !recheck {
+		sub.arrived = true
 		s.mu.Unlock()
 		return
 	}
@@ -1123,6 +1132,9 @@ func (s *session) delivery(sub *subscription, sealBuf, txBuf []byte) ([]byte, bo
 		id     queue.ID
 		sealed []byte
 	)
+	s.mu.Lock()
+	sub.arrived = false
+	s.mu.Unlock()
 	ok, err := s.r.store.readFirstMessage(sub.rid, func(id queue.ID) bool {
 		s.mu.Lock()
 		again := sub.hasDelivered && sub.delivered == id
@@ -1136,10 +1148,16 @@ func (s *session) delivery(sub *subscription, sealBuf, txBuf []byte) ([]byte, bo
 		// The queue is empty: the message delivered, if any, is gone
 		// (expired, or acknowledged by another session), and the next SEND
 		// is delivered at once. Only this goroutine delivers, so no
-		// delivery raced the read.
+		// delivery raced the read. A SEND stored after the read began
+		// whose notice came before this lock found hasDelivered still set
+		// and marked nothing, only arrived: the queue is read again, or
+		// its message would wait for the next SEND.
 		s.mu.Lock()
 		if s.subs[sub.rid] == sub && sub.acking == 0 {
 			sub.hasDelivered = false
+			if sub.arrived {
+				s.pending[sub] = struct{}{} // this writer takes it next
+			}
 		}
 		s.mu.Unlock()
 	}
