@@ -277,18 +277,7 @@ type v1Queue struct {
 // nothing acknowledged or deleted before, and every queue works as before
 // with its messages, which are delivered in order, before new ones.
 func TestStoreFromVersion1(t *testing.T) {
-	js, err := os.ReadFile("testdata/store-v1/queues.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var qs []v1Queue
-	if err := json.Unmarshal(js, &qs); err != nil {
-		t.Fatal(err)
-	}
-	old, err := os.ReadFile("testdata/store-v1/relay.db")
-	if err != nil {
-		t.Fatal(err)
-	}
+	qs, old, path := oldStore(t, "testdata/store-v1")
 	// The times to the second in the old file: creation times at offset
 	// 122 of the 142-byte records, message times at offset 24 of the
 	// values.
@@ -298,10 +287,6 @@ func TestStoreFromVersion1(t *testing.T) {
 		if !bytes.Contains(old, b) {
 			t.Fatalf("the version 1 file does not hold %q: the test proves nothing", b)
 		}
-	}
-	path := filepath.Join(t.TempDir(), "relay.db")
-	if err := os.WriteFile(path, old, 0o600); err != nil {
-		t.Fatal(err)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
 	if err != nil {
@@ -322,28 +307,9 @@ func TestStoreFromVersion1(t *testing.T) {
 		t.Fatalf("found %d times in the version 1 file", len(precise))
 	}
 
-	e := startE2ERelay(t, func(c *relay.Config) {
-		c.StorePath = path
-		c.MessageTTL = 100 * 365 * 24 * time.Hour // the file's messages are old
-		c.UnsecuredTTL = 100 * 365 * 24 * time.Hour
-	})
-	e.restart() // once converted, the file opens as it is
-	rep, err := func() (relay.StoreReport, error) {
-		if err := e.r.Close(); err != nil {
-			t.Fatal(err)
-		}
-		defer e.restart()
-		return relay.CheckStore(path)
-	}()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, rep, data := convertStore(t, path)
 	if rep.Queues != 4 || rep.Unsecured != 1 || rep.Suspended != 1 || rep.Messages != 3+2+5 {
 		t.Errorf("converted store: %+v, want 4 queues (1 unsecured, 1 suspended) and 10 messages", rep)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
 	}
 	for _, s := range []secrets{dead, precise} {
 		if got := s.found(data); len(got) > 0 {
@@ -352,6 +318,56 @@ func TestStoreFromVersion1(t *testing.T) {
 	}
 
 	useConverted(t, e, qs, time.Hour)
+}
+
+// oldStore reads the store of an older format in dir, written by the
+// relay of that version: its queues (queues.json) and its file
+// (relay.db), which it copies to path, in a directory of the test's.
+func oldStore(t *testing.T, dir string) (qs []v1Queue, old []byte, path string) {
+	t.Helper()
+	js, err := os.ReadFile(filepath.Join(dir, "queues.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(js, &qs); err != nil {
+		t.Fatal(err)
+	}
+	old, err = os.ReadFile(filepath.Join(dir, "relay.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path = filepath.Join(t.TempDir(), "relay.db")
+	if err := os.WriteFile(path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return qs, old, path
+}
+
+// convertStore starts a relay on the store of an older format at path,
+// which converts it, and restarts it (once converted, the file opens as
+// it is). It returns the relay, running again, CheckStore's report of
+// the converted file, taken while the relay was closed, and the file's
+// bytes.
+func convertStore(t *testing.T, path string) (e *e2eRelay, rep relay.StoreReport, data []byte) {
+	t.Helper()
+	e = startE2ERelay(t, func(c *relay.Config) {
+		c.StorePath = path
+		c.MessageTTL = 100 * 365 * 24 * time.Hour // the file's messages are old
+		c.UnsecuredTTL = 100 * 365 * 24 * time.Hour
+	})
+	e.restart()
+	if err := e.r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := relay.CheckStore(path)
+	e.restart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, err = os.ReadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	return e, rep, data
 }
 
 // useConverted uses every queue of a converted store as its state says:
@@ -431,18 +447,7 @@ func useConverted(t *testing.T, e *e2eRelay, qs []v1Queue, unit time.Duration) {
 // converted file holds no body in the clear, live or not, and every queue
 // works as before with its messages, delivered in order, before new ones.
 func TestStoreFromVersion2(t *testing.T) {
-	js, err := os.ReadFile("testdata/store-v2/queues.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var qs []v1Queue
-	if err := json.Unmarshal(js, &qs); err != nil {
-		t.Fatal(err)
-	}
-	old, err := os.ReadFile("testdata/store-v2/relay.db")
-	if err != nil {
-		t.Fatal(err)
-	}
+	qs, old, path := oldStore(t, "testdata/store-v2")
 	bodies := secrets{}
 	for _, q := range qs {
 		for _, b := range q.Bodies {
@@ -456,35 +461,12 @@ func TestStoreFromVersion2(t *testing.T) {
 	if got := bodies.found(old); len(got) < 10 {
 		t.Fatalf("the version 2 file holds %d bodies in the clear: the test proves nothing", len(got))
 	}
-	path := filepath.Join(t.TempDir(), "relay.db")
-	if err := os.WriteFile(path, old, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := relay.CheckStore(path); err == nil {
 		t.Error("CheckStore accepts a file of version 2")
 	}
-	e := startE2ERelay(t, func(c *relay.Config) {
-		c.StorePath = path
-		c.MessageTTL = 100 * 365 * 24 * time.Hour
-		c.UnsecuredTTL = 100 * 365 * 24 * time.Hour
-	})
-	e.restart()
-	rep, err := func() (relay.StoreReport, error) {
-		if err := e.r.Close(); err != nil {
-			t.Fatal(err)
-		}
-		defer e.restart()
-		return relay.CheckStore(path)
-	}()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, rep, data := convertStore(t, path)
 	if rep.Queues != 4 || rep.Unsecured != 1 || rep.Suspended != 1 || rep.Messages != 3+2+2 {
 		t.Errorf("converted store: %+v, want 4 queues (1 unsecured, 1 suspended) and 7 messages", rep)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
 	}
 	if got := bodies.found(data); len(got) > 0 {
 		t.Errorf("the converted file holds in the clear %q", got)
