@@ -21,6 +21,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -535,7 +536,10 @@ func idleFlood(ctx context.Context, addr queue.Address, n int, perSecond float64
 
 // slowloris opens perSecond TCP connections a second from attackSource
 // that never send a byte, holding each until the relay closes it or ctx
-// is done, at most attackFDs at once.
+// is done, at most attackFDs at once. A connection the relay resets is
+// counted as refused (a refusal is a reset: the time it takes to arrive
+// tells nothing on a loaded machine), one it closes (the first-byte
+// deadline) or held to the end as held.
 func slowloris(ctx context.Context, addr queue.Address, perSecond int, st *attackStats) {
 	lim := rate.NewLimiter(rate.Limit(perSecond), 64)
 	sem := make(chan struct{}, attackFDs)
@@ -563,14 +567,11 @@ func slowloris(ctx context.Context, addr queue.Address, perSecond int, st *attac
 			defer c.Close()
 			stop := context.AfterFunc(ctx, func() { c.Close() })
 			defer stop()
-			opened := time.Now()
-			c.Read(make([]byte, 1)) // until the relay closes it
-			if ctx.Err() != nil {
-				st.held.Add(1) // held to the end
-			} else if time.Since(opened) < 100*time.Millisecond {
-				st.refused.Add(1) // reset at once
+			_, err = c.Read(make([]byte, 1)) // until the relay closes it
+			if ctx.Err() == nil && errors.Is(err, syscall.ECONNRESET) {
+				st.refused.Add(1) // refused: the relay resets at once
 			} else {
-				st.held.Add(1) // closed at the first-byte deadline
+				st.held.Add(1) // closed at the first-byte deadline, or held to the end
 			}
 		}()
 	}
