@@ -78,6 +78,7 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 	maxHandshakes := fs.Int("max-handshakes", 0, "handshakes in progress (0: relay default)")
 	uncapped := fs.String("uncapped", "127.0.0.1", "comma-separated source addresses without a per-address session cap (\"\": none)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here until shutdown")
+	mappedLimit := fs.Int64("mapped-limit", 0, "relay.Config.MappedStoreLimit in bytes (0: relay default, 64 MiB; negative: never trim)")
 	memRate := fs.Int("memprofilerate", 0, "runtime.MemProfileRate (0: the Go default); 1 records every allocation for exact heap profiles")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
@@ -141,6 +142,7 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 		MaxSessionsPerAddress: *perAddr,
 		MaxSessions:           *maxSessions,
 		MaxHandshakes:         *maxHandshakes,
+		MappedStoreLimit:      *mappedLimit,
 		// Derived from the identity, so that a restarted child answers the
 		// packets of its earlier run's connections with a stateless reset
 		// their clients recognise, as hush-relay does.
@@ -284,6 +286,8 @@ type childOptions struct {
 	maxSessions int
 	// maxHandshakes, if not 0, is the relay's MaxHandshakes.
 	maxHandshakes int
+	// mappedLimit, if not 0, is the relay's MappedStoreLimit.
+	mappedLimit int64
 }
 
 // childTimeout bounds the child's start, each command and its shutdown.
@@ -328,6 +332,9 @@ func startChild(ctx context.Context, o childOptions) (*relayChild, error) {
 	}
 	if o.maxHandshakes != 0 {
 		args = append(args, "--max-handshakes", strconv.Itoa(o.maxHandshakes))
+	}
+	if o.mappedLimit != 0 {
+		args = append(args, "--mapped-limit", strconv.FormatInt(o.mappedLimit, 10))
 	}
 	if o.cpuProfile != "" {
 		args = append(args, "--cpuprofile", o.cpuProfile)

@@ -213,6 +213,12 @@ type relayTarget struct {
 // if not 0, is the child's runtime.MemProfileRate; maxSessions, if not 0,
 // the child's relay-wide session cap.
 func startTarget(ctx context.Context, o *commonOptions, memProfileRate, maxSessions int) (*relayTarget, error) {
+	return startTargetMapped(ctx, o, memProfileRate, maxSessions, 0)
+}
+
+// startTargetMapped is startTarget with the child's MappedStoreLimit, in
+// bytes, if not 0.
+func startTargetMapped(ctx context.Context, o *commonOptions, memProfileRate, maxSessions int, mappedLimit int64) (*relayTarget, error) {
 	if o.relayAddr != "" {
 		a, err := queue.ParseAddress(o.relayAddr)
 		if err != nil {
@@ -236,6 +242,7 @@ func startTarget(ctx context.Context, o *commonOptions, memProfileRate, maxSessi
 
 		memProfileRate: memProfileRate,
 		maxSessions:    maxSessions,
+		mappedLimit:    mappedLimit,
 	})
 	if err != nil {
 		cleanup()

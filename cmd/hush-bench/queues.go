@@ -36,6 +36,9 @@ type queuesOptions struct {
 	clientProf string
 	// pregenerate makes the queues' keys before the clock starts.
 	pregenerate bool
+	// mappedLimitMiB, if not 0, is the relay child's MappedStoreLimit in
+	// MiB (negative: never trim).
+	mappedLimitMiB int64
 }
 
 // queuesResult is the queues scenario's report.
@@ -96,6 +99,7 @@ func runQueuesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.IntVar(&o.workers, "workers", 128, "NEW commands in flight, over all connections")
 	fs.IntVar(&o.restarts, "restarts", 3, "relay restarts to time")
 	fs.IntVar(&o.sample, "sample", 1000, "queues checked after the first restart")
+	fs.Int64Var(&o.mappedLimitMiB, "relay-mapped-limit-mib", 0, "the started relay's bound on its store pages mapped into it, in MiB (relay.Config.MappedStoreLimit; 0: the relay default, 64; negative: never trimmed)")
 	fs.BoolVar(&o.pregenerate, "pregenerate", false, "make every queue's two keys before the timed creation (link.Conn.CreateWithKeys), so that the load generator's key generation is not in the figures")
 	fs.StringVar(&o.clientProf, "client-cpuprofile", "", "write a CPU profile of the load generator (this process) while it creates the queues to this file")
 	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
@@ -140,7 +144,7 @@ func runQueuesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 }
 
 func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
-	target, err := startTarget(ctx, &o.commonOptions, 0, 0)
+	target, err := startTargetMapped(ctx, &o.commonOptions, 0, 0, o.mappedLimitMiB<<20)
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +291,7 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 	var opens []float64
 	for r := range o.restarts {
 		o.progressf("restart %d of %d", r+1, o.restarts)
-		rr, err := restartOnce(ctx, target, cfg, sample, r == 0)
+		rr, err := restartOnce(ctx, target, cfg, sample, r == 0, o.mappedLimitMiB<<20)
 		if err != nil {
 			return nil, err
 		}
@@ -315,10 +319,11 @@ type restartResult struct {
 // restartOnce starts the relay on target's data directory, times the first
 // served command (GET on a stored queue: NO_MSG) and, if check, checks that
 // the relay knows every sampled queue. It stops the relay again.
-func restartOnce(ctx context.Context, target *relayTarget, cfg link.Config, sample []link.Queue, check bool) (restartResult, error) {
+// mappedLimit, if not 0, is the relay's MappedStoreLimit in bytes.
+func restartOnce(ctx context.Context, target *relayTarget, cfg link.Config, sample []link.Queue, check bool, mappedLimit int64) (restartResult, error) {
 	var rr restartResult
 	start := time.Now()
-	c, err := startChild(ctx, childOptions{dataDir: target.dataDir})
+	c, err := startChild(ctx, childOptions{dataDir: target.dataDir, mappedLimit: mappedLimit})
 	if err != nil {
 		return rr, err
 	}
