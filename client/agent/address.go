@@ -13,14 +13,10 @@ func (sc *serverConn) callAddress(req Request) result {
 	switch req.Method {
 	case MethodCreateAddress:
 		var p CreateAddressParams
-		if err := params(req, &p); err != nil {
-			return result{err: err}
-		}
-		d, err := timeout(p.Timeout, DefaultRelayTimeout)
+		ctx, cancel, err := sc.timedParams(req, &p, &p.Timeout, DefaultRelayTimeout, nil)
 		if err != nil {
 			return result{err: err}
 		}
-		ctx, cancel := context.WithTimeout(sc.ctx, d)
 		defer cancel()
 		a, err := cl.CreateAddress(ctx, p.AutoAccept)
 		if err != nil {
@@ -44,14 +40,10 @@ func (sc *serverConn) callAddress(req Request) result {
 		return result{value: struct{}{}}
 	case MethodDeleteAddress:
 		var p DeleteAddressParams
-		if err := params(req, &p); err != nil {
-			return result{err: err}
-		}
-		d, err := timeout(p.Timeout, DefaultRelayTimeout)
+		ctx, cancel, err := sc.timedParams(req, &p, &p.Timeout, DefaultRelayTimeout, nil)
 		if err != nil {
 			return result{err: err}
 		}
-		ctx, cancel := context.WithTimeout(sc.ctx, d)
 		defer cancel()
 		if err := cl.DeleteAddress(ctx); err != nil {
 			return result{err: err}
@@ -69,17 +61,10 @@ func (sc *serverConn) callAddress(req Request) result {
 		return result{value: out}
 	case MethodAcceptRequest:
 		var p AcceptRequestParams
-		if err := params(req, &p); err != nil {
-			return result{err: err}
-		}
-		if p.ID == "" {
-			return result{err: missing("id")}
-		}
-		d, err := timeout(p.Timeout, DefaultRelayTimeout)
+		ctx, cancel, err := sc.timedParams(req, &p, &p.Timeout, DefaultRelayTimeout, func() error { return required("id", p.ID) })
 		if err != nil {
 			return result{err: err}
 		}
-		ctx, cancel := context.WithTimeout(sc.ctx, d)
 		defer cancel()
 		ct, err := cl.AcceptRequest(ctx, p.ID, p.Name)
 		if err != nil {

@@ -420,6 +420,42 @@ func missing(name string) error {
 	return &Error{Code: CodeInvalidParams, Message: "invalid params: " + name + " is required"}
 }
 
+// required returns missing(name) if v, a required param, is empty.
+func required(name, v string) error {
+	if v == "" {
+		return missing(name)
+	}
+	return nil
+}
+
+// within returns a context of the connection's that ends after seconds,
+// a method's timeout param (0: def), or the error of a timeout out of
+// range.
+func (sc *serverConn) within(seconds float64, def time.Duration) (context.Context, context.CancelFunc, error) {
+	d, err := timeout(seconds, def)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(sc.ctx, d)
+	return ctx, cancel, nil
+}
+
+// timedParams decodes req's params into p, checks them with check (if not
+// nil), and returns within's context for *seconds, the timeout param that
+// the decoding set (0: def). The caller calls cancel once the method is
+// done.
+func (sc *serverConn) timedParams(req Request, p any, seconds *float64, def time.Duration, check func() error) (context.Context, context.CancelFunc, error) {
+	if err := params(req, p); err != nil {
+		return nil, nil, err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return sc.within(*seconds, def)
+}
+
 func badToken() error {
 	return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: token longer than %d bytes", client.MaxTakeToken)}
 }
@@ -443,11 +479,10 @@ func (sc *serverConn) call(req Request) result {
 			return result{err: &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: %q is not a relay address: %v", p.Address, err)}}
 		}
 		if p.Check {
-			d, err := timeout(p.Timeout, DefaultCheckTimeout)
+			ctx, cancel, err := sc.within(p.Timeout, DefaultCheckTimeout)
 			if err != nil {
 				return result{err: err}
 			}
-			ctx, cancel := context.WithTimeout(sc.ctx, d)
 			err = cl.CheckRelay(ctx, addr)
 			cancel()
 			if err != nil {
@@ -484,11 +519,10 @@ func (sc *serverConn) call(req Request) result {
 		}
 		var res RemoveRelayResult
 		if p.Move {
-			d, err := timeout(p.Timeout, DefaultRetireTimeout)
+			ctx, cancel, err := sc.within(p.Timeout, DefaultRetireTimeout)
 			if err != nil {
 				return result{err: err}
 			}
-			ctx, cancel := context.WithTimeout(sc.ctx, d)
 			rep, err := cl.RetireRelay(ctx, addr.Fingerprint, p.Wait)
 			cancel()
 			if err != nil && !(errors.Is(err, context.DeadlineExceeded) && sc.ctx.Err() == nil) {
@@ -538,14 +572,10 @@ func (sc *serverConn) call(req Request) result {
 		return result{value: out}
 	case MethodInvite:
 		var p InviteParams
-		if err := params(req, &p); err != nil {
-			return result{err: err}
-		}
-		d, err := timeout(p.Timeout, DefaultRelayTimeout)
+		ctx, cancel, err := sc.timedParams(req, &p, &p.Timeout, DefaultRelayTimeout, nil)
 		if err != nil {
 			return result{err: err}
 		}
-		ctx, cancel := context.WithTimeout(sc.ctx, d)
 		defer cancel()
 		invite := cl.Invite
 		if p.Short {
@@ -558,17 +588,10 @@ func (sc *serverConn) call(req Request) result {
 		return result{value: InviteResult{link}}
 	case MethodAccept:
 		var p AcceptParams
-		if err := params(req, &p); err != nil {
-			return result{err: err}
-		}
-		if p.Link == "" {
-			return result{err: missing("link")}
-		}
-		d, err := timeout(p.Timeout, DefaultRelayTimeout)
+		ctx, cancel, err := sc.timedParams(req, &p, &p.Timeout, DefaultRelayTimeout, func() error { return required("link", p.Link) })
 		if err != nil {
 			return result{err: err}
 		}
-		ctx, cancel := context.WithTimeout(sc.ctx, d)
 		defer cancel()
 		var ct client.Contact
 		if p.Show != "" {
@@ -608,14 +631,10 @@ func (sc *serverConn) call(req Request) result {
 		return result{value: SendResult{seq}}
 	case MethodFlush:
 		var p FlushParams
-		if err := params(req, &p); err != nil {
-			return result{err: err}
-		}
-		d, err := timeout(p.Timeout, DefaultFlushTimeout)
+		ctx, cancel, err := sc.timedParams(req, &p, &p.Timeout, DefaultFlushTimeout, nil)
 		if err != nil {
 			return result{err: err}
 		}
-		ctx, cancel := context.WithTimeout(sc.ctx, d)
 		defer cancel()
 		err = cl.Flush(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -649,17 +668,10 @@ func (sc *serverConn) call(req Request) result {
 		return result{value: struct{}{}}
 	case MethodForget:
 		var p ForgetParams
-		if err := params(req, &p); err != nil {
-			return result{err: err}
-		}
-		if p.Contact == "" {
-			return result{err: missing("contact")}
-		}
-		d, err := timeout(p.Timeout, DefaultRelayTimeout)
+		ctx, cancel, err := sc.timedParams(req, &p, &p.Timeout, DefaultRelayTimeout, func() error { return required("contact", p.Contact) })
 		if err != nil {
 			return result{err: err}
 		}
-		ctx, cancel := context.WithTimeout(sc.ctx, d)
 		defer cancel()
 		if err := cl.Forget(ctx, p.Contact); err != nil {
 			return result{err: err}
@@ -667,17 +679,10 @@ func (sc *serverConn) call(req Request) result {
 		return result{value: struct{}{}}
 	case MethodRotate:
 		var p RotateParams
-		if err := params(req, &p); err != nil {
-			return result{err: err}
-		}
-		if p.Contact == "" {
-			return result{err: missing("contact")}
-		}
-		d, err := timeout(p.Timeout, DefaultRelayTimeout)
+		ctx, cancel, err := sc.timedParams(req, &p, &p.Timeout, DefaultRelayTimeout, func() error { return required("contact", p.Contact) })
 		if err != nil {
 			return result{err: err}
 		}
-		ctx, cancel := context.WithTimeout(sc.ctx, d)
 		defer cancel()
 		if err := cl.Rotate(ctx, p.Contact); err != nil {
 			return result{err: err}
