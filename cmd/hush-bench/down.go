@@ -54,16 +54,13 @@ type downResult struct {
 
 func runDownCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := &downOptions{}
-	fs := flag.NewFlagSet("hush-bench down", flag.ContinueOnError)
-	addCommonFlags(fs, &o.commonOptions)
-	fs.IntVar(&o.runs, "runs", 3, "relays started and killed, one after another")
-	fs.IntVar(&o.conns, "conns", 10, "idle connections per transport")
-	fs.DurationVar(&o.idle, "idle", 3*time.Second, "how long the connections idle before the kill (a random part of a second more)")
-	fs.DurationVar(&o.bound, "bound", 30*time.Second, "how long to wait for the connections to end after the kill")
-	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	help, err := scenarioFlags("hush-bench down", &o.commonOptions, args, stderr, func(fs *flag.FlagSet) {
+		fs.IntVar(&o.runs, "runs", 3, "relays started and killed, one after another")
+		fs.IntVar(&o.conns, "conns", 10, "idle connections per transport")
+		fs.DurationVar(&o.idle, "idle", 3*time.Second, "how long the connections idle before the kill (a random part of a second more)")
+		fs.DurationVar(&o.bound, "bound", 30*time.Second, "how long to wait for the connections to end after the kill")
+	})
+	if help || err != nil {
 		return err
 	}
 	switch {

@@ -70,16 +70,13 @@ type forwardResult struct {
 
 func runForwardCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := &forwardOptions{}
-	fs := flag.NewFlagSet("hush-bench forward", flag.ContinueOnError)
-	addCommonFlags(fs, &o.commonOptions)
-	fs.IntVar(&o.runs, "runs", 3, "runs, each with --messages direct and --messages forwarded")
-	fs.IntVar(&o.messages, "messages", 500, "messages per way of sending and run")
-	fs.Float64Var(&o.rate, "rate", 100, "messages per second, one at a time (the forwarding relay paces a session at 200/s)")
-	fs.IntVar(&o.body, "body", 1000, "message body size in bytes (at least 8)")
-	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	help, err := scenarioFlags("hush-bench forward", &o.commonOptions, args, stderr, func(fs *flag.FlagSet) {
+		fs.IntVar(&o.runs, "runs", 3, "runs, each with --messages direct and --messages forwarded")
+		fs.IntVar(&o.messages, "messages", 500, "messages per way of sending and run")
+		fs.Float64Var(&o.rate, "rate", 100, "messages per second, one at a time (the forwarding relay paces a session at 200/s)")
+		fs.IntVar(&o.body, "body", 1000, "message body size in bytes (at least 8)")
+	})
+	if help || err != nil {
 		return err
 	}
 	switch {

@@ -164,6 +164,23 @@ func addCommonFlags(fs *flag.FlagSet, o *commonOptions) {
 	fs.Float64Var(&o.sendRate, "relay-send-rate", 0, "SEND commands per second per session allowed by the started relay (0: the relay default, 2000)")
 }
 
+// scenarioFlags parses a scenario's command line args with the common
+// flags and those that more adds, into o and the variables more binds. It
+// returns true, with a nil error, when args asked for help (which the flag
+// set printed to stderr): there is nothing to run.
+func scenarioFlags(name string, o *commonOptions, args []string, stderr io.Writer, more func(fs *flag.FlagSet)) (help bool, err error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	addCommonFlags(fs, o)
+	more(fs)
+	if err := parseFlags(fs, o, args, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return true, nil
+		}
+		return false, err
+	}
+	return false, nil
+}
+
 // parseFlags parses args into fs and checks the common options.
 func parseFlags(fs *flag.FlagSet, o *commonOptions, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)

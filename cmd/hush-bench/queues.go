@@ -92,20 +92,17 @@ type queuesResult struct {
 
 func runQueuesCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o queuesOptions
-	fs := flag.NewFlagSet("queues", flag.ContinueOnError)
-	addCommonFlags(fs, &o.commonOptions)
-	fs.IntVar(&o.queues, "queues", 100000, "queues to create (N)")
-	fs.IntVar(&o.conns, "conns", 16, "connections creating queues")
-	fs.IntVar(&o.workers, "workers", 128, "NEW commands in flight, over all connections")
-	fs.IntVar(&o.restarts, "restarts", 3, "relay restarts to time")
-	fs.IntVar(&o.sample, "sample", 1000, "queues checked after the first restart")
-	fs.Int64Var(&o.mappedLimitMiB, "relay-mapped-limit-mib", 0, "the started relay's bound on its store pages mapped into it, in MiB (relay.Config.MappedStoreLimit; 0: the relay default, 64; negative: never trimmed)")
-	fs.BoolVar(&o.pregenerate, "pregenerate", false, "make every queue's two keys before the timed creation (link.Conn.CreateWithKeys), so that the load generator's key generation is not in the figures")
-	fs.StringVar(&o.clientProf, "client-cpuprofile", "", "write a CPU profile of the load generator (this process) while it creates the queues to this file")
-	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	help, err := scenarioFlags("queues", &o.commonOptions, args, stderr, func(fs *flag.FlagSet) {
+		fs.IntVar(&o.queues, "queues", 100000, "queues to create (N)")
+		fs.IntVar(&o.conns, "conns", 16, "connections creating queues")
+		fs.IntVar(&o.workers, "workers", 128, "NEW commands in flight, over all connections")
+		fs.IntVar(&o.restarts, "restarts", 3, "relay restarts to time")
+		fs.IntVar(&o.sample, "sample", 1000, "queues checked after the first restart")
+		fs.Int64Var(&o.mappedLimitMiB, "relay-mapped-limit-mib", 0, "the started relay's bound on its store pages mapped into it, in MiB (relay.Config.MappedStoreLimit; 0: the relay default, 64; negative: never trimmed)")
+		fs.BoolVar(&o.pregenerate, "pregenerate", false, "make every queue's two keys before the timed creation (link.Conn.CreateWithKeys), so that the load generator's key generation is not in the figures")
+		fs.StringVar(&o.clientProf, "client-cpuprofile", "", "write a CPU profile of the load generator (this process) while it creates the queues to this file")
+	})
+	if help || err != nil {
 		return err
 	}
 	switch {
