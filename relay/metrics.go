@@ -31,6 +31,7 @@ type metrics struct {
 	messagesDelivered prometheus.Counter
 	messagesAcked     prometheus.Counter
 	messagesExpired   prometheus.Counter
+	commitWait        prometheus.Histogram
 	commitSeconds     prometheus.Histogram
 	commitOps         prometheus.Histogram
 	commitErrors      prometheus.Counter
@@ -74,6 +75,11 @@ func newMetrics(r *Relay) *metrics {
 		messagesDelivered: counter("messages_delivered_total", "Messages handed to recipients (MSG events and GET answers, redeliveries included)."),
 		messagesAcked:     counter("messages_acknowledged_total", "Messages acknowledged and deleted (ACK answered OK)."),
 		messagesExpired:   counter("messages_expired_total", "Undelivered messages deleted at the end of their lifetime."),
+		commitWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "hush_relay", Name: "store_commit_wait_seconds",
+			Help:    "How long the oldest operation of each group commit had been queued when its transaction began: behind the previous commit and, above about 2,000 operations a second, gathering (at most 2 ms from when it was queued).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 0.1 ms to 3.3 s
+		}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "hush_relay", Name: "store_commit_seconds",
 			Help:    "Duration of the store's group commits, fsync included.",
@@ -139,7 +145,7 @@ func newMetrics(r *Relay) *metrics {
 	m.reg.MustRegister(
 		m.sessionsTotal, m.handshakeFailures, m.queuesCreated, m.queuesDeleted, m.queuesExpired,
 		m.messagesReceived, m.messagesDelivered, m.messagesAcked, m.messagesExpired,
-		m.commitSeconds, m.commitOps, m.commitErrors, m.trims, m.trimErrors, commands, errs,
+		m.commitWait, m.commitSeconds, m.commitOps, m.commitErrors, m.trims, m.trimErrors, commands, errs,
 		m.acceptErrors, delayed, refused, m.storageRefusals,
 		m.forwarded, m.forwardFailures, m.forwardedReceived, forwardRefused,
 		gauge("forward_sessions", "Relay-to-relay sessions held now to forward commands (dialing included).", func() float64 {
@@ -212,7 +218,8 @@ func (m *metrics) countError(code queue.ErrorCode) {
 }
 
 // observeCommit is the store's OnCommit hook.
-func (m *metrics) observeCommit(d time.Duration, ops int, err error) {
+func (m *metrics) observeCommit(wait, d time.Duration, ops int, err error) {
+	m.commitWait.Observe(wait.Seconds())
 	m.commitSeconds.Observe(d.Seconds())
 	m.commitOps.Observe(float64(ops))
 	if err != nil {

@@ -221,6 +221,10 @@ func TestMetricsCountWorkload(t *testing.T) {
 	if n := metricValue(t, fams, "hush_relay_store_commit_seconds", ""); n < 1 {
 		t.Errorf("hush_relay_store_commit_seconds counts %v commits", n)
 	}
+	// The wait before each commit is observed once per commit.
+	if w, n := metricValue(t, fams, "hush_relay_store_commit_wait_seconds", ""), metricValue(t, fams, "hush_relay_store_commit_seconds", ""); w != n {
+		t.Errorf("hush_relay_store_commit_wait_seconds counts %v commits, hush_relay_store_commit_seconds %v", w, n)
+	}
 	// Every committed operation is counted once: at least the 7 stored
 	// messages, 6 acknowledgements and 3 new queues, in as many commits as
 	// the duration histogram counts.

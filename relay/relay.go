@@ -172,8 +172,8 @@ func New(cfg Config) (*Relay, error) {
 	r.newLimit = rate.NewLimiter(rate.Limit(cfg.RelayNewRate), max(1, int(cfg.RelayNewRate)))
 	r.metrics = newMetrics(r)
 	st, err := openStore(cfg.StorePath, storeOptions{
-		OnCommit: func(d time.Duration, ops int, err error) {
-			r.metrics.observeCommit(d, ops, err)
+		OnCommit: func(wait, d time.Duration, ops int, err error) {
+			r.metrics.observeCommit(wait, d, ops, err)
 			if err != nil {
 				r.commitLog.log(cfg.Logger, slog.LevelError, "store commit failed: the commands in it were answered ERR INTERNAL", "err", err)
 				if errors.Is(err, syscall.ENOSPC) {

@@ -161,16 +161,18 @@ type storeOptions struct {
 	QueueLen    int           // bound of the pending-operation queue; default 4096; submitters block (ctx) when full
 	// GatherWait, GatherOps and GatherRate shape group commits under load
 	// (see "Writes" in docs/store.md): above GatherRate operations per
-	// second (default 2000), the loop waits up to GatherWait (default 2ms)
-	// for a batch of GatherOps (default 16). A negative GatherWait never
-	// waits.
+	// second (default 2000), the loop waits for a batch of GatherOps
+	// (default 16) until the batch's oldest operation has been queued for
+	// GatherWait (default 2ms). A negative GatherWait never waits.
 	GatherWait time.Duration
 	GatherOps  int
 	GatherRate float64
 	// OnCommit, if not nil, is called on the commit loop's goroutine after
-	// each group transaction with its duration, the number of operations
-	// in it and its commit error (nil once committed). It must not block.
-	OnCommit func(d time.Duration, ops int, err error)
+	// each group transaction with how long its oldest operation had been
+	// queued when the transaction began, the transaction's duration (fsync
+	// included), the number of operations in it and its commit error (nil
+	// once committed). It must not block.
+	OnCommit func(wait, d time.Duration, ops int, err error)
 	// MappedLimit bounds, in bytes, the process's file-backed resident
 	// memory above which the store drops its file's pages from the process
 	// (see "Memory" in docs/store.md); default 64 MiB; negative: never.
@@ -277,7 +279,7 @@ type store struct {
 	// total is what the file holds as of the last commit; only the commit
 	// loop writes it.
 	total    storeCounts
-	onCommit func(time.Duration, int, error)
+	onCommit func(time.Duration, time.Duration, int, error)
 	// mappedLimit is storeOptions.MappedLimit, negative for never; trims
 	// counts the drops of the mapping.
 	mappedLimit int64
@@ -319,7 +321,8 @@ type store struct {
 type storeOp struct {
 	apply  func(b storeTx) error
 	finish func(err error)
-	err    error // apply's result in the current attempt
+	err    error     // apply's result in the current attempt
+	queued time.Time // when submit queued it
 }
 
 // openStore opens or creates the store at path (mode 0600) and starts its
@@ -511,6 +514,7 @@ func (s *store) submit(ctx context.Context, op *storeOp) error {
 	if s.closed {
 		return errClosed
 	}
+	op.queued = time.Now()
 	select {
 	case s.ops <- op:
 		return nil
@@ -572,8 +576,13 @@ func (s *store) loop() {
 			gathering = s.gather > 0 && float64(windowOps)/d.Seconds() >= s.gatherR
 			windowStart, windowOps = first, 0
 		}
-		if gathering && len(batch) < s.gatherN {
-			timer.Reset(s.gather - time.Since(first))
+		// GatherWait counts from when the oldest operation was queued, not
+		// from when the loop took it: an operation that waited behind the
+		// previous commit has already waited, so that no operation waits
+		// more than the longer of GatherWait and that commit before its
+		// own begins.
+		if wait := s.gather - time.Since(batch[0].queued); gathering && len(batch) < s.gatherN && wait > 0 {
+			timer.Reset(wait)
 		gather:
 			for len(batch) < s.gatherN {
 				select {
@@ -602,6 +611,7 @@ func (s *store) loop() {
 // those that needed the space fail.
 func (s *store) commit(batch []*storeOp) {
 	start := time.Now()
+	wait := start.Sub(batch[0].queued)
 	for len(batch) > 0 {
 		failed := -1
 		var delta countDelta
@@ -632,7 +642,7 @@ func (s *store) commit(batch []*storeOp) {
 		if err != nil {
 			err = fmt.Errorf("relay store: commit: %w", err)
 			if s.onCommit != nil {
-				s.onCommit(time.Since(start), len(batch), err)
+				s.onCommit(wait, time.Since(start), len(batch), err)
 			}
 			if len(batch) > 1 && errors.Is(err, syscall.ENOSPC) {
 				// The disk is full: the operations that need no new
@@ -653,7 +663,7 @@ func (s *store) commit(batch []*storeOp) {
 		s.total.add(delta)
 		s.commits.Add(1)
 		if s.onCommit != nil {
-			s.onCommit(time.Since(start), len(batch), nil)
+			s.onCommit(wait, time.Since(start), len(batch), nil)
 		}
 		for _, op := range batch {
 			op.finish(op.err)

@@ -24,7 +24,7 @@ func TestStoreNoSpaceGroup(t *testing.T) {
 	done := waiter[error](t)
 	fs := MountSmallFS(t, "4m")
 	var failed int
-	s := openTestStore(t, filepath.Join(fs, "relay.db"), storeOptions{OnCommit: func(_ time.Duration, _ int, err error) {
+	s := openTestStore(t, filepath.Join(fs, "relay.db"), storeOptions{OnCommit: func(_, _ time.Duration, _ int, err error) {
 		if err != nil {
 			failed++ // on the commit loop's goroutine, read after the results below
 		}

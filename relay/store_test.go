@@ -1105,8 +1105,9 @@ func TestStoreMessageValuesReused(t *testing.T) {
 
 // TestStoreGather checks when the commit loop waits for more operations
 // (see "Writes" in the file comment): not under light load, where a lone
-// operation commits at once; under load, until the batch holds GatherOps;
-// and never past Close, which commits what was taken and returns.
+// operation commits at once; under load, until the batch holds GatherOps
+// or its oldest operation has been queued for GatherWait; and never past
+// Close, which commits what was taken and returns.
 func TestStoreGather(t *testing.T) {
 	noop := func(storeTx) error { return nil }
 	submit := func(t *testing.T, s *store) <-chan error {
@@ -1204,6 +1205,21 @@ func TestStoreGather(t *testing.T) {
 		}
 		time.Sleep(3 * gatherWindow)
 		wait(t, submit(t, s)) // 4 in 300ms before it: at once
+	})
+	t.Run("queued long enough", func(t *testing.T) {
+		// GatherWait counts from when an operation was queued: one that
+		// has waited that long already (behind a slow commit) is committed
+		// at once, though the batch is short of GatherOps. The loop takes
+		// it as submit would have queued it GatherWait ago.
+		s := openTestStore(t, "", storeOptions{GatherWait: long, GatherOps: 4, GatherRate: 1e-3})
+		engage(t, s)
+		before := s.commits.Load()
+		ch := make(chan error, 1)
+		s.ops <- &storeOp{apply: noop, finish: func(err error) { ch <- err }, queued: time.Now().Add(-long)}
+		wait(t, ch)
+		if n := s.commits.Load() - before; n != 1 {
+			t.Errorf("%d commits, want 1", n)
+		}
 	})
 }
 
