@@ -58,12 +58,23 @@ const (
 )
 
 // childStats is the child's answer to "stats": its Go runtime's view of
-// its memory.
+// its memory and garbage collections, and its relay's store commits so
+// far (from the relay's metrics).
 type childStats struct {
 	HeapInuse  uint64 `json:"heap_inuse"`
 	StackInuse uint64 `json:"stack_inuse"`
 	Sys        uint64 `json:"sys"`
 	Goroutines int    `json:"goroutines"`
+	NumGC      uint32 `json:"num_gc"`
+	GCPauseNs  uint64 `json:"gc_pause_total_ns"` // stop-the-world pauses in all
+	// Commits are the store's group commits; CommitOps the operations in
+	// them; CommitSeconds their durations summed (fsync included);
+	// CommitWaitSeconds, summed, how long each one's oldest operation had
+	// been queued when it began.
+	Commits           float64 `json:"commits"`
+	CommitOps         float64 `json:"commit_ops"`
+	CommitSeconds     float64 `json:"commit_seconds"`
+	CommitWaitSeconds float64 `json:"commit_wait_seconds"`
 }
 
 // runChild is the relay-child command.
@@ -194,10 +205,17 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 		case "stats":
 			var m runtime.MemStats
 			runtime.ReadMemStats(&m)
-			b, _ := json.Marshal(childStats{
+			st := childStats{
 				HeapInuse: m.HeapInuse, StackInuse: m.StackInuse, Sys: m.Sys,
 				Goroutines: runtime.NumGoroutine(),
-			})
+				NumGC:      m.NumGC, GCPauseNs: m.PauseTotalNs,
+			}
+			met := relayMetrics(r)
+			st.Commits = met["hush_relay_store_commit_seconds_count"]
+			st.CommitSeconds = met["hush_relay_store_commit_seconds_sum"]
+			st.CommitOps = met["hush_relay_store_commit_operations_sum"]
+			st.CommitWaitSeconds = met["hush_relay_store_commit_wait_seconds_sum"]
+			b, _ := json.Marshal(st)
 			fmt.Fprintf(out, "stats %s\n", b)
 		default:
 			path, ok := strings.CutPrefix(sc.Text(), "heap ")
@@ -221,15 +239,29 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 // relayConnections reads r's connections gauge from its metrics, served
 // in-process.
 func relayConnections(r *relay.Relay) (int, error) {
+	f, ok := relayMetrics(r)["hush_relay_connections"]
+	if !ok {
+		return 0, errors.New("no connections metric")
+	}
+	return int(f), nil
+}
+
+// relayMetrics returns r's metrics without labels (histograms' _sum and
+// _count included) by name, served in-process.
+func relayMetrics(r *relay.Relay) map[string]float64 {
 	rec := httptest.NewRecorder()
 	r.AdminHandler("").ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	m := make(map[string]float64)
 	for line := range strings.Lines(rec.Body.String()) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "hush_relay_connections "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return int(f), err
+		name, v, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			m[name] = f
 		}
 	}
-	return 0, errors.New("no connections metric")
+	return m
 }
 
 // writeHeapProfile writes a heap profile (in use after a collection) to

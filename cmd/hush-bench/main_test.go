@@ -115,6 +115,16 @@ func TestThroughput(t *testing.T) {
 					t.Errorf("%s = %v", key, v)
 				}
 			}
+			// Every message was stored and acknowledged in the window's
+			// commits: at least one commit, at least one operation each.
+			if c, ops := number(t, res, "relay_commits_per_sec"), number(t, res, "relay_ops_per_commit"); c <= 0 || ops < 1 {
+				t.Errorf("%v commits/s, %v operations each", c, ops)
+			}
+			for _, key := range []string{"relay_commit_wait_ms", "relay_commit_ms", "relay_gc_per_sec", "relay_gc_pause_ms_per_sec"} {
+				if v := number(t, res, key); v < 0 {
+					t.Errorf("%s = %v", key, v)
+				}
+			}
 		})
 	}
 }

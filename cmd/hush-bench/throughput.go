@@ -92,6 +92,18 @@ type throughputResult struct {
 	// PerRelay has each relay's part with --relays: its first deliveries
 	// in the window per second, their share of all, and its CPU.
 	PerRelay []relayShare `json:"per_relay"`
+	// The relays' store and garbage collector in the window (summed over
+	// the relays): group commits per second, operations per commit, the
+	// mean time the oldest operation of a commit had been queued when it
+	// began (behind the commit before and gathering), the mean duration
+	// of a commit (fsync included), collections per second and their
+	// stop-the-world pauses in ms per second.
+	CommitsPerSec   *float64 `json:"relay_commits_per_sec"`
+	OpsPerCommit    *float64 `json:"relay_ops_per_commit"`
+	CommitWaitMs    *float64 `json:"relay_commit_wait_ms"`
+	CommitMs        *float64 `json:"relay_commit_ms"`
+	GCPerSec        *float64 `json:"relay_gc_per_sec"`
+	GCPauseMsPerSec *float64 `json:"relay_gc_pause_ms_per_sec"`
 }
 
 // relayShare is one relay's part of a scale-out run.
@@ -481,6 +493,7 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	}
 	cpu0s, rus0 := sampleCPUs(targets), clientCPU()
 	busy0, steal0, busyErr0 := machineCPU()
+	st0, stErr0 := sampleStats(ctx, targets)
 	if o.clientProf != "" {
 		f, err := os.Create(o.clientProf)
 		if err != nil {
@@ -500,6 +513,7 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	t.winEnd.Store(winEnd)
 	cpu1s, rus1 := sampleCPUs(targets), clientCPU()
 	busy1, steal1, busyErr1 := machineCPU()
+	st1, stErr1 := sampleStats(ctx, targets)
 	var mem procSample // summed over the relays
 	for _, t := range targets {
 		if t.child == nil {
@@ -604,7 +618,42 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 			res.OthersCPUPercent, res.StealCPUPercent = &others, &steal
 		}
 	}
+	if target.child != nil && stErr0 == nil && stErr1 == nil {
+		commits := st1.Commits - st0.Commits
+		perSec := commits / win.Seconds()
+		gc := float64(st1.NumGC-st0.NumGC) / win.Seconds()
+		pause := float64(st1.GCPauseNs-st0.GCPauseNs) / 1e6 / win.Seconds()
+		res.CommitsPerSec, res.GCPerSec, res.GCPauseMsPerSec = &perSec, &gc, &pause
+		if commits > 0 {
+			ops := (st1.CommitOps - st0.CommitOps) / commits
+			wait := 1000 * (st1.CommitWaitSeconds - st0.CommitWaitSeconds) / commits
+			dur := 1000 * (st1.CommitSeconds - st0.CommitSeconds) / commits
+			res.OpsPerCommit, res.CommitWaitMs, res.CommitMs = &ops, &wait, &dur
+		}
+	}
 	return res, nil
+}
+
+// sampleStats returns the sum of the relay children's stats (store and
+// garbage collector counters); an error if a target has no child.
+func sampleStats(ctx context.Context, targets []*relayTarget) (childStats, error) {
+	var sum childStats
+	for _, t := range targets {
+		if t.child == nil {
+			return sum, errors.New("no relay child")
+		}
+		s, err := t.child.Stats(ctx)
+		if err != nil {
+			return sum, err
+		}
+		sum.NumGC += s.NumGC
+		sum.GCPauseNs += s.GCPauseNs
+		sum.Commits += s.Commits
+		sum.CommitOps += s.CommitOps
+		sum.CommitSeconds += s.CommitSeconds
+		sum.CommitWaitSeconds += s.CommitWaitSeconds
+	}
+	return sum, nil
 }
 
 // sampleCPUs returns each relay child's CPU time, -1 without a child.
@@ -666,6 +715,13 @@ func printThroughput(w io.Writer, r *throughputResult) {
 	}
 	if r.RSS != nil {
 		fmt.Fprintf(w, "relay RSS      %s (anonymous %s, files %s; peak %s)\n", mib(*r.RSS), mib(*r.RSSAnon), mib(*r.RSSFile), mib(*r.RSSPeak))
+	}
+	if r.CommitsPerSec != nil && r.OpsPerCommit != nil {
+		fmt.Fprintf(w, "relay store    %.0f commits/s, %.1f operations each; oldest queued %.2f ms, commit %.2f ms (means)\n",
+			*r.CommitsPerSec, *r.OpsPerCommit, *r.CommitWaitMs, *r.CommitMs)
+	}
+	if r.GCPerSec != nil {
+		fmt.Fprintf(w, "relay GC       %.1f collections/s, pauses %.2f ms/s\n", *r.GCPerSec, *r.GCPauseMsPerSec)
 	}
 	fmt.Fprintf(w, "client CPU     %.0f µs/msg\n", r.ClientCPUPerMsg)
 	if r.OthersCPUPercent != nil {
