@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"maps"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -1040,6 +1041,11 @@ func (s *session) writeLoop() {
 		if !ok {
 			select {
 			case <-s.wake:
+				// Woken by the first of the replies that a group commit
+				// makes ready at once (and the woken writer runs next on
+				// its processor): let the others queue theirs first, so
+				// that they leave in one block rather than one each.
+				runtime.Gosched()
 			case <-linger.C:
 				if s.stopWriting() {
 					return
