@@ -44,6 +44,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hushrelay/hush/internal/gctune"
@@ -118,17 +119,11 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 	if *memRate > 0 {
 		runtime.MemProfileRate = *memRate
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	var uncap []netip.Addr
 	for _, a := range strings.Split(*uncapped, ",") {
 		if a == "" {
@@ -613,4 +608,29 @@ func machineCPU() (busy, steal time.Duration, err error) {
 	}
 	used := ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]
 	return time.Duration(used) * time.Second / clockTicks, time.Duration(ticks[7]) * time.Second / clockTicks, nil
+}
+
+// startCPUProfile starts a CPU profile of this process, written to path,
+// unless path is empty. The returned stop ends the profile and closes the
+// file; it may be called more than once (where the measurement ends, and
+// deferred), and is a no-op when path is empty.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}, nil
 }

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -186,17 +185,11 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 		relayLast, clientLast time.Duration
 		busy0, _, busyErr     = machineCPU()
 	)
-	if o.clientProf != "" {
-		f, err := os.Create(o.clientProf)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return nil, err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(o.clientProf)
+	if err != nil {
+		return nil, err
 	}
+	defer stopProfile()
 	relay0, client0 := sampleCPU(target), clientCPU()
 	start := time.Now()
 	err = parallel(ctx, o.queues, o.workers, func(ctx context.Context, i int) error {
@@ -233,9 +226,7 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 	elapsed := time.Since(start)
 	relay1, client1 := sampleCPU(target), clientCPU()
 	busy1, _, busyErr1 := machineCPU()
-	if o.clientProf != "" {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	res.CreateSeconds = elapsed.Seconds()
 	res.QueuesPerSec = float64(o.queues) / elapsed.Seconds()
 	res.QueuesPerSecLast = res.QueuesPerSec

@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -494,21 +492,13 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	cpu0s, rus0 := sampleCPUs(targets), clientCPU()
 	busy0, steal0, busyErr0 := machineCPU()
 	st0, stErr0 := sampleStats(ctx, targets)
-	if o.clientProf != "" {
-		f, err := os.Create(o.clientProf)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return nil, err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(o.clientProf)
+	if err != nil {
+		return nil, err
 	}
+	defer stopProfile()
 	<-stopCtx.Done()
-	if o.clientProf != "" {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	winEnd := t.now()
 	t.winEnd.Store(winEnd)
 	cpu1s, rus1 := sampleCPUs(targets), clientCPU()
