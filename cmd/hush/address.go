@@ -121,14 +121,11 @@ func (c *cmd) addressError(err error) error {
 
 // addressCreate is "hush address create".
 func (c *cmd) addressCreate(ctx context.Context, auto bool, timeout time.Duration) error {
-	s, err := c.openFor(ctx, need{contacts: []string{}, sendOnly: true})
+	s, err := c.openToCreate(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if err := c.checkRelays(ctx, s); err != nil {
-		return err
-	}
 	actx, cancel := context.WithTimeout(ctx, timeout+callTimeout)
 	defer cancel()
 	a, err := s.CreateAddress(actx, auto, timeout)
@@ -172,12 +169,7 @@ func addressOf(a client.Address) addressJSON {
 
 // addressShow is "hush address show".
 func (c *cmd) addressShow(ctx context.Context) error {
-	s, err := c.open(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	a, err := s.ContactAddress(ctx)
+	a, err := query(ctx, c, (*session).ContactAddress)
 	if err != nil {
 		return c.addressError(err)
 	}
@@ -240,21 +232,14 @@ type requestJSON struct {
 
 // requestsList is "hush requests".
 func (c *cmd) requestsList(ctx context.Context) error {
-	s, err := c.open(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	reqs, err := s.Requests(ctx)
+	reqs, err := query(ctx, c, (*session).Requests)
 	if err != nil {
 		return err
 	}
 	if c.json {
-		out := make([]requestJSON, 0, len(reqs))
-		for _, r := range reqs {
-			out = append(out, requestJSON{r.ID, r.Name, jsonTime(r.Received)})
-		}
-		return c.emit(map[string]any{"requests": out})
+		return emitList(c, "requests", reqs, func(r client.Request) requestJSON {
+			return requestJSON{r.ID, r.Name, jsonTime(r.Received)}
+		})
 	}
 	if len(reqs) == 0 {
 		fmt.Fprintln(c.env.stdout, "no contact requests (they come through your contact address: hush address)")

@@ -42,6 +42,18 @@ func (c *cmd) open(ctx context.Context, offline bool) (*session, error) {
 	return c.openFor(ctx, need{offline: offline})
 }
 
+// query returns what get gets from an offline session (open), which it
+// closes.
+func query[T any](ctx context.Context, c *cmd, get func(*session, context.Context) (T, error)) (T, error) {
+	s, err := c.open(ctx, true)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer s.Close()
+	return get(s, ctx)
+}
+
 // need is what a command needs of the relays when it opens the store
 // itself (the agent, when one runs, is online for every contact): so
 // that a command connects only to the relays it needs.

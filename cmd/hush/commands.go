@@ -37,6 +37,16 @@ func (c *cmd) emit(v any) error {
 	return enc.Encode(v)
 }
 
+// emitList prints {key: list}, each element made JSON by j, as one line of
+// JSON.
+func emitList[T, J any](c *cmd, key string, list []T, j func(T) J) error {
+	out := make([]J, 0, len(list))
+	for _, v := range list {
+		out = append(out, j(v))
+	}
+	return c.emit(map[string]any{key: out})
+}
+
 // warn prints a warning on standard error.
 func (c *cmd) warn(format string, args ...any) {
 	fmt.Fprintf(c.env.stderr, "hush: warning: "+format+"\n", args...)
@@ -44,12 +54,7 @@ func (c *cmd) warn(format string, args ...any) {
 
 // relaysList is "hush relays list".
 func (c *cmd) relaysList(ctx context.Context) error {
-	s, err := c.open(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	relays, err := s.Relays(ctx)
+	relays, err := query(ctx, c, (*session).Relays)
 	if err != nil {
 		return err
 	}
@@ -80,28 +85,36 @@ func (c *cmd) checkRelays(ctx context.Context, s *session) error {
 	case 0:
 		return errNoRelay
 	case 1:
-		hostPort := relays[0].Address
-		if a, err := queue.ParseAddress(hostPort); err == nil {
-			hostPort = a.HostPort()
-		}
 		c.warn("only one relay is configured (%s), so both directions of this contact may share it,\n"+
-			"and that relay could see both sides of the conversation; add a second one with \"hush relays add ADDRESS\"", hostPort)
+			"and that relay could see both sides of the conversation; add a second one with \"hush relays add ADDRESS\"", hostPort(relays[0].Address))
 	}
 	return nil
+}
+
+// openToCreate returns a session for a command that makes new queues (an
+// invitation, a contact address): online for no contact, sending only,
+// and with relays configured (checkRelays).
+func (c *cmd) openToCreate(ctx context.Context) (*session, error) {
+	s, err := c.openFor(ctx, need{contacts: []string{}, sendOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkRelays(ctx, s); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 var errNoRelay = errors.New("no relay configured: add one with \"hush relays add ADDRESS\" (an address from a relay operator)")
 
 // invite is "hush invite".
 func (c *cmd) invite(ctx context.Context, name string, short bool, timeout time.Duration) error {
-	s, err := c.openFor(ctx, need{contacts: []string{}, sendOnly: true})
+	s, err := c.openToCreate(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if err := c.checkRelays(ctx, s); err != nil {
-		return err
-	}
 	ictx, cancel := context.WithTimeout(ctx, timeout+callTimeout)
 	defer cancel()
 	invite := s.Invite
@@ -332,21 +345,12 @@ func contactOf(ct client.Contact) contactJSON {
 
 // contacts is "hush contacts".
 func (c *cmd) contacts(ctx context.Context) error {
-	s, err := c.open(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	list, err := s.Contacts(ctx)
+	list, err := query(ctx, c, (*session).Contacts)
 	if err != nil {
 		return err
 	}
 	if c.json {
-		out := make([]contactJSON, 0, len(list))
-		for _, ct := range list {
-			out = append(out, contactOf(ct))
-		}
-		return c.emit(map[string]any{"contacts": out})
+		return emitList(c, "contacts", list, contactOf)
 	}
 	if len(list) == 0 {
 		fmt.Fprintln(c.env.stdout, "no contacts yet: make an invitation with \"hush invite\", or accept one with \"hush accept LINK\"")
