@@ -24,6 +24,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -93,6 +94,8 @@ type idleOptions struct {
 	ping       time.Duration
 	pause      bool
 	memProfile string
+	clientProf string
+	clientNice int
 }
 
 // idleResult is the idle scenario's report. Memory is read after the
@@ -130,8 +133,12 @@ type idleResult struct {
 	// client processes holding them, over the same period.
 	RelayCPUPercent   float64 `json:"relay_cpu_percent"`
 	ClientsCPUPercent float64 `json:"clients_cpu_percent"`
-	KeepAliveMS       float64 `json:"keepalive_ms"` // the idle sessions' transport keep-alive
-	PingS             float64 `json:"ping_s"`       // their mean wait between hush PINGs
+	// RelayNice is the relay's nice value, ClientsNice the least of the
+	// client processes' threads (--client-nice more, at most 19).
+	RelayNice   int     `json:"relay_nice"`
+	ClientsNice int     `json:"clients_nice"`
+	KeepAliveMS float64 `json:"keepalive_ms"` // the idle sessions' transport keep-alive
+	PingS       float64 `json:"ping_s"`       // their mean wait between hush PINGs
 	// LoadStart and LoadEnd are the machine's 1-minute load average
 	// before the sessions are opened and at the end.
 	LoadStart float64 `json:"load_start"`
@@ -181,6 +188,8 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.DurationVar(&o.ping, "ping", idlePing, "the idle sessions' mean wait between hush PINGs (link.Config.KeepAlive); 60s is the client library's default")
 	fs.BoolVar(&o.pause, "pause", true, "also measure the probe with the sessions' client processes stopped (SIGSTOP), when the sessions' idle timeout is at least 3 times --probe")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the relay, with the sessions open, to this file")
+	fs.StringVar(&o.clientProf, "client-cpuprofile", "", "write a CPU profile of the first client process, from its start to its end, to this file")
+	fs.IntVar(&o.clientNice, "client-nice", idleClientNice, "the client processes run this much nicer than the relay (0 to 19): on a machine of its own the relay would not share its cores with its clients")
 	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -192,6 +201,8 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		return usageError{"--sessions must be at least 1"}
 	case o.procs < 0 || o.probe < 0 || o.probeEvery <= 0 || o.keepAlive <= 0 || o.ping <= 0 || o.dials < 1:
 		return usageError{"--procs and --probe must not be negative, --probe-every, --keepalive, --ping and --dials must be positive"}
+	case o.clientNice < 0 || o.clientNice > 19:
+		return usageError{"--client-nice must be from 0 to 19"}
 	case o.perAddress < 1 || o.perAddress > relay.DefaultMaxSessionsPerAddress:
 		return usageError{fmt.Sprintf("--per-address must be from 1 to the relay's per-address cap, %d", relay.DefaultMaxSessionsPerAddress)}
 	case o.relayAddr != "":
@@ -215,6 +226,7 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		res.Transport, res.Sessions, res.Procs, res.Addresses, res.Prefixes, res.OpenSeconds, res.DialRetries, res.RelayMaxSessions)
 	fmt.Fprintf(stdout, "relay RSS      %s before, %s with the sessions; %d descriptors open; %.1f%% of a core while idle (keep-alive %v, PINGs every %v; the clients %.1f%%)\n",
 		mib(res.RSSBefore), mib(res.RSS), res.RelayFDs, res.RelayCPUPercent, time.Duration(res.KeepAliveMS*float64(time.Millisecond)), time.Duration(res.PingS*float64(time.Second)), res.ClientsCPUPercent)
+	fmt.Fprintf(stdout, "priority       the relay at nice %d, its clients at %d\n", res.RelayNice, res.ClientsNice)
 	fmt.Fprintf(stdout, "per session    %.1f KiB RSS (%.1f KiB anonymous; Go heap %.1f KiB, stacks %.1f KiB, %.1f goroutines)\n",
 		res.RSSPerSession/1024, res.AnonPerSession/1024, res.HeapPerSession/1024, res.StackPerSession/1024, res.GoroutinesPerSess)
 	if o.probe > 0 {
@@ -323,6 +335,11 @@ func runIdle(ctx context.Context, o *idleOptions) (*idleResult, error) {
 		}
 	}()
 	res.OpenSeconds, res.DialRetries = time.Since(start).Seconds(), retries
+	res.RelayNice = threadsNice(child.cmd.Process.Pid)
+	res.ClientsNice = 19
+	for _, c := range clients {
+		res.ClientsNice = min(res.ClientsNice, threadsNice(c.cmd.Process.Pid))
+	}
 	cpu0, ccpu0, wall0 := sampleChildCPU(child), clientsCPU(clients), time.Now()
 	select {
 	case <-time.After(o.settle):
@@ -462,7 +479,16 @@ func startIdleClients(ctx context.Context, addr queue.Address, o *idleOptions) (
 		first, end := p*o.sessions/o.procs, (p+1)*o.sessions/o.procs
 		cmd := exec.Command(exe, "idle-client", "--relay", addr.String(), "--transport", o.transport,
 			"--first", strconv.Itoa(first), "--count", strconv.Itoa(end-first), "--per-address", strconv.Itoa(o.perAddress),
-			"--dials", strconv.Itoa(max(1, o.dials/o.procs)), "--keepalive", o.keepAlive.String(), "--ping", o.ping.String())
+			"--dials", strconv.Itoa(max(1, o.dials/o.procs)), "--keepalive", o.keepAlive.String(), "--ping", o.ping.String(),
+			"--nice", strconv.Itoa(o.clientNice))
+		if p == 0 && o.clientProf != "" {
+			path, err := filepath.Abs(o.clientProf)
+			if err != nil {
+				stopAll()
+				return nil, 0, err
+			}
+			cmd.Args = append(cmd.Args, "--cpuprofile", path)
+		}
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -554,6 +580,86 @@ func (c *idleClient) stop() {
 	c.cmd.Wait()
 }
 
+// idleClientNice is --client-nice's default. At 5 nicer, each client
+// process weighs a third of the relay with Linux's scheduler.
+const idleClientNice = 5
+
+// lowerPriority makes every thread of this process n nicer than it is (at
+// most 19). Linux sets the nice value of threads, not processes; a thread
+// started later inherits the value of the thread that starts it.
+func lowerPriority(n int) error {
+	if n == 0 {
+		return nil
+	}
+	st, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return err
+	}
+	cur, err := statNice(st)
+	if err != nil {
+		return err
+	}
+	target := min(cur+n, 19)
+	// Twice: a thread the runtime starts during the first pass, from a
+	// thread not yet set, is set in the second.
+	for range 2 {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil {
+				continue
+			}
+			if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, target); err != nil && !errors.Is(err, syscall.ESRCH) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// threadsNice returns the least nice value of process pid's threads, or
+// -21 if it cannot be read.
+func threadsNice(pid int) int {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return -21
+	}
+	least := 20
+	for _, t := range tasks {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		n, err := statNice(st)
+		if err != nil {
+			return -21
+		}
+		least = min(least, n)
+	}
+	if least == 20 {
+		return -21
+	}
+	return least
+}
+
+// statNice returns the nice value, field 19, of a /proc stat file.
+func statNice(st []byte) (int, error) {
+	// Fields are counted from the last ')': the command name may hold
+	// spaces.
+	i := bytes.LastIndexByte(st, ')')
+	if i < 0 {
+		return 0, errors.New("unreadable /proc stat")
+	}
+	f := strings.Fields(string(st[i+1:]))
+	if len(f) < 17 {
+		return 0, errors.New("unreadable /proc stat")
+	}
+	return strconv.Atoi(f[16])
+}
+
 // idleSource returns the source address of idle session i: per sessions
 // from each address, idleAddrsPerPrefix addresses in each /24 from
 // 127.1.0.0/24 on.
@@ -574,15 +680,25 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	dials := fs.Int("dials", 8, "dials in progress at a time")
 	keepAlive := fs.Duration("keepalive", 0, "transport keep-alive (0: the client default); the idle timeout is 5 times it, at least the client default")
 	ping := fs.Duration("ping", 0, "mean wait between hush PINGs (0: the client default)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process, until it exits, to this file")
+	nice := fs.Int("nice", 0, "run this much nicer than the parent (0 to 19)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
 	addr, err := queue.ParseAddress(*relayAddr)
-	if err != nil || *count < 1 || *per < 1 || *dials < 1 || *first < 0 || (*first+*count-1) / *per >= idleMaxAddresses {
-		return usageError{"idle-client: bad --relay, --first, --count or --per-address"}
+	if err != nil || *count < 1 || *per < 1 || *dials < 1 || *first < 0 || (*first+*count-1) / *per >= idleMaxAddresses || *nice < 0 || *nice > 19 {
+		return usageError{"idle-client: bad --relay, --first, --count, --per-address or --nice"}
+	}
+	if err := lowerPriority(*nice); err != nil {
+		return fmt.Errorf("idle client: nice: %w", err)
 	}
 	// The parent answers for the whole process group's Ctrl-C.
 	signal.Ignore(os.Interrupt)
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	out := bufio.NewWriter(stdout)
 	reply := func(format string, a ...any) error {
 		fmt.Fprintf(out, format+"\n", a...)

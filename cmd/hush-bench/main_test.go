@@ -189,9 +189,20 @@ func TestIdle(t *testing.T) {
 			t.Parallel()
 			// 20 sessions from 2 client processes and 3 source addresses
 			// (127.1.0.2 to 127.1.0.4), as the large runs spread theirs.
+			prof := filepath.Join(t.TempDir(), "client.cpu")
 			res := bench(t, "idle", "--transport", transport, "--sessions", "20", "--settle", "100ms",
-				"--procs", "2", "--per-address", "8", "--probe", "300ms")
+				"--procs", "2", "--per-address", "8", "--probe", "300ms", "--client-cpuprofile", prof)
 			checkNoLoss(t, res)
+			// The client processes yield to the relay: every thread of
+			// theirs is 5 nicer than the relay (at most 19).
+			if r, c := number(t, res, "relay_nice"), number(t, res, "clients_nice"); c != min(r+5, 19) {
+				t.Errorf("relay at nice %v, its clients at %v; want %v", r, c, min(r+5, 19))
+			}
+			if fi, err := os.Stat(prof); err != nil {
+				t.Errorf("client CPU profile: %v", err)
+			} else if fi.Size() == 0 {
+				t.Errorf("client CPU profile is empty")
+			}
 			if n := number(t, res, "sessions"); n != 20 {
 				t.Errorf("sessions %v, want 20", n)
 			}
