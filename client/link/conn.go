@@ -116,15 +116,20 @@ type Conn struct {
 	pingWait   time.Duration // how long a keep-alive PING may go unanswered
 
 	// out hands encoded transmissions to the writer, which gives their
-	// buffers back to bufs. It is unbuffered: a command waits, within its
-	// ctx, until the writer takes it.
-	out  chan *[]byte
+	// buffers back to bufs. It holds up to outQueue of them; beyond, a
+	// command waits, within its ctx, until the writer takes one. A
+	// command that gave up may thus still be sent.
+	out chan *[]byte
+	// kick wakes a lingering writer for a transmission that cannot share
+	// its block (see writeLoop); capacity 1.
+	kick chan struct{}
 	bufs txBuffers
 	// chans recycles the channels, of capacity 1, on which the reader
 	// hands a command its response (see exchange).
 	chans sync.Pool
-	// events is unbuffered: deliverLoop hands the application the events
-	// in waiting, one at a time.
+	// events is unbuffered: the reader hands an event to an application
+	// that is receiving when none waits before it (emit), and
+	// deliverLoop hands over the events in waiting, one at a time.
 	events chan Event
 	wake   chan struct{} // capacity 1: the reader added to waiting
 	done   chan struct{} // closed when the connection ends
@@ -146,14 +151,23 @@ type Conn struct {
 	// endsWaiting counts the END and DELD events in waiting: each ended a
 	// subscription whose events before it may still wait.
 	endsWaiting int
-	err         error // why the connection ended; set once, then done is closed
+	// handing is set while deliverLoop holds an event taken from waiting
+	// and not yet received by the application: emit then queues behind it.
+	handing bool
+	err     error // why the connection ended; set once, then done is closed
 }
 
 // response is a relay's answer to one command, copied out of the block.
+// It is small, as it travels on a channel and in the frames of every
+// command (a new goroutine's stack grows for each large frame).
 type response struct {
 	entity    queue.ID
 	hasEntity bool
-	cmd       queue.Command
+	tag       queue.Tag
+	code      queue.ErrorCode // of an ERR
+	// cmd is the whole answer, for tags that carry more than their tag
+	// (IDS, MSG, LNK, PKEY, FRES); nil for the others.
+	cmd *queue.Command
 }
 
 // subscription is what the reader needs to open MSG events for a queue.
@@ -234,7 +248,8 @@ func newConn(s session, cfg Config) *Conn {
 		keepAlive:  cfg.KeepAlive,
 		cover:      cfg.Cover,
 		pingWait:   max(cfg.KeepAlive, cfg.HandshakeTimeout),
-		out:        make(chan *[]byte),
+		out:        make(chan *[]byte, outQueue),
+		kick:       make(chan struct{}, 1),
 		events:     make(chan Event),
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
@@ -341,7 +356,7 @@ func (c *Conn) Create(ctx context.Context) (Queue, error) {
 // relay. Each key must be new and serve this one queue only: a key used
 // for two queues would let the relay link them.
 func (c *Conn) CreateWithKeys(ctx context.Context, rkey, dh *ecdh.PrivateKey) (Queue, error) {
-	r, err := c.do(ctx, rkey, nil, queue.Command{
+	r, err := c.do(ctx, rkey, nil, &queue.Command{
 		Tag:            queue.TagNEW,
 		RecipientKey:   queue.PublicKey(rkey),
 		RecipientDHKey: queue.PublicKey(dh),
@@ -371,7 +386,7 @@ func (c *Conn) CreateWithKeys(ctx context.Context, rkey, dh *ecdh.PrivateKey) (Q
 // commands authorized by that key are accepted. Securing again with the
 // same key succeeds; with another key it fails with queue.AUTH.
 func (c *Conn) Secure(ctx context.Context, q Queue, senderKey queue.Key) error {
-	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagKEY, SenderKey: senderKey}, queue.TagOK)
+	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, &queue.Command{Tag: queue.TagKEY, SenderKey: senderKey}, queue.TagOK)
 	return err
 }
 
@@ -379,7 +394,7 @@ func (c *Conn) Secure(ctx context.Context, q Queue, senderKey queue.Key) error {
 // key (SKEY), as the recipient's Secure would. Securing again with the
 // same key succeeds; another key, or a suspended queue, gets queue.AUTH.
 func (c *Conn) SecureSender(ctx context.Context, sid queue.ID, senderKey *ecdh.PrivateKey) error {
-	_, err := c.do(ctx, senderKey, &sid, queue.Command{Tag: queue.TagSKEY, SenderKey: queue.PublicKey(senderKey)}, queue.TagOK)
+	_, err := c.do(ctx, senderKey, &sid, &queue.Command{Tag: queue.TagSKEY, SenderKey: queue.PublicKey(senderKey)}, queue.TagOK)
 	return err
 }
 
@@ -392,7 +407,7 @@ func (c *Conn) Send(ctx context.Context, sid queue.ID, senderKey *ecdh.PrivateKe
 	if len(body) > queue.MaxTransmissionSize {
 		return queue.LARGE
 	}
-	_, err := c.do(ctx, senderKey, &sid, queue.Command{Tag: queue.TagSEND, Body: body}, queue.TagOK)
+	_, err := c.do(ctx, senderKey, &sid, &queue.Command{Tag: queue.TagSEND, Body: body}, queue.TagOK)
 	return err
 }
 
@@ -412,7 +427,7 @@ func (c *Conn) Subscribe(ctx context.Context, q Queue) error {
 	s.inflight++
 	c.mu.Unlock()
 
-	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagSUB}, queue.TagOK)
+	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, &queue.Command{Tag: queue.TagSUB}, queue.TagOK)
 
 	c.mu.Lock()
 	s.inflight--
@@ -446,7 +461,7 @@ func (c *Conn) unsubscribed(rid queue.ID) {
 // not open, Get returns an error wrapping queue.ErrOpen or queue.ErrSyntax
 // and a Message with only its ID, which can be acknowledged.
 func (c *Conn) Get(ctx context.Context, q Queue) (Message, error) {
-	r, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagGET}, queue.TagMSG)
+	r, err := c.do(ctx, q.RecipientKey, &q.RecipientID, &queue.Command{Tag: queue.TagGET}, queue.TagMSG)
 	if errors.Is(err, queue.NO_MSG) {
 		return Message{}, ErrNoMessage
 	}
@@ -471,21 +486,21 @@ func openMessage(key *[32]byte, id queue.ID, sealed []byte) (Message, error) {
 // follows. It returns queue.NO_MSG
 // if msgID is not the queue's first message.
 func (c *Conn) Ack(ctx context.Context, q Queue, msgID queue.ID) error {
-	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagACK, MsgID: msgID}, queue.TagOK)
+	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, &queue.Command{Tag: queue.TagACK, MsgID: msgID}, queue.TagOK)
 	return err
 }
 
 // Suspend stops the queue accepting messages (OFF): senders get
 // queue.AUTH; the recipient can still read what it holds.
 func (c *Conn) Suspend(ctx context.Context, q Queue) error {
-	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagOFF}, queue.TagOK)
+	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, &queue.Command{Tag: queue.TagOFF}, queue.TagOK)
 	return err
 }
 
 // Delete deletes the queue and its messages (DEL). A subscriber on another
 // connection gets EventDeleted.
 func (c *Conn) Delete(ctx context.Context, q Queue) error {
-	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagDEL}, queue.TagOK)
+	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, &queue.Command{Tag: queue.TagDEL}, queue.TagOK)
 	if err == nil {
 		c.unsubscribed(q.RecipientID)
 	}
@@ -501,7 +516,7 @@ func (c *Conn) SetLink(ctx context.Context, q Queue, id queue.ID, mode queue.Lin
 	if len(data) != queue.LinkDataSize || (mode != queue.LinkOnce && mode != queue.LinkReusable) {
 		return queue.SYNTAX
 	}
-	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, queue.Command{Tag: queue.TagLSET, LinkID: id, LinkMode: mode, Body: data}, queue.TagOK)
+	_, err := c.do(ctx, q.RecipientKey, &q.RecipientID, &queue.Command{Tag: queue.TagLSET, LinkID: id, LinkMode: mode, Body: data}, queue.TagOK)
 	return err
 }
 
@@ -509,7 +524,7 @@ func (c *Conn) SetLink(ctx context.Context, q Queue, id queue.ID, mode queue.Lin
 // deletes as it answers if it may be read once. queue.AUTH means there is
 // none (never stored, read already, or its queue deleted).
 func (c *Conn) GetLink(ctx context.Context, id queue.ID) ([]byte, error) {
-	r, err := c.do(ctx, nil, &id, queue.Command{Tag: queue.TagLGET}, queue.TagLNK)
+	r, err := c.do(ctx, nil, &id, &queue.Command{Tag: queue.TagLGET}, queue.TagLNK)
 	if err != nil {
 		return nil, err
 	}
@@ -518,22 +533,23 @@ func (c *Conn) GetLink(ctx context.Context, id queue.ID) ([]byte, error) {
 
 // Ping checks that the relay answers (PING, PONG).
 func (c *Conn) Ping(ctx context.Context) error {
-	_, err := c.do(ctx, nil, nil, queue.Command{Tag: queue.TagPING}, queue.TagPONG)
+	_, err := c.do(ctx, nil, nil, &queue.Command{Tag: queue.TagPING}, queue.TagPONG)
 	return err
 }
 
 // do sends cmd about entity, authorized by key (none if nil), and waits for
 // the response, which must have the tag want or be an ERR (returned as its
-// queue.ErrorCode).
-func (c *Conn) do(ctx context.Context, key *ecdh.PrivateKey, entity *queue.ID, cmd queue.Command, want queue.Tag) (queue.Command, error) {
+// queue.ErrorCode). It returns the response if want carries more than
+// its tag (see response), else nil.
+func (c *Conn) do(ctx context.Context, key *ecdh.PrivateKey, entity *queue.ID, cmd *queue.Command, want queue.Tag) (*queue.Command, error) {
 	r, err := c.exchange(ctx, key, entity, cmd, want)
 	if err != nil {
-		return r.cmd, err
+		return nil, err
 	}
 	if r.hasEntity != (entity != nil) || (entity != nil && r.entity != *entity) {
 		err = fmt.Errorf("%w: the relay answered %v for another queue", ErrProtocol, cmd.Tag)
 		c.shutdown(err)
-		return queue.Command{}, err
+		return nil, err
 	}
 	return r.cmd, nil
 }
@@ -542,13 +558,13 @@ func (c *Conn) do(ctx context.Context, key *ecdh.PrivateKey, entity *queue.ID, c
 // waits for the response, which must have the tag want or be an ERR
 // (returned as its queue.ErrorCode). The caller checks the response's
 // entity.
-func (c *Conn) exchange(ctx context.Context, key *ecdh.PrivateKey, entity *queue.ID, cmd queue.Command, want queue.Tag) (response, error) {
+func (c *Conn) exchange(ctx context.Context, key *ecdh.PrivateKey, entity *queue.ID, cmd *queue.Command, want queue.Tag) (response, error) {
 	if err := ctx.Err(); err != nil {
 		return response{}, err
 	}
 	var corr [queue.CorrIDSize]byte
 	rand.Read(corr[:])
-	t := queue.Transmission{CorrID: corr[:], Command: cmd}
+	t := queue.Transmission{CorrID: corr[:], Command: *cmd}
 	if entity != nil {
 		t.Entity = entity[:]
 	}
@@ -610,6 +626,14 @@ func (c *Conn) exchange(ctx context.Context, key *ecdh.PrivateKey, entity *queue
 		c.bufs.put(buf)
 		return response{}, c.endedErr()
 	}
+	if len(raw) > smallTx {
+		// It needs a block of its own: a lingering writer sends the
+		// block it holds now.
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
 	var r response
 	select {
 	case r = <-ch:
@@ -623,11 +647,11 @@ func (c *Conn) exchange(ctx context.Context, key *ecdh.PrivateKey, entity *queue
 		}
 	}
 	received = true
-	if r.cmd.Tag == queue.TagERR {
-		return r, r.cmd.Error
+	if r.tag == queue.TagERR {
+		return r, r.code
 	}
-	if r.cmd.Tag != want {
-		err := fmt.Errorf("%w: the relay answered %v with %v", ErrProtocol, cmd.Tag, r.cmd.Tag)
+	if r.tag != want {
+		err := fmt.Errorf("%w: the relay answered %v with %v", ErrProtocol, cmd.Tag, r.tag)
 		c.shutdown(err)
 		return response{}, err
 	}
@@ -663,16 +687,22 @@ func (c *Conn) authKey(priv *ecdh.PrivateKey) ([32]byte, error) {
 }
 
 // A busy connection's writer lingers: when it wrote a block less than
-// lingerBusy ago, a block with room for more waits up to lingerMax for
-// more transmissions before it goes. Commands that come one at a time at
-// a high rate (the ACK of each message a subscriber receives) then share
-// blocks, each of which costs both sides the encryption and transport of
-// BlockSize bytes; a connection that sends now and then waits for
-// nothing.
+// lingerBusy ago, a block with room for more waits lingerMax for more
+// transmissions before it goes, or less if one comes that needs a block
+// of its own. Commands that come one at a time at a high rate (the ACK of
+// each message a subscriber receives) then share blocks, each of which
+// costs both sides the encryption and transport of BlockSize bytes; a
+// connection that sends now and then waits for nothing. The transmissions
+// that come meanwhile wait in out without waking the writer.
 const (
 	lingerBusy = 2 * time.Millisecond
 	lingerMax  = time.Millisecond
 )
+
+// outQueue is how many encoded transmissions wait for the writer before
+// commands wait to hand theirs over: more than a block's worth of small
+// ones.
+const outQueue = 256
 
 // writeLoop writes the transmissions handed over on out, packing all that
 // are waiting (and fit) into each block, lingering while it is busy.
@@ -695,7 +725,7 @@ func (c *Conn) writeLoop() {
 		b.Add(*next) // fits: exchange checked its size
 		c.bufs.put(next)
 		next = nil
-		lingering := false
+		armed, lingered := false, false
 	fill:
 		for {
 			select {
@@ -708,31 +738,28 @@ func (c *Conn) writeLoop() {
 				continue
 			default:
 			}
-			if !b.Fits(smallTx) {
+			if lingered || !b.Fits(smallTx) || time.Since(last) >= lingerBusy {
 				break
 			}
-			if !lingering {
-				if time.Since(last) >= lingerBusy {
-					break
+			if !armed {
+				// A kick now is stale: its transmission was taken
+				// already. Look at out once more after dropping it.
+				select {
+				case <-c.kick:
+				default:
 				}
-				lingering = true
-				linger.Reset(lingerMax)
+				armed = true
+				continue
 			}
+			lingered = true
+			linger.Reset(lingerMax)
 			select {
-			case tx := <-c.out:
-				if !b.Add(*tx) {
-					next = tx
-					break fill
-				}
-				c.bufs.put(tx)
 			case <-linger.C:
-				break fill
+			case <-c.kick:
+				linger.Stop()
 			case <-c.done:
 				return
 			}
-		}
-		if lingering {
-			linger.Stop()
 		}
 		if _, err := c.conn.Write(b.Block()); err != nil {
 			c.shutdown(fmt.Errorf("%w: writing: %w", ErrUnreachable, err))
@@ -795,11 +822,19 @@ func (c *Conn) handle(tx []byte) error {
 		delete(c.pending, corr) // a second response with this corrID is ignored
 		c.mu.Unlock()
 		if ch != nil { // else the command gave up waiting
-			r.cmd = t.Command
-			r.cmd.Body = append([]byte(nil), t.Command.Body...)
-			r.cmd.Sealed = append([]byte(nil), t.Command.Sealed...)
-			for i, c := range t.Command.Attestation.Chain {
-				r.cmd.Attestation.Chain[i] = append([]byte(nil), c...)
+			r.tag = t.Command.Tag
+			switch r.tag {
+			case queue.TagOK, queue.TagPONG:
+			case queue.TagERR:
+				r.code = t.Command.Error
+			default:
+				cmd := t.Command
+				cmd.Body = append([]byte(nil), t.Command.Body...)
+				cmd.Sealed = append([]byte(nil), t.Command.Sealed...)
+				for i, c := range t.Command.Attestation.Chain {
+					cmd.Attestation.Chain[i] = append([]byte(nil), c...)
+				}
+				r.cmd = &cmd
 			}
 			ch <- r // buffered, and never sent to twice
 		}
@@ -844,9 +879,21 @@ func (c *Conn) handle(tx []byte) error {
 }
 
 // emit queues ev for the application, or fails if the relay has left
-// more events waiting than the protocol allows (see Events).
+// more events waiting than the protocol allows (see Events). When no event
+// waits before it and the application is receiving, it hands ev over at
+// once, without waking deliverLoop.
 func (c *Conn) emit(ev Event) error {
 	c.mu.Lock()
+	// While c.err is nil, done is open and deliverLoop has not closed
+	// events; the send does not block.
+	if len(c.waiting) == 0 && !c.handing && c.err == nil {
+		select {
+		case c.events <- ev:
+			c.mu.Unlock()
+			return nil
+		default:
+		}
+	}
 	if len(c.waiting) >= 2*(len(c.subs)+c.endsWaiting)+extraEvents {
 		n := len(c.waiting)
 		c.mu.Unlock()
@@ -883,6 +930,7 @@ func (c *Conn) deliverLoop() {
 			if n == 1 {
 				c.waiting = nil // let the array go
 			}
+			c.handing = true
 		}
 		c.mu.Unlock()
 		if n == 0 {
@@ -898,6 +946,9 @@ func (c *Conn) deliverLoop() {
 		case <-c.done:
 			return
 		}
+		c.mu.Lock()
+		c.handing = false
+		c.mu.Unlock()
 	}
 }
 

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"io"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,6 +103,18 @@ func (p *peer) drain() {
 			return
 		}
 	}
+}
+
+// peerQueues returns n queues, with new IDs and keys, for a peer to
+// deliver messages from.
+func peerQueues(n int) []Queue {
+	qs := make([]Queue, n)
+	for i := range qs {
+		rkey, _ := queue.GenerateKey()
+		qs[i] = Queue{RecipientID: queue.NewID(), RecipientKey: rkey}
+		rand.Read(qs[i].MessageKey[:])
+	}
+	return qs
 }
 
 func dialPeer(t *testing.T, ctx context.Context, addr queue.Address, cfg Config) *Conn {
@@ -319,12 +333,7 @@ func TestKeepAliveDetectsSilentRelay(t *testing.T) {
 func TestSlowApplication(t *testing.T) {
 	ctx := testContext(t)
 	const n = 5
-	qs := make([]Queue, n)
-	for i := range qs {
-		rkey, _ := queue.GenerateKey()
-		qs[i] = Queue{RecipientID: queue.NewID(), RecipientKey: rkey}
-		rand.Read(qs[i].MessageKey[:])
-	}
+	qs := peerQueues(n)
 	ackID := queue.NewID()
 	addr := startPeer(t, func(p *peer) {
 		for range n { // one SUB per queue, answered OK and a MSG
@@ -386,12 +395,7 @@ func TestSlowApplication(t *testing.T) {
 func TestSlowApplicationEnds(t *testing.T) {
 	ctx := testContext(t)
 	const n = 3 * extraEvents
-	qs := make([]Queue, n)
-	for i := range qs {
-		rkey, _ := queue.GenerateKey()
-		qs[i] = Queue{RecipientID: queue.NewID(), RecipientKey: rkey}
-		rand.Read(qs[i].MessageKey[:])
-	}
+	qs := peerQueues(n)
 	addr := startPeer(t, func(p *peer) {
 		for subscribed := 0; subscribed < n; {
 			txs, ok := p.read()
@@ -606,5 +610,85 @@ func TestKeepAliveKeepsSession(t *testing.T) {
 				t.Fatalf("ping on the kept session: %v", err)
 			}
 		})
+	}
+}
+
+// TestEventsInOrder has the relay deliver many messages on a few queues,
+// the next of each queue after its ACK, to an application that receives
+// them at an uneven pace and acknowledges each on a goroutine of its own
+// (events then go to it straight from the reader when nothing waits, and
+// through the waiting list when it is slow): every message arrives exactly
+// once, in the order the relay sent them.
+func TestEventsInOrder(t *testing.T) {
+	ctx := testContext(t)
+	const n, rounds = 8, 100
+	qs := peerQueues(n)
+	addr := startPeer(t, func(p *peer) {
+		var seq uint32 // the relay's order over all queues
+		sent := make(map[queue.ID]int)
+		msg := func(tx queue.Transmission) queue.Transmission {
+			rid := queue.ID(tx.Entity)
+			i := slices.IndexFunc(qs, func(q Queue) bool { return q.RecipientID == rid })
+			id := queue.NewID()
+			body := binary.BigEndian.AppendUint32(nil, seq)
+			seq++
+			sent[rid]++
+			return queue.Transmission{Entity: tx.Entity, Command: queue.Command{
+				Tag: queue.TagMSG, MsgID: id, Body: queue.SealMessage(nil, &qs[i].MessageKey, id, 0, body),
+			}}
+		}
+		for {
+			txs, ok := p.read()
+			if !ok {
+				return
+			}
+			for _, tx := range txs {
+				out := []queue.Transmission{{CorrID: tx.CorrID, Entity: tx.Entity, Command: queue.Command{Tag: queue.TagOK}}}
+				if tx.Command.Tag == queue.TagSUB || sent[queue.ID(tx.Entity)] < rounds {
+					out = append(out, msg(tx))
+				}
+				if !p.write(out...) {
+					return
+				}
+			}
+		}
+	})
+	c := dialPeer(t, ctx, addr, Config{Transport: TransportTCP})
+	for _, q := range qs {
+		if err := c.Subscribe(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var acks sync.WaitGroup
+	defer acks.Wait()
+	next := uint32(0) // the least sequence number still to come
+	for got := 0; got < n*rounds; got++ {
+		if got%7 == 3 {
+			// A slow moment: events queue up in the connection.
+			time.Sleep(time.Millisecond)
+		}
+		var ev Event
+		select {
+		case ev = <-c.Events():
+		case <-ctx.Done():
+			t.Fatalf("%d events, then none (connection: %v)", got, c.Err())
+		}
+		if ev.Kind != EventMessage || ev.Err != nil || len(ev.Message.Body) != 4 {
+			t.Fatalf("event %d: %+v", got, ev)
+		}
+		if s := binary.BigEndian.Uint32(ev.Message.Body); s < next {
+			t.Fatalf("event %d: message %d after %d", got, s, next-1)
+		} else {
+			next = s + 1
+		}
+		q := qs[slices.IndexFunc(qs, func(q Queue) bool { return q.RecipientID == ev.RecipientID })]
+		acks.Go(func() {
+			if err := c.Ack(ctx, q, ev.Message.ID); err != nil {
+				t.Errorf("ack: %v", err)
+			}
+		})
+	}
+	if next != n*rounds {
+		t.Fatalf("the last message was %d, want %d", next-1, n*rounds-1)
 	}
 }

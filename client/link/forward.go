@@ -55,7 +55,7 @@ type Proxied struct {
 // another relay than dest pins); ErrForwardTampered (a forged
 // attestation).
 func (c *Conn) Proxy(ctx context.Context, dest queue.Address) (*Proxied, error) {
-	r, err := c.exchange(ctx, nil, nil, queue.Command{Tag: queue.TagPRXY, Relay: dest.WithoutPassword()}, queue.TagPKEY)
+	r, err := c.exchange(ctx, nil, nil, &queue.Command{Tag: queue.TagPRXY, Relay: dest.WithoutPassword()}, queue.TagPKEY)
 	var code queue.ErrorCode
 	if errors.As(err, &code) {
 		return nil, fmt.Errorf("%w: %w", ErrForward, code)
@@ -120,7 +120,7 @@ func (p *Proxied) forward(ctx context.Context, key *ecdh.PrivateKey, sid queue.I
 		if err != nil {
 			return fmt.Errorf("%w: unusable attested session key", ErrForwardTampered)
 		}
-		r, err := p.conn.do(ctx, nil, &p.id, queue.Command{Tag: queue.TagPFWD, EphemeralKey: queue.PublicKey(eph), Sealed: sealed}, queue.TagFRES)
+		r, err := p.conn.do(ctx, nil, &p.id, &queue.Command{Tag: queue.TagPFWD, EphemeralKey: queue.PublicKey(eph), Sealed: sealed}, queue.TagFRES)
 		var code queue.ErrorCode
 		if errors.As(err, &code) {
 			return fmt.Errorf("%w: %w", ErrForward, code)
