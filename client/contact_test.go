@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -147,6 +148,33 @@ func connect(ctx context.Context, t *testing.T, a, b *person) {
 	}
 	if ev := b.next(ctx, client.EventConnected); ev.Contact != "a" {
 		t.Fatalf("b: connected %q", ev.Contact)
+	}
+}
+
+// connectMany makes a and b contacts n times, 8 at a time: "b0".."b<n-1>"
+// in a's list, "a0".."a<n-1>" in b's. It does not wait for them to be
+// connected.
+func connectMany(ctx context.Context, t *testing.T, a, b *person, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			link, err := a.c.Invite(ctx, fmt.Sprintf("b%d", i))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := b.c.Accept(ctx, link, fmt.Sprintf("a%d", i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -182,26 +181,7 @@ func TestManyContactsDrain(t *testing.T) {
 	defer cancel()
 	r := startRelay(t)
 	a, b := newPerson(t, r), newPerson(t, r)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i := range n {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			link, err := a.c.Invite(ctx, fmt.Sprintf("b%d", i))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if _, err := b.c.Accept(ctx, link, fmt.Sprintf("a%d", i)); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	connectMany(ctx, t, a, b, n)
 	for _, p := range []*person{a, b} {
 		for range n {
 			p.next(ctx, client.EventConnected)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,26 +23,7 @@ func TestRetireRelayMovesFiftyContacts(t *testing.T) {
 	defer cancel()
 	r1, r2, r3, r4 := startRelay(t), startRelay(t), startRelay(t), startRelay(t)
 	a, b, c := newPerson(t, r1), newPerson(t, r3), newPerson(t, r1)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i := range n {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			link, err := a.c.Invite(ctx, fmt.Sprintf("b%d", i))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if _, err := b.c.Accept(ctx, link, fmt.Sprintf("a%d", i)); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	connectMany(ctx, t, a, b, n)
 	ia, ib := newInbox(ctx, a), newInbox(ctx, b)
 	connect2 := func() {
 		link, err := a.c.Invite(ctx, "c")
