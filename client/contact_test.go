@@ -136,18 +136,37 @@ func (p *person) next(ctx context.Context, kinds ...client.EventKind) client.Eve
 // connect makes a and b contacts ("b" in a's list, "a" in b's).
 func connect(ctx context.Context, t *testing.T, a, b *person) {
 	t.Helper()
-	link, err := a.c.Invite(ctx, "b")
+	connectAs(ctx, t, a, b, "b", "a")
+}
+
+// connectedPair starts two relays, r1 and r2, and returns alice and bob,
+// each using both, made contacts by connect ("b" in alice's list, "a" in
+// bob's).
+func connectedPair(ctx context.Context, t *testing.T) (alice, bob *person, r1, r2 *testRelay) {
+	t.Helper()
+	r1, r2 = startRelay(t), startRelay(t)
+	alice, bob = newPerson(t, r1, r2), newPerson(t, r1, r2)
+	connect(ctx, t, alice, bob)
+	return alice, bob, r1, r2
+}
+
+// connectAs makes a and b contacts, b named bName in a's list and a named
+// aName in b's: a invites, b accepts, and each sees the other connected
+// (the next EventConnected of each names the new contact).
+func connectAs(ctx context.Context, t *testing.T, a, b *person, bName, aName string) {
+	t.Helper()
+	link, err := a.c.Invite(ctx, bName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.c.Accept(ctx, link, "a"); err != nil {
+	if _, err := b.c.Accept(ctx, link, aName); err != nil {
 		t.Fatal(err)
 	}
-	if ev := a.next(ctx, client.EventConnected); ev.Contact != "b" {
-		t.Fatalf("a: connected %q", ev.Contact)
+	if ev := a.next(ctx, client.EventConnected); ev.Contact != bName {
+		t.Fatalf("%s: connected %q, want %q", aName, ev.Contact, bName)
 	}
-	if ev := b.next(ctx, client.EventConnected); ev.Contact != "a" {
-		t.Fatalf("b: connected %q", ev.Contact)
+	if ev := b.next(ctx, client.EventConnected); ev.Contact != aName {
+		t.Fatalf("%s: connected %q, want %q", bName, ev.Contact, aName)
 	}
 }
 
@@ -187,12 +206,26 @@ func expectMessage(ctx context.Context, t *testing.T, p *person, from, text stri
 	return ev
 }
 
+// expectProblem returns p's next message or problem event, failing unless
+// it is a problem that is want (errors.Is).
+func expectProblem(ctx context.Context, t *testing.T, p *person, want error) client.Event {
+	t.Helper()
+	ev := p.next(ctx, client.EventMessage, client.EventProblem)
+	if ev.Kind != client.EventProblem || !errors.Is(ev.Problem, want) {
+		t.Fatalf("got %v %q (%v), want the problem %v", ev.Kind, ev.Text, ev.Problem, want)
+	}
+	return ev
+}
+
+// tamper flips a bit inside the sealed part of the envelope env.
+func tamper(env []byte) {
+	env[len(env)-100] ^= 0x04
+}
+
 func TestContactsConverse(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	r1, r2 := startRelay(t), startRelay(t)
-	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
-	connect(ctx, t, alice, bob)
+	alice, bob, _, _ := connectedPair(ctx, t)
 
 	for i := range 5 {
 		if _, err := alice.c.Send(ctx, "b", fmt.Sprintf("hello bob %d", i)); err != nil {
@@ -222,9 +255,7 @@ func TestContactsConverse(t *testing.T) {
 func TestOfflineRecipientGetsMessagesLater(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	r1, r2 := startRelay(t), startRelay(t)
-	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
-	connect(ctx, t, alice, bob)
+	alice, bob, _, _ := connectedPair(ctx, t)
 
 	bob.c.Close()
 	for i := range 3 {
@@ -244,9 +275,7 @@ func TestOfflineRecipientGetsMessagesLater(t *testing.T) {
 func TestRelayRestartMidConversation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	r1, r2 := startRelay(t), startRelay(t)
-	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
-	connect(ctx, t, alice, bob)
+	alice, bob, r1, r2 := connectedPair(ctx, t)
 	if _, err := alice.c.Send(ctx, "b", "before"); err != nil {
 		t.Fatal(err)
 	}
@@ -378,9 +407,7 @@ func TestSingleRelayShared(t *testing.T) {
 func TestTamperedMessageIsReported(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	r1, r2 := startRelay(t), startRelay(t)
-	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
-	connect(ctx, t, alice, bob)
+	alice, bob, _, _ := connectedPair(ctx, t)
 	alice.openWith(client.Config{Offline: true})
 	seq, err := alice.c.Send(ctx, "b", "do not change me")
 	if err != nil {
@@ -388,7 +415,7 @@ func TestTamperedMessageIsReported(t *testing.T) {
 	}
 	n, err := client.ChangeOutbox(alice.c, func(s uint64, env []byte) []byte {
 		if s == seq {
-			env[len(env)-100] ^= 0x04 // a bit inside the sealed part
+			tamper(env)
 		}
 		return env
 	})
@@ -396,10 +423,7 @@ func TestTamperedMessageIsReported(t *testing.T) {
 		t.Fatalf("changed %d outbox entries, want 1: %v", n, err)
 	}
 	alice.openWith(client.Config{})
-	ev := bob.next(ctx, client.EventMessage, client.EventProblem)
-	if ev.Kind != client.EventProblem || !errors.Is(ev.Problem, client.ErrTampered) {
-		t.Fatalf("got %v %q (%v), want a tampering problem", ev.Kind, ev.Text, ev.Problem)
-	}
+	ev := expectProblem(ctx, t, bob, client.ErrTampered)
 	t.Logf("reported: %v", ev.Problem)
 	// The conversation goes on.
 	if _, err := alice.c.Send(ctx, "b", "next"); err != nil {
@@ -444,9 +468,7 @@ func TestHelperSender(t *testing.T) {
 func TestClientKilledDuringSend(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	r1, r2 := startRelay(t), startRelay(t)
-	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
-	connect(ctx, t, alice, bob)
+	alice, bob, _, _ := connectedPair(ctx, t)
 	alice.c.Close()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperSender$")

@@ -262,9 +262,7 @@ func TestAcceptSharesWhenAlone(t *testing.T) {
 func TestRelayManagement(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r1, r2 := startRelay(t), startRelay(t)
-	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
-	connect(ctx, t, alice, bob)
+	alice, bob, r1, r2 := connectedPair(ctx, t)
 
 	clash := r1.addr
 	clash.Fingerprint = r2.addr.Fingerprint
@@ -324,15 +322,7 @@ func TestOutboxRelayDown(t *testing.T) {
 			bob := newPersonWith(t, dial, r1.addr)   // alice sends to bob on r1
 			carol := newPersonWith(t, dial, r2.addr) // and to carol on r2
 			connect(ctx, t, alice, bob)
-			l, err := alice.c.Invite(ctx, "c")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := carol.c.Accept(ctx, l, "a"); err != nil {
-				t.Fatal(err)
-			}
-			alice.next(ctx, client.EventConnected)
-			carol.next(ctx, client.EventConnected)
+			connectAs(ctx, t, alice, carol, "c", "a")
 
 			r1.stop()
 			start := time.Now()

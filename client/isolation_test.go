@@ -73,15 +73,7 @@ func TestPerContactIsolationNoSessionCarriesTwoContacts(t *testing.T) {
 			for _, n := range names {
 				p := newPersonWith(t, link.Config{}, r1.Address, r2.Address)
 				peers[n] = p
-				link, err := alice.c.Invite(ctx, n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := p.c.Accept(ctx, link, "alice"); err != nil {
-					t.Fatal(err)
-				}
-				alice.next(ctx, client.EventConnected)
-				p.next(ctx, client.EventConnected)
+				connectAs(ctx, t, alice, p, n, "alice")
 			}
 			exchange := func(round int) {
 				for _, n := range names {
@@ -160,15 +152,7 @@ func TestSendConnectsOnlyToTheContactsRelay(t *testing.T) {
 		name string
 		peer *person
 	}{{"bob", bob}, {"carol", carol}} {
-		link, err := alice.c.Invite(ctx, p.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := p.peer.c.Accept(ctx, link, "alice"); err != nil {
-			t.Fatal(err)
-		}
-		alice.next(ctx, client.EventConnected)
-		p.peer.next(ctx, client.EventConnected)
+		connectAs(ctx, t, alice, p.peer, p.name, "alice")
 	}
 	_, bobQueue, err := client.QueueIDs(alice.c, "bob")
 	if err != nil {
@@ -264,15 +248,7 @@ func TestTorIsolationGivesEachContactItsCredentials(t *testing.T) {
 			alice.openWith(client.Config{Dial: tor, Isolation: mode})
 			for _, n := range []string{"bob", "carol"} {
 				p := newPersonWith(t, link.Config{}, r1.Address, r2.Address)
-				link, err := alice.c.Invite(ctx, n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := p.c.Accept(ctx, link, "alice"); err != nil {
-					t.Fatal(err)
-				}
-				alice.next(ctx, client.EventConnected)
-				p.next(ctx, client.EventConnected)
+				connectAs(ctx, t, alice, p, n, "alice")
 				if _, err := alice.c.Send(ctx, n, "hello "+n); err != nil {
 					t.Fatal(err)
 				}

@@ -45,9 +45,7 @@ func storedEntries(t *testing.T, p *person) int {
 func TestForget(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	r1, r2 := startRelay(t), startRelay(t)
-	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
-	connect(ctx, t, alice, bob)
+	alice, bob, r1, r2 := connectedPair(ctx, t)
 	waitQueues(ctx, t, 2, r1, r2)
 	if storedEntries(t, alice) == 0 {
 		t.Fatal("no contact entries counted before forget")

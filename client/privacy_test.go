@@ -78,15 +78,7 @@ func TestStoreScanFindsNoPlaintextAndOnlyPaddedSizes(t *testing.T) {
 	r1, r2 := startRelay(t), startRelay(t)
 	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
 	const bobName, aliceName = "bob-the-distinct-name", "alice-the-distinct-name"
-	link, err := alice.c.Invite(ctx, bobName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.c.Accept(ctx, link, aliceName); err != nil {
-		t.Fatal(err)
-	}
-	alice.next(ctx, client.EventConnected)
-	bob.next(ctx, client.EventConnected)
+	connectAs(ctx, t, alice, bob, bobName, aliceName)
 	if _, err := alice.c.Send(ctx, bobName, "hi"); err != nil {
 		t.Fatal(err)
 	}

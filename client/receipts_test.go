@@ -30,14 +30,24 @@ func untilMessage(ctx context.Context, t *testing.T, p *person, from, text strin
 	}
 }
 
+// sendMarker has from send text to its contact to (toName in from's
+// list, fromName in to's), and returns the message's seq and the seqs of
+// the receipts from to that came before it (untilMessage).
+func sendMarker(ctx context.Context, t *testing.T, from *person, toName string, to *person, fromName, text string) (uint64, []uint64) {
+	t.Helper()
+	seq, err := from.c.Send(ctx, toName, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq, untilMessage(ctx, t, to, fromName, text)
+}
+
 // TestReceipts: each message stored by the recipient gets exactly one
 // receipt, in order, bound to it, both ways; receipts get none.
 func TestReceipts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	r1, r2 := startRelay(t), startRelay(t)
-	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
-	connect(ctx, t, alice, bob)
+	alice, bob, _, _ := connectedPair(ctx, t)
 
 	const n = 5
 	var sent []uint64
@@ -65,29 +75,23 @@ func TestReceipts(t *testing.T) {
 	// Bob's reply comes after his receipts on the same queue: no further
 	// receipt comes before it. Its seq counts bob's payloads: his
 	// confirmation, n receipts and the reply.
-	reply, err := bob.c.Send(ctx, "a", "all five")
-	if err != nil {
-		t.Fatal(err)
-	}
+	reply, extra := sendMarker(ctx, t, bob, "a", alice, "b", "all five")
 	if reply != 1+n+1 {
 		t.Errorf("bob's reply has seq %d, want %d: one receipt per message", reply, 1+n+1)
 	}
-	if extra := untilMessage(ctx, t, alice, "b", "all five"); len(extra) != 0 {
+	if len(extra) != 0 {
 		t.Fatalf("receipts %v after all were delivered", extra)
 	}
 	// The other way: alice's receipt for the reply, and none for a receipt.
 	if ev := bob.next(ctx, client.EventDelivered, client.EventProblem); ev.Kind != client.EventDelivered || ev.Seq != reply {
 		t.Fatalf("bob: %v seq %d (%v), want the receipt of %d", ev.Kind, ev.Seq, ev.Problem, reply)
 	}
-	seq, err := alice.c.Send(ctx, "b", "done")
-	if err != nil {
-		t.Fatal(err)
-	}
+	seq, extra := sendMarker(ctx, t, alice, "b", bob, "a", "done")
 	// Alice sent the ready message (seq 1), n texts and one receipt.
 	if seq != 1+n+1+1 {
 		t.Errorf("alice's last message has seq %d, want %d", seq, 1+n+2)
 	}
-	if extra := untilMessage(ctx, t, bob, "a", "done"); len(extra) != 0 {
+	if len(extra) != 0 {
 		t.Fatalf("bob got receipts %v for receipts", extra)
 	}
 }
@@ -99,9 +103,7 @@ func TestReceipts(t *testing.T) {
 func TestReceiptsOff(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	r1, r2 := startRelay(t), startRelay(t)
-	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
-	connect(ctx, t, alice, bob)
+	alice, bob, _, _ := connectedPair(ctx, t)
 	if on, err := bob.c.Receipts(); err != nil || !on {
 		t.Fatalf("receipts by default: %v, %v; want on", on, err)
 	}
@@ -110,11 +112,8 @@ func TestReceiptsOff(t *testing.T) {
 	// he sent nothing back before his next message.
 	without := func(what string) {
 		t.Helper()
-		before, err := bob.c.Send(ctx, "a", "before "+what)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := untilMessage(ctx, t, alice, "b", "before "+what); len(got) != 0 {
+		before, got := sendMarker(ctx, t, bob, "a", alice, "b", "before "+what)
+		if len(got) != 0 {
 			t.Fatalf("%s: receipts %v before", what, got)
 		}
 		for i := range 2 {
@@ -125,14 +124,11 @@ func TestReceiptsOff(t *testing.T) {
 		for i := range 2 {
 			expectMessage(ctx, t, bob, "a", fmt.Sprintf("%s %d", what, i))
 		}
-		after, err := bob.c.Send(ctx, "a", "after "+what)
-		if err != nil {
-			t.Fatal(err)
-		}
+		after, got := sendMarker(ctx, t, bob, "a", alice, "b", "after "+what)
 		if after != before+1 {
 			t.Errorf("%s: bob's payloads went from seq %d to %d: he sent receipts", what, before, after)
 		}
-		if got := untilMessage(ctx, t, alice, "b", "after "+what); len(got) != 0 {
+		if len(got) != 0 {
 			t.Fatalf("%s: receipts %v", what, got)
 		}
 	}
@@ -180,9 +176,7 @@ func TestReceiptsOff(t *testing.T) {
 func TestNoReceiptForLostOrTampered(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	r1, r2 := startRelay(t), startRelay(t)
-	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
-	connect(ctx, t, alice, bob)
+	alice, bob, _, _ := connectedPair(ctx, t)
 	first, err := alice.c.Send(ctx, "b", "first")
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +200,7 @@ func TestNoReceiptForLostOrTampered(t *testing.T) {
 	n, err := client.ChangeOutbox(alice.c, func(seq uint64, env []byte) []byte {
 		switch seq {
 		case seqs[0]:
-			env[len(env)-100] ^= 0x04 // a bit inside the sealed part
+			tamper(env)
 		case seqs[1]:
 			return nil
 		}
@@ -217,19 +211,10 @@ func TestNoReceiptForLostOrTampered(t *testing.T) {
 	}
 	alice.openWith(client.Config{})
 
-	ev := bob.next(ctx, client.EventMessage, client.EventProblem)
-	if ev.Kind != client.EventProblem || !errors.Is(ev.Problem, client.ErrTampered) {
-		t.Fatalf("bob: %v %q (%v), want a tampering problem", ev.Kind, ev.Text, ev.Problem)
-	}
-	ev = bob.next(ctx, client.EventMessage, client.EventProblem)
-	if ev.Kind != client.EventProblem || !errors.Is(ev.Problem, client.ErrGap) {
-		t.Fatalf("bob: %v %q (%v), want a gap", ev.Kind, ev.Text, ev.Problem)
-	}
+	expectProblem(ctx, t, bob, client.ErrTampered)
+	expectProblem(ctx, t, bob, client.ErrGap)
 	expectMessage(ctx, t, bob, "a", "kept")
-	if _, err := bob.c.Send(ctx, "a", "marker"); err != nil {
-		t.Fatal(err)
-	}
-	if got := untilMessage(ctx, t, alice, "b", "marker"); !slices.Equal(got, []uint64{seqs[2]}) {
+	if _, got := sendMarker(ctx, t, bob, "a", alice, "b", "marker"); !slices.Equal(got, []uint64{seqs[2]}) {
 		t.Fatalf("receipts %v, want only that of the kept message (%d)", got, seqs[2])
 	}
 }
@@ -241,9 +226,7 @@ func TestNoReceiptForLostOrTampered(t *testing.T) {
 func TestReceiptMismatch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	r1, r2 := startRelay(t), startRelay(t)
-	alice, bob := newPerson(t, r1, r2), newPerson(t, r1, r2)
-	connect(ctx, t, alice, bob)
+	alice, bob, _, _ := connectedPair(ctx, t)
 	bob.c.Close()
 	seq, err := alice.c.Send(ctx, "b", "which one?")
 	if err != nil {

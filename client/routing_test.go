@@ -90,15 +90,7 @@ func TestPrivateRoutingHidesSenderAddress(t *testing.T) {
 				bob := routedPerson(t, bobAddr, transport, routing, r2.Address)
 
 				connect(ctx, t, alice, bob) // alice invites: "b" is bob, "a" alice
-				inv, err := bob.c.Invite(ctx, "alice")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := alice.c.Accept(ctx, inv, "bob"); err != nil {
-					t.Fatal(err)
-				}
-				alice.next(ctx, client.EventConnected)
-				bob.next(ctx, client.EventConnected)
+				connectAs(ctx, t, bob, alice, "alice", "bob")
 				exchange(ctx, t, alice, bob, "a", "b", 5)
 				exchange(ctx, t, bob, alice, "bob", "alice", 5)
 

@@ -20,24 +20,7 @@ func TestAddressAndReceiptsAPI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	r1, r2 := relaytest.Start(t, t.TempDir()), relaytest.Start(t, t.TempDir())
-	open := func() *client.Client {
-		home := t.TempDir()
-		if err := client.Init(home, nil); err != nil {
-			t.Fatal(err)
-		}
-		cl, err := client.Open(ctx, client.Config{Home: home, Events: client.EventsStored})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.Close() })
-		for _, r := range []*relaytest.Process{r1, r2} {
-			if err := cl.AddRelay(r.Addr); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return cl
-	}
-	owner, guest := agent.NewServer(open(), agent.Config{}), agent.NewServer(open(), agent.Config{})
+	owner, guest := agent.NewServer(openClient(ctx, t, r1, r2), agent.Config{}), agent.NewServer(openClient(ctx, t, r1, r2), agent.Config{})
 	defer owner.Close()
 	defer guest.Close()
 	o, g := owner.Pipe(), guest.Pipe()

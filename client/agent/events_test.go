@@ -25,6 +25,28 @@ func next(ctx context.Context, t *testing.T, sub *agent.Subscription) agent.Even
 	panic("unreachable")
 }
 
+// openClient returns a client with a new home, its events stored
+// (client.EventsStored), and the relays rs added; it is closed when the
+// test ends.
+func openClient(ctx context.Context, t *testing.T, rs ...*relaytest.Process) *client.Client {
+	t.Helper()
+	home := t.TempDir()
+	if err := client.Init(home, nil); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.Open(ctx, client.Config{Home: home, Events: client.EventsStored})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	for _, r := range rs {
+		if err := cl.AddRelay(r.Addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cl
+}
+
 // TestEvents follows events through the API: taken once by whoever acks
 // first, kept for later subscriptions until then, and the transient ones
 // dropped while nobody subscribes.
@@ -32,24 +54,7 @@ func TestEvents(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	r1, r2 := relaytest.Start(t, t.TempDir()), relaytest.Start(t, t.TempDir())
-	open := func() *client.Client {
-		home := t.TempDir()
-		if err := client.Init(home, nil); err != nil {
-			t.Fatal(err)
-		}
-		cl, err := client.Open(ctx, client.Config{Home: home, Events: client.EventsStored})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.Close() })
-		for _, r := range []*relaytest.Process{r1, r2} {
-			if err := cl.AddRelay(r.Addr); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return cl
-	}
-	alice, bob := open(), open()
+	alice, bob := openClient(ctx, t, r1, r2), openClient(ctx, t, r1, r2)
 	srv := agent.NewServer(alice, agent.Config{})
 	defer srv.Close()
 	c1, c2 := srv.Pipe(), srv.Pipe()
