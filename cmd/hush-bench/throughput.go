@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/hushrelay/hush/client/link"
+	"github.com/hushrelay/hush/internal/gctune"
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -152,7 +154,20 @@ func runThroughputCommand(ctx context.Context, args []string, stdout, stderr io.
 	if o.backlog == 0 {
 		o.backlog = 4 * o.queues
 	}
+	// The load generator's garbage collector gets the headroom that
+	// hush-relay gives the relay's (internal/gctune): each message
+	// delivered allocates its body, and with Go's default target the
+	// small live heap would be collected several times a second. GOGC in
+	// the environment turns it off, for both processes.
+	gcCtx, stopGC := context.WithCancel(ctx)
+	gcDone := make(chan struct{})
+	go func() {
+		defer close(gcDone)
+		gctune.Run(gcCtx, gctune.DefaultHeadroom, os.Getenv)
+	}()
 	res, err := runThroughput(ctx, &o)
+	stopGC()
+	<-gcDone
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 // Package gctune sets the Go garbage collector's target of a relay
 // process (hush-relay start, and hush-bench's relay child, which measures
-// what hush-relay does).
+// what hush-relay does), and of hush-bench's throughput load generator,
+// whose client connections allocate the body of each message delivered.
 //
 // A relay's live heap is small (a few MiB) while it allocates fast:
 // bbolt's page buffers of every commit (a 16 KiB message is written in
