@@ -3,6 +3,8 @@ package relay
 import (
 	"net/netip"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -17,3 +19,53 @@ func SetForwardHook(r *Relay, hook func(cmd *queue.Command, session *queue.ID) i
 // SetAdmitHook makes r tell hook the source address of every connection
 // it accepts, before its caps are checked.
 func SetAdmitHook(r *Relay, hook func(netip.Addr)) { r.admitHook.Store(&hook) }
+
+// PreparedDeliveries returns how many MSG events r sent from memory,
+// prepared by their SENDs (messages_delivered_from_memory_total).
+func PreparedDeliveries(r *Relay) float64 {
+	var m dto.Metric
+	if err := r.metrics.messagesPrepared.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// PreparedHeld returns how many prepared MSG events r holds (in flight with
+// their SENDs, or offered to subscriptions).
+func PreparedHeld(r *Relay) int { return int(r.prepared.Load()) }
+
+// StoreCommits returns the number of group transactions r's store has
+// committed: the number of the last one.
+func StoreCommits(r *Relay) uint64 { return r.store.commits.Load() }
+
+// SubscriberWaiting reports whether the queue with recipient ID rid has a
+// subscription with no message outstanding, no ACK pending and no event
+// offered: one whose last read of the store found the queue empty.
+func SubscriberWaiting(r *Relay, rid queue.ID) bool {
+	r.mu.Lock()
+	sub := r.subs[rid]
+	r.mu.Unlock()
+	return sub != nil && sub.sess.waiting(sub)
+}
+
+// OfferLate prepares the MSG event of a message with ID id, time ts and
+// body for the subscriber of queue rid, as a SEND does, and offers it as
+// its SEND would once durable, as though that had stored the message, the
+// queue's only one, in store transaction commit. It reports whether the
+// subscription took it (and was then told to deliver).
+func OfferLate(r *Relay, rid, id queue.ID, ts int64, body []byte, commit uint64) bool {
+	p := r.prepareEvent(rid, &storedMessage{ID: id, Timestamp: ts, Body: body})
+	if p == nil {
+		return false
+	}
+	p.commit = commit
+	r.mu.Lock()
+	sub := r.subs[rid]
+	r.mu.Unlock()
+	if sub == nil || !sub.sess.offer(sub, p) {
+		r.releaseEvent(p)
+		return false
+	}
+	sub.sess.markPending(sub, false)
+	return true
+}

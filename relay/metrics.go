@@ -29,16 +29,19 @@ type metrics struct {
 	queuesExpired     prometheus.Counter
 	messagesReceived  prometheus.Counter
 	messagesDelivered prometheus.Counter
-	messagesAcked     prometheus.Counter
-	messagesExpired   prometheus.Counter
-	commitWait        prometheus.Histogram
-	commitSeconds     prometheus.Histogram
-	commitOps         prometheus.Histogram
-	commitErrors      prometheus.Counter
-	trims             prometheus.Counter
-	trimErrors        prometheus.Counter
-	acceptErrors      prometheus.Counter
-	storageRefusals   prometheus.Counter
+	// messagesPrepared counts the MSG events sent from memory
+	// (preparedEvent in session.go), included in messagesDelivered.
+	messagesPrepared prometheus.Counter
+	messagesAcked    prometheus.Counter
+	messagesExpired  prometheus.Counter
+	commitWait       prometheus.Histogram
+	commitSeconds    prometheus.Histogram
+	commitOps        prometheus.Histogram
+	commitErrors     prometheus.Counter
+	trims            prometheus.Counter
+	trimErrors       prometheus.Counter
+	acceptErrors     prometheus.Counter
+	storageRefusals  prometheus.Counter
 	// delayed* count the commands that waited for a budget: the session's
 	// command budget, its error budget, the relay's NEW rate.
 	delayedCommands, delayedFailures, delayedNew prometheus.Counter
@@ -73,6 +76,7 @@ func newMetrics(r *Relay) *metrics {
 		queuesExpired:     counter("queues_expired_total", "Queues never secured that expired."),
 		messagesReceived:  counter("messages_received_total", "Messages stored durably (SEND answered OK)."),
 		messagesDelivered: counter("messages_delivered_total", "Messages handed to recipients (MSG events and GET answers, redeliveries included)."),
+		messagesPrepared:  counter("messages_delivered_from_memory_total", "MSG events of messages delivered without reading them back from the store: prepared while the SEND was handled, for a subscriber with nothing outstanding, and sent once the message was stored as its queue's only one (included in messages_delivered_total)."),
 		messagesAcked:     counter("messages_acknowledged_total", "Messages acknowledged and deleted (ACK answered OK)."),
 		messagesExpired:   counter("messages_expired_total", "Undelivered messages deleted at the end of their lifetime."),
 		commitWait: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -144,7 +148,7 @@ func newMetrics(r *Relay) *metrics {
 	}
 	m.reg.MustRegister(
 		m.sessionsTotal, m.handshakeFailures, m.queuesCreated, m.queuesDeleted, m.queuesExpired,
-		m.messagesReceived, m.messagesDelivered, m.messagesAcked, m.messagesExpired,
+		m.messagesReceived, m.messagesDelivered, m.messagesPrepared, m.messagesAcked, m.messagesExpired,
 		m.commitWait, m.commitSeconds, m.commitOps, m.commitErrors, m.trims, m.trimErrors, commands, errs,
 		m.acceptErrors, delayed, refused, m.storageRefusals,
 		m.forwarded, m.forwardFailures, m.forwardedReceived, forwardRefused,

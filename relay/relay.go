@@ -77,6 +77,7 @@ type Relay struct {
 	// diskKick asks diskLoop for a check now (after a commit); buffered 1.
 	diskKick chan struct{}
 	blocks   sync.Pool                 // *[]byte of queue.BlockSize; see getBlock
+	prepared atomic.Int32              // preparedEvents not released, at most maxPrepared
 	readBufs sync.Pool                 // *[]byte of readBufSize; see tcpConn
 	cert     atomic.Pointer[certState] // the certificate served; see SetCertificate
 	draining atomic.Bool               // NEW is refused; see SetDraining

@@ -44,6 +44,11 @@ const (
 	// wait for more work before they end. A busy session keeps them, with
 	// the stacks they have grown; an idle one has neither.
 	workerLinger = time.Second
+	// maxPrepared bounds the MSG events that SENDs prepare for their
+	// queues' subscribers (preparedEvent), relay-wide: that many block
+	// buffers at most, 4 MiB. When it is reached, a SEND prepares none,
+	// and its message is delivered from the store.
+	maxPrepared = 256
 )
 
 // errMalformed closes a session that sent an invalid block or transmission.
@@ -160,6 +165,33 @@ type subscription struct {
 	// (markPending without recheck, which then has nothing to do);
 	// delivery clears it before it reads the queue.
 	arrived bool
+	// ready is the MSG event of the queue's first message, prepared by
+	// its SEND and offered once it was durable (offer), for the writer
+	// to seal and send without reading the store; nil if none.
+	ready *preparedEvent
+	// floor is a store commit number (store.commits) up to which the
+	// store has been read for this subscription, or its first message
+	// may have changed since (ACK, expiry, SUB): an event prepared for a
+	// message stored in that commit or before is not taken (offer), as
+	// the message may have been delivered or be gone already.
+	floor uint64
+}
+
+// preparedEvent is the MSG event of a message, begun while its SEND was
+// handled for a queue whose subscriber had nothing outstanding
+// (queue.BeginMessageEvent, the body copied in, not yet sealed). Once the
+// SEND is durable, if its message was then its queue's only one, it is
+// offered to the subscription, and the writer seals and sends it without
+// reading the message back from the store; otherwise it is released and
+// delivery reads the store. The store stays the source of truth: only a
+// message that is still its queue's first message, and that no read of
+// the store for the subscription can have seen, is delivered this way
+// (subscription.floor).
+type preparedEvent struct {
+	buf    *[]byte // a pooled block buffer, holding ev
+	ev     []byte
+	id     queue.ID
+	commit uint64 // the store commit that stored the message
 }
 
 func newSession(r *Relay, conn io.ReadWriteCloser, binding []byte, tk *ticket) (*session, error) {
@@ -207,6 +239,7 @@ func (s *session) close() {
 // run does the hush handshake and serves the session until it ends. It
 // returns once every goroutine of the session has finished.
 func (s *session) run() error {
+	defer s.releaseReady()
 	defer s.wg.Wait()
 	defer s.close()
 	hs := time.AfterFunc(s.r.cfg.HandshakeTimeout, s.close)
@@ -826,21 +859,25 @@ func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 	msg := storedMessage{ID: queue.NewID(), Timestamp: floorTime(time.Now().Unix(), s.r.messageUnit()), Body: cmd.Body} // addMessage copies it
 	begun := time.Now()
 	done := s.startWrite(&rec, false)
+	pre := s.r.prepareEvent(rec.RecipientID, &msg)
 	ch, err := s.r.store.addMessage(s.ctx, sid, msg, s.r.cfg.QueueQuota)
 	if err != nil {
 		done()
+		s.r.releaseEvent(pre)
 		return s.replyErr(corrID, entity, errorCode(err))
 	}
 	return s.async(func() {
 		defer done()
 		res := <-ch
 		if res.Err != nil {
+			s.r.releaseEvent(pre)
 			s.replyErr(corrID, entity, errorCode(res.Err))
 			return
 		}
 		s.r.metrics.messagesReceived.Inc()
 		s.r.noteWrite(time.Since(begun))
 		s.reply(corrID, entity, queue.Command{Tag: queue.TagOK})
+		s.r.offerEvent(pre, res)
 		s.r.notify(res.RecipientID)
 	})
 }
@@ -861,6 +898,12 @@ func (s *session) handleSub(corrID, entity []byte, rec queueRecord) error {
 	if old := s.r.subscribe(sub); old != nil && old != sub {
 		old.sess.ended(old, queue.TagEND)
 	}
+	// What the store holds now is delivered from the store: a message
+	// stored before this SUB may have been removed before the
+	// subscription was registered, without a notice to it.
+	s.mu.Lock()
+	s.raiseFloorLocked(sub)
+	s.mu.Unlock()
 	if err := s.reply(corrID, entity, queue.Command{Tag: queue.TagOK}); err != nil {
 		return err
 	}
@@ -933,6 +976,7 @@ func (s *session) deleted(rid queue.ID) {
 		s.mu.Lock()
 		delete(s.subs, rid)
 		delete(s.pending, sub)
+		s.dropReadyLocked(sub)
 		s.mu.Unlock()
 		return
 	}
@@ -948,6 +992,7 @@ func (s *session) ended(sub *subscription, tag queue.Tag) {
 		delete(s.subs, sub.rid)
 	}
 	delete(s.pending, sub)
+	s.dropReadyLocked(sub)
 	s.events = append(s.events, t.Append(nil))
 	s.startWriterLocked()
 	s.mu.Unlock()
@@ -963,6 +1008,11 @@ func (s *session) markPending(sub *subscription, recheck bool) {
 	if s.subs[sub.rid] != sub {
 		s.mu.Unlock()
 		return
+	}
+	if recheck {
+		// The first message may be gone: an event prepared before is
+		// not taken.
+		s.raiseFloorLocked(sub)
 	}
 	if sub.hasDelivered && !recheck {
 		sub.arrived = true
@@ -1069,19 +1119,19 @@ func (s *session) writeLoop() {
 			}
 		}
 		if len(pending) > 0 {
-			// Two more pooled block buffers, for this round only: one for
-			// the sealed body, one for the MSG it goes into.
-			sealBuf, txBuf := s.r.getBlock(), s.r.getBlock()
+			// One more pooled block buffer, for this round only, for the
+			// MSG events of messages read from the store.
+			txBuf := s.r.getBlock()
 			for _, sub := range pending {
-				tx, ok := s.delivery(sub, *sealBuf, *txBuf)
+				tx, p, ok := s.delivery(sub, *txBuf)
 				if ok && !add(tx) {
-					s.r.putBlock(sealBuf)
+					s.r.releaseEvent(p)
 					s.r.putBlock(txBuf)
 					s.close()
 					return
 				}
+				s.r.releaseEvent(p)
 			}
-			s.r.putBlock(sealBuf)
 			s.r.putBlock(txBuf)
 		}
 		if !flush() {
@@ -1128,27 +1178,47 @@ func (s *session) stopWriting() bool {
 }
 
 // delivery returns the MSG event for sub's head message, and false if
-// there is none or sub no longer needs one. The body is opened into the
-// store's scratch space and sealed from there into sealBuf, and the event
-// is encoded into txBuf: both are scratch space (a block buffer each
-// holds a MSG), reused by the next call, so the caller copies the event
-// before then.
-func (s *session) delivery(sub *subscription, sealBuf, txBuf []byte) ([]byte, bool) {
-	var (
-		id     queue.ID
-		sealed []byte
-	)
+// there is none or sub no longer needs one. The event is sub's prepared
+// one, returned as p too, for the caller to release once it has copied
+// the event; or, with p nil, the message is read from the store, its body
+// opened straight into the event, which is built and sealed in txBuf:
+// scratch space (a block buffer holds a MSG) reused by the next call, so
+// the caller copies the event before then.
+func (s *session) delivery(sub *subscription, txBuf []byte) (tx []byte, p *preparedEvent, ok bool) {
 	s.mu.Lock()
 	sub.arrived = false
+	p, sub.ready = sub.ready, nil
+	if p != nil {
+		// Window of one, as below.
+		push := s.subs[sub.rid] == sub && sub.acking == 0 && !(sub.hasDelivered && sub.delivered == p.id)
+		if push {
+			sub.delivered, sub.hasDelivered = p.id, true
+			s.r.metrics.messagesDelivered.Inc()
+			s.r.metrics.messagesPrepared.Inc()
+		}
+		s.mu.Unlock()
+		if !push {
+			return nil, p, false
+		}
+		return queue.SealMessageEvent(p.ev, &sub.msgKey), p, true
+	}
+	// The read below sees at least every commit up to the floor.
+	s.raiseFloorLocked(sub)
 	s.mu.Unlock()
-	ok, err := s.r.store.readFirstMessage(sub.rid, func(id queue.ID) bool {
+	var (
+		id queue.ID
+		ev []byte
+	)
+	ok, err := s.r.store.openFirstMessage(sub.rid, func(id queue.ID) bool {
 		s.mu.Lock()
 		again := sub.hasDelivered && sub.delivered == id
 		s.mu.Unlock()
 		return !again // delivered and not acknowledged: no need to open and seal it
-	}, func(m storedMessage) {
-		id = m.ID
-		sealed = queue.SealMessage(sealBuf[:0], &sub.msgKey, m.ID, m.Timestamp, m.Body)
+	}, func(mid queue.ID, ts int64, n int) []byte {
+		var body []byte
+		id = mid
+		ev, body = queue.BeginMessageEvent(txBuf[:0], sub.rid, mid, ts, n)
+		return body
 	})
 	if err == nil && !ok {
 		// The queue is empty: the message delivered, if any, is gone
@@ -1167,23 +1237,130 @@ func (s *session) delivery(sub *subscription, sealBuf, txBuf []byte) ([]byte, bo
 		}
 		s.mu.Unlock()
 	}
-	if err != nil || !ok || sealed == nil {
-		return nil, false
+	if err != nil || !ok || ev == nil {
+		return nil, nil, false
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	// Window of one: the head is pushed unless it is the message delivered
 	// already, or an ACK of this session is pending (its OK goes first).
 	if s.subs[sub.rid] != sub || sub.acking > 0 || sub.hasDelivered && sub.delivered == id {
-		return nil, false
+		s.mu.Unlock()
+		return nil, nil, false
 	}
 	sub.delivered, sub.hasDelivered = id, true
-	t := queue.Transmission{
-		Entity:  sub.rid[:],
-		Command: queue.Command{Tag: queue.TagMSG, MsgID: id, Body: sealed},
-	}
+	s.mu.Unlock()
 	s.r.metrics.messagesDelivered.Inc()
-	return t.Append(txBuf[:0]), true
+	return queue.SealMessageEvent(ev, &sub.msgKey), nil, true
+}
+
+// prepareEvent returns the MSG event of msg, a message being stored in
+// queue rid, begun for delivery from memory (preparedEvent), or nil if
+// the queue's subscriber has a message outstanding, there is none, or
+// maxPrepared events exist. It copies msg.Body.
+func (r *Relay) prepareEvent(rid queue.ID, msg *storedMessage) *preparedEvent {
+	r.mu.Lock()
+	sub := r.subs[rid]
+	r.mu.Unlock()
+	if sub == nil || !sub.sess.waiting(sub) {
+		return nil
+	}
+	if r.prepared.Add(1) > maxPrepared {
+		r.prepared.Add(-1)
+		return nil
+	}
+	bp := r.getBlock()
+	ev, body := queue.BeginMessageEvent((*bp)[:0], rid, msg.ID, msg.Timestamp, len(msg.Body))
+	copy(body, msg.Body)
+	return &preparedEvent{buf: bp, ev: ev, id: msg.ID}
+}
+
+// releaseEvent gives p's buffer back; p may be nil.
+func (r *Relay) releaseEvent(p *preparedEvent) {
+	if p == nil {
+		return
+	}
+	r.putBlock(p.buf)
+	p.buf, p.ev = nil, nil
+	r.prepared.Add(-1)
+}
+
+// offerEvent hands p, prepared for the SEND whose durable outcome is res,
+// to the subscriber of its queue if its message was the queue's only one
+// once stored (and the subscriber takes it), or releases it. p may be
+// nil.
+func (r *Relay) offerEvent(p *preparedEvent, res sendResult) {
+	if p == nil {
+		return
+	}
+	if res.Err == nil && res.First {
+		p.commit = res.Commit
+		r.mu.Lock()
+		sub := r.subs[res.RecipientID]
+		r.mu.Unlock()
+		if sub != nil && sub.sess.offer(sub, p) {
+			return
+		}
+	}
+	r.releaseEvent(p)
+}
+
+// waiting reports whether sub, a subscription of this session, has no
+// message outstanding and no event offered: one a SEND to its queue may
+// prepare an event for.
+func (s *session) waiting(sub *subscription) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closed && s.subs[sub.rid] == sub && !sub.hasDelivered && sub.acking == 0 && sub.ready == nil
+}
+
+// offer makes p sub's event to deliver, and reports whether it did. It
+// does not if the session has ended, sub is no longer its subscription,
+// a message is outstanding or an ACK pending, or a read of the store for
+// sub may have seen p's message, or its queue's first message changed
+// since it was stored (p.commit <= sub.floor). A later message that was
+// its queue's only one replaces an earlier: the earlier one is gone.
+func (s *session) offer(sub *subscription, p *preparedEvent) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.subs[sub.rid] != sub || sub.hasDelivered || sub.acking > 0 || p.commit <= sub.floor {
+		return false
+	}
+	if sub.ready != nil {
+		if sub.ready.commit >= p.commit {
+			return false
+		}
+		s.r.releaseEvent(sub.ready)
+	}
+	sub.ready = p
+	return true
+}
+
+// raiseFloorLocked raises sub's floor to the store's last commit, and
+// drops sub's event if it was prepared for a message stored up to it.
+// s.mu must be held.
+func (s *session) raiseFloorLocked(sub *subscription) {
+	sub.floor = max(sub.floor, s.r.store.commits.Load())
+	if sub.ready != nil && sub.ready.commit <= sub.floor {
+		s.dropReadyLocked(sub)
+	}
+}
+
+// dropReadyLocked releases sub's event, if any. s.mu must be held.
+func (s *session) dropReadyLocked(sub *subscription) {
+	if sub.ready != nil {
+		s.r.releaseEvent(sub.ready)
+		sub.ready = nil
+	}
+}
+
+// releaseReady releases the events of the session's subscriptions, once
+// it has ended (close keeps offer from adding more).
+func (s *session) releaseReady() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sub := range s.subs {
+		s.dropReadyLocked(sub)
+	}
 }
 
 func clone(b []byte) []byte {

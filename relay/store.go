@@ -275,7 +275,14 @@ type store struct {
 	closing  chan struct{} // closed when Close starts
 	loopDone chan struct{} // closed when the commit loop has returned
 	trimDone chan struct{} // closed when trimLoop has returned, or was never started
-	commits  atomic.Uint64 // group transactions committed, for tests and metrics
+	// commits counts the group transactions committed, for tests and
+	// metrics, and numbers them: only the commit loop adds to it, once per
+	// transaction committed and before it finishes the transaction's
+	// operations, so an operation's apply sees its transaction's number
+	// minus one, and a read transaction begun after a load of it sees
+	// every transaction up to the number loaded (sendResult.Commit, and
+	// subscription.floor in session.go).
+	commits atomic.Uint64
 	// total is what the file holds as of the last commit; only the commit
 	// loop writes it.
 	total    storeCounts
@@ -828,8 +835,7 @@ func (s *store) firstMessage(rid queue.ID) (msg storedMessage, ok bool, err erro
 // none or does not exist. If want is not nil and returns false for the
 // message's ID, the body is not opened and fn is not called (ok is
 // true). m.Body is scratch space of the store: fn must not modify it or
-// keep it after it returns, and must not block (it runs inside a read
-// transaction, and bbolt cannot grow its mapping while one is open).
+// keep it after it returns.
 func (s *store) readFirstMessage(rid queue.ID, want func(id queue.ID) bool, fn func(m storedMessage)) (ok bool, err error) {
 	bp, _ := s.bodies.Get().(*[]byte)
 	if bp == nil {
@@ -837,6 +843,30 @@ func (s *store) readFirstMessage(rid queue.ID, want func(id queue.ID) bool, fn f
 		bp = &b
 	}
 	defer s.bodies.Put(bp)
+	var (
+		m      storedMessage
+		opened bool
+	)
+	ok, err = s.openFirstMessage(rid, want, func(id queue.ID, ts int64, n int) []byte {
+		m, opened = storedMessage{ID: id, Timestamp: ts, Body: (*bp)[:n]}, true
+		return m.Body
+	})
+	if err == nil && opened {
+		fn(m)
+	}
+	return ok, err
+}
+
+// openFirstMessage opens the body of the oldest message of queue rid
+// (atrest.go) into the memory that into returns for it, and returns false,
+// without calling into, when the queue has none or does not exist. into is
+// given the message's ID, time and body size n, and returns n bytes, which
+// openFirstMessage overwrites with the body; once it returns a nil error
+// they hold the body. If want is not nil and returns false for the
+// message's ID, into is not called (ok is true). want and into run inside
+// a read transaction and must not block (bbolt cannot grow its mapping
+// while one is open).
+func (s *store) openFirstMessage(rid queue.ID, want func(id queue.ID) bool, into func(id queue.ID, ts int64, n int) []byte) (ok bool, err error) {
 	for try := 0; ; try++ {
 		ok = false
 		err = s.view(readMessages, func(b storeTx) error {
@@ -856,11 +886,18 @@ func (s *store) readFirstMessage(rid queue.ID, want func(id queue.ID) bool, fn f
 			if want != nil && !want(id) {
 				return nil
 			}
-			body, err := m.openBody(g, (*bp)[:0])
+			n := m.bodySize()
+			dst := into(id, m.Timestamp, n)
+			if len(dst) != n {
+				panic("relay: openFirstMessage: into returned the wrong size")
+			}
+			body, err := m.openBody(g, dst[:0:n])
 			if err != nil {
 				return err
 			}
-			fn(storedMessage{ID: id, Timestamp: m.Timestamp, Body: body})
+			if n > 0 && &body[0] != &dst[0] {
+				panic("relay: openFirstMessage: body not opened in place")
+			}
 			return nil
 		})
 		// A rotation may have erased the key that wrapped the message's
@@ -1009,6 +1046,9 @@ type sendResult struct {
 	RecipientID queue.ID // the queue's recipient ID, set whenever the sender ID was found
 	Err         error
 	First       bool // the queue had no other message (so the relay should push it now)
+	// Commit is the number of the group transaction that stored the
+	// message (store.commits once it was committed), when Err is nil.
+	Commit uint64
 }
 
 // addMessage appends msg to the queue with sender ID sid (SEND), unless the
@@ -1048,6 +1088,7 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 	var (
 		rid          queue.ID
 		found, first bool
+		commit       uint64
 	)
 	op := &storeOp{
 		apply: func(b storeTx) error {
@@ -1075,6 +1116,7 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 				return errQuota
 			}
 			first = n == 0
+			commit = s.commits.Load() + 1 // this transaction's, once committed
 			key, err := s.ring.currentKey(time.Now())
 			if err != nil {
 				return err
@@ -1095,6 +1137,7 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 				r.RecipientID = rid
 			}
 			r.First = err == nil && first
+			r.Commit = commit
 			ch <- r
 		},
 	}
