@@ -105,7 +105,7 @@ func runAttackCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.DurationVar(&o.sendEvery, "every", 20*time.Millisecond, "the honest client's interval between a PING and a message")
 	fs.IntVar(&o.maxPerAddress, "relay-max-sessions-per-address", 0, "the started relay's connections per source address (0: the relay default, 256)")
 	fs.IntVar(&o.maxHandshakes, "relay-max-handshakes", 0, "the started relay's handshakes in progress (0: the relay default, 512; one address holds a sixteenth of them, one /24 a quarter)")
-	fs.DurationVar(&o.settle, "settle", 3*time.Second, "how long each attack runs before the measurement starts, and the pause after it")
+	fs.DurationVar(&o.settle, "settle", 3*time.Second, "how long each attack runs before the measurement starts (a command flood also until all its sessions got in, at most 30 s more), and the pause after it")
 	only := fs.String("attacks", "", "comma-separated attacks to run (default all): idle-tls, idle-quic, slowloris, garbage, new-flood")
 	if err := parseFlags(fs, &o.commonOptions, args, stderr); err != nil {
 		return err
@@ -291,8 +291,12 @@ func runAttack(ctx context.Context, o *attackOptions) (*attackResult, error) {
 			if attacker, err = startAttacker(name, addr, o); err != nil {
 				return nil, err
 			}
-			// Let the attack build up before measuring.
+			// Let the attack build up before measuring: --settle, and
+			// until the attacker says it has.
 			sleepCtx(ctx, o.settle)
+			if !attacker.waitReady(ctx) && ctx.Err() == nil {
+				o.progressf("%s: not built up after %v more; measuring anyway", name, attackerReadyTimeout)
+			}
 		}
 		cpu0, wall0 := sampleChildCPU(child), time.Now()
 		start := time.Now()
@@ -374,7 +378,10 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 }
 
 // attackStats are an attack's counts.
-type attackStats struct{ attempts, held, refused atomic.Int64 }
+//
+// in counts the command floods' sessions that got in; it stays in the
+// attacker process.
+type attackStats struct{ attempts, held, refused, in atomic.Int64 }
 
 // launch runs one attack until ctx is done, then releases what it holds
 // (in the attacker process).
@@ -602,6 +609,7 @@ func commandFlood(ctx context.Context, addr queue.Address, sessions int, st *att
 				st.refused.Add(1)
 				return
 			}
+			st.in.Add(1)
 			stop := context.AfterFunc(ctx, w.close)
 			defer stop()
 			defer w.close()

@@ -12,8 +12,10 @@ import (
 // at the first try, messages delivered, no failed command. The attacker
 // (127.0.0.2) and the honest client (127.0.0.1) are in the same /24: the
 // slowloris attack holds as many handshakes as its address may, which
-// must leave the rest of its network's share to the honest client. It
-// asserts no timing.
+// must leave the rest of its network's share to the honest client. Each
+// measurement waits until the attack has built up (every flood session
+// in), not only --settle, so that a slow machine's handshakes do not count
+// as refusals. It asserts no timing.
 func TestAttack(t *testing.T) {
 	const perAddr = 8
 	for _, tr := range []string{"tcp", "quic"} {

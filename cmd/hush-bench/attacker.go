@@ -9,6 +9,7 @@ package main
 // The attacker command runs the attack --attack against --relay until its
 // stdin ends (the parent closed it, or died), releases what it holds and
 // prints "stats <attempts> <held> <refused>" (attackStats) on stdout.
+// Before that, it prints "ready" once the attack has built up (builtUp).
 
 import (
 	"bufio"
@@ -76,16 +77,42 @@ func runAttacker(ctx context.Context, args []string, stdin io.Reader, stdout io.
 		stop()
 	}()
 	var st attackStats
+	ready := make(chan struct{})
+	go func() {
+		defer close(ready)
+		for !o.builtUp(*name, &st) {
+			sleepCtx(actx, 20*time.Millisecond)
+			if actx.Err() != nil {
+				return
+			}
+		}
+		fmt.Fprintln(stdout, "ready")
+	}()
 	o.launch(actx, *name, addr, &st)
+	<-ready
 	_, err = fmt.Fprintf(stdout, "stats %d %d %d\n", st.attempts.Load(), st.held.Load(), st.refused.Load())
 	return err
+}
+
+// builtUp reports whether the attack name has built up: for a command
+// flood, every one of its sessions got in (the relay may refuse a session
+// while the others' handshakes take its address's share, and it dials
+// again); the other attacks at once.
+func (o *attackOptions) builtUp(name string, st *attackStats) bool {
+	switch name {
+	case "garbage":
+		return st.in.Load() >= int64(o.garbage)
+	case "new-flood":
+		return st.in.Load() >= int64(o.newFlood)
+	}
+	return true
 }
 
 // attackerProc is a running attacker process.
 type attackerProc struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
-	out   *bufio.Scanner
+	lines chan string // its stdout's lines; closed at its end
 }
 
 // startAttacker starts the attacker process of attack name against addr.
@@ -107,7 +134,40 @@ func startAttacker(name string, addr queue.Address, o *attackOptions) (*attacker
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start attacker: %w", err)
 	}
-	return &attackerProc{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}, nil
+	a := &attackerProc{cmd: cmd, stdin: stdin, lines: make(chan string, 2)}
+	go func() {
+		defer close(a.lines)
+		out := bufio.NewScanner(stdout)
+		for out.Scan() {
+			a.lines <- out.Text()
+		}
+	}()
+	return a, nil
+}
+
+// attackerReadyTimeout bounds the wait for an attack to build up.
+const attackerReadyTimeout = 30 * time.Second
+
+// waitReady waits until the attacker said the attack built up, at most
+// attackerReadyTimeout; it reports whether it did.
+func (a *attackerProc) waitReady(ctx context.Context) bool {
+	t := time.NewTimer(attackerReadyTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case line, ok := <-a.lines:
+			if !ok {
+				return false
+			}
+			if line == "ready" {
+				return true
+			}
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // attackerTimeout bounds how long an attacker takes, once told to stop,
@@ -121,8 +181,11 @@ func (a *attackerProc) stop(st *attackStats) error {
 	t := time.AfterFunc(attackerTimeout, func() { a.cmd.Process.Kill() })
 	defer t.Stop()
 	var line string
-	if a.out.Scan() {
-		line = a.out.Text()
+	for l := range a.lines {
+		if l != "ready" {
+			line = l
+			break
+		}
 	}
 	werr := a.cmd.Wait()
 	f := strings.Fields(line)

@@ -59,19 +59,22 @@ const (
 // chaosOptions are the flags of the chaos scenario.
 type chaosOptions struct {
 	commonOptions
-	contacts         int
-	duration         time.Duration
-	rate             float64 // messages per second sent by each client
-	killMin, killMax time.Duration
-	downMin, downMax time.Duration
-	outage           time.Duration
-	outageAt         time.Duration
-	outageInvites    int
-	inviteTimeout    time.Duration
-	setupTimeout     time.Duration
-	drain            time.Duration
-	seed             uint64
-	verbose          bool
+	contacts          int
+	duration          time.Duration
+	minSent           int     // the traffic goes on after duration until this many were sent
+	minKills          int     // and until this many relays were killed
+	rate              float64 // messages per second sent by each client
+	killMin, killMax  time.Duration
+	downMin, downMax  time.Duration
+	outage            time.Duration
+	outageAt          time.Duration
+	outageInvites     int
+	outageMinAccepted int // the outage goes on until this many invitations were accepted
+	inviteTimeout     time.Duration
+	setupTimeout      time.Duration
+	drain             time.Duration
+	seed              uint64
+	verbose           bool
 }
 
 // chaosRestart is one relay restart.
@@ -100,7 +103,7 @@ type chaosResult struct {
 	Relays        int              `json:"relays"`
 	Contacts      int              `json:"contacts"`
 	Rate          float64          `json:"rate_per_client"` // messages per second each client sends
-	Seconds       float64          `json:"duration_s"`      // of the traffic
+	Seconds       float64          `json:"duration_s"`      // of the traffic: --duration, or longer for --min-sent and --min-kills
 	Seed          uint64           `json:"seed"`
 	SetupSeconds  float64          `json:"setup_s"`                  // making the contacts, until all were connected
 	InviterQueues [chaosRelays]int `json:"inviter_queues_per_relay"` // where the timed queues are
@@ -115,7 +118,8 @@ type chaosResult struct {
 	Unexpected int64 `json:"unexpected"`
 	SendErrors int64 `json:"send_errors"`
 	// DrainSeconds is the time from the end of sending until every message
-	// was shown, or the --drain bound when Drained is false.
+	// was shown and every invitation accepted during the outage was
+	// connected on both sides, or the --drain bound when Drained is false.
 	DrainSeconds float64 `json:"drain_s"`
 	Drained      bool    `json:"drained"`
 
@@ -129,7 +133,7 @@ type chaosResult struct {
 
 	Kills         int     `json:"kills"`        // SIGKILLs, the outage's included
 	OutageRelay   int     `json:"outage_relay"` // -1: no outage
-	OutageSeconds float64 `json:"outage_s"`
+	OutageSeconds float64 `json:"outage_s"`     // --outage, or longer for --outage-min-accepted
 	// OutageShownPerSec is the rate of messages shown during the outage,
 	// to compare with the 2 × --rate offered: about two thirds of the
 	// messages go to queues on the relays that are up.
@@ -161,6 +165,8 @@ func runChaosCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.Float64Var(&o.newRate, "relay-new-rate", 0, "NEW commands per second per session allowed by the relays (0: the relay default, 10)")
 	fs.IntVar(&o.contacts, "contacts", 300, "contacts between the two clients, made before the traffic starts")
 	fs.DurationVar(&o.duration, "duration", 3*time.Minute, "how long both clients send")
+	fs.IntVar(&o.minSent, "min-sent", 0, "send, and kill relays, after --duration until at least this many messages were sent (0: stop at --duration)")
+	fs.IntVar(&o.minKills, "min-kills", 0, "send, and kill relays, after --duration until at least this many relays were killed, the outage's included (0: stop at --duration)")
 	fs.Float64Var(&o.rate, "rate", 10, "messages per second each client sends, to contacts picked at random")
 	fs.DurationVar(&o.killMin, "kill-min", 10*time.Second, "shortest time between a relay's restart and the next kill")
 	fs.DurationVar(&o.killMax, "kill-max", 30*time.Second, "longest time between a relay's restart and the next kill")
@@ -169,6 +175,7 @@ func runChaosCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.DurationVar(&o.outage, "outage", time.Minute, "how long one relay stays down once during the run (0: no outage)")
 	fs.DurationVar(&o.outageAt, "outage-at", 0, "when the outage starts, after the traffic started (0: a third of --duration)")
 	fs.IntVar(&o.outageInvites, "outage-invites", 10, "contacts to make during the outage")
+	fs.IntVar(&o.outageMinAccepted, "outage-min-accepted", 0, "the outage goes on after --outage until at least this many of its invitations were accepted (at most --outage-invites)")
 	fs.DurationVar(&o.inviteTimeout, "invite-timeout", 5*time.Second, "bound of one invitation attempt (Invite and Accept) during the outage; a failed one is tried again with a new invitation")
 	fs.DurationVar(&o.setupTimeout, "setup-timeout", 10*time.Minute, "how long making the contacts may take")
 	fs.DurationVar(&o.drain, "drain", 3*time.Minute, "how long to wait, after sending, for every message to be shown")
@@ -188,12 +195,16 @@ func runChaosCommand(ctx context.Context, args []string, stdout, stderr io.Write
 		return usageError{"--contacts must be at least 2"}
 	case o.duration <= 0 || o.rate <= 0:
 		return usageError{"--duration and --rate must be positive"}
+	case o.minSent < 0 || o.minKills < 0:
+		return usageError{"--min-sent and --min-kills must not be negative"}
 	case o.killMin <= 0 || o.killMax < o.killMin:
 		return usageError{"want 0 < --kill-min <= --kill-max"}
 	case o.downMin < 0 || o.downMax < o.downMin:
 		return usageError{"want 0 <= --down-min <= --down-max"}
 	case o.outage < 0 || o.outageInvites < 0 || o.inviteTimeout <= 0:
 		return usageError{"--outage and --outage-invites must not be negative, --invite-timeout positive"}
+	case o.outageMinAccepted < 0 || o.outageMinAccepted > o.outageInvites:
+		return usageError{"want 0 <= --outage-min-accepted <= --outage-invites"}
 	case o.outage > 0 && (o.outageAt < 0 || o.outageAt >= o.duration):
 		return usageError{"--outage-at must be within --duration"}
 	case o.setupTimeout <= 0 || o.drain <= 0:
@@ -455,6 +466,14 @@ func (t *chaosTracker) outage(from, to time.Time) {
 	t.outageFrom, t.outageTo = from, to
 }
 
+// counts returns the messages whose Send returned and the relays killed
+// (restarts recorded) so far.
+func (t *chaosTracker) counts() (sent int64, kills int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.sent, len(t.restarts)
+}
+
 // activeCount returns the number of contacts connected on both sides.
 func (t *chaosTracker) activeCount() int {
 	t.mu.Lock()
@@ -462,11 +481,15 @@ func (t *chaosTracker) activeCount() int {
 	return len(t.active)
 }
 
-// drained reports whether every message sent was shown.
+// drained reports whether every message sent was shown, and every
+// invitation accepted during the outage was connected on both sides.
 func (t *chaosTracker) drained() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, ct := range t.contacts {
+		if ct.outage && !ct.active {
+			return false
+		}
 		for side := range 2 {
 			if ct.recv[side].distinct < ct.sent[1-side] {
 				return false
@@ -482,11 +505,12 @@ type chaosRun struct {
 	relays  [chaosRelays]*chaosRelay
 	clients [2]*client.Client
 	t       *chaosTracker
-	start   time.Time // when the traffic started
+	start   time.Time     // when the traffic started
+	traffic time.Duration // how long it lasted
 
 	// The outage, set by the chaos goroutine before it returns.
 	outageRelay                int
-	outageEnd                  time.Time
+	outageFrom, outageEnd      time.Time
 	outageAttempts, outageFail int
 	outageAccepted             int
 }
@@ -643,22 +667,22 @@ func runChaos(ctx context.Context, o *chaosOptions) (*chaosResult, error) {
 	o.progressf("contacts made in %.1f s; sending %.0f msgs/s per client for %v while relays are killed", setup.Seconds(), o.rate, o.duration)
 	s.start = time.Now()
 	end := s.start.Add(o.duration)
-	sendCtx, stopSending := context.WithDeadline(ctx, end)
+	sending, stopSending := context.WithCancel(ctx)
 	defer stopSending()
 	var sendWG sync.WaitGroup
 	for side := range s.clients {
 		sendWG.Add(1)
 		go func() {
 			defer sendWG.Done()
-			s.send(sendCtx, side, rand.New(rand.NewPCG(o.seed, uint64(side)+1)))
+			s.send(ctx, sending, side, rand.New(rand.NewPCG(o.seed, uint64(side)+1)))
 		}()
 	}
+	// The chaos returns at end, or later for --min-sent and --min-kills.
 	chaosErr := s.chaos(ctx, rand.New(rand.NewPCG(o.seed, 0)), end)
-	if chaosErr != nil {
-		stopSending()
-	}
+	stopSending()
 	sendWG.Wait()
 	sendEnd := time.Now()
+	s.traffic = sendEnd.Sub(s.start)
 	if chaosErr != nil {
 		return nil, chaosErr
 	}
@@ -685,10 +709,11 @@ func runChaos(ctx context.Context, o *chaosOptions) (*chaosResult, error) {
 }
 
 // send sends o.rate messages per second from side to random active
-// contacts until ctx ends.
-func (s *chaosRun) send(ctx context.Context, side int, rng *rand.Rand) {
+// contacts until sending ends; each Send has ctx, so that one under way
+// when sending ends is not cut short (and counted an error).
+func (s *chaosRun) send(ctx, sending context.Context, side int, rng *rand.Rand) {
 	lim := rate.NewLimiter(rate.Limit(s.o.rate), 1)
-	for lim.Wait(ctx) == nil {
+	for lim.Wait(sending) == nil {
 		ct, seq := s.t.pick(rng, side)
 		if ct == nil {
 			continue
@@ -703,7 +728,11 @@ func (s *chaosRun) send(ctx context.Context, side int, rng *rand.Rand) {
 
 // chaos kills and restarts relays, one at a time, until end, and runs the
 // outage at --outage-at (before a kill that would overlap it). It returns
-// an error if a relay does not restart.
+// at end; while fewer than --min-sent messages were sent or fewer than
+// --min-kills relays killed, it goes on killing past end, and returns once
+// a kill finds both reached, so that what a run counts does not depend on
+// how fast the machine is. It returns an error if a relay does not
+// restart.
 func (s *chaosRun) chaos(ctx context.Context, rng *rand.Rand, end time.Time) error {
 	o := s.o
 	between := func() time.Duration { return uniform(rng, o.killMin, o.killMax) }
@@ -722,8 +751,8 @@ func (s *chaosRun) chaos(ctx context.Context, rng *rand.Rand, end time.Time) err
 			next = time.Now().Add(between())
 			continue
 		}
-		if !next.Before(end) {
-			return nil
+		if sent, kills := s.t.counts(); !next.Before(end) && sent >= int64(o.minSent) && kills >= o.minKills {
+			return sleepUntil(ctx, end)
 		}
 		if err := sleepUntil(ctx, next); err != nil {
 			return err
@@ -740,14 +769,24 @@ func (s *chaosRun) chaos(ctx context.Context, rng *rand.Rand, end time.Time) err
 
 // bounce kills relay i and restarts it at until.
 func (s *chaosRun) bounce(ctx context.Context, i int, until time.Time, outage bool) error {
-	r := s.relays[i]
-	killed := time.Now()
-	r.kill()
-	s.t.killed(i)
+	killed := s.kill(i)
 	if err := sleepUntil(ctx, until); err != nil {
 		return err
 	}
-	if err := r.start(ctx); err != nil {
+	return s.restart(ctx, i, killed, outage)
+}
+
+// kill kills relay i and returns when.
+func (s *chaosRun) kill(i int) time.Time {
+	killed := time.Now()
+	s.relays[i].kill()
+	s.t.killed(i)
+	return killed
+}
+
+// restart restarts relay i, killed at killed, and records it.
+func (s *chaosRun) restart(ctx context.Context, i int, killed time.Time, outage bool) error {
+	if err := s.relays[i].start(ctx); err != nil {
 		return err
 	}
 	now := time.Now()
@@ -760,14 +799,16 @@ func (s *chaosRun) bounce(ctx context.Context, i int, until time.Time, outage bo
 	return nil
 }
 
-// runOutage keeps one relay down for --outage while both clients make
-// new contacts, and then restarts it.
+// runOutage keeps one relay down for --outage, and on until
+// --outage-min-accepted invitations were accepted, while both clients
+// make new contacts, and then restarts it.
 func (s *chaosRun) runOutage(ctx context.Context, rng *rand.Rand) error {
 	o := s.o
 	i := rng.IntN(chaosRelays)
-	end := time.Now().Add(o.outage)
-	s.outageRelay, s.outageEnd = i, end
-	s.t.outage(time.Now(), end)
+	from := time.Now()
+	s.outageRelay = i
+	s.t.outage(from, from.Add(100*365*24*time.Hour)) // its end is not known yet
+	killed := s.kill(i)
 	o.progressf("%5.1f s: killing relay %d for the %v outage; making %d contacts meanwhile", time.Since(s.start).Seconds(), i, o.outage, o.outageInvites)
 	var (
 		wg                          sync.WaitGroup
@@ -775,7 +816,7 @@ func (s *chaosRun) runOutage(ctx context.Context, rng *rand.Rand) error {
 		attempts, failures, accepts int
 		claimed                     atomic.Int64
 	)
-	inviteCtx, cancel := context.WithDeadline(ctx, end)
+	inviteCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Two invitations at a time per client: a failed attempt costs up to
 	// --invite-timeout, and the next one has a new invitation.
@@ -813,9 +854,39 @@ func (s *chaosRun) runOutage(ctx context.Context, rng *rand.Rand) error {
 			}
 		}()
 	}
-	err := s.bounce(ctx, i, end, true)
+	workersDone := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(workersDone)
+	}()
+	// The outage lasts --outage, and on until --outage-min-accepted
+	// invitations were accepted (or every one was made), so that a slow
+	// machine's invitations make it longer, not empty.
+	err := sleepUntil(ctx, from.Add(o.outage))
+wait:
+	for err == nil {
+		mu.Lock()
+		n := accepts
+		mu.Unlock()
+		if n >= o.outageMinAccepted {
+			break
+		}
+		select {
+		case <-workersDone:
+			break wait
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	cancel()
-	wg.Wait()
+	end := time.Now()
+	s.outageFrom, s.outageEnd = from, end
+	s.t.outage(from, end)
+	if err == nil {
+		err = s.restart(ctx, i, killed, true)
+	}
+	<-workersDone
 	s.outageAttempts, s.outageFail, s.outageAccepted = attempts, failures, accepts
 	return err
 }
@@ -827,7 +898,7 @@ func (s *chaosRun) result(setup, drain time.Duration, drained bool) *chaosResult
 	defer t.mu.Unlock()
 	res := &chaosResult{
 		Scenario: "chaos", Transport: o.transport, Relays: chaosRelays, Contacts: o.contacts,
-		Rate: o.rate, Seconds: o.duration.Seconds(), Seed: o.seed,
+		Rate: o.rate, Seconds: s.traffic.Seconds(), Seed: o.seed,
 		SetupSeconds: setup.Seconds(),
 		Sent:         t.sent, Delivered: t.delivered, Duplicated: t.dups, OutOfOrder: t.outOfOrder,
 		Unexpected: t.unexpected, SendErrors: t.sendErrs,
@@ -838,8 +909,8 @@ func (s *chaosRun) result(setup, drain time.Duration, drained bool) *chaosResult
 		GoalMedianMS: ms(chaosGoalMedian), GoalWorstMS: ms(chaosGoalWorst),
 	}
 	if s.outageRelay >= 0 {
-		res.OutageSeconds = o.outage.Seconds()
-		res.OutageShownPerSec = float64(t.outageShown) / o.outage.Seconds()
+		res.OutageSeconds = s.outageEnd.Sub(s.outageFrom).Seconds()
+		res.OutageShownPerSec = float64(t.outageShown) / res.OutageSeconds
 	}
 	for _, ct := range t.contacts {
 		if !ct.outage {

@@ -41,6 +41,9 @@ type throughputOptions struct {
 	drain      time.Duration
 	clientProf string
 	relays     int
+	// minDelivered makes the window last past duration until at least
+	// this many messages were first delivered in it through each relay.
+	minDelivered int
 }
 
 // throughputResult is the throughput scenario's report. Relay-side figures
@@ -127,6 +130,7 @@ func runThroughputCommand(ctx context.Context, args []string, stdout, stderr io.
 	fs.IntVar(&o.body, "body", queue.MaxMessageSize, "SEND body size in bytes (at least 20)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long senders send, warm-up included")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "time excluded from the figures at the start (at most half of --duration)")
+	fs.IntVar(&o.minDelivered, "min-delivered", 0, "the window lasts --duration and on until at least this many messages were first delivered in it through each relay (0: --duration only)")
 	fs.DurationVar(&o.drain, "drain", 15*time.Second, "how long to wait, after sending, for every message to be delivered")
 	fs.StringVar(&o.clientProf, "client-cpuprofile", "", "write a CPU profile of the load generator (this process) to this file")
 	fs.IntVar(&o.relays, "relays", 1, "relays started (scale-out): queue i is on relay i mod N; every sender has a connection to each relay, and --receivers connections go to each")
@@ -143,8 +147,8 @@ func runThroughputCommand(ctx context.Context, args []string, stdout, stderr io.
 		return usageError{"--queues must be at least --receivers"}
 	case o.body < bodyHeaderSize || o.body > queue.MaxMessageSize:
 		return usageError{fmt.Sprintf("--body must be %d to %d", bodyHeaderSize, queue.MaxMessageSize)}
-	case o.duration <= 0 || o.rate < 0 || o.backlog < 0:
-		return usageError{"--duration must be positive, --rate and --backlog not negative"}
+	case o.duration <= 0 || o.rate < 0 || o.backlog < 0 || o.minDelivered < 0:
+		return usageError{"--duration must be positive, --rate, --backlog and --min-delivered not negative"}
 	case o.relays < 1 || o.queues < o.relays*o.receivers:
 		return usageError{"--relays must be at least 1, and --queues at least --relays times --receivers"}
 	case o.relays > 1 && (o.relayAddr != "" || o.cpuProfile != "" || o.dataDir != ""):
@@ -434,11 +438,31 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	// The window starts after the warm-up and ends when the senders stop.
 	start := t.now()
 	t.winStart.Store(start + int64(o.warmup))
-	stopAt := start + int64(o.duration)
-	sendCtx, cancelSends := context.WithTimeout(ctx, o.duration+childTimeout)
+	// In-flight SENDs finish after the window, within childTimeout: their
+	// outcome must be known to count losses.
+	sendCtx, cancelSends := context.WithCancel(ctx)
 	defer cancelSends()
-	stopCtx, stopSending := context.WithTimeout(ctx, o.duration)
+	stopCtx, stopSending := context.WithCancel(ctx)
 	defer stopSending()
+	// The window ends at --duration, or once --min-delivered messages
+	// were delivered in it through each relay if that is later: so that
+	// a slow machine makes the window longer, not empty.
+	go func() {
+		if sleepUntil(stopCtx, t.base.Add(time.Duration(start)+o.duration)) != nil {
+			return
+		}
+		for stopCtx.Err() == nil {
+			enough := true
+			for r := range perRelay {
+				enough = enough && perRelay[r].Load() >= int64(o.minDelivered)
+			}
+			if enough {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		stopSending()
+	}()
 	var (
 		fatalOnce sync.Once
 		fatal     error
@@ -471,7 +495,7 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 						<-t.credits
 						return
 					}
-					if t.now() >= stopAt || stopCtx.Err() != nil {
+					if stopCtx.Err() != nil {
 						<-t.credits
 						return
 					}
@@ -480,8 +504,6 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 					sentAt := t.now()
 					binary.BigEndian.PutUint64(body[4:], s)
 					binary.BigEndian.PutUint64(body[12:], uint64(sentAt))
-					// In-flight SENDs finish after the window: their
-					// outcome must be known to count losses.
 					err := scs[q.relay].Send(sendCtx, q.rq.SenderID, q.senderKey, body)
 					switch {
 					case err == nil:
@@ -516,6 +538,8 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	stopProfile()
 	winEnd := t.now()
 	t.winEnd.Store(winEnd)
+	sendBound := time.AfterFunc(childTimeout, cancelSends)
+	defer sendBound.Stop()
 	cpu1s, rus1 := sampleCPUs(targets), clientCPU()
 	busy1, steal1, busyErr1 := machineCPU()
 	st1, stErr1 := sampleStats(ctx, targets)
