@@ -587,13 +587,16 @@ func startRelay(t *testing.T, edit func(*relay.Config)) queue.Address {
 
 // TestKeepAliveKeepsSession idles longer than the relay's idle timeout:
 // keep-alives (ten per timeout) keep the session; without them the relay
-// ends it.
+// ends it. It waits out idle times (the idle session's end, then twice
+// the timeout for the kept one), so its bound is a generous one against a
+// hang, not testTimeout, which a loaded machine's dials eat into.
 func TestKeepAliveKeepsSession(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(string(tr), func(t *testing.T) {
 			t.Parallel()
-			ctx := testContext(t)
 			const idleTimeout = 5 * time.Second
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
 			addr := startRelay(t, func(c *relay.Config) { c.IdleTimeout = idleTimeout })
 			kept := dialPeer(t, ctx, addr, Config{Transport: tr, KeepAlive: idleTimeout / 10})
 			idle := dialPeer(t, ctx, addr, Config{Transport: tr, KeepAlive: -1})
