@@ -1,5 +1,7 @@
 package queue
 
+import "hash"
+
 // Transmission layout (one entry of a block):
 //
 //	authLen   uint8, 0 or AuthSize
@@ -38,12 +40,29 @@ func (t *Transmission) Append(b []byte) []byte {
 // t.Auth. It encodes the signed part once, in place, where Append after
 // AppendSigned would encode it twice. It panics as Append does.
 func (t *Transmission) AppendAuthorized(b []byte, key *[32]byte) []byte {
-	start := len(b) + 1 // where the authenticator goes
-	b = append(b, AuthSize)
-	b = append(b, make([]byte, AuthSize)...)
-	b = t.AppendSigned(b)
+	b, start := t.appendAuthSlot(b)
 	AppendAuth(b[start:start:start+AuthSize], key, b[start+AuthSize:])
 	return b
+}
+
+// AppendAuthorizedMAC is AppendAuthorized with the authenticator computed
+// by mac, which NewAuthMAC made for the key; it resets mac first, so one
+// MAC serves every transmission under its key, one at a time.
+func (t *Transmission) AppendAuthorizedMAC(b []byte, mac hash.Hash) []byte {
+	b, start := t.appendAuthSlot(b)
+	mac.Reset()
+	mac.Write(b[start+AuthSize:])
+	mac.Sum(b[start : start : start+AuthSize])
+	return b
+}
+
+// appendAuthSlot appends t with a zero authenticator and returns where the
+// authenticator goes; the signed part follows it.
+func (t *Transmission) appendAuthSlot(b []byte) ([]byte, int) {
+	start := len(b) + 1
+	b = append(b, AuthSize)
+	b = append(b, make([]byte, AuthSize)...)
+	return t.AppendSigned(b), start
 }
 
 func appendField(b, f []byte, size int) []byte {

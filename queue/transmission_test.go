@@ -78,17 +78,38 @@ func TestTransmissionRoundTrip(t *testing.T) {
 
 // TestAppendAuthorized checks that encoding with the authenticator in
 // place gives the bytes of Append with the authenticator of AppendSigned,
-// after whatever b held, and that VerifyAuth accepts it.
+// after whatever b held, and that VerifyAuth accepts it; and that
+// AppendAuthorizedMAC gives the same bytes with one MAC reused for every
+// transmission under the key, whatever it was last used for.
 func TestAppendAuthorized(t *testing.T) {
 	key := [32]byte(seq(7, 32))
+	mac := queue.NewAuthMAC(&key)
 	for _, c := range commandCases() {
 		for _, entity := range [][]byte{nil, seq(3, queue.IDSize)} {
 			tx := queue.Transmission{CorrID: seq(2, queue.CorrIDSize), Entity: entity, Command: c.cmd}
 			got := tx.AppendAuthorized([]byte("prefix"), &key)
 			want := tx
 			want.Auth = queue.AppendAuth(nil, &key, tx.AppendSigned(nil))
-			if w := want.Append([]byte("prefix")); !bytes.Equal(got, w) {
+			w := want.Append([]byte("prefix"))
+			if !bytes.Equal(got, w) {
 				t.Fatalf("%s: AppendAuthorized = %x\nwant %x", c.name, got, w)
+			}
+			withMAC := tx.AppendAuthorizedMAC([]byte("prefix"), mac)
+			if !bytes.Equal(withMAC, w) {
+				t.Fatalf("%s: AppendAuthorizedMAC = %x\nwant %x", c.name, withMAC, w)
+			}
+			mac.Write([]byte("left over")) // Reset drops it
+			// A bit flipped in the authenticator or the signed part
+			// (every byte of the first 128, then every 251st) fails the
+			// check.
+			m := withMAC[len("prefix"):]
+			for i := 0; i < len(m); i += max(1, (i/128)*251) {
+				bad := bytes.Clone(m)
+				bad[i] ^= 1 << (i % 8)
+				p, signed, err := queue.ParseTransmission(bad)
+				if err == nil && len(p.Auth) == queue.AuthSize && queue.VerifyAuth(&key, signed, p.Auth) {
+					t.Fatalf("%s: byte %d flipped still verifies", c.name, i)
+				}
 			}
 			p, signed, err := queue.ParseTransmission(got[len("prefix"):])
 			if err != nil || !queue.VerifyAuth(&key, signed, p.Auth) {

@@ -20,6 +20,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	mrand "math/rand/v2"
 	"sync"
@@ -139,7 +140,11 @@ type Conn struct {
 	blocksRead atomic.Uint64 // blocks read from the relay
 
 	authMu   sync.Mutex
-	authKeys map[queue.Key][32]byte // by queue public key; at most authCacheSize
+	authKeys map[queue.Key]*authEntry // by queue public key; at most authCacheSize
+	// authByPriv holds entries of authKeys by the private key they were
+	// asked with, which costs no public key encoding to look up (the
+	// same key parsed again is another entry); at most authCacheSize.
+	authByPriv map[*ecdh.PrivateKey]*authEntry
 
 	mu      sync.Mutex
 	pending map[[queue.CorrIDSize]byte]chan response // one per command awaiting its response
@@ -155,6 +160,16 @@ type Conn struct {
 	// and not yet received by the application: emit then queues behind it.
 	handing bool
 	err     error // why the connection ended; set once, then done is closed
+}
+
+// authEntry is the authorization of one queue's commands on this session.
+type authEntry struct {
+	key [32]byte // queue.AuthKey
+
+	// mu is held by the command using mac; another command under the same
+	// key meanwhile authorizes with a MAC of its own.
+	mu  sync.Mutex
+	mac hash.Hash // queue.NewAuthMAC(&key), made at its first use
 }
 
 // response is a relay's answer to one command, copied out of the block.
@@ -253,7 +268,8 @@ func newConn(s session, cfg Config) *Conn {
 		events:     make(chan Event),
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
-		authKeys:   make(map[queue.Key][32]byte),
+		authKeys:   make(map[queue.Key]*authEntry),
+		authByPriv: make(map[*ecdh.PrivateKey]*authEntry),
 		pending:    make(map[[queue.CorrIDSize]byte]chan response),
 		subs:       make(map[queue.ID]*subscription),
 	}
@@ -568,10 +584,10 @@ func (c *Conn) exchange(ctx context.Context, key *ecdh.PrivateKey, entity *queue
 	if entity != nil {
 		t.Entity = entity[:]
 	}
-	var ak [32]byte
+	var auth *authEntry
 	if key != nil {
 		var err error
-		if ak, err = c.authKey(key); err != nil {
+		if auth, err = c.authKey(key); err != nil {
 			return response{}, err
 		}
 	}
@@ -579,10 +595,17 @@ func (c *Conn) exchange(ctx context.Context, key *ecdh.PrivateKey, entity *queue
 	// transmission into a block; until it takes it, it is ours.
 	buf := c.bufs.get(len(cmd.Body) + len(cmd.Sealed))
 	raw := (*buf)[:0]
-	if key != nil {
-		raw = t.AppendAuthorized(raw, &ak)
-	} else {
+	switch {
+	case auth == nil:
 		raw = t.Append(raw)
+	case auth.mu.TryLock():
+		if auth.mac == nil {
+			auth.mac = queue.NewAuthMAC(&auth.key)
+		}
+		raw = t.AppendAuthorizedMAC(raw, auth.mac)
+		auth.mu.Unlock()
+	default:
+		raw = t.AppendAuthorized(raw, &auth.key)
 	}
 	*buf = raw
 	if len(raw) > queue.MaxTransmissionSize {
@@ -658,32 +681,49 @@ func (c *Conn) exchange(ctx context.Context, key *ecdh.PrivateKey, entity *queue
 	return r, nil
 }
 
-// authKey returns the key that authorizes commands of the queue whose key
-// is priv on this session, from the cache when it can.
-func (c *Conn) authKey(priv *ecdh.PrivateKey) ([32]byte, error) {
+// authKey returns the authorization of the commands of the queue whose
+// key is priv on this session, from the cache when it can.
+func (c *Conn) authKey(priv *ecdh.PrivateKey) (*authEntry, error) {
+	c.authMu.Lock()
+	e := c.authByPriv[priv]
+	c.authMu.Unlock()
+	if e != nil {
+		return e, nil
+	}
 	pub := queue.PublicKey(priv)
 	c.authMu.Lock()
-	k, ok := c.authKeys[pub]
+	e = c.authKeys[pub]
+	if e != nil {
+		cacheAuthKey(c.authByPriv, priv, e)
+	}
 	c.authMu.Unlock()
-	if ok {
-		return k, nil
+	if e != nil {
+		return e, nil
 	}
 	k, err := queue.AuthKey(priv, c.sessionKey, c.binding)
 	if err != nil {
 		err = fmt.Errorf("%w: unusable session key", ErrProtocol)
 		c.shutdown(err)
-		return k, err
+		return nil, err
 	}
+	e = &authEntry{key: k}
 	c.authMu.Lock()
-	if len(c.authKeys) >= authCacheSize {
-		for old := range c.authKeys {
-			delete(c.authKeys, old)
+	cacheAuthKey(c.authKeys, pub, e)
+	cacheAuthKey(c.authByPriv, priv, e)
+	c.authMu.Unlock()
+	return e, nil
+}
+
+// cacheAuthKey adds e to the cache m under key, first evicting an
+// arbitrary entry if m holds authCacheSize.
+func cacheAuthKey[K comparable](m map[K]*authEntry, key K, e *authEntry) {
+	if len(m) >= authCacheSize {
+		for old := range m {
+			delete(m, old)
 			break
 		}
 	}
-	c.authKeys[pub] = k
-	c.authMu.Unlock()
-	return k, nil
+	m[key] = e
 }
 
 // A busy connection's writer lingers: when it wrote a block less than

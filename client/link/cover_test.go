@@ -97,14 +97,7 @@ func TestCoverHidesWhenMessagesMove(t *testing.T) {
 				cfg.Cover = cover
 			}
 			c := dialPeer(t, ctx, addr, cfg)
-			q, err := c.Create(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sk, _ := queue.GenerateKey()
-			if err := c.Secure(ctx, q, queue.PublicKey(sk)); err != nil {
-				t.Fatal(err)
-			}
+			q, sk := securedQueue(t, ctx, c)
 			if err := c.Subscribe(ctx, q); err != nil {
 				t.Fatal(err)
 			}
@@ -209,14 +202,7 @@ func BenchmarkPongAndOK(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	q, err := c.Create(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sk, _ := queue.GenerateKey()
-	if err := c.Secure(ctx, q, queue.PublicKey(sk)); err != nil {
-		b.Fatal(err)
-	}
+	q, sk := securedQueue(b, ctx, c)
 	var oks, pongs []time.Duration
 	body := make([]byte, 100)
 	b.ResetTimer()
