@@ -108,6 +108,10 @@ type Relay struct {
 	// one of them (pongDelay).
 	writeTimes [writeSamples]atomic.Int64
 	writeNext  atomic.Uint64
+
+	// commitWork is what the current group commit leaves for the
+	// sessions; see commitreply.go. Only the store's commit loop uses it.
+	commitWork *commitWork
 }
 
 // writeSamples is how many write latencies pongDelay draws from.
@@ -156,8 +160,9 @@ func New(cfg Config) (*Relay, error) {
 			// One block, one TLS record of one size, from the first block on.
 			DynamicRecordSizingDisabled: true,
 		},
-		subs:     make(map[queue.ID]*subscription),
-		sessions: make(map[*session]struct{}),
+		subs:       make(map[queue.ID]*subscription),
+		sessions:   make(map[*session]struct{}),
+		commitWork: newCommitWork(),
 	}
 	r.cert.Store(cs)
 	r.tlsConf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -187,6 +192,7 @@ func New(cfg Config) (*Relay, error) {
 			default:
 			}
 		},
+		OnFinished:  r.commitWork.finish,
 		MappedLimit: cfg.MappedStoreLimit,
 		OnTrim:      r.metrics.observeTrim,
 		MessageUnit: r.messageUnit(),
@@ -555,17 +561,6 @@ func (r *Relay) unsubscribe(rid queue.ID) *subscription {
 	sub := r.subs[rid]
 	delete(r.subs, rid)
 	return sub
-}
-
-// notify tells the subscriber of rid, if any, that its queue may have a
-// message to deliver.
-func (r *Relay) notify(rid queue.ID) {
-	r.mu.Lock()
-	sub := r.subs[rid]
-	r.mu.Unlock()
-	if sub != nil {
-		sub.sess.markPending(sub, false)
-	}
 }
 
 // notifyHead tells the subscriber of rid, if any, that its queue's first

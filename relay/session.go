@@ -25,7 +25,8 @@ const (
 	// When it is reached the session stops reading (backpressure).
 	maxInFlight = 64
 	// replyQueue bounds the encoded replies queued for the writer or being
-	// written. When it is reached, the session stops reading
+	// written, and those reserved for SENDs and ACKs in the store
+	// (commitreply.go). When it is reached, the session stops reading
 	// (backpressure): a client that does not read cannot make the relay
 	// buffer more than this.
 	replyQueue = 64
@@ -60,8 +61,9 @@ var errMalformed = errors.New("malformed block")
 // and deliveries into blocks. The handler and the writer run only while
 // the session is busy (they end after workerLinger without work), so an
 // idle session has one goroutine, with a small stack, and no block buffer.
-// Store operations complete in their own goroutines, at most maxInFlight
-// at a time.
+// SENDs and ACKs are answered by the store's commit loop (commitreply.go),
+// the other store operations complete in goroutines of their own; at
+// most maxInFlight are pending at a time.
 type session struct {
 	r       *Relay
 	seq     uint64 // the session's number, for Config.Observe
@@ -608,11 +610,7 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 	case queue.TagSUB:
 		return s.handleSub(corrID, entity, rec)
 	case queue.TagACK:
-		s.startAck(id)
-		done := s.startWrite(&rec, false)
-		ch, err := s.r.store.ackMessage(s.ctx, id, cmd.MsgID)
-		return s.await(ch, err, corrID, entity, queue.NO_MSG, s.r.metrics.messagesAcked, func() { s.r.notifyHead(id) },
-			func() { s.endAck(id); done() })
+		return s.handleAck(corrID, entity, &rec, cmd.MsgID)
 	case queue.TagGET:
 		return s.handleGet(corrID, entity, rec)
 	case queue.TagOFF:
@@ -856,30 +854,67 @@ func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 		s.r.refuseStorage()
 		return s.replyErr(corrID, entity, queue.QUOTA)
 	}
-	msg := storedMessage{ID: queue.NewID(), Timestamp: floorTime(time.Now().Unix(), s.r.messageUnit()), Body: cmd.Body} // addMessage copies it
+	msg := storedMessage{ID: queue.NewID(), Timestamp: floorTime(time.Now().Unix(), s.r.messageUnit()), Body: cmd.Body} // addMessageFunc copies it
 	begun := time.Now()
+	if err := s.reserveStoreReply(); err != nil {
+		return err
+	}
 	done := s.startWrite(&rec, false)
 	pre := s.r.prepareEvent(rec.RecipientID, &msg)
-	ch, err := s.r.store.addMessage(s.ctx, sid, msg, s.r.cfg.QueueQuota)
+	// Answered by the commit loop (commitreply.go).
+	err = s.r.store.addMessageFunc(s.ctx, sid, msg, s.r.cfg.QueueQuota, func(res sendResult) {
+		s.storeAnswered(res.Err, corrID, entity, queue.AUTH, s.r.metrics.messagesReceived, begun, func() {
+			if res.Err != nil {
+				s.r.releaseEvent(pre)
+			} else {
+				s.r.offerEvent(pre, res)
+				s.r.notifyAfterCommit(res.RecipientID, false)
+			}
+			done()
+			s.releaseStoreReply()
+		})
+	})
 	if err != nil {
+		s.cancelStoreReply()
 		done()
 		s.r.releaseEvent(pre)
 		return s.replyErr(corrID, entity, errorCode(err))
 	}
-	return s.async(func() {
-		defer done()
-		res := <-ch
-		if res.Err != nil {
-			s.r.releaseEvent(pre)
-			s.replyErr(corrID, entity, errorCode(res.Err))
-			return
-		}
-		s.r.metrics.messagesReceived.Inc()
-		s.r.noteWrite(time.Since(begun))
-		s.reply(corrID, entity, queue.Command{Tag: queue.TagOK})
-		s.r.offerEvent(pre, res)
-		s.r.notify(res.RecipientID)
+	return nil
+}
+
+// handleAck serves ACK of the message msgID on rec's queue, which the
+// recipient key authorized.
+func (s *session) handleAck(corrID, entity []byte, rec *queueRecord, msgID queue.ID) error {
+	begun := time.Now()
+	if err := s.reserveStoreReply(); err != nil {
+		return err
+	}
+	rid := rec.RecipientID
+	s.startAck(rid)
+	done := s.startWrite(rec, false)
+	// Answered by the commit loop (commitreply.go).
+	err := s.r.store.ackMessageFunc(s.ctx, rid, msgID, func(err error) {
+		s.storeAnswered(err, corrID, entity, queue.NO_MSG, s.r.metrics.messagesAcked, begun, func() {
+			if err == nil {
+				s.r.notifyAfterCommit(rid, true)
+			}
+			if s.endAck(rid) {
+				s.r.commitWork.wake[s] = struct{}{}
+			}
+			done()
+			s.releaseStoreReply()
+		})
 	})
+	if err != nil {
+		s.cancelStoreReply()
+		if s.endAck(rid) {
+			s.wakeWriter()
+		}
+		done()
+		return s.replyErr(corrID, entity, errorCode(err))
+	}
+	return nil
 }
 
 func (s *session) handleSub(corrID, entity []byte, rec queueRecord) error {
@@ -952,17 +987,16 @@ func (s *session) startAck(rid queue.ID) {
 
 // endAck runs after the ACK noted by startAck is answered: the
 // subscription may deliver again, the next message if the ACK removed the
-// one delivered.
-func (s *session) endAck(rid queue.ID) {
+// one delivered. It reports whether it marked the subscription pending:
+// the caller then wakes the writer.
+func (s *session) endAck(rid queue.ID) bool {
 	s.mu.Lock()
 	sub, ok := s.subs[rid]
 	if ok && sub.acking > 0 {
 		sub.acking--
 	}
 	s.mu.Unlock()
-	if ok {
-		s.markPending(sub, true)
-	}
+	return ok && s.mark(sub, true)
 }
 
 // deleted runs after a durable DEL: the subscription ends, with DELD to
@@ -1004,10 +1038,18 @@ func (s *session) ended(sub *subscription, tag queue.Tag) {
 // session, expired), and the writer delivers the head if it is another
 // message.
 func (s *session) markPending(sub *subscription, recheck bool) {
+	if s.mark(sub, recheck) {
+		s.wakeWriter()
+	}
+}
+
+// mark is markPending without waking the writer: it reports whether it
+// marked sub pending, and the caller must then wake the writer.
+func (s *session) mark(sub *subscription, recheck bool) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.subs[sub.rid] != sub {
-		s.mu.Unlock()
-		return
+		return false
 	}
 	if recheck {
 		// The first message may be gone: an event prepared before is
@@ -1016,10 +1058,16 @@ func (s *session) markPending(sub *subscription, recheck bool) {
 	}
 	if sub.hasDelivered && !recheck {
 		sub.arrived = true
-		s.mu.Unlock()
-		return
+		return false
 	}
 	s.pending[sub] = struct{}{}
+	return true
+}
+
+// wakeWriter starts a writer goroutine, or wakes the one running, unless
+// the session has ended.
+func (s *session) wakeWriter() {
+	s.mu.Lock()
 	s.startWriterLocked()
 	s.mu.Unlock()
 }

@@ -173,6 +173,13 @@ type storeOptions struct {
 	// included), the number of operations in it and its commit error (nil
 	// once committed). It must not block.
 	OnCommit func(wait, d time.Duration, ops int, err error)
+	// OnFinished, if not nil, is called on the commit loop's goroutine
+	// once every operation of a group transaction has been finished
+	// (after OnCommit), and in Close once it has failed the operations
+	// left: a caller whose finish functions only queue work (the relay's
+	// replies and deliveries) starts it there, once per commit. Calls
+	// never overlap. It must not block.
+	OnFinished func()
 	// MappedLimit bounds, in bytes, the process's file-backed resident
 	// memory above which the store drops its file's pages from the process
 	// (see "Memory" in docs/store.md); default 64 MiB; negative: never.
@@ -287,6 +294,8 @@ type store struct {
 	// loop writes it.
 	total    storeCounts
 	onCommit func(time.Duration, time.Duration, int, error)
+	// onFinished is storeOptions.OnFinished.
+	onFinished func()
 	// mappedLimit is storeOptions.MappedLimit, negative for never; trims
 	// counts the drops of the mapping.
 	mappedLimit int64
@@ -422,6 +431,8 @@ func openStore(path string, opts storeOptions) (*store, error) {
 		trimDone: make(chan struct{}),
 		onCommit: opts.OnCommit,
 
+		onFinished: opts.OnFinished,
+
 		mappedLimit: opts.MappedLimit,
 		onTrim:      opts.OnTrim,
 	}
@@ -503,6 +514,9 @@ func (s *store) Close() error {
 			}
 			break
 		}
+		if s.onFinished != nil {
+			s.onFinished()
+		}
 		s.closeErr = s.db.Close()
 		if err := s.ring.Close(); s.closeErr == nil {
 			s.closeErr = err
@@ -563,7 +577,7 @@ func (s *store) loop() {
 		}
 		select {
 		case <-s.closing: // both were ready: closing wins
-			batch[0].finish(errClosed)
+			batch[0].finish(errClosed) // Close calls onFinished
 			return
 		default:
 		}
@@ -605,6 +619,9 @@ func (s *store) loop() {
 		}
 		windowOps += len(batch)
 		s.commit(batch)
+		if s.onFinished != nil {
+			s.onFinished()
+		}
 		clear(batch) // drop references to finished operations
 	}
 }
@@ -1057,6 +1074,17 @@ type sendResult struct {
 // (errNotSecured). A zero msg.Timestamp is set to the current hour.
 // addMessage copies msg.Body before it returns.
 func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage, quota int) (<-chan sendResult, error) {
+	ch := make(chan sendResult, 1)
+	if err := s.addMessageFunc(ctx, sid, msg, quota, func(r sendResult) { ch <- r }); err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// addMessageFunc is addMessage with the result passed to done instead of a
+// channel: done runs exactly once, on the commit loop's goroutine (or in
+// Close), once submission returned nil, and must not block.
+func (s *store) addMessageFunc(ctx context.Context, sid queue.ID, msg storedMessage, quota int, done func(sendResult)) error {
 	if msg.Timestamp == 0 {
 		msg.Timestamp = floorTime(time.Now().Unix(), defaultMessageUnit)
 	}
@@ -1084,7 +1112,6 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 		val = sealMessage(make([]byte, 0, n), &mk, msg)
 	}
 	ts := msg.Timestamp
-	ch := make(chan sendResult, 1)
 	var (
 		rid          queue.ID
 		found, first bool
@@ -1138,19 +1165,26 @@ func (s *store) addMessage(ctx context.Context, sid queue.ID, msg storedMessage,
 			}
 			r.First = err == nil && first
 			r.Commit = commit
-			ch <- r
+			done(r)
 		},
 	}
-	if err := s.submit(ctx, op); err != nil {
-		return nil, err
-	}
-	return ch, nil
+	return s.submit(ctx, op)
 }
 
 // ackMessage deletes the head message of queue rid if its ID is msgID (ACK);
 // otherwise, or if there is no such queue, it fails with errNotFound.
 func (s *store) ackMessage(ctx context.Context, rid queue.ID, msgID queue.ID) (<-chan error, error) {
-	return s.submitErr(ctx, func(b storeTx) error {
+	ch := make(chan error, 1)
+	if err := s.ackMessageFunc(ctx, rid, msgID, func(err error) { ch <- err }); err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// ackMessageFunc is ackMessage with the result passed to done instead of
+// a channel, as for addMessageFunc.
+func (s *store) ackMessageFunc(ctx context.Context, rid queue.ID, msgID queue.ID, done func(error)) error {
+	return s.submit(ctx, &storeOp{finish: done, apply: func(b storeTx) error {
 		if b.queues.Get(rid[:]) == nil {
 			return errNotFound
 		}
@@ -1175,7 +1209,7 @@ func (s *store) ackMessage(ctx context.Context, rid queue.ID, msgID queue.ID) (<
 		}
 		b.count(0, -1, -n)
 		return b.expiry.Delete(expiryKey(m.Timestamp, rid, seq))
-	})
+	}})
 }
 
 // sweep removes the messages stored before msgBefore and the queues never
