@@ -182,6 +182,17 @@ func runThroughputCommand(ctx context.Context, args []string, stdout, stderr io.
 	return nil
 }
 
+// ackWorkers is how many goroutines acknowledge the messages of one
+// receiver connection: long-lived, so that an ACK costs no goroutine start
+// (and the growth of its stack) in the load generator.
+const ackWorkers = 256
+
+// ackJob is a message to acknowledge.
+type ackJob struct {
+	q  *benchQueue
+	id queue.ID
+}
+
 // Message bodies start with a header that makes every message unique and
 // carries its send time:
 //
@@ -374,18 +385,29 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 	t.winStart.Store(math.MaxInt64)
 	t.winEnd.Store(math.MaxInt64)
 
-	// Receivers: record each message and acknowledge it at once, in its
-	// own goroutine (the relay allows one unacknowledged message per
-	// queue, so at most Q acknowledgements are in flight).
+	// Receivers: record each message and acknowledge it at once, on one
+	// of ackWorkers goroutines per receiver, which wait for the OKs (the
+	// relay allows one unacknowledged message per queue, so at most Q
+	// acknowledgements are in flight, and a receiver's channel of them
+	// never fills).
 	ackCtx, stopAcks := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAcks()
 	var recvWG, ackWG sync.WaitGroup
 	perRelay := make([]atomic.Int64, o.relays) // first deliveries in the window
 	for ri, rc := range receivers {
 		relay := ri / o.receivers
-		recvWG.Add(1)
-		go func() {
-			defer recvWG.Done()
+		acks := make(chan ackJob, o.queues)
+		for range ackWorkers {
+			ackWG.Go(func() {
+				for a := range acks {
+					if err := rc.Ack(ackCtx, a.q.rq, a.id); err != nil && ackCtx.Err() == nil {
+						t.ackErrs.Add(1)
+					}
+				}
+			})
+		}
+		recvWG.Go(func() {
+			defer close(acks)
 			for ev := range rc.Events() {
 				at := t.now()
 				if ev.Kind != link.EventMessage || ev.Err != nil {
@@ -398,19 +420,11 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 				} else if t.deliveredMsg(ev.Message.Body, at) {
 					perRelay[relay].Add(1)
 				}
-				q := byRID[ev.RecipientID]
-				if q == nil {
-					continue
+				if q := byRID[ev.RecipientID]; q != nil {
+					acks <- ackJob{q, ev.Message.ID}
 				}
-				ackWG.Add(1)
-				go func() {
-					defer ackWG.Done()
-					if err := rc.Ack(ackCtx, q.rq, ev.Message.ID); err != nil && ackCtx.Err() == nil {
-						t.ackErrs.Add(1)
-					}
-				}()
 			}
-		}()
+		})
 	}
 	defer func() {
 		stopAcks()
