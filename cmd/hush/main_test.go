@@ -253,21 +253,40 @@ func mustFail(t *testing.T, r result, code int, want ...string) {
 func (u *user) receiveUntil(t *testing.T, want ...string) string {
 	t.Helper()
 	var all strings.Builder
-	for range 30 {
+	done := untilBound(func() bool {
 		r := u.ok(t, "receive", "--wait", "1s")
 		all.WriteString(r.stdout)
-		missing := false
 		for _, w := range want {
 			if !strings.Contains(all.String(), w) {
-				missing = true
+				return false
 			}
 		}
-		if !missing {
-			return all.String()
+		return true
+	})
+	if !done {
+		t.Fatalf("%s: hush receive did not print all of %q in %v of runs; it printed:\n%s", u.name, want, receiveBound, all.String())
+	}
+	return all.String()
+}
+
+// receiveBound bounds how long a test runs commands again and again (hush
+// receive, mostly) while it waits for something to arrive. A receive
+// ends after a second with nothing new, which on a loaded machine can be
+// before its relays are even connected: so the runs are bounded in time,
+// not in number.
+const receiveBound = 3 * time.Minute
+
+// untilBound calls f until it reports true, and then reports true, or
+// until receiveBound has passed, and then reports false.
+func untilBound(f func() bool) bool {
+	for end := time.Now().Add(receiveBound); ; {
+		if f() {
+			return true
+		}
+		if time.Now().After(end) {
+			return false
 		}
 	}
-	t.Fatalf("%s: hush receive did not print all of %q in 30 runs; it printed:\n%s", u.name, want, all.String())
-	return ""
 }
 
 // jsonLine decodes the single JSON line of out into v.
@@ -419,7 +438,7 @@ func TestJourney(t *testing.T) {
 		t.Errorf("send --json: %+v, want a sequence number and status sent", sent)
 	}
 	var got []map[string]any
-	for range 30 {
+	untilBound(func() bool {
 		r := alice.ok(t, "--json", "receive", "--wait", "1s")
 		found := false
 		for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
@@ -435,13 +454,11 @@ func TestJourney(t *testing.T) {
 				found = true
 			}
 		}
-		if found {
-			break
-		}
 		if len(got) > 100 {
 			t.Fatal("too many events")
 		}
-	}
+		return found
+	})
 	if len(got) == 0 || got[len(got)-1]["event"] != "message" {
 		t.Fatalf("alice's receive --json printed %v, want bob's message last", got)
 	}
@@ -789,13 +806,11 @@ func TestRelayDown(t *testing.T) {
 	// Back, on the same ports and with the same identities.
 	runRelay(t, dirs[0], p1.addr.HostPort())
 	runRelay(t, dirs[1], p2.addr.HostPort())
-	for range 30 {
+	untilBound(func() bool {
 		a.ok(t, "receive", "--wait", "1s")
 		jsonLine(t, a.ok(t, "--json", "contacts").stdout, &out)
-		if out.Contacts[0].Outbox == 0 {
-			break
-		}
-	}
+		return out.Contacts[0].Outbox == 0
+	})
 	b.receiveUntil(t, "a: while down\na: still down\n")
 }
 

@@ -67,11 +67,8 @@ func TestReceiptsCLI(t *testing.T) {
 	}
 	jsonLine(t, a.ok(t, "--json", "send", "b", "three").stdout, &sent)
 	b.receiveUntil(t, "a: three\n")
-	found := false
-	for i := 0; !found; i++ {
-		if i == 30 {
-			t.Fatalf("receive --json printed no delivered event for message %d in 30 runs", sent.Seq)
-		}
+	if !untilBound(func() bool {
+		found := false
 		for _, line := range strings.Split(a.ok(t, "--json", "receive", "--wait", "1s").stdout, "\n") {
 			var ev struct {
 				Event   string `json:"event"`
@@ -85,6 +82,9 @@ func TestReceiptsCLI(t *testing.T) {
 				found = true
 			}
 		}
+		return found
+	}) {
+		t.Fatalf("receive --json printed no delivered event for message %d in %v of runs", sent.Seq, receiveBound)
 	}
 	b.ok(t, "receipts", "default", "a")
 	mustFail(t, b.run(t, "", "receipts", "default"), 2, "name the contact")

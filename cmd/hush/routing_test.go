@@ -38,13 +38,11 @@ func TestRoutingCLI(t *testing.T) {
 		t.Fatalf("send with a's relay down: status %q, want queued", sent.Status)
 	}
 	out := ""
-	for range 10 {
+	untilBound(func() bool {
 		// receive exits with status 1: it could not reach r1.
 		out += a.run(t, "", "--json", "receive", "--wait", "1s", "--timeout", "1s").stdout
-		if strings.Contains(out, "private routing") {
-			break
-		}
-	}
+		return strings.Contains(out, "private routing")
+	})
 	found := false
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		var ev eventJSON
