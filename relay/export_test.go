@@ -52,8 +52,9 @@ func SubscriberWaiting(r *Relay, rid queue.ID) bool {
 // body for the subscriber of queue rid, as a SEND does, and offers it as
 // its SEND would once durable, as though that had stored the message, the
 // queue's only one, in store transaction commit. It reports whether the
-// subscription took it (and was then told to deliver).
-func OfferLate(r *Relay, rid, id queue.ID, ts int64, body []byte, commit uint64) bool {
+// subscription took it. With deliver, the subscription is then told to
+// deliver, as the SEND's notice does; without, the event stays offered.
+func OfferLate(r *Relay, rid, id queue.ID, ts int64, body []byte, commit uint64, deliver bool) bool {
 	p := r.prepareEvent(rid, &storedMessage{ID: id, Timestamp: ts, Body: body})
 	if p == nil {
 		return false
@@ -66,6 +67,8 @@ func OfferLate(r *Relay, rid, id queue.ID, ts int64, body []byte, commit uint64)
 		r.releaseEvent(p)
 		return false
 	}
-	sub.sess.markPending(sub, false)
+	if deliver {
+		sub.sess.markPending(sub, false)
+	}
 	return true
 }

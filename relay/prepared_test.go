@@ -3,6 +3,7 @@ package relay_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -151,7 +152,7 @@ func TestPreparedEventNotRedelivered(t *testing.T) {
 	}
 	// The read after the ACK found the queue empty.
 	waitFor(t, ctx, "subscriber waiting", func() bool { return relay.SubscriberWaiting(e.r, q.RecipientID) })
-	if relay.OfferLate(e.r, q.RecipientID, m.ID, m.Timestamp.Unix(), m.Body, stored) {
+	if relay.OfferLate(e.r, q.RecipientID, m.ID, m.Timestamp.Unix(), m.Body, stored, true) {
 		t.Fatal("the subscription took the event of a message it was delivered from the store")
 	}
 	noMessage(t, ctx, rc)
@@ -169,7 +170,7 @@ func TestPreparedEventNotRedelivered(t *testing.T) {
 	// Control: an event of a commit after every read is taken and
 	// delivered (its message is not in the store: its ACK finds none).
 	fake := queue.NewID()
-	if !relay.OfferLate(e.r, q.RecipientID, fake, m.Timestamp.Unix(), []byte("control"), relay.StoreCommits(e.r)+1) {
+	if !relay.OfferLate(e.r, q.RecipientID, fake, m.Timestamp.Unix(), []byte("control"), relay.StoreCommits(e.r)+1, true) {
 		t.Fatal("the subscription refused the event of a later commit")
 	}
 	m3 := nextMessage(t, ctx, rc)
@@ -182,4 +183,92 @@ func TestPreparedEventNotRedelivered(t *testing.T) {
 	rc.Close()
 	sc.Close()
 	waitFor(t, ctx, "prepared events released", func() bool { return relay.PreparedHeld(e.r) == 0 })
+}
+
+// TestPreparedEventsReleased ends subscriptions holding an event offered
+// and not yet sent, in each way one ends: the subscriber's connection
+// closes, another session subscribes (END), the queue is deleted by
+// another session (DELD) or by the subscriber's own; and a sender
+// connection closes with SENDs to waiting subscribers in flight. Every
+// event goes back to the relay-wide budget.
+func TestPreparedEventsReleased(t *testing.T) {
+	ctx := e2eContext(t)
+	e := startE2ERelay(t, nil)
+	offered := func(rc *link.Conn, q link.Queue) {
+		t.Helper()
+		if err := rc.Subscribe(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, ctx, "subscriber waiting", func() bool { return relay.SubscriberWaiting(e.r, q.RecipientID) })
+		if !relay.OfferLate(e.r, q.RecipientID, queue.NewID(), 0, []byte("held"), relay.StoreCommits(e.r)+1, false) {
+			t.Fatal("the event was refused")
+		}
+		if got := relay.PreparedHeld(e.r); got != 1 {
+			t.Fatalf("%d events held, want 1", got)
+		}
+	}
+	released := func(how string) {
+		t.Helper()
+		waitFor(t, ctx, how+": event released", func() bool { return relay.PreparedHeld(e.r) == 0 })
+	}
+
+	rc := e.dial(ctx, link.TransportTCP)
+	q, _ := e2eSecuredQueue(t, ctx, rc)
+	offered(rc, q)
+	rc.Close()
+	released("connection closed")
+
+	rc, other := e.dial(ctx, link.TransportTCP), e.dial(ctx, link.TransportTCP)
+	q, _ = e2eSecuredQueue(t, ctx, rc)
+	offered(rc, q)
+	if err := other.Subscribe(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	released("subscribed elsewhere")
+
+	q, _ = e2eSecuredQueue(t, ctx, rc)
+	offered(rc, q)
+	if err := other.Delete(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	released("deleted by another session")
+
+	q, _ = e2eSecuredQueue(t, ctx, rc)
+	offered(rc, q)
+	if err := rc.Delete(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	released("deleted by the subscriber")
+
+	// SENDs in flight to waiting subscribers when the sender's
+	// connection closes.
+	sc := e.dial(ctx, link.TransportTCP)
+	const queues = 96
+	qs := make([]link.Queue, queues)
+	sks := make([]*ecdh.PrivateKey, queues)
+	for i := range qs {
+		qs[i], sks[i] = e2eSecuredQueue(t, ctx, rc)
+		if err := rc.Subscribe(ctx, qs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rc.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sent := make(chan error, queues)
+	body := make([]byte, queue.MaxMessageSize)
+	for i := range qs {
+		go func() { sent <- sc.Send(ctx, qs[i].SenderID, sks[i], body) }()
+	}
+	first := <-sent
+	sc.Close()
+	for range queues - 1 {
+		<-sent
+	}
+	if first != nil {
+		t.Fatalf("the first SEND: %v", first)
+	}
+	rc.Close()
+	other.Close()
+	released("sender closed")
 }
