@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -244,5 +245,25 @@ func BenchmarkStoreTrimMapping(b *testing.B) {
 		if _, dropped, err := s.trimMapping(0); err != nil || !dropped {
 			b.Fatalf("trimMapping = dropped %v, %v", dropped, err)
 		}
+	}
+}
+
+// TestTrimGap checks trimLoop's wait between drops: it doubles, up to
+// storeTrimMaxGap, while every check drops pages, and is one check
+// interval again after a check that drops nothing.
+func TestTrimGap(t *testing.T) {
+	gap, last := storeTrimInterval, false
+	var gaps []time.Duration
+	for _, dropped := range []bool{true, true, true, true, true, true, true, true, false, true, true} {
+		gap, last = trimGap(gap, dropped, last), dropped
+		gaps = append(gaps, gap)
+	}
+	i := storeTrimInterval
+	want := []time.Duration{i, 2 * i, 4 * i, 8 * i, 16 * i, storeTrimMaxGap, storeTrimMaxGap, storeTrimMaxGap, i, i, 2 * i}
+	if !slices.Equal(gaps, want) {
+		t.Errorf("gaps %v, want %v", gaps, want)
+	}
+	if 16*i >= storeTrimMaxGap || 32*i < storeTrimMaxGap {
+		t.Fatalf("storeTrimMaxGap %v: the expected gaps above assume it lies between 16 and 32 intervals", storeTrimMaxGap)
 	}
 }

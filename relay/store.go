@@ -129,8 +129,12 @@ const (
 	// operations that turns gathering on or off.
 	gatherWindow = 100 * time.Millisecond
 	// storeTrimInterval is how often trimLoop compares the process's
-	// file-backed resident memory with the limit.
+	// file-backed resident memory with the limit; storeTrimMaxGap is the
+	// longest it waits after a drop before the next while the relay keeps
+	// mapping its file back faster than that (see "Memory" in
+	// docs/store.md).
 	storeTrimInterval = 100 * time.Millisecond
+	storeTrimMaxGap   = 2 * time.Second
 	// storeTrimChunk is how much of the mapping one read transaction of a
 	// trim drops: at most about 0.4ms of madvise (see "Memory" above).
 	storeTrimChunk = 8 << 20
@@ -696,13 +700,22 @@ func (s *store) commit(batch []*storeOp) {
 	}
 }
 
-// trimLoop calls trimMapping every storeTrimInterval until Close. It runs
+// trimLoop calls trimMapping every storeTrimInterval until Close, but
+// not within gap of a drop: gap starts at storeTrimInterval, doubles, up
+// to storeTrimMaxGap, at each drop that follows a drop (the relay mapped
+// its file back above the limit within the gap), and is
+// storeTrimInterval again once a check finds nothing to drop. It runs
 // apart from the commit loop so that a drop delays no commit (except one
 // that must remap the file). See "Memory" in docs/store.md.
 func (s *store) trimLoop() {
 	defer close(s.trimDone)
 	t := time.NewTicker(storeTrimInterval)
 	defer t.Stop()
+	var (
+		gap         = storeTrimInterval
+		next        time.Time // no drop before
+		lastDropped bool      // the last check made dropped
+	)
 	for {
 		select {
 		case <-s.closing:
@@ -710,11 +723,34 @@ func (s *store) trimLoop() {
 		case <-t.C:
 		}
 		start := time.Now()
+		if start.Before(next) {
+			continue
+		}
 		resident, dropped, err := s.trimMapping(s.mappedLimit)
+		gap = trimGap(gap, dropped, lastDropped)
+		if dropped {
+			// Half a tick early, so that a tick a little early is not
+			// skipped.
+			next = start.Add(gap - storeTrimInterval/2)
+		}
+		lastDropped = dropped
 		if (dropped || err != nil) && s.onTrim != nil {
 			s.onTrim(resident, time.Since(start), err)
 		}
 	}
+}
+
+// trimGap returns how long trimLoop waits after a check before it may
+// drop again, given the wait before that check, whether the check dropped
+// pages and whether the check before it did too.
+func trimGap(gap time.Duration, dropped, lastDropped bool) time.Duration {
+	switch {
+	case !dropped:
+		return storeTrimInterval
+	case lastDropped:
+		return min(2*gap, storeTrimMaxGap)
+	}
+	return gap
 }
 
 // trimMapping drops the store file's pages from the process (see "Memory"

@@ -194,7 +194,8 @@ NEW and SEND refused until 1 MiB is free).`, strconv.Itoa(relay.DefaultMinFreeDi
 		{"mapped_store_limit_mib", `The relay reads its store through a memory mapping: the pages it has
 read stay counted in its RSS and in the OOM killer's score, although they
 are page cache. Above this many MiB of them the relay drops them from its
-mapping, checking ten times a second (Linux only). The count includes the
+mapping, checking ten times a second (Linux only), or up to 2 s apart
+while it reads its store faster than that. The count includes the
 relay's own executable (about 11 MiB), so a limit near that trims at every
 check. A negative value turns this off.`,
 			strconv.Itoa(relay.DefaultMappedStoreLimit >> 20)},
