@@ -89,6 +89,50 @@ func drain(t *testing.T, w *wireConn, q *wireQueue, want [][]byte, last bool) {
 	}
 }
 
+// diskFullRelay starts a relay whose store is on a tmpfs of size that the
+// test mounts (MountSmallFS), with reserve as its free-disk reserve
+// (MinFreeDisk), rates that never refuse and a queue quota only the disk
+// reaches, and writes another file of otherSize bytes on that disk. It
+// returns the relay, its admin server's base URL and the other file.
+func diskFullRelay(t *testing.T, size string, reserve int64, otherSize int) (*relaytest.Relay, string, string) {
+	t.Helper()
+	fs := relay.MountSmallFS(t, size)
+	rl := relaytest.New(t, func(c *relay.Config) {
+		c.StorePath = filepath.Join(fs, "relay.db")
+		c.NewRate, c.SendRate = 1e6, 1e6
+		c.QueueQuota = 1 << 20 // only the disk refuses
+		c.MinFreeDisk = reserve
+	})
+	base := adminServer(t, rl.Relay)
+	other := filepath.Join(fs, "other")
+	if err := os.WriteFile(other, make([]byte, otherSize), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return rl, base, other
+}
+
+// sendUntilRefused SENDs diskFullBody(0), (1), ... to q until the relay
+// refuses one, which it must answer with code (at says where the disk is
+// then); it returns the bodies answered OK, in order, and fails the test
+// if more than limit are.
+func sendUntilRefused(t *testing.T, w *wireConn, q *wireQueue, limit int, code queue.ErrorCode, at string) [][]byte {
+	t.Helper()
+	var sent [][]byte
+	for n := 0; ; n++ {
+		if n > limit {
+			t.Fatalf("no SEND refused after %d messages of %d bytes", limit, queue.MaxMessageSize)
+		}
+		b := diskFullBody(n)
+		c := w.do(q.sKey, q.sid, queue.Command{Tag: queue.TagSEND, Body: b})
+		if c.Tag == queue.TagERR {
+			wireErr(t, fmt.Sprintf("SEND %d %s", n, at), c, code)
+			return sent
+		}
+		wireOK(t, fmt.Sprintf("SEND %d", n), c)
+		sent = append(sent, b)
+	}
+}
+
 // TestDiskFull: section 16, full storage, on a real full disk: the store
 // on a 10 MiB tmpfs the test mounts, with a free-disk reserve of 2 MiB and
 // another file taking 3 MiB. SENDs of the largest body are answered OK
@@ -99,36 +143,13 @@ func drain(t *testing.T, w *wireConn, q *wireQueue, want [][]byte, last bool) {
 // them. Once the other file is gone, NEW and SEND work as before. After a
 // restart, every SEND answered OK is received exactly once, in order.
 func TestDiskFull(t *testing.T) {
-	fs := relay.MountSmallFS(t, "10m")
-	rl := relaytest.New(t, func(c *relay.Config) {
-		c.StorePath = filepath.Join(fs, "relay.db")
-		c.NewRate, c.SendRate = 1e6, 1e6
-		c.QueueQuota = 1 << 20 // only the disk refuses
-		c.MinFreeDisk = 2 << 20
-	})
-	base := adminServer(t, rl.Relay)
-	other := filepath.Join(fs, "other")
-	if err := os.WriteFile(other, make([]byte, 3<<20), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rl, base, other := diskFullRelay(t, "10m", 2<<20, 3<<20)
+	fs := filepath.Dir(other)
 	w := dialWire(t, rl.HostPort, wireTCP)
 	q, spare := w.newQueue(true), w.newQueue(true)
 
 	// Fill the disk to its reserve.
-	var sent [][]byte
-	for n := 0; ; n++ {
-		if n > 2000 {
-			t.Fatal("no SEND refused after 2000 messages of 16000 bytes on a 10 MiB disk")
-		}
-		b := diskFullBody(n)
-		c := w.do(q.sKey, q.sid, queue.Command{Tag: queue.TagSEND, Body: b})
-		if c.Tag == queue.TagERR {
-			wireErr(t, fmt.Sprintf("SEND %d at the reserve", n), c, queue.QUOTA)
-			break
-		}
-		wireOK(t, fmt.Sprintf("SEND %d", n), c)
-		sent = append(sent, b)
-	}
+	sent := sendUntilRefused(t, w, q, 2000, queue.QUOTA, "at the reserve")
 	if len(sent) < 100 {
 		t.Fatalf("only %d messages stored before the reserve, want the disk's free space (at least 100)", len(sent))
 	}
@@ -181,34 +202,10 @@ func TestDiskFull(t *testing.T) {
 // ERR QUOTA while ACK works; once another file frees space, SEND works
 // again. Every SEND answered OK is received exactly once, in order.
 func TestDiskFullNoReserve(t *testing.T) {
-	fs := relay.MountSmallFS(t, "8m")
-	rl := relaytest.New(t, func(c *relay.Config) {
-		c.StorePath = filepath.Join(fs, "relay.db")
-		c.NewRate, c.SendRate = 1e6, 1e6
-		c.QueueQuota = 1 << 20
-		c.MinFreeDisk = -1
-	})
-	base := adminServer(t, rl.Relay)
-	other := filepath.Join(fs, "other")
-	if err := os.WriteFile(other, make([]byte, 2<<20), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rl, base, other := diskFullRelay(t, "8m", -1, 2<<20)
 	w := dialWire(t, rl.HostPort, wireTCP)
 	q := w.newQueue(true)
-	var sent [][]byte
-	for n := 0; ; n++ {
-		if n > 1000 {
-			t.Fatal("no SEND failed after 1000 messages of 16000 bytes on an 8 MiB disk")
-		}
-		b := diskFullBody(n)
-		c := w.do(q.sKey, q.sid, queue.Command{Tag: queue.TagSEND, Body: b})
-		if c.Tag == queue.TagERR {
-			wireErr(t, fmt.Sprintf("SEND %d at the disk's end", n), c, queue.INTERNAL)
-			break
-		}
-		wireOK(t, fmt.Sprintf("SEND %d", n), c)
-		sent = append(sent, b)
-	}
+	sent := sendUntilRefused(t, w, q, 1000, queue.INTERNAL, "at the disk's end")
 	wireErr(t, "SEND after the disk was found full", w.do(q.sKey, q.sid, queue.Command{Tag: queue.TagSEND, Body: diskFullBody(len(sent))}), queue.QUOTA)
 	k, dh := newKey(t), newKey(t)
 	wireErr(t, "NEW after the disk was found full", w.do(k, nil, queue.Command{Tag: queue.TagNEW, RecipientKey: queue.PublicKey(k), RecipientDHKey: queue.PublicKey(dh)}), queue.QUOTA)
