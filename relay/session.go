@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"maps"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -175,7 +176,8 @@ type subscription struct {
 	// store has been read for this subscription, or its first message
 	// may have changed since (ACK, expiry, SUB): an event prepared for a
 	// message stored in that commit or before is not taken (offer), as
-	// the message may have been delivered or be gone already.
+	// the message may have been delivered or be gone already. It is
+	// math.MaxUint64 while a SUB registers the subscription.
 	floor uint64
 }
 
@@ -929,15 +931,18 @@ func (s *session) handleSub(corrID, entity []byte, rec queueRecord) error {
 		s.subs[rec.RecipientID] = sub
 	}
 	sub.hasDelivered = false // SUB again redelivers the head message
+	// Until the floor is set below, no event is taken: sub is visible to
+	// SENDs once registered, and a message stored before this SUB may
+	// have been delivered and removed before, without a notice to sub.
+	sub.floor = math.MaxUint64
+	s.dropReadyLocked(sub)
 	s.mu.Unlock()
 	if old := s.r.subscribe(sub); old != nil && old != sub {
 		old.sess.ended(old, queue.TagEND)
 	}
-	// What the store holds now is delivered from the store: a message
-	// stored before this SUB may have been removed before the
-	// subscription was registered, without a notice to it.
+	// What the store holds now is delivered from the store.
 	s.mu.Lock()
-	s.raiseFloorLocked(sub)
+	sub.floor = s.r.store.commits.Load()
 	s.mu.Unlock()
 	if err := s.reply(corrID, entity, queue.Command{Tag: queue.TagOK}); err != nil {
 		return err
@@ -1236,6 +1241,13 @@ func (s *session) delivery(sub *subscription, txBuf []byte) (tx []byte, p *prepa
 	s.mu.Lock()
 	sub.arrived = false
 	p, sub.ready = sub.ready, nil
+	if p != nil && s.r.store.removals.removedSince(sub.rid, p.commit) {
+		// Its message may be gone (acknowledged by another session,
+		// expired, its queue deleted) with the notice still to come: the
+		// store is read instead.
+		s.r.releaseEvent(p)
+		p = nil
+	}
 	if p != nil {
 		// Window of one, as below.
 		push := s.subs[sub.rid] == sub && sub.acking == 0 && !(sub.hasDelivered && sub.delivered == p.id)
@@ -1365,12 +1377,14 @@ func (s *session) waiting(sub *subscription) bool {
 // does not if the session has ended, sub is no longer its subscription,
 // a message is outstanding or an ACK pending, or a read of the store for
 // sub may have seen p's message, or its queue's first message changed
-// since it was stored (p.commit <= sub.floor). A later message that was
+// since it was stored (p.commit <= sub.floor, or a removal of the
+// queue's committed since: removalTable). A later message that was
 // its queue's only one replaces an earlier: the earlier one is gone.
 func (s *session) offer(sub *subscription, p *preparedEvent) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.subs[sub.rid] != sub || sub.hasDelivered || sub.acking > 0 || p.commit <= sub.floor {
+	if s.closed || s.subs[sub.rid] != sub || sub.hasDelivered || sub.acking > 0 || p.commit <= sub.floor ||
+		s.r.store.removals.removedSince(sub.rid, p.commit) {
 		return false
 	}
 	if sub.ready != nil {

@@ -294,6 +294,10 @@ type store struct {
 	// every transaction up to the number loaded (sendResult.Commit, and
 	// subscription.floor in session.go).
 	commits atomic.Uint64
+	// removals records, per queue, the last commit that removed one of
+	// its messages or the queue (removalTable); only the commit loop
+	// writes it, before the commit.
+	removals removalTable
 	// total is what the file holds as of the last commit; only the commit
 	// loop writes it.
 	total    storeCounts
@@ -648,6 +652,8 @@ func (s *store) commit(batch []*storeOp) {
 			b := bucketsOf(tx)
 			b.delta = &delta
 			b.freed = &s.freed
+			b.removals = &s.removals
+			b.commit = s.commits.Load() + 1
 			for i, op := range batch {
 				op.err = op.apply(b)
 				if op.err != nil && !isDomainError(op.err) {
@@ -1240,6 +1246,7 @@ func (s *store) ackMessageFunc(ctx context.Context, rid queue.ID, msgID queue.ID
 			return errNotFound
 		}
 		n := int64(len(v))
+		b.noteRemoval(rid)
 		if err := b.messages.Delete(messageKey(rid, seq)); err != nil {
 			return err
 		}
@@ -1554,6 +1561,53 @@ type storeTx struct {
 	// is set when a queue or link data is deleted (scrub).
 	tx    *bbolt.Tx
 	freed *atomic.Bool
+	// removals, in the commit loop's transactions, is the store's
+	// removalTable and commit the transaction's number (store.commits
+	// once committed); nil and 0 otherwise.
+	removals *removalTable
+	commit   uint64
+}
+
+// noteRemoval records in the store's removalTable that the transaction
+// removes a message of queue rid, or the queue. It does so before the
+// transaction commits, so before anyone can see the removal.
+func (b storeTx) noteRemoval(rid queue.ID) {
+	if b.removals != nil {
+		b.removals.note(rid, b.commit)
+	}
+}
+
+// removalSlots is the number of slots of a removalTable (a power of 2).
+const removalSlots = 4096
+
+// removalTable records, for each queue, a store commit number at or after
+// the last commit that removed a message of the queue (ACK, expiry) or
+// the queue itself (DEL, sweep): queues share its slots by their
+// recipient ID, so a number may be that of another queue's removal. A
+// message stored in commit c that was then its queue's only one is still
+// there, and its first message, while removedSince(rid, c) is false. A
+// prepared MSG event is delivered only then (session.go). The commit
+// loop writes a slot before the transaction commits (noteRemoval); a
+// number recorded for a transaction that then fails only makes events
+// refused. Bounded: removalSlots numbers, whatever the number of queues.
+type removalTable [removalSlots]atomic.Uint64
+
+func removalSlot(rid queue.ID) int {
+	return int(binary.LittleEndian.Uint64(rid[:8]) & (removalSlots - 1))
+}
+
+// note records a removal on queue rid in commit. Only the commit loop
+// calls it, so a slot is never written by two goroutines at once.
+func (t *removalTable) note(rid queue.ID, commit uint64) {
+	if slot := &t[removalSlot(rid)]; slot.Load() < commit {
+		slot.Store(commit)
+	}
+}
+
+// removedSince reports whether a message of queue rid, or the queue, may
+// have been removed in commit or after.
+func (t *removalTable) removedSince(rid queue.ID, commit uint64) bool {
+	return t[removalSlot(rid)].Load() >= commit
 }
 
 // noteFreed records that the transaction deletes what scrub overwrites,
@@ -1762,6 +1816,7 @@ func (b storeTx) secure(q *queueState, senderKey queue.Key) error {
 // deleteQueue removes q with its messages and index entries and returns the
 // number of messages removed.
 func (b storeTx) deleteQueue(q *queueState) (msgs int, err error) {
+	b.noteRemoval(q.RecipientID)
 	c := b.messages.Cursor()
 	for {
 		// Seek again after each delete rather than move on from a deleted
@@ -1871,6 +1926,7 @@ func (b storeTx) sweepStep(msgBefore, queueBefore int64, budget int, rids *[]que
 		mk := messageKey(rid, seq)
 		if v := b.messages.Get(mk); v != nil {
 			n := int64(len(v))
+			b.noteRemoval(rid)
 			if err := b.messages.Delete(mk); err != nil {
 				return msgs, queues, false, err
 			}
