@@ -6,7 +6,11 @@
 // one after the other and never at once:
 //
 //   - hush-bench throughput over TLS/TCP and over QUIC (closed loop, 16,000
-//     byte bodies, acknowledged once on disk; its defaults otherwise);
+//     byte bodies, acknowledged once on disk; --hush-senders connections
+//     with --hush-window SENDs in flight each, 4 x 16 by default, as many
+//     in flight as JetStream's producer, and spread over enough sessions
+//     that the relay's per-session SEND rate, 2,000 a second by default,
+//     does not cap the run; its defaults otherwise);
 //   - JetStream, twice: one producer publishing 16,000-byte messages with
 //     --window asynchronous publishes in flight, each answered once stored
 //     (fsync), and at most --js-backlog messages published and not yet
@@ -65,6 +69,8 @@ type options struct {
 	warmup      time.Duration
 	body        int
 	window      int
+	hushSenders int
+	hushWindow  int
 	redisN      int
 	redisC      int
 	only        string
@@ -83,7 +89,9 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "each hush and JetStream run, warm-up included")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "left out of the figures at the start of each hush and JetStream run")
 	flag.IntVar(&o.body, "body", 16000, "message body bytes (hush and JetStream)")
-	flag.IntVar(&o.window, "window", 64, "JetStream publishes in flight (hush-bench: 2 senders x 32)")
+	flag.IntVar(&o.window, "window", 64, "JetStream publishes in flight (hush-bench: --hush-senders x --hush-window)")
+	flag.IntVar(&o.hushSenders, "hush-senders", 4, "hush-bench sender connections: each relay session may SEND 2,000 a second (relay.DefaultSendRate, a per-session limit), so 2 sessions cap the run at about 4,250 msgs/s")
+	flag.IntVar(&o.hushWindow, "hush-window", 16, "hush-bench SENDs in flight per sender connection")
 	flag.IntVar(&o.redisN, "redis-n", 50000, "redis-benchmark requests per test")
 	flag.IntVar(&o.redisC, "redis-clients", 50, "redis-benchmark clients")
 	flag.Int64Var(&o.js.maxBytes, "js-max-bytes", 1<<30, "js-limits: the stream's size in bytes, the oldest messages dropped beyond")
@@ -201,7 +209,8 @@ func run(ctx context.Context, o *options) error {
 // runHush runs hush-bench throughput over transport.
 func runHush(ctx context.Context, o *options, transport string) (result, error) {
 	cmd := exec.CommandContext(ctx, o.hushBench, "throughput", "--transport", transport,
-		"--duration", o.duration.String(), "--warmup", o.warmup.String(), "--body", strconv.Itoa(o.body), "--json")
+		"--duration", o.duration.String(), "--warmup", o.warmup.String(), "--body", strconv.Itoa(o.body),
+		"--senders", strconv.Itoa(o.hushSenders), "--window", strconv.Itoa(o.hushWindow), "--json")
 	cmd.Stderr = io.Discard
 	out, err := cmd.Output()
 	if err != nil {
