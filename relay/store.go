@@ -1185,7 +1185,7 @@ func (s *store) addMessageFunc(ctx context.Context, sid queue.ID, msg storedMess
 				return errQuota
 			}
 			first = n == 0
-			commit = s.commits.Load() + 1 // this transaction's, once committed
+			commit = b.commit
 			key, err := s.ring.currentKey(time.Now())
 			if err != nil {
 				return err
