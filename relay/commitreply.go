@@ -9,7 +9,7 @@ import (
 	"github.com/hushrelay/hush/queue"
 )
 
-// SENDs and ACKs are answered by the store's commit loop itself, with no
+// SENDs, ACKs and DELs are answered by the store's commit loop itself, with no
 // goroutine per operation: an operation's finish function leaves its
 // answer, and what must follow it, in the relay's commitWork, and once
 // every operation of a group commit is finished (store OnFinished) the

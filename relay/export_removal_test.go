@@ -59,3 +59,19 @@ func StoreExpireOnly(r *Relay, before int64) (msgs int, err error) {
 	msgs, _, err = r.store.sweep(context.Background(), before, 0, 0, nil)
 	return msgs, err
 }
+
+// SessionStates returns the numbers of r's sessions that are running and
+// of those that have ended (their connection closed, their context
+// canceled) but still wait for their goroutines or store operations.
+func SessionStates(r *Relay) (running, ending int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for s := range r.sessions {
+		if s.ctx.Err() != nil {
+			ending++
+		} else {
+			running++
+		}
+	}
+	return running, ending
+}

@@ -608,7 +608,7 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 		}
 		done := s.startWrite(&rec, true)
 		ch, err := s.r.store.secureQueue(s.ctx, id, cmd.SenderKey)
-		return s.await(ch, err, corrID, entity, queue.AUTH, nil, nil, done)
+		return s.await(ch, err, corrID, entity, queue.AUTH, done)
 	case queue.TagSUB:
 		return s.handleSub(corrID, entity, rec)
 	case queue.TagACK:
@@ -618,11 +618,9 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 	case queue.TagOFF:
 		done := s.startWrite(&rec, true)
 		ch, err := s.r.store.suspendQueue(s.ctx, id)
-		return s.await(ch, err, corrID, entity, queue.AUTH, nil, nil, done)
+		return s.await(ch, err, corrID, entity, queue.AUTH, done)
 	case queue.TagDEL:
-		done := s.startWrite(&rec, true)
-		ch, err := s.r.store.deleteQueue(s.ctx, id)
-		return s.await(ch, err, corrID, entity, queue.AUTH, s.r.metrics.queuesDeleted, func() { s.deleted(id) }, done)
+		return s.handleDel(corrID, entity, &rec)
 	case queue.TagLSET:
 		return s.handleLSet(corrID, entity, rec, cmd)
 	}
@@ -630,11 +628,10 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 }
 
 // await answers a store operation once it is durable: OK, or the error
-// code its error maps to, with notFound for errNotFound. done, if not nil,
-// counts the durable successes. then, if not nil, runs after a successful
-// OK is queued. finish, if not nil, runs last, in every case. It blocks
-// while maxInFlight operations are pending.
-func (s *session) await(ch <-chan error, err error, corrID, entity []byte, notFound queue.ErrorCode, done prometheus.Counter, then, finish func()) error {
+// code its error maps to, with notFound for errNotFound. finish, if not
+// nil, runs last, in every case. It blocks while maxInFlight operations
+// are pending.
+func (s *session) await(ch <-chan error, err error, corrID, entity []byte, notFound queue.ErrorCode, finish func()) error {
 	begun := time.Now()
 	if err != nil {
 		if finish != nil {
@@ -654,13 +651,8 @@ func (s *session) await(ch <-chan error, err error, corrID, entity []byte, notFo
 			s.replyErr(corrID, entity, code)
 			return
 		}
-		if done != nil {
-			done.Inc()
-		}
 		s.r.noteWrite(time.Since(begun))
-		if s.reply(corrID, entity, queue.Command{Tag: queue.TagOK}) == nil && then != nil {
-			then()
-		}
+		s.reply(corrID, entity, queue.Command{Tag: queue.TagOK})
 	})
 }
 
@@ -831,7 +823,7 @@ func (s *session) handleSKey(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 	}
 	done := s.startWrite(&rec, true)
 	ch, err := s.r.store.secureBySender(s.ctx, sid, cmd.SenderKey)
-	return s.await(ch, err, corrID, entity, queue.AUTH, nil, nil, done)
+	return s.await(ch, err, corrID, entity, queue.AUTH, done)
 }
 
 func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Command, signed, auth []byte) error {
@@ -913,6 +905,35 @@ func (s *session) handleAck(corrID, entity []byte, rec *queueRecord, msgID queue
 		if s.endAck(rid) {
 			s.wakeWriter()
 		}
+		done()
+		return s.replyErr(corrID, entity, errorCode(err))
+	}
+	return nil
+}
+
+// handleDel serves DEL of rec's queue, which the recipient key
+// authorized. Like SEND and ACK it is answered by the commit loop
+// (commitreply.go), and the queue's subscription ends there, with DELD to
+// its subscriber in another session, once the deletion is durable:
+// whether or not this session is still there to be answered.
+func (s *session) handleDel(corrID, entity []byte, rec *queueRecord) error {
+	begun := time.Now()
+	if err := s.reserveStoreReply(); err != nil {
+		return err
+	}
+	rid := rec.RecipientID
+	done := s.startWrite(rec, true)
+	err := s.r.store.deleteQueueFunc(s.ctx, rid, func(err error) {
+		s.storeAnswered(err, corrID, entity, queue.AUTH, s.r.metrics.queuesDeleted, begun, func() {
+			if err == nil {
+				s.deleted(rid)
+			}
+			done()
+			s.releaseStoreReply()
+		})
+	})
+	if err != nil {
+		s.cancelStoreReply()
 		done()
 		return s.replyErr(corrID, entity, errorCode(err))
 	}
@@ -1004,8 +1025,9 @@ func (s *session) endAck(rid queue.ID) bool {
 	return ok && s.mark(sub, true)
 }
 
-// deleted runs after a durable DEL: the subscription ends, with DELD to
-// its session if that is another one.
+// deleted runs once a DEL of this session is durable, on the commit
+// loop (handleDel): the subscription ends, with DELD to its session if
+// that is another one. It does not block.
 func (s *session) deleted(rid queue.ID) {
 	sub := s.r.unsubscribe(rid)
 	if sub == nil {
@@ -1450,7 +1472,7 @@ func (s *session) handleLSet(corrID, entity []byte, rec queueRecord, cmd queue.C
 	}
 	done := s.startWrite(&rec, true, cmd.LinkID)
 	ch, err := s.r.store.setLink(s.ctx, rec.RecipientID, cmd.LinkID, cmd.LinkMode, cmd.Body)
-	return s.await(ch, err, corrID, entity, queue.AUTH, nil, nil, done)
+	return s.await(ch, err, corrID, entity, queue.AUTH, done)
 }
 
 // handleLGet answers LGET (PROTOCOL.md section 21.1): the link data named

@@ -1087,7 +1087,17 @@ func (s *store) suspendQueue(ctx context.Context, rid queue.ID) (<-chan error, e
 // deleteQueue deletes queue rid, its sender index entry, all its messages
 // and their index entries (DEL).
 func (s *store) deleteQueue(ctx context.Context, rid queue.ID) (<-chan error, error) {
-	return s.submitErr(ctx, func(b storeTx) error {
+	ch := make(chan error, 1)
+	if err := s.deleteQueueFunc(ctx, rid, func(err error) { ch <- err }); err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// deleteQueueFunc is deleteQueue with the result passed to done instead
+// of a channel, as for addMessageFunc.
+func (s *store) deleteQueueFunc(ctx context.Context, rid queue.ID, done func(error)) error {
+	return s.submit(ctx, &storeOp{finish: done, apply: func(b storeTx) error {
 		q, ok, err := b.getQueue(rid)
 		if err != nil {
 			return err
@@ -1097,7 +1107,7 @@ func (s *store) deleteQueue(ctx context.Context, rid queue.ID) (<-chan error, er
 		}
 		_, err = b.deleteQueue(&q)
 		return err
-	})
+	}})
 }
 
 // sendResult is the outcome of addMessage.
