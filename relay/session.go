@@ -123,6 +123,9 @@ type session struct {
 	handling bool
 	// replies are encoded transmissions for the writer, in order.
 	replies [][]byte
+	// repliesTaken counts the replies the writer has taken (takeWork),
+	// for subscription.okAt.
+	repliesTaken uint64
 	// subs are this session's subscriptions, by recipient ID.
 	subs map[queue.ID]*subscription
 	// pending are subscriptions that may have a message to deliver.
@@ -179,6 +182,12 @@ type subscription struct {
 	// the message may have been delivered or be gone already. It is
 	// math.MaxUint64 while a SUB registers the subscription.
 	floor uint64
+	// okAt is the number of replies the writer must have taken
+	// (session.repliesTaken) before it pushes a MSG for sub: that of the
+	// last SUB's OK, so that the OK goes first (PROTOCOL.md section 12).
+	// It is math.MaxUint64 while a SUB registers the subscription and
+	// queues its OK.
+	okAt uint64
 }
 
 // preparedEvent is the MSG event of a message, begun while its SEND was
@@ -439,6 +448,12 @@ func (r *Relay) putBlock(bp *[]byte) {
 // replies are queued or being written. It returns an error once the
 // session has ended.
 func (s *session) reply(corrID, entity []byte, cmd queue.Command) error {
+	return s.replyThen(corrID, entity, cmd, nil)
+}
+
+// replyThen is reply; queued, if not nil, runs under s.mu once the reply
+// is queued, before the writer can take it.
+func (s *session) replyThen(corrID, entity []byte, cmd queue.Command, queued func()) error {
 	if outer, fres, ok := s.forwardedAnswer(corrID, entity, cmd); ok {
 		// The answer to a forwarded command, sealed for its client.
 		corrID, entity, cmd = outer, nil, fres
@@ -452,6 +467,9 @@ func (s *session) reply(corrID, entity []byte, cmd queue.Command) error {
 	}
 	s.mu.Lock()
 	s.replies = append(s.replies, b)
+	if queued != nil {
+		queued()
+	}
 	s.startWriterLocked()
 	s.mu.Unlock()
 	return nil
@@ -955,21 +973,23 @@ func (s *session) handleSub(corrID, entity []byte, rec queueRecord) error {
 	// Until the floor is set below, no event is taken: sub is visible to
 	// SENDs once registered, and a message stored before this SUB may
 	// have been delivered and removed before, without a notice to sub.
-	sub.floor = math.MaxUint64
+	// Until the writer has taken the OK, no MSG is pushed (okAt): a SEND
+	// may mark sub pending once it is registered.
+	sub.floor, sub.okAt = math.MaxUint64, math.MaxUint64
 	s.dropReadyLocked(sub)
 	s.mu.Unlock()
 	if old := s.r.subscribe(sub); old != nil && old != sub {
 		old.sess.ended(old, queue.TagEND)
 	}
-	// What the store holds now is delivered from the store.
-	s.mu.Lock()
-	sub.floor = s.r.store.commits.Load()
-	s.mu.Unlock()
-	if err := s.reply(corrID, entity, queue.Command{Tag: queue.TagOK}); err != nil {
-		return err
-	}
-	s.markPending(sub, false)
-	return nil
+	return s.replyThen(corrID, entity, queue.Command{Tag: queue.TagOK}, func() {
+		// What the store holds now is delivered from the store, after
+		// the OK.
+		sub.floor = s.r.store.commits.Load()
+		sub.okAt = s.repliesTaken + uint64(len(s.replies))
+		if s.subs[sub.rid] == sub {
+			s.pending[sub] = struct{}{}
+		}
+	})
 }
 
 func (s *session) handleGet(corrID, entity []byte, rec queueRecord) error {
@@ -1229,6 +1249,7 @@ func (s *session) takeWork() (replies, events [][]byte, pending []*subscription,
 		return nil, nil, nil, false
 	}
 	replies, s.replies = s.replies, nil
+	s.repliesTaken += uint64(len(replies))
 	events, s.events = s.events, nil
 	if len(s.pending) > 0 {
 		pending = make([]*subscription, 0, len(s.pending))
@@ -1261,6 +1282,12 @@ func (s *session) stopWriting() bool {
 // the caller copies the event before then.
 func (s *session) delivery(sub *subscription, txBuf []byte) (tx []byte, p *preparedEvent, ok bool) {
 	s.mu.Lock()
+	if s.repliesTaken < sub.okAt {
+		// The SUB's OK is not taken yet: the SUB marks sub pending again
+		// as it queues its OK, and it is delivered after it.
+		s.mu.Unlock()
+		return nil, nil, false
+	}
 	sub.arrived = false
 	p, sub.ready = sub.ready, nil
 	if p != nil && s.r.store.removals.removedSince(sub.rid, p.commit) {
