@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http/httptest"
 	"net/netip"
@@ -68,6 +69,9 @@ type childStats struct {
 	Goroutines int    `json:"goroutines"`
 	NumGC      uint32 `json:"num_gc"`
 	GCPauseNs  uint64 `json:"gc_pause_total_ns"` // stop-the-world pauses in all
+	// GCPauseMaxNs is the longest stop-the-world pause of the collections
+	// since the previous stats answer (of the last 256 of them).
+	GCPauseMaxNs uint64 `json:"gc_pause_max_ns"`
 	// Commits are the store's group commits; CommitOps the operations in
 	// them; CommitSeconds their durations summed (fsync included);
 	// CommitWaitSeconds, summed, how long each one's oldest operation had
@@ -76,6 +80,11 @@ type childStats struct {
 	CommitOps         float64 `json:"commit_ops"`
 	CommitSeconds     float64 `json:"commit_seconds"`
 	CommitWaitSeconds float64 `json:"commit_wait_seconds"`
+	// CommitBuckets is the commit-duration histogram: CommitBuckets[i]
+	// commits took at most CommitBounds[i] seconds (cumulative counts, as
+	// the relay's metric hush_relay_store_commit_seconds has them).
+	CommitBounds  []float64 `json:"commit_bounds"`
+	CommitBuckets []float64 `json:"commit_buckets"`
 }
 
 // runChild is the relay-child command.
@@ -178,6 +187,7 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	sc := bufio.NewScanner(stdin)
+	var statsGC uint32 // NumGC at the previous stats answer
 	for sc.Scan() {
 		switch sc.Text() {
 		case "gc":
@@ -205,11 +215,18 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 				Goroutines: runtime.NumGoroutine(),
 				NumGC:      m.NumGC, GCPauseNs: m.PauseTotalNs,
 			}
+			// PauseNs holds the last 256 pauses, collection n's at
+			// (n+255)%256.
+			for n := max(statsGC, m.NumGC-min(m.NumGC, 256)) + 1; n <= m.NumGC; n++ {
+				st.GCPauseMaxNs = max(st.GCPauseMaxNs, m.PauseNs[(n+255)%256])
+			}
+			statsGC = m.NumGC
 			met := relayMetrics(r)
 			st.Commits = met["hush_relay_store_commit_seconds_count"]
 			st.CommitSeconds = met["hush_relay_store_commit_seconds_sum"]
 			st.CommitOps = met["hush_relay_store_commit_operations_sum"]
 			st.CommitWaitSeconds = met["hush_relay_store_commit_wait_seconds_sum"]
+			st.CommitBounds, st.CommitBuckets = relayHistogram(r, "hush_relay_store_commit_seconds")
 			b, _ := json.Marshal(st)
 			fmt.Fprintf(out, "stats %s\n", b)
 		default:
@@ -257,6 +274,32 @@ func relayMetrics(r *relay.Relay) map[string]float64 {
 		}
 	}
 	return m
+}
+
+// relayHistogram returns the buckets of r's histogram metric name, served
+// in-process: their upper bounds in increasing order (+Inf left out) and
+// the cumulative count of each.
+func relayHistogram(r *relay.Relay, name string) (bounds, counts []float64) {
+	rec := httptest.NewRecorder()
+	r.AdminHandler("").ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	prefix := name + `_bucket{le="`
+	for line := range strings.Lines(rec.Body.String()) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), prefix)
+		if !ok {
+			continue
+		}
+		le, v, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		b, err1 := strconv.ParseFloat(le, 64)
+		c, err2 := strconv.ParseFloat(v, 64)
+		if err1 != nil || err2 != nil || math.IsInf(b, 1) {
+			continue
+		}
+		bounds, counts = append(bounds, b), append(counts, c)
+	}
+	return bounds, counts
 }
 
 // writeHeapProfile writes a heap profile (in use after a collection) to

@@ -136,12 +136,44 @@ func TestThroughput(t *testing.T) {
 			if c, ops := number(t, res, "relay_commits_per_sec"), number(t, res, "relay_ops_per_commit"); c <= 0 || ops < 1 {
 				t.Errorf("%v commits/s, %v operations each", c, ops)
 			}
-			for _, key := range []string{"relay_commit_wait_ms", "relay_commit_ms", "relay_gc_per_sec", "relay_gc_pause_ms_per_sec"} {
+			for _, key := range []string{"relay_commit_wait_ms", "relay_commit_ms", "relay_gc_per_sec", "relay_gc_pause_ms_per_sec", "relay_gc_pause_max_ms"} {
 				if v := number(t, res, key); v < 0 {
 					t.Errorf("%s = %v", key, v)
 				}
 			}
+			// The commit tail comes from the relay's histogram, whose
+			// buckets start at 0.5 ms.
+			if p99, top := number(t, res, "relay_commit_p99_ms"), number(t, res, "relay_commit_max_ms"); p99 < 0.5 || top < p99 {
+				t.Errorf("commit p99 <= %v ms, longest <= %v ms", p99, top)
+			}
 		})
+	}
+}
+
+// TestBucketTail checks the quantile and the highest bucket that
+// hush-bench throughput reads from the difference of two cumulative
+// histograms.
+func TestBucketTail(t *testing.T) {
+	bounds := []float64{1, 2, 4, 8}
+	for _, tc := range []struct {
+		name   string
+		c0, c1 []float64
+		q, top float64
+		ok     bool
+	}{
+		// 100 new observations: 90 up to 1, 9 in (1,2], 1 in (4,8].
+		{"tail", []float64{5, 5, 5, 5}, []float64{95, 104, 104, 105}, 2, 8, true},
+		// 100 new, all up to 1; the earlier ones in (2,4] do not count.
+		{"earlier ignored", []float64{0, 0, 7, 7}, []float64{100, 100, 107, 107}, 1, 1, true},
+		// 1000 new, 11 in (2,4]: the 99th percentile is in that bucket.
+		{"quantile", []float64{0, 0, 0, 0}, []float64{980, 989, 1000, 1000}, 4, 4, true},
+		{"none", []float64{3, 3, 3, 3}, []float64{3, 3, 3, 3}, 0, 0, false},
+		{"mismatched", []float64{0, 0, 0}, []float64{1, 1, 1, 1}, 0, 0, false},
+	} {
+		q, top, ok := bucketTail(bounds, tc.c0, tc.c1, 0.99)
+		if ok != tc.ok || ok && (q != tc.q || top != tc.top) {
+			t.Errorf("%s: bucketTail = %v, %v, %v; want %v, %v, %v", tc.name, q, top, ok, tc.q, tc.top, tc.ok)
+		}
 	}
 }
 

@@ -107,6 +107,15 @@ type throughputResult struct {
 	CommitMs        *float64 `json:"relay_commit_ms"`
 	GCPerSec        *float64 `json:"relay_gc_per_sec"`
 	GCPauseMsPerSec *float64 `json:"relay_gc_pause_ms_per_sec"`
+	// The tail of the window's commits, from the relay's commit-duration
+	// histogram (buckets doubling from 0.5 ms): the upper bound of the
+	// bucket that holds the 99th percentile and of the highest bucket
+	// used; and the longest stop-the-world pause of a collection in the
+	// window. A message waits for the commit that stores it and for the
+	// one before, so a long commit shows in the latency's tail.
+	CommitP99Ms  *float64 `json:"relay_commit_p99_ms"`
+	CommitMaxMs  *float64 `json:"relay_commit_max_ms"`
+	GCPauseMaxMs *float64 `json:"relay_gc_pause_max_ms"`
 }
 
 // relayShare is one relay's part of a scale-out run.
@@ -673,6 +682,12 @@ func runThroughput(ctx context.Context, o *throughputOptions) (*throughputResult
 			dur := 1000 * (st1.CommitSeconds - st0.CommitSeconds) / commits
 			res.OpsPerCommit, res.CommitWaitMs, res.CommitMs = &ops, &wait, &dur
 		}
+		if p99, top, ok := bucketTail(st0.CommitBounds, st0.CommitBuckets, st1.CommitBuckets, 0.99); ok {
+			p99, top = 1000*p99, 1000*top
+			res.CommitP99Ms, res.CommitMaxMs = &p99, &top
+		}
+		gcMax := float64(st1.GCPauseMaxNs) / 1e6
+		res.GCPauseMaxMs = &gcMax
 	}
 	return res, nil
 }
@@ -695,8 +710,44 @@ func sampleStats(ctx context.Context, targets []*relayTarget) (childStats, error
 		sum.CommitOps += s.CommitOps
 		sum.CommitSeconds += s.CommitSeconds
 		sum.CommitWaitSeconds += s.CommitWaitSeconds
+		sum.GCPauseMaxNs = max(sum.GCPauseMaxNs, s.GCPauseMaxNs)
+		switch {
+		case sum.CommitBuckets == nil:
+			sum.CommitBounds, sum.CommitBuckets = s.CommitBounds, slices.Clone(s.CommitBuckets)
+		case slices.Equal(sum.CommitBounds, s.CommitBounds):
+			for i, c := range s.CommitBuckets {
+				sum.CommitBuckets[i] += c
+			}
+		}
 	}
 	return sum, nil
+}
+
+// bucketTail returns, for the observations that cumulative histogram
+// counts c1 has and c0 (the same histogram earlier) has not, the upper
+// bound of the bucket that holds quantile q and that of the highest bucket
+// with any; ok is false if there are none, or if some fall beyond the last
+// bound. bounds are the buckets' upper bounds, increasing.
+func bucketTail(bounds, c0, c1 []float64, q float64) (quantile, top float64, ok bool) {
+	if len(bounds) == 0 || len(c0) != len(bounds) || len(c1) != len(bounds) {
+		return 0, 0, false
+	}
+	last := len(bounds) - 1
+	n := c1[last] - c0[last]
+	if n <= 0 {
+		return 0, 0, false
+	}
+	quantile, top = -1, -1
+	for i := range bounds {
+		d := c1[i] - c0[i]
+		if quantile < 0 && d >= q*n {
+			quantile = bounds[i]
+		}
+		if top < 0 && d >= n {
+			top = bounds[i]
+		}
+	}
+	return quantile, top, quantile >= 0 && top >= 0
 }
 
 // sampleCPUs returns each relay child's CPU time, -1 without a child.
@@ -760,11 +811,19 @@ func printThroughput(w io.Writer, r *throughputResult) {
 		fmt.Fprintf(w, "relay RSS      %s (anonymous %s, files %s; peak %s)\n", mib(*r.RSS), mib(*r.RSSAnon), mib(*r.RSSFile), mib(*r.RSSPeak))
 	}
 	if r.CommitsPerSec != nil && r.OpsPerCommit != nil {
-		fmt.Fprintf(w, "relay store    %.0f commits/s, %.1f operations each; oldest queued %.2f ms, commit %.2f ms (means)\n",
+		fmt.Fprintf(w, "relay store    %.0f commits/s, %.1f operations each; oldest queued %.2f ms, commit %.2f ms (means)",
 			*r.CommitsPerSec, *r.OpsPerCommit, *r.CommitWaitMs, *r.CommitMs)
+		if r.CommitP99Ms != nil {
+			fmt.Fprintf(w, "; commit p99 <= %g ms, longest <= %g ms", *r.CommitP99Ms, *r.CommitMaxMs)
+		}
+		fmt.Fprintln(w)
 	}
 	if r.GCPerSec != nil {
-		fmt.Fprintf(w, "relay GC       %.1f collections/s, pauses %.2f ms/s\n", *r.GCPerSec, *r.GCPauseMsPerSec)
+		fmt.Fprintf(w, "relay GC       %.1f collections/s, pauses %.2f ms/s", *r.GCPerSec, *r.GCPauseMsPerSec)
+		if r.GCPauseMaxMs != nil {
+			fmt.Fprintf(w, ", longest %.2f ms", *r.GCPauseMaxMs)
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "client CPU     %.0f µs/msg\n", r.ClientCPUPerMsg)
 	if r.OthersCPUPercent != nil {
