@@ -85,6 +85,8 @@ type childStats struct {
 	// the relay's metric hush_relay_store_commit_seconds has them).
 	CommitBounds  []float64 `json:"commit_bounds"`
 	CommitBuckets []float64 `json:"commit_buckets"`
+	// Trims are the drops of the store's mapping (trimLoop).
+	Trims float64 `json:"trims"`
 }
 
 // runChild is the relay-child command.
@@ -227,6 +229,7 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 			st.CommitOps = met["hush_relay_store_commit_operations_sum"]
 			st.CommitWaitSeconds = met["hush_relay_store_commit_wait_seconds_sum"]
 			st.CommitBounds, st.CommitBuckets = relayHistogram(r, "hush_relay_store_commit_seconds")
+			st.Trims = met["hush_relay_store_mapping_trims_total"]
 			b, _ := json.Marshal(st)
 			fmt.Fprintf(out, "stats %s\n", b)
 		default:

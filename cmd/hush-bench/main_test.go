@@ -302,10 +302,14 @@ func TestQueues(t *testing.T) {
 	if n := number(t, res, "stored_before"); n != 0 {
 		t.Errorf("stored_before %v, want 0 (a new store)", n)
 	}
-	for _, key := range []string{"rss_bytes", "db_bytes", "restart_ms", "cpu_us_per_new", "client_cpu_us_per_new"} {
+	for _, key := range []string{"rss_bytes", "db_bytes", "restart_ms", "cpu_us_per_new", "client_cpu_us_per_new",
+		"relay_commits_per_sec", "relay_ops_per_commit", "relay_commit_ms", "relay_commit_busy_percent"} {
 		if v := number(t, res, key); v <= 0 {
 			t.Errorf("%s %v, want more than 0", key, v)
 		}
+	}
+	if v := number(t, res, "relay_trims_per_sec"); v < 0 {
+		t.Errorf("relay_trims_per_sec %v, want at least 0", v)
 	}
 	if r, ok := res["restarts_ms"].([]any); !ok || len(r) != 2 {
 		t.Errorf("restarts_ms %v, want 2 values", res["restarts_ms"])

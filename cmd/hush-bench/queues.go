@@ -67,6 +67,17 @@ type queuesResult struct {
 	ClientCPUPerNewLast float64  `json:"client_cpu_us_per_new_last_tenth"`
 	OthersCPUPercent    *float64 `json:"others_cpu_percent"`
 
+	// The relay's store while the queues were created (null with an
+	// external relay): group commits per second, operations per commit,
+	// the mean commit's duration (fsync included) and the share of the
+	// time its one commit loop spent committing (the loop's ceiling is
+	// 100%), and the drops of its store mapping.
+	CommitsPerSec *float64 `json:"relay_commits_per_sec"`
+	OpsPerCommit  *float64 `json:"relay_ops_per_commit"`
+	CommitMs      *float64 `json:"relay_commit_ms"`
+	CommitBusy    *float64 `json:"relay_commit_busy_percent"`
+	TrimsPerSec   *float64 `json:"relay_trims_per_sec"`
+
 	// Relay memory once the queues exist (connections closed, garbage
 	// collected): RSS, its anonymous part and its part mapped from files
 	// (the bbolt file), and the peak during creation.
@@ -130,6 +141,10 @@ func runQueuesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	if res.OthersCPUPercent != nil {
 		fmt.Fprintf(stdout, "others' CPU    %.0f%% of a core\n", *res.OthersCPUPercent)
 	}
+	if res.CommitsPerSec != nil && res.OpsPerCommit != nil {
+		fmt.Fprintf(stdout, "relay store    %.0f commits/s, %.1f NEWs each, %.1f ms each (the commit loop busy %.0f%% of the time); %.1f mapping drops/s\n",
+			*res.CommitsPerSec, *res.OpsPerCommit, *res.CommitMs, *res.CommitBusy, *res.TrimsPerSec)
+	}
 	fmt.Fprintf(stdout, "relay RSS      %s (anonymous %s, files %s; peak %s)\n", mib(res.RSS), mib(res.RSSAnon), mib(res.RSSFile), mib(res.RSSPeak))
 	fmt.Fprintf(stdout, "database       %s\n", mib(res.DBBytes))
 	fmt.Fprintf(stdout, "restart        %.1f ms to the first served command (median of %d; relay.New %.1f ms); RSS then %s, %s after reading %d queues\n",
@@ -190,6 +205,7 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 		return nil, err
 	}
 	defer stopProfile()
+	st0, stErr0 := target.child.Stats(ctx)
 	relay0, client0 := sampleCPU(target), clientCPU()
 	start := time.Now()
 	err = parallel(ctx, o.queues, o.workers, func(ctx context.Context, i int) error {
@@ -226,6 +242,7 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 	elapsed := time.Since(start)
 	relay1, client1 := sampleCPU(target), clientCPU()
 	busy1, _, busyErr1 := machineCPU()
+	st1, stErr1 := target.child.Stats(ctx)
 	stopProfile()
 	res.CreateSeconds = elapsed.Seconds()
 	res.QueuesPerSec = float64(o.queues) / elapsed.Seconds()
@@ -238,6 +255,18 @@ func runQueues(ctx context.Context, o *queuesOptions) (*queuesResult, error) {
 		if busyErr == nil && busyErr1 == nil {
 			others := 100 * float64(busy1-busy0-(relay1-relay0)-(client1-client0)) / float64(elapsed)
 			res.OthersCPUPercent = &others
+		}
+	}
+	if stErr0 == nil && stErr1 == nil {
+		commits := st1.Commits - st0.Commits
+		perSec := commits / elapsed.Seconds()
+		busy := 100 * (st1.CommitSeconds - st0.CommitSeconds) / elapsed.Seconds()
+		trims := (st1.Trims - st0.Trims) / elapsed.Seconds()
+		res.CommitsPerSec, res.CommitBusy, res.TrimsPerSec = &perSec, &busy, &trims
+		if commits > 0 {
+			ops := (st1.CommitOps - st0.CommitOps) / commits
+			dur := 1000 * (st1.CommitSeconds - st0.CommitSeconds) / commits
+			res.OpsPerCommit, res.CommitMs = &ops, &dur
 		}
 	}
 	if t := lastTenth.Load(); t != 0 {
