@@ -138,12 +138,15 @@ type Config struct {
 	// second, on Linux, when that memory is above the limit, the relay
 	// drops the store file's pages from its mapping; they stay in the page
 	// cache, and later reads map them again with minor faults. While the
-	// relay maps them back above the limit between two checks, it waits
-	// longer between drops, up to 2 s, since each drop costs the faults
-	// that follow it. Default 64 MiB (DefaultMappedStoreLimit); negative:
-	// never. The process's executable counts too (about 11 MiB of
-	// hush-relay), so a limit near that drops the store's pages at every
-	// check. Elsewhere than Linux it has no effect.
+	// store is busy (it committed, or mapped more of the file, within the
+	// last second) the relay drops at most once every 10 s, since each
+	// drop costs the faults that follow it, so a busy relay's RSS may
+	// reach its store file's size; a relay at rest is back under the limit
+	// a second after its last write or read. Default 64 MiB
+	// (DefaultMappedStoreLimit); negative: never. The process's executable
+	// counts too (about 11 MiB of hush-relay), so a limit near that drops
+	// the store's pages at every check. Elsewhere than Linux it has no
+	// effect.
 	MappedStoreLimit int64
 
 	// DisableForwarding turns private routing's forwarding off: PRXY and

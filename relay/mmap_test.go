@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -248,22 +247,33 @@ func BenchmarkStoreTrimMapping(b *testing.B) {
 	}
 }
 
-// TestTrimGap checks trimLoop's wait between drops: it doubles, up to
-// storeTrimMaxGap, while every check drops pages, and is one check
-// interval again after a check that drops nothing.
-func TestTrimGap(t *testing.T) {
-	gap, last := storeTrimInterval, false
-	var gaps []time.Duration
-	for _, dropped := range []bool{true, true, true, true, true, true, true, true, false, true, true} {
-		gap, last = trimGap(gap, dropped, last), dropped
-		gaps = append(gaps, gap)
+// TestTrimDue checks when trimLoop may drop: at once before its first
+// drop and once the store has been at rest for storeTrimRest, and while
+// the store is busy only storeTrimBusyGap after its last drop (half a
+// check early).
+func TestTrimDue(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	for _, c := range []struct {
+		name                 string
+		lastDrop, lastActive time.Time
+		want                 bool
+	}{
+		{"no drop yet, busy", time.Time{}, now, true},
+		{"no drop yet, at rest", time.Time{}, ago(time.Hour), true},
+		{"dropped at the last check, busy", ago(storeTrimInterval), now, false},
+		{"dropped a second ago, busy until the last check", ago(time.Second), ago(storeTrimInterval), false},
+		{"busy until just under the rest", ago(2 * storeTrimRest), ago(storeTrimRest - time.Millisecond), false},
+		{"at rest for storeTrimRest", ago(2 * storeTrimRest), ago(storeTrimRest), true},
+		{"busy, a check before the gap", ago(storeTrimBusyGap - storeTrimInterval), now, false},
+		{"busy, half a check before the gap", ago(storeTrimBusyGap - storeTrimInterval/2), now, true},
+		{"busy, past the gap", ago(2 * storeTrimBusyGap), now, true},
+	} {
+		if got := trimDue(now, c.lastDrop, c.lastActive); got != c.want {
+			t.Errorf("%s: trimDue = %v, want %v", c.name, got, c.want)
+		}
 	}
-	i := storeTrimInterval
-	want := []time.Duration{i, 2 * i, 4 * i, 8 * i, 16 * i, storeTrimMaxGap, storeTrimMaxGap, storeTrimMaxGap, i, i, 2 * i}
-	if !slices.Equal(gaps, want) {
-		t.Errorf("gaps %v, want %v", gaps, want)
-	}
-	if 16*i >= storeTrimMaxGap || 32*i < storeTrimMaxGap {
-		t.Fatalf("storeTrimMaxGap %v: the expected gaps above assume it lies between 16 and 32 intervals", storeTrimMaxGap)
+	if storeTrimRest >= storeTrimBusyGap {
+		t.Errorf("storeTrimRest %v is not shorter than storeTrimBusyGap %v: a store at rest would wait as long as a busy one", storeTrimRest, storeTrimBusyGap)
 	}
 }

@@ -129,12 +129,13 @@ const (
 	// operations that turns gathering on or off.
 	gatherWindow = 100 * time.Millisecond
 	// storeTrimInterval is how often trimLoop compares the process's
-	// file-backed resident memory with the limit; storeTrimMaxGap is the
-	// longest it waits after a drop before the next while the relay keeps
-	// mapping its file back faster than that (see "Memory" in
+	// file-backed resident memory with the limit. While the store is
+	// busy (a commit, or more of the file mapped, within storeTrimRest)
+	// it drops at most once per storeTrimBusyGap (see "Memory" in
 	// docs/store.md).
 	storeTrimInterval = 100 * time.Millisecond
-	storeTrimMaxGap   = 2 * time.Second
+	storeTrimBusyGap  = 10 * time.Second
+	storeTrimRest     = time.Second
 	// storeTrimChunk is how much of the mapping one read transaction of a
 	// trim drops: at most about 0.4ms of madvise (see "Memory" above).
 	storeTrimChunk = 8 << 20
@@ -706,21 +707,23 @@ func (s *store) commit(batch []*storeOp) {
 	}
 }
 
-// trimLoop calls trimMapping every storeTrimInterval until Close, but
-// not within gap of a drop: gap starts at storeTrimInterval, doubles, up
-// to storeTrimMaxGap, at each drop that follows a drop (the relay mapped
-// its file back above the limit within the gap), and is
-// storeTrimInterval again once a check finds nothing to drop. It runs
-// apart from the commit loop so that a drop delays no commit (except one
-// that must remap the file). See "Memory" in docs/store.md.
+// trimLoop calls trimMapping every storeTrimInterval until Close, except
+// while the store is busy and dropped less than storeTrimBusyGap ago (see
+// trimDue). The store is busy from a check that finds a commit made, or
+// more of the file mapped, since the check before, for storeTrimRest. A
+// drop costs the faults that map back what is read after it, and a busy
+// store read at random keys maps most of its file again within a second;
+// a store at rest is trimmed at the next check. trimLoop runs apart from
+// the commit loop so that a drop delays no commit (except one that must
+// remap the file). See "Memory" in docs/store.md.
 func (s *store) trimLoop() {
 	defer close(s.trimDone)
 	t := time.NewTicker(storeTrimInterval)
 	defer t.Stop()
 	var (
-		gap         = storeTrimInterval
-		next        time.Time // no drop before
-		lastDropped bool      // the last check made dropped
+		lastDrop, lastActive time.Time
+		commits              = s.commits.Load()
+		resident, _          = fileResident()
 	)
 	for {
 		select {
@@ -729,34 +732,33 @@ func (s *store) trimLoop() {
 		case <-t.C:
 		}
 		start := time.Now()
-		if start.Before(next) {
+		r, err := fileResident()
+		if c := s.commits.Load(); c != commits || err == nil && r > resident {
+			commits, lastActive = c, start
+		}
+		resident = r
+		if !trimDue(start, lastDrop, lastActive) {
 			continue
 		}
-		resident, dropped, err := s.trimMapping(s.mappedLimit)
-		gap = trimGap(gap, dropped, lastDropped)
+		before, dropped, err := s.trimMapping(s.mappedLimit)
 		if dropped {
-			// Half a tick early, so that a tick a little early is not
-			// skipped.
-			next = start.Add(gap - storeTrimInterval/2)
+			lastDrop = start
+			resident, _ = fileResident()
 		}
-		lastDropped = dropped
 		if (dropped || err != nil) && s.onTrim != nil {
-			s.onTrim(resident, time.Since(start), err)
+			s.onTrim(before, time.Since(start), err)
 		}
 	}
 }
 
-// trimGap returns how long trimLoop waits after a check before it may
-// drop again, given the wait before that check, whether the check dropped
-// pages and whether the check before it did too.
-func trimGap(gap time.Duration, dropped, lastDropped bool) time.Duration {
-	switch {
-	case !dropped:
-		return storeTrimInterval
-	case lastDropped:
-		return min(2*gap, storeTrimMaxGap)
-	}
-	return gap
+// trimDue reports whether trimLoop's check at now may drop, after its
+// last drop at lastDrop (zero: none yet), the store last busy at
+// lastActive: if the store has been at rest for storeTrimRest, or
+// storeTrimBusyGap has passed since the drop (less half a check, so that a
+// tick a little early is not skipped).
+func trimDue(now, lastDrop, lastActive time.Time) bool {
+	return lastDrop.IsZero() || now.Sub(lastActive) >= storeTrimRest ||
+		now.Sub(lastDrop) >= storeTrimBusyGap-storeTrimInterval/2
 }
 
 // trimMapping drops the store file's pages from the process (see "Memory"

@@ -194,8 +194,11 @@ NEW and SEND refused until 1 MiB is free).`, strconv.Itoa(relay.DefaultMinFreeDi
 		{"mapped_store_limit_mib", `The relay reads its store through a memory mapping: the pages it has
 read stay counted in its RSS and in the OOM killer's score, although they
 are page cache. Above this many MiB of them the relay drops them from its
-mapping, checking ten times a second (Linux only), or up to 2 s apart
-while it reads its store faster than that. The count includes the
+mapping, checking ten times a second (Linux only); while its store is
+busy (written, or read at new pages, within the last second) it drops
+at most every 10 s, so a busy relay's RSS may reach its store's size,
+and a relay at rest is back under the limit a second after. The count
+includes the
 relay's own executable (about 11 MiB), so a limit near that trims at every
 check. A negative value turns this off.`,
 			strconv.Itoa(relay.DefaultMappedStoreLimit >> 20)},
