@@ -49,8 +49,10 @@ var bodyLayouts = []bodyLayout{
 // head) in a later commit; ops operations a commit, half SENDs and half
 // ACKs, held messages in the store at all times. It reports the process's
 // CPU time per message (one SEND and one ACK: user and system, fdatasync
-// included) and the bytes written per message and per commit (wchar of
-// /proc/self/io: the process writes nothing else while it runs). The
+// included), the bytes written per message and per commit (wchar of
+// /proc/self/io: the process writes nothing else while it runs) and the
+// write system calls per message (syscw; bbolt writes each node with
+// pwrite, then the meta page). The
 // layouts and their figures are in "The store's write amplification
 // (issue 19, round four)" in docs/performance.md.
 func BenchmarkStoreBodyLayout(b *testing.B) {
@@ -162,7 +164,7 @@ func benchLayout(b *testing.B, l bodyLayout, ops, held int) {
 	}
 	commits := max(1, b.N*2/ops)
 	msgs := commits * ops / 2
-	w0, cpu0, st0 := procWchar(b), processCPU(), db.Stats()
+	w0, n0, cpu0, st0 := procIO(b, "wchar"), procIO(b, "syscw"), processCPU(), db.Stats()
 	b.ResetTimer()
 	for range commits {
 		if err := db.Update(func(tx *bbolt.Tx) error {
@@ -183,10 +185,11 @@ func benchLayout(b *testing.B, l bodyLayout, ops, held int) {
 	}
 	b.StopTimer()
 	st1 := db.Stats()
-	cpu, w, st := processCPU()-cpu0, procWchar(b)-w0, st1.Sub(&st0)
+	cpu, w, n, st := processCPU()-cpu0, procIO(b, "wchar")-w0, procIO(b, "syscw")-n0, st1.Sub(&st0)
 	b.ReportMetric(float64(cpu.Microseconds())/float64(msgs), "cpu-us/msg")
 	b.ReportMetric(float64(w)/float64(msgs), "written-B/msg")
 	b.ReportMetric(float64(w)/float64(commits), "written-B/commit")
+	b.ReportMetric(float64(n)/float64(msgs), "writes/msg")
 	b.ReportMetric(float64(st.TxStats.GetPageAlloc())/float64(msgs), "alloc-B/msg")
 	b.ReportMetric(float64(st.TxStats.GetSplit())/float64(commits), "splits/commit")
 	b.ReportMetric(float64(st.TxStats.GetRebalance())/float64(commits), "rebalances/commit")
@@ -284,9 +287,9 @@ func layoutDelete(msgs *bbolt.Bucket, l bodyLayout, rid queue.ID, seq uint64) er
 	}
 }
 
-// procWchar returns the bytes this process has passed to write system
-// calls (wchar of /proc/self/io).
-func procWchar(b *testing.B) int64 {
+// procIO returns the field name of /proc/self/io: wchar, the bytes this
+// process has passed to write system calls, or syscw, their number.
+func procIO(b *testing.B, name string) int64 {
 	f, err := os.Open("/proc/self/io")
 	if err != nil {
 		b.Fatal(err)
@@ -294,7 +297,7 @@ func procWchar(b *testing.B) int64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "wchar: "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+": "); ok {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
 				b.Fatal(err)
@@ -302,6 +305,6 @@ func procWchar(b *testing.B) int64 {
 			return n
 		}
 	}
-	b.Fatal("no wchar in /proc/self/io")
+	b.Fatalf("no %s in /proc/self/io", name)
 	return 0
 }
