@@ -56,19 +56,16 @@ func SubscriberWaiting(r *Relay, rid queue.ID) bool {
 // deliver, as the SEND's notice does; without, the event stays offered.
 func OfferLate(r *Relay, rid, id queue.ID, ts int64, body []byte, commit uint64, deliver bool) bool {
 	p := r.prepareEvent(rid, &storedMessage{ID: id, Timestamp: ts, Body: body})
-	if p == nil {
-		return false
-	}
-	p.commit = commit
-	r.mu.Lock()
-	sub := r.subs[rid]
-	r.mu.Unlock()
-	if sub == nil || !sub.sess.offer(sub, p) {
-		r.releaseEvent(p)
+	if !r.offerEvent(p, sendResult{RecipientID: rid, First: true, Commit: commit}) {
 		return false
 	}
 	if deliver {
-		sub.sess.markPending(sub, false)
+		r.mu.Lock()
+		sub := r.subs[rid]
+		r.mu.Unlock()
+		if sub != nil {
+			sub.sess.markPending(sub, false)
+		}
 	}
 	return true
 }

@@ -188,6 +188,12 @@ type subscription struct {
 	// It is math.MaxUint64 while a SUB registers the subscription and
 	// queues its OK.
 	okAt uint64
+	// preparing is set while a SEND not yet durable holds an event it
+	// prepared for sub (prepareEvent, until offerEvent): one at a time,
+	// so that a burst of SENDs to a queue whose subscriber waits prepares
+	// one event, which only the first SEND's message could use, and not
+	// one per SEND from the relay-wide maxPrepared.
+	preparing bool
 }
 
 // preparedEvent is the MSG event of a message, begun while its SEND was
@@ -205,6 +211,8 @@ type preparedEvent struct {
 	ev     []byte
 	id     queue.ID
 	commit uint64 // the store commit that stored the message
+	// sub is the subscription it was prepared for (its preparing mark).
+	sub *subscription
 }
 
 func newSession(r *Relay, conn io.ReadWriteCloser, binding []byte, tk *ticket) (*session, error) {
@@ -876,10 +884,8 @@ func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 	// Answered by the commit loop (commitreply.go).
 	err = s.r.store.addMessageFunc(s.ctx, sid, msg, s.r.cfg.QueueQuota, func(res sendResult) {
 		s.storeAnswered(res.Err, corrID, entity, queue.AUTH, s.r.metrics.messagesReceived, begun, func() {
-			if res.Err != nil {
-				s.r.releaseEvent(pre)
-			} else {
-				s.r.offerEvent(pre, res)
+			s.r.offerEvent(pre, res)
+			if res.Err == nil {
 				s.r.notifyAfterCommit(res.RecipientID, false)
 			}
 			done()
@@ -889,7 +895,7 @@ func (s *session) handleSend(corrID, entity []byte, sid queue.ID, cmd queue.Comm
 	if err != nil {
 		s.cancelStoreReply()
 		done()
-		s.r.releaseEvent(pre)
+		s.r.offerEvent(pre, sendResult{Err: err})
 		return s.replyErr(corrID, entity, errorCode(err))
 	}
 	return nil
@@ -1364,23 +1370,26 @@ func (s *session) delivery(sub *subscription, txBuf []byte) (tx []byte, p *prepa
 
 // prepareEvent returns the MSG event of msg, a message being stored in
 // queue rid, begun for delivery from memory (preparedEvent), or nil if
-// the queue's subscriber has a message outstanding, there is none, or
-// maxPrepared events exist. It copies msg.Body.
+// the queue's subscriber has a message outstanding or an event prepared
+// already, there is none, or maxPrepared events exist. It copies
+// msg.Body. The event must be given to offerEvent once the SEND is
+// durable, or has failed.
 func (r *Relay) prepareEvent(rid queue.ID, msg *storedMessage) *preparedEvent {
 	r.mu.Lock()
 	sub := r.subs[rid]
 	r.mu.Unlock()
-	if sub == nil || !sub.sess.waiting(sub) {
+	if sub == nil || !sub.sess.startPrepare(sub) {
 		return nil
 	}
 	if r.prepared.Add(1) > maxPrepared {
 		r.prepared.Add(-1)
+		sub.sess.endPrepare(sub)
 		return nil
 	}
 	bp := r.getBlock()
 	ev, body := queue.BeginMessageEvent((*bp)[:0], rid, msg.ID, msg.Timestamp, len(msg.Body))
 	copy(body, msg.Body)
-	return &preparedEvent{buf: bp, ev: ev, id: msg.ID}
+	return &preparedEvent{buf: bp, ev: ev, id: msg.ID, sub: sub}
 }
 
 // releaseEvent gives p's buffer back; p may be nil.
@@ -1393,33 +1402,63 @@ func (r *Relay) releaseEvent(p *preparedEvent) {
 	r.prepared.Add(-1)
 }
 
-// offerEvent hands p, prepared for the SEND whose durable outcome is res,
-// to the subscriber of its queue if its message was the queue's only one
-// once stored (and the subscriber takes it), or releases it. p may be
+// offerEvent hands p, prepared for the SEND whose outcome is res, to the
+// subscriber of its queue if the SEND is durable and its message was the
+// queue's only one once stored (and the subscriber takes it), or
+// releases it; either way the subscription p was prepared for may have
+// another prepared. It reports whether the subscriber took p. p may be
 // nil.
-func (r *Relay) offerEvent(p *preparedEvent, res sendResult) {
+func (r *Relay) offerEvent(p *preparedEvent, res sendResult) bool {
 	if p == nil {
-		return
+		return false
 	}
+	var sub *subscription
 	if res.Err == nil && res.First {
 		p.commit = res.Commit
 		r.mu.Lock()
-		sub := r.subs[res.RecipientID]
+		sub = r.subs[res.RecipientID]
 		r.mu.Unlock()
-		if sub != nil && sub.sess.offer(sub, p) {
-			return
-		}
+	}
+	if sub != p.sub {
+		p.sub.sess.endPrepare(p.sub) // offer does it for its own
+	}
+	if sub != nil && sub.sess.offer(sub, p) {
+		return true
 	}
 	r.releaseEvent(p)
+	return false
 }
 
 // waiting reports whether sub, a subscription of this session, has no
-// message outstanding and no event offered: one a SEND to its queue may
-// prepare an event for.
+// message outstanding, no event offered and none being prepared: one a
+// SEND to its queue may prepare an event for.
 func (s *session) waiting(sub *subscription) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.closed && s.subs[sub.rid] == sub && !sub.hasDelivered && sub.acking == 0 && sub.ready == nil
+	return s.waitingLocked(sub)
+}
+
+func (s *session) waitingLocked(sub *subscription) bool {
+	return !s.closed && s.subs[sub.rid] == sub && !sub.hasDelivered && sub.acking == 0 && sub.ready == nil && !sub.preparing
+}
+
+// startPrepare marks sub as having an event being prepared, if it is
+// waiting, and reports whether it did.
+func (s *session) startPrepare(sub *subscription) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.waitingLocked(sub) {
+		return false
+	}
+	sub.preparing = true
+	return true
+}
+
+// endPrepare clears sub's mark of startPrepare.
+func (s *session) endPrepare(sub *subscription) {
+	s.mu.Lock()
+	sub.preparing = false
+	s.mu.Unlock()
 }
 
 // offer makes p sub's event to deliver, and reports whether it did. It
@@ -1429,9 +1468,13 @@ func (s *session) waiting(sub *subscription) bool {
 // since it was stored (p.commit <= sub.floor, or a removal of the
 // queue's committed since: removalTable). A later message that was
 // its queue's only one replaces an earlier: the earlier one is gone.
+// It clears sub's preparing mark if p was prepared for sub.
 func (s *session) offer(sub *subscription, p *preparedEvent) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if p.sub == sub {
+		sub.preparing = false
+	}
 	if s.closed || s.subs[sub.rid] != sub || sub.hasDelivered || sub.acking > 0 || p.commit <= sub.floor ||
 		s.r.store.removals.removedSince(sub.rid, p.commit) {
 		return false
