@@ -575,6 +575,19 @@ func (r *Relay) notifyHead(rid queue.ID) {
 	}
 }
 
+// swept tells the subscriber of rid, if any, what the expiry sweep did to
+// its queue: deleted it (a queue never secured: DELD, and the
+// subscription ends), or removed a message (notifyHead).
+func (r *Relay) swept(rid queue.ID, deleted bool) {
+	if !deleted {
+		r.notifyHead(rid)
+		return
+	}
+	if sub := r.unsubscribe(rid); sub != nil {
+		sub.sess.ended(sub, queue.TagDELD)
+	}
+}
+
 // diskCheckInterval is how often diskLoop checks the free disk space.
 const diskCheckInterval = time.Second
 
@@ -700,7 +713,7 @@ func (r *Relay) sweepLoop() {
 		// and at most one unit (and one sweep interval) later.
 		msgs, queues, err := r.store.sweep(r.ctx,
 			now.Add(-r.cfg.MessageTTL-r.messageUnit()).Unix(),
-			now.Add(-r.cfg.UnsecuredTTL-r.queueUnit()).Unix(), sweepBatch, r.notifyHead)
+			now.Add(-r.cfg.UnsecuredTTL-r.queueUnit()).Unix(), sweepBatch, r.swept)
 		if err != nil && r.ctx.Err() == nil {
 			r.cfg.Logger.Error("expiry sweep", "err", err)
 		}

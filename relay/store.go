@@ -1278,9 +1278,11 @@ func (s *store) ackMessageFunc(ctx context.Context, rid queue.ID, msgID queue.ID
 // transaction.
 //
 // expired, if not nil, is called after each committed transaction with the
-// recipient ID of every queue that lost an expired message in it (at most
-// batch calls), so that its subscriber can be given the next message.
-func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch int, expired func(rid queue.ID)) (msgs, queues int, err error) {
+// recipient ID of every queue that lost an expired message in it, so that
+// its subscriber can be given the next message, and with deleted set, of
+// every queue never secured it deleted, so that its subscriber is told
+// (at most batch calls).
+func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch int, expired func(rid queue.ID, deleted bool)) (msgs, queues int, err error) {
 	if batch < 1 {
 		batch = defaultSweepBatch
 	}
@@ -1289,14 +1291,14 @@ func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch i
 			return msgs, queues, err
 		}
 		var (
-			m, q int
-			more bool
-			rids []queue.ID
+			m, q       int
+			more       bool
+			rids, gone []queue.ID
 		)
 		ch, err := s.submitErr(ctx, func(b storeTx) error {
 			var err error
-			rids = rids[:0] // apply may run again
-			m, q, more, err = b.sweepStep(msgBefore, queueBefore, batch, &rids)
+			rids, gone = rids[:0], gone[:0] // apply may run again
+			m, q, more, err = b.sweepStep(msgBefore, queueBefore, batch, &rids, &gone)
 			return err
 		})
 		if err != nil {
@@ -1314,7 +1316,10 @@ func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch i
 		queues += q
 		if expired != nil {
 			for _, rid := range rids {
-				expired(rid)
+				expired(rid, false)
+			}
+			for _, rid := range gone {
+				expired(rid, true)
 			}
 		}
 		if !more {
@@ -1919,9 +1924,11 @@ func (b storeTx) next(rid queue.ID) (seq, held uint64) {
 }
 
 // sweepStep removes up to budget expired messages, then, with what is left
-// of the budget, expired queues never secured. more reports that the budget
-// ran out, so there may be more to remove.
-func (b storeTx) sweepStep(msgBefore, queueBefore int64, budget int, rids *[]queue.ID) (msgs, queues int, more bool, err error) {
+// of the budget, expired queues never secured. It adds to rids the
+// recipient IDs of the queues that lost a message, and to gone those of
+// the queues it deleted. more reports that the budget ran out, so there
+// may be more to remove.
+func (b storeTx) sweepStep(msgBefore, queueBefore int64, budget int, rids, gone *[]queue.ID) (msgs, queues int, more bool, err error) {
 	c := b.expiry.Cursor()
 	for budget > 0 {
 		k, _ := c.First()
@@ -1976,6 +1983,7 @@ func (b storeTx) sweepStep(msgBefore, queueBefore int64, budget int, rids *[]que
 			}
 			msgs += n
 			queues++
+			*gone = append(*gone, rid)
 		}
 		// Also when the queue is gone, or was recorded with another
 		// creation time: the entry must not stop the sweep.
