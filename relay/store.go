@@ -139,6 +139,15 @@ const (
 	// storeTrimChunk is how much of the mapping one read transaction of a
 	// trim drops: at most about 0.4ms of madvise (see "Memory" above).
 	storeTrimChunk = 8 << 20
+	// storeMapSize is the size of the store file's memory mapping when
+	// the file is smaller (bbolt Options.InitialMmapSize), on 64-bit
+	// systems: address space, not memory. Without it bbolt maps the file
+	// in a power of two that it remaps at each doubling of the file, and
+	// a remap waits for every read transaction (delivery, SUB) while it
+	// holds the writer, then makes the process fault the whole file back
+	// in; with it a store remaps only past 1 GiB (see "Memory" in
+	// docs/store.md).
+	storeMapSize = 1 << 30
 )
 
 // queueRecord is one queue as stored.
@@ -388,6 +397,9 @@ func openStore(path string, opts storeOptions) (*store, error) {
 		// The map freelist stays fast when constant deletes fragment the
 		// file; the freelist is synced, so opening does not scan the file.
 		FreelistType: bbolt.FreelistMapType,
+	}
+	if math.MaxInt == math.MaxInt64 {
+		boltOpts.InitialMmapSize = storeMapSize
 	}
 	db, err := openBolt(path, boltOpts)
 	if err != nil {
