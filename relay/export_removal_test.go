@@ -75,3 +75,11 @@ func SessionStates(r *Relay) (running, ending int) {
 	}
 	return running, ending
 }
+
+// Subscribed reports whether the queue with recipient ID rid has a
+// subscription registered.
+func Subscribed(r *Relay, rid queue.ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.subs[rid] != nil
+}

@@ -194,6 +194,11 @@ type subscription struct {
 	// one event, which only the first SEND's message could use, and not
 	// one per SEND from the relay-wide maxPrepared.
 	preparing bool
+	// endEvent is the END or DELD that ended sub while okAt was
+	// math.MaxUint64: the SUB queues it after its OK (handleSub), so
+	// that the event that ends a subscription never precedes the OK that
+	// starts it.
+	endEvent []byte
 }
 
 // preparedEvent is the MSG event of a message, begun while its SEND was
@@ -987,6 +992,29 @@ func (s *session) handleSub(corrID, entity []byte, rec queueRecord) error {
 	if old := s.r.subscribe(sub); old != nil && old != sub {
 		old.sess.ended(old, queue.TagEND)
 	}
+	// A DEL that committed after handle looked the queue up may have run
+	// its notice (deleted) before sub was registered, and sub would never
+	// get DELD: look again now that it is registered. A DEL that commits
+	// later finds sub and ends it with DELD.
+	if _, found, err := s.r.store.queueByRecipient(rec.RecipientID); err != nil || !found {
+		s.r.mu.Lock()
+		if s.r.subs[sub.rid] == sub {
+			delete(s.r.subs, sub.rid)
+		}
+		s.r.mu.Unlock()
+		s.mu.Lock()
+		if s.subs[sub.rid] == sub {
+			delete(s.subs, sub.rid)
+		}
+		delete(s.pending, sub)
+		s.dropReadyLocked(sub)
+		s.mu.Unlock()
+		code := queue.AUTH
+		if err != nil {
+			code = queue.INTERNAL
+		}
+		return s.replyErr(corrID, entity, code)
+	}
 	return s.replyThen(corrID, entity, queue.Command{Tag: queue.TagOK}, func() {
 		// What the store holds now is delivered from the store, after
 		// the OK.
@@ -994,6 +1022,11 @@ func (s *session) handleSub(corrID, entity []byte, rec queueRecord) error {
 		sub.okAt = s.repliesTaken + uint64(len(s.replies))
 		if s.subs[sub.rid] == sub {
 			s.pending[sub] = struct{}{}
+		}
+		if sub.endEvent != nil {
+			// Ended (END, DELD) while the OK waited: after it.
+			s.events = append(s.events, sub.endEvent)
+			sub.endEvent = nil
 		}
 	})
 }
@@ -1080,8 +1113,13 @@ func (s *session) ended(sub *subscription, tag queue.Tag) {
 	}
 	delete(s.pending, sub)
 	s.dropReadyLocked(sub)
-	s.events = append(s.events, t.Append(nil))
-	s.startWriterLocked()
+	if sub.okAt == math.MaxUint64 {
+		// Its SUB's OK is not queued yet: the event follows it.
+		sub.endEvent = t.Append(nil)
+	} else {
+		s.events = append(s.events, t.Append(nil))
+		s.startWriterLocked()
+	}
 	s.mu.Unlock()
 }
 
@@ -1358,7 +1396,10 @@ func (s *session) delivery(sub *subscription, txBuf []byte) (tx []byte, p *prepa
 	s.mu.Lock()
 	// Window of one: the head is pushed unless it is the message delivered
 	// already, or an ACK of this session is pending (its OK goes first).
-	if s.subs[sub.rid] != sub || sub.acking > 0 || sub.hasDelivered && sub.delivered == id {
+	// A SUB handled since the okAt check above (SUB again on this
+	// session) queues its OK, which must go first: it marks sub pending
+	// again as it does.
+	if s.subs[sub.rid] != sub || sub.acking > 0 || sub.hasDelivered && sub.delivered == id || s.repliesTaken < sub.okAt {
 		s.mu.Unlock()
 		return nil, nil, false
 	}
