@@ -852,3 +852,47 @@ func TestConformGetThenAck(t *testing.T) {
 		}
 	})
 }
+
+// TestConformCommandAgain: section 15, what a command that took effect
+// gives when it is sent again on a new session (as a client does when its
+// session closed before the response): SEND a second copy of the message,
+// NEW a second queue, KEY with the same key, SUB and OFF OK again (the
+// first session's subscription ends with END), ACK ERR NO_MSG, DEL ERR
+// AUTH, and ACK on the deleted queue ERR AUTH.
+func TestConformCommandAgain(t *testing.T) {
+	wireTransports(t, func(t *testing.T, transport string) {
+		r := startWireRelayWith(t, nil)
+		a := dialWire(t, r.addr, transport)
+		q := a.newQueue(true)
+		send := queue.Command{Tag: queue.TagSEND, Body: []byte("again")}
+		wireOK(t, "SEND", a.do(q.sKey, q.sid, send))
+		b := dialWire(t, r.addr, transport)
+		wireOK(t, "SEND again", b.do(q.sKey, q.sid, send))
+		first := b.do(q.rKey, q.rid, queue.Command{Tag: queue.TagGET})
+		wireOK(t, "ACK", b.do(q.rKey, q.rid, queue.Command{Tag: queue.TagACK, MsgID: first.MsgID}))
+		second := b.do(q.rKey, q.rid, queue.Command{Tag: queue.TagGET})
+		if first.Tag != queue.TagMSG || second.Tag != queue.TagMSG || first.MsgID == second.MsgID ||
+			string(q.open(t, first)) != "again" || string(q.open(t, second)) != "again" {
+			t.Fatalf("section 15: SEND sent again is not a second copy (%v %x, %v %x)", first.Tag, first.MsgID, second.Tag, second.MsgID)
+		}
+		wireOK(t, "ACK of the second copy", b.do(q.rKey, q.rid, queue.Command{Tag: queue.TagACK, MsgID: second.MsgID}))
+		c := dialWire(t, r.addr, transport)
+		wireErr(t, "section 15: ACK again", c.do(q.rKey, q.rid, queue.Command{Tag: queue.TagACK, MsgID: second.MsgID}), queue.NO_MSG)
+		wireOK(t, "section 15: KEY again with the same key", c.do(q.rKey, q.rid, queue.Command{Tag: queue.TagKEY, SenderKey: queue.PublicKey(q.sKey)}))
+		wireOK(t, "SUB", b.do(q.rKey, q.rid, queue.Command{Tag: queue.TagSUB}))
+		wireOK(t, "section 15: SUB again", c.do(q.rKey, q.rid, queue.Command{Tag: queue.TagSUB}))
+		b.event(queue.TagEND, q.rid)
+		wireOK(t, "OFF", b.do(q.rKey, q.rid, queue.Command{Tag: queue.TagOFF}))
+		wireOK(t, "section 15: OFF again", c.do(q.rKey, q.rid, queue.Command{Tag: queue.TagOFF}))
+		wireOK(t, "DEL", b.do(q.rKey, q.rid, queue.Command{Tag: queue.TagDEL}))
+		c.event(queue.TagDELD, q.rid)
+		d := dialWire(t, r.addr, transport)
+		wireErr(t, "section 15: DEL again", d.do(q.rKey, q.rid, queue.Command{Tag: queue.TagDEL}), queue.AUTH)
+		wireErr(t, "section 15: ACK on the deleted queue", d.do(q.rKey, q.rid, queue.Command{Tag: queue.TagACK, MsgID: second.MsgID}), queue.AUTH)
+		// NEW sent again makes a second queue: its own IDs.
+		p := d.newQueue(false)
+		if bytes.Equal(p.rid, q.rid) || bytes.Equal(p.sid, q.sid) {
+			t.Fatal("section 15: a second NEW gave the first queue's IDs")
+		}
+	})
+}
