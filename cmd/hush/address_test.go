@@ -255,16 +255,16 @@ func TestAddressCLI(t *testing.T) {
 // contact.
 func TestShortLinkTamperedCLI(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "relay")
-	p := runRelay(t, dir, "127.0.0.1:0")
-	us := newUsers(t, []queue.Address{p.addr}, "a", "b")
+	p := runRelay(t, dir)
+	us := newUsers(t, []queue.Address{p.Addr}, "a", "b")
 	a, b := us[0], us[1]
 	short := firstLine(a.ok(t, "invite", "--short", "--name", "b").stdout)
 	addr := firstLine(a.ok(t, "address", "create").stdout)
-	p.stop(t)
+	p.Terminate()
 	if n := relaytest.TamperLinks(t, filepath.Join(dir, "relay.db")); n != 2 {
 		t.Fatalf("tampered with %d link data, want 2", n)
 	}
-	runRelay(t, dir, p.addr.HostPort())
+	p.Restart()
 	mustFail(t, b.run(t, "", "accept", short), 1, "does not match the link")
 	mustFail(t, b.run(t, "", "accept", addr, "--show", "b"), 1, "does not match the link")
 	if got := b.states(t); len(got) != 0 {

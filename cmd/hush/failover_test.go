@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hushrelay/hush/internal/relaytest"
 	"github.com/hushrelay/hush/queue"
 )
 
@@ -63,17 +64,17 @@ func (u *user) relaysOf(t *testing.T, name string) (recv, send string) {
 func TestFailoverCLI(t *testing.T) {
 	for _, tp := range transports {
 		t.Run(tp, func(t *testing.T) {
-			p1, p2 := runRelay(t, filepath.Join(t.TempDir(), "r1"), "127.0.0.1:0"), runRelay(t, filepath.Join(t.TempDir(), "r2"), "127.0.0.1:0")
-			p3 := runRelay(t, filepath.Join(t.TempDir(), "r3"), "127.0.0.1:0")
+			p1, p2 := runRelay(t, filepath.Join(t.TempDir(), "r1")), runRelay(t, filepath.Join(t.TempDir(), "r2"))
+			p3 := runRelay(t, filepath.Join(t.TempDir(), "r3"))
 			alice, bob := newUser(t, "alice"), newUser(t, "bob")
 			for _, u := range []*user{alice, bob} {
 				u.flags = []string{"--transport", tp}
 				u.ok(t, "init", "--no-passphrase")
-				for _, p := range []*relayProcess{p1, p2, p3} {
-					u.ok(t, "relays", "add", p.addr.String())
+				for _, p := range []*relaytest.Process{p1, p2, p3} {
+					u.ok(t, "relays", "add", p.Addr.String())
 				}
 			}
-			p3.stop(t)
+			p3.Terminate()
 			const n = 3
 			for i := range n {
 				r, inv := alice.timed(t, "--json", "invite", "--name", fmt.Sprintf("b%d", i))
@@ -93,9 +94,9 @@ func TestFailoverCLI(t *testing.T) {
 				}
 				aRecv, _ := alice.relaysOf(t, fmt.Sprintf("b%d", i))
 				bRecv, bSend := bob.relaysOf(t, fmt.Sprintf("a%d", i))
-				if aRecv == p3.addr.HostPort() || bRecv == p3.addr.HostPort() || bRecv == aRecv || bSend != aRecv {
+				if aRecv == p3.Addr.HostPort() || bRecv == p3.Addr.HostPort() || bRecv == aRecv || bSend != aRecv {
 					t.Errorf("contact %d: alice receives on %s, bob on %s and sends to %s; the relay down is %s",
-						i, aRecv, bRecv, bSend, p3.addr.HostPort())
+						i, aRecv, bRecv, bSend, p3.Addr.HostPort())
 				}
 			}
 			alice.receiveUntil(t, "b0 connected", "b1 connected", "b2 connected")
@@ -115,23 +116,23 @@ func TestAcceptInviterRelayDownCLI(t *testing.T) {
 	for _, tp := range transports {
 		t.Run(tp, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "r1")
-			p1, p2 := runRelay(t, dir, "127.0.0.1:0"), runRelay(t, filepath.Join(t.TempDir(), "r2"), "127.0.0.1:0")
+			p1, p2 := runRelay(t, dir), runRelay(t, filepath.Join(t.TempDir(), "r2"))
 			alice, bob := newUser(t, "alice"), newUser(t, "bob")
 			for _, u := range []*user{alice, bob} {
 				u.flags = []string{"--transport", tp}
 				u.ok(t, "init", "--no-passphrase")
-				u.ok(t, "relays", "add", p1.addr.String())
+				u.ok(t, "relays", "add", p1.Addr.String())
 			}
-			bob.ok(t, "relays", "add", p2.addr.String())
+			bob.ok(t, "relays", "add", p2.Addr.String())
 			link, _, _ := strings.Cut(alice.ok(t, "invite", "--name", "bob").stdout, "\n")
-			p1.stop(t)
+			p1.Terminate()
 			r, took := bob.timed(t, "accept", link, "--name", "alice")
 			t.Logf("%s: hush accept with the inviter's relay down failed after %v:\n%s", tp, took.Round(time.Millisecond), r.stderr)
-			mustFail(t, r, 1, "the inviter's relay cannot be used: relay "+p1.addr.HostPort(), "still valid")
+			mustFail(t, r, 1, "the inviter's relay cannot be used: relay "+p1.Addr.HostPort(), "still valid")
 			if took > slowBound {
 				t.Errorf("accept took %v to fail", took)
 			}
-			runRelay(t, dir, p1.addr.HostPort())
+			p1.Restart()
 			bob.ok(t, "accept", link, "--name", "alice")
 			alice.receiveUntil(t, "bob connected")
 			bob.receiveUntil(t, "alice connected")
@@ -145,16 +146,16 @@ func TestAcceptInviterRelayDownCLI(t *testing.T) {
 func TestReceiveUnreachable(t *testing.T) {
 	for _, tp := range transports {
 		t.Run(tp, func(t *testing.T) {
-			p1, p2 := runRelay(t, filepath.Join(t.TempDir(), "r1"), "127.0.0.1:0"), runRelay(t, filepath.Join(t.TempDir(), "r2"), "127.0.0.1:0")
-			a, _ := pairWith(t, []string{"--transport", tp}, p1.addr, p2.addr)
+			p1, p2 := runRelay(t, filepath.Join(t.TempDir(), "r1")), runRelay(t, filepath.Join(t.TempDir(), "r2"))
+			a, _ := pairWith(t, []string{"--transport", tp}, p1.Addr, p2.Addr)
 			recv, send := a.relaysOf(t, "b")
-			byAddr := map[string]*relayProcess{p1.addr.HostPort(): p1, p2.addr.HostPort(): p2}
+			byAddr := map[string]*relaytest.Process{p1.Addr.HostPort(): p1, p2.Addr.HostPort(): p2}
 			if byAddr[recv] == nil || byAddr[send] == nil || recv == send {
 				t.Fatalf("a receives on %s and sends to %s", recv, send)
 			}
 			// The relay a sends to is down: a message waits for it, so
 			// receive needs both relays, and reaches one.
-			byAddr[send].stop(t)
+			byAddr[send].Terminate()
 			a.ok(t, "send", "--timeout", "1s", "b", "waits")
 			r := a.ok(t, "receive", "--wait", "1s", "--timeout", "2s")
 			if !strings.Contains(r.stderr, "could not reach relay "+send+":") || strings.Contains(r.stderr, recv+":") {
@@ -166,7 +167,7 @@ func TestReceiveUnreachable(t *testing.T) {
 			}
 
 			// Both down.
-			byAddr[recv].stop(t)
+			byAddr[recv].Terminate()
 			r = a.run(t, "", "receive", "--wait", "1s", "--timeout", "2s")
 			mustFail(t, r, 1, "could not reach relay "+send+":", "could not reach relay "+recv+":", "could not reach any of the 2 relays")
 			if strings.Contains(r.stderr, "nothing new") {
@@ -210,16 +211,16 @@ func TestRefusingRelayCLI(t *testing.T) {
 	const timeout = "90s" // far longer than anything here may take
 	for _, tp := range transports {
 		t.Run(tp, func(t *testing.T) {
-			open := runRelay(t, filepath.Join(t.TempDir(), "open"), "127.0.0.1:0")
-			locked := runRelay(t, filepath.Join(t.TempDir(), "locked"), "127.0.0.1:0", "--password", "right-pw")
-			gone := runRelay(t, filepath.Join(t.TempDir(), "gone"), "127.0.0.1:0")
-			gone.stop(t)
-			wrongFP := open.addr
-			wrongFP.Fingerprint = gone.addr.Fingerprint
-			wrongPass, noPass := locked.addr, locked.addr
+			open := runRelay(t, filepath.Join(t.TempDir(), "open"))
+			locked := runRelay(t, filepath.Join(t.TempDir(), "locked"), "--password", "right-pw")
+			gone := runRelay(t, filepath.Join(t.TempDir(), "gone"))
+			gone.Terminate()
+			wrongFP := open.Addr
+			wrongFP.Fingerprint = gone.Addr.Fingerprint
+			wrongPass, noPass := locked.Addr, locked.Addr
 			wrongPass.Password, noPass.Password = "wrong-pw", ""
-			if locked.addr.Password != "right-pw" {
-				t.Fatalf("the locked relay's address is %s", locked.addr)
+			if locked.Addr.Password != "right-pw" {
+				t.Fatalf("the locked relay's address is %s", locked.Addr)
 			}
 
 			u := newUser(t, "u")
@@ -232,7 +233,7 @@ func TestRefusingRelayCLI(t *testing.T) {
 				{wrongFP, []string{"is not the relay this address names", "not added", "Check the address"}},
 				{wrongPass, []string{"refused the address's password", "not added"}},
 				{noPass, []string{"needs a password", "not added"}},
-				{gone.addr, []string{"could not reach the relay at " + gone.addr.HostPort(), "--offline"}},
+				{gone.Addr, []string{"could not reach the relay at " + gone.Addr.HostPort(), "--offline"}},
 			} {
 				r, took := u.timed(t, "relays", "add", "--timeout", timeout, tc.addr.String())
 				t.Logf("%s: relays add %s failed after %v:\n%s", tp, tc.addr, took.Round(time.Millisecond), r.stderr)
@@ -278,20 +279,20 @@ func TestRefusingRelayCLI(t *testing.T) {
 // TestRelaysManage checks relays add's refusal of a second relay at one
 // host and port, and relays remove by each way of naming a relay.
 func TestRelaysManage(t *testing.T) {
-	p1, p2 := runRelay(t, filepath.Join(t.TempDir(), "r1"), "127.0.0.1:0"), runRelay(t, filepath.Join(t.TempDir(), "r2"), "127.0.0.1:0")
-	a, _ := pair(t, p1.addr, p2.addr)
+	p1, p2 := runRelay(t, filepath.Join(t.TempDir(), "r1")), runRelay(t, filepath.Join(t.TempDir(), "r2"))
+	a, _ := pair(t, p1.Addr, p2.Addr)
 
-	other := p1.addr
-	other.Fingerprint = p2.addr.Fingerprint
+	other := p1.Addr
+	other.Fingerprint = p2.Addr.Fingerprint
 	other.Fingerprint[0] ^= 1
 	for _, args := range [][]string{{"relays", "add", other.String()}, {"relays", "add", "--offline", other.String()}} {
-		mustFail(t, a.run(t, "", args...), 1, "another fingerprint is configured at "+p1.addr.HostPort(), "relays remove")
+		mustFail(t, a.run(t, "", args...), 1, "another fingerprint is configured at "+p1.Addr.HostPort(), "relays remove")
 	}
 	// The same relay again, with a password: replaced, not added.
-	again := p1.addr
+	again := p1.Addr
 	again.Password = "pw"
 	a.ok(t, "relays", "add", "--offline", again.String())
-	if r := a.ok(t, "relays", "list"); strings.Count(r.stdout, p1.addr.Fingerprint.String()) != 1 || !strings.Contains(r.stdout, "with password") {
+	if r := a.ok(t, "relays", "list"); strings.Count(r.stdout, p1.Addr.Fingerprint.String()) != 1 || !strings.Contains(r.stdout, "with password") {
 		t.Errorf("relays list after adding a relay again:\n%s", r.stdout)
 	}
 
@@ -324,11 +325,11 @@ func TestRelaysManage(t *testing.T) {
 		Relays   int      `json:"relays"`
 		Contacts []string `json:"contacts"`
 	}
-	jsonLine(t, a.ok(t, "--json", "relays", "remove", "--no-move", p1.addr.Fingerprint.String()[:8]).stdout, &out)
-	if out.Removed != p1.addr.String() || out.Relays != 1 || len(out.Contacts) != 1 || out.Contacts[0] != "b" {
+	jsonLine(t, a.ok(t, "--json", "relays", "remove", "--no-move", p1.Addr.Fingerprint.String()[:8]).stdout, &out)
+	if out.Removed != p1.Addr.String() || out.Relays != 1 || len(out.Contacts) != 1 || out.Contacts[0] != "b" {
 		t.Errorf("relays remove --json: %+v", out)
 	}
-	r := a.ok(t, "relays", "remove", "--no-move", p2.addr.HostPort())
+	r := a.ok(t, "relays", "remove", "--no-move", p2.Addr.HostPort())
 	if !strings.Contains(r.stdout, "still have a queue on it") || !strings.Contains(r.stdout, ": b\n") {
 		t.Errorf("relays remove of a relay in use printed:\n%s", r.stdout)
 	}

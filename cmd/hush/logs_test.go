@@ -14,13 +14,13 @@ import (
 // (the log lines, not the error the command reports to its user, which
 // names the relay it could not reach).
 func TestVerboseLogsNeverRecordAddresses(t *testing.T) {
-	p := runRelay(t, filepath.Join(t.TempDir(), "r"), "127.0.0.1:0")
+	p := runRelay(t, filepath.Join(t.TempDir(), "r"))
 	u := newUser(t, "a")
 	u.ok(t, "init", "--no-passphrase")
-	u.ok(t, "relays", "add", p.addr.String())
-	p.stop(t)
+	u.ok(t, "relays", "add", p.Addr.String())
+	p.Terminate()
 	r := u.run(t, "", "--verbose", "--transport", "tcp", "invite", "--timeout", "3s")
-	port := ":" + strconv.Itoa(int(p.addr.Port))
+	port := ":" + strconv.Itoa(int(p.Addr.Port))
 	logs := 0
 	for line := range strings.Lines(r.stderr) {
 		if !strings.Contains(line, "level=") {

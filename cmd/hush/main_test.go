@@ -15,16 +15,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hushrelay/hush/internal/relaytest"
 	"github.com/hushrelay/hush/queue"
 )
 
-// The executables built by TestMain: hush, and hush-relay for the relays
-// the tests talk to.
-var hushBinary, relayBinary string
+// hushBinary is the executable built by TestMain (the relays the tests
+// talk to are relaytest's).
+var hushBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "hush-test-")
@@ -37,22 +37,16 @@ func TestMain(m *testing.M) {
 		exe = ".exe"
 	}
 	hushBinary = filepath.Join(dir, "hush"+exe)
-	relayBinary = filepath.Join(dir, "hush-relay"+exe)
-	for _, b := range []struct{ out, pkg string }{
-		{hushBinary, "github.com/hushrelay/hush/cmd/hush"},
-		{relayBinary, "github.com/hushrelay/hush/cmd/hush-relay"},
-	} {
-		args := []string{"build", "-o", b.out}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		build := exec.Command("go", append(args, b.pkg)...)
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "building %s: %v\n", b.pkg, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
+	args := []string{"build", "-o", hushBinary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "github.com/hushrelay/hush/cmd/hush")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "building github.com/hushrelay/hush/cmd/hush: %v\n", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -75,98 +69,23 @@ func baseEnv() []string {
 	return env
 }
 
-// startRelay runs "hush-relay start" on 127.0.0.1 with a fresh data
-// directory and no password, and returns its address once it printed it.
-// The relay is stopped at the end of the test.
+// startRelay runs a relay (runRelay) on a fresh data directory with no
+// password, and returns its address.
 func startRelay(t *testing.T) queue.Address {
 	t.Helper()
-	return runRelay(t, filepath.Join(t.TempDir(), "relay"), "127.0.0.1:0").addr
+	return runRelay(t, filepath.Join(t.TempDir(), "relay")).Addr
 }
 
-// relayProcess is a running "hush-relay start".
-type relayProcess struct {
-	addr queue.Address
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-}
-
-// runRelay runs "hush-relay start" with the data directory dir, listening
-// on listen, and returns once it printed its address. flags are added to
-// the command line; without any, the relay has no password.
-func runRelay(t *testing.T, dir, listen string, flags ...string) *relayProcess {
+// runRelay runs "hush-relay start" on 127.0.0.1 with the data directory
+// dir (relaytest.StartWith), built with the race detector when these tests
+// are, and returns once it printed its address. flags are added to the
+// command line; without any, the relay has no password. At the end of the
+// test it is stopped with SIGTERM and must exit within a minute.
+func runRelay(t *testing.T, dir string, flags ...string) *relaytest.Process {
 	t.Helper()
-	if len(flags) == 0 {
-		flags = []string{"--no-password"}
-	}
-	args := append([]string{"start", "--data", dir, "--listen", listen, "--host", "127.0.0.1"}, flags...)
-	cmd := exec.Command(relayBinary, args...)
-	cmd.Env = baseEnv()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &relayProcess{cmd: cmd, done: make(chan struct{})}
-	addr := make(chan string, 1)
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(out)
-		sent := false
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "address: "); ok && !sent {
-				addr <- a
-				sent = true
-			}
-		}
-		close(addr)
-		cmd.Wait()
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	select {
-	case s, ok := <-addr:
-		if !ok {
-			<-p.done
-			t.Fatalf("hush-relay start exited without an address:\n%s", stderr.String())
-		}
-		a, err := queue.ParseAddress(s)
-		if err != nil {
-			t.Fatalf("hush-relay printed address %q: %v", s, err)
-		}
-		p.addr = a
-		return p
-	case <-time.After(time.Minute):
-		t.Fatal("hush-relay start printed no address within a minute")
-	}
-	panic("unreachable")
-}
-
-// kill kills the relay with SIGKILL, as a crash would, and waits for it
-// to exit.
-func (p *relayProcess) kill() {
-	p.cmd.Process.Kill()
-	<-p.done
-}
-
-// stop stops the relay with SIGTERM (or, after a minute, SIGKILL) and
-// waits for it to exit.
-func (p *relayProcess) stop(t *testing.T) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(time.Minute):
-		t.Errorf("hush-relay did not stop within a minute of SIGTERM")
-		p.cmd.Process.Kill()
-		<-p.done
-	}
+	p := relaytest.StartWith(t, dir, relaytest.Options{Flags: flags, Race: raceEnabled})
+	t.Cleanup(p.Terminate)
+	return p
 }
 
 // result is a finished hush run.
@@ -713,9 +632,9 @@ func TestChatRelayDown(t *testing.T) {
 		t.Skip("no SIGKILL on Windows")
 	}
 	dir := filepath.Join(t.TempDir(), "relay")
-	p := runRelay(t, dir, "127.0.0.1:0")
-	a, b := pair(t, p.addr)
-	host := p.addr.HostPort()
+	p := runRelay(t, dir)
+	a, b := pair(t, p.Addr)
+	host := p.Addr.HostPort()
 	for _, asJSON := range []bool{false, true} {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 		var chat *chatProcess
@@ -727,7 +646,7 @@ func TestChatRelayDown(t *testing.T) {
 		// The chat is connected once a line typed gets through.
 		io.WriteString(chat.stdin, "before\n")
 		b.receiveUntil(t, "a: before\n")
-		p.kill()
+		p.Kill()
 		io.WriteString(chat.stdin, "while down\n")
 		status := func(text, event string) func(string) bool {
 			return func(line string) bool {
@@ -743,7 +662,7 @@ func TestChatRelayDown(t *testing.T) {
 		} else {
 			waitFor(t, ctx, "the relay down", status("unreachable", ""))
 		}
-		p = runRelay(t, dir, host)
+		p.Restart()
 		if asJSON {
 			chat.expect(t, ctx, "the relay back", status("", "relay-up"))
 		} else {
@@ -776,10 +695,10 @@ func TestRelayDown(t *testing.T) {
 		t.Skip("no SIGTERM on Windows")
 	}
 	dirs := []string{filepath.Join(t.TempDir(), "r1"), filepath.Join(t.TempDir(), "r2")}
-	p1, p2 := runRelay(t, dirs[0], "127.0.0.1:0"), runRelay(t, dirs[1], "127.0.0.1:0")
-	a, b := pair(t, p1.addr, p2.addr)
-	p1.stop(t)
-	p2.stop(t)
+	p1, p2 := runRelay(t, dirs[0]), runRelay(t, dirs[1])
+	a, b := pair(t, p1.Addr, p2.Addr)
+	p1.Terminate()
+	p2.Terminate()
 
 	var sent struct {
 		Status string `json:"status"`
@@ -804,8 +723,8 @@ func TestRelayDown(t *testing.T) {
 	mustFail(t, a.run(t, "", "invite", "--timeout", "2s"), 1, "could not reach the relay within 2s")
 
 	// Back, on the same ports and with the same identities.
-	runRelay(t, dirs[0], p1.addr.HostPort())
-	runRelay(t, dirs[1], p2.addr.HostPort())
+	p1.Restart()
+	p2.Restart()
 	untilBound(func() bool {
 		a.ok(t, "receive", "--wait", "1s")
 		jsonLine(t, a.ok(t, "--json", "contacts").stdout, &out)

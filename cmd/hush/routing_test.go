@@ -15,21 +15,21 @@ import (
 // in a problem event, and "contacts" still counts it queued. "--routing never" then sends it, and the one
 // after it, directly, each once.
 func TestRoutingCLI(t *testing.T) {
-	r1 := runRelay(t, filepath.Join(t.TempDir(), "r1"), "127.0.0.1:0")
-	r2 := runRelay(t, filepath.Join(t.TempDir(), "r2"), "127.0.0.1:0")
+	r1 := runRelay(t, filepath.Join(t.TempDir(), "r1"))
+	r2 := runRelay(t, filepath.Join(t.TempDir(), "r2"))
 	a, b := newUser(t, "a"), newUser(t, "b")
 	// Over TCP, a relay that is down refuses at once: the problem is
 	// known within the commands' short waits.
 	a.flags = []string{"--transport", "tcp"}
 	a.ok(t, "init", "--no-passphrase")
 	b.ok(t, "init", "--no-passphrase")
-	a.ok(t, "relays", "add", r1.addr.String())
-	b.ok(t, "relays", "add", r2.addr.String())
+	a.ok(t, "relays", "add", r1.Addr.String())
+	b.ok(t, "relays", "add", r2.Addr.String())
 	connectUsers(t, a, b, "b", "a")
 	a.ok(t, "send", "b", "forwarded")
 	b.receiveUntil(t, "a: forwarded\n")
 
-	r1.stop(t)
+	r1.Terminate()
 	var sent struct {
 		Status string `json:"status"`
 	}

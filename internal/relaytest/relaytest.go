@@ -1,9 +1,10 @@
 // Package relaytest runs relays for tests: hush-relay processes (Start),
 // built once per test binary from cmd/hush-relay, started on a data
-// directory, killed with SIGKILL as a crash would, and started again on
-// the same data directory and port; and relays in the test's own process
-// (New), each with a new identity and a store in the test's temporary
-// directory. Tests use it instead of building relays by hand.
+// directory, killed with SIGKILL as a crash would or stopped with SIGTERM
+// as an operator would, and started again on the same data directory and
+// port; and relays in the test's own process (New), each with a new
+// identity and a store in the test's temporary directory. Tests use it
+// instead of building relays by hand.
 package relaytest
 
 import (
@@ -25,25 +26,36 @@ import (
 // startTimeout bounds how long a relay may take to print its address.
 const startTimeout = time.Minute
 
-// build builds hush-relay once per test binary, into a directory that
-// outlives the tests that share it (the system's temporary directory
-// removes it in time).
-var build = sync.OnceValues(func() (string, error) {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		return "", err
-	}
-	dir, err := os.MkdirTemp("", "hush-relaytest")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "hush-relay")
-	out, err := exec.Command(gobin, "build", "-o", bin, "github.com/hushrelay/hush/cmd/hush-relay").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+// build and buildRace build hush-relay once per test binary, without and
+// with the race detector, into a directory that outlives the tests that
+// share it (the system's temporary directory removes it in time).
+var (
+	build     = builder(false)
+	buildRace = builder(true)
+)
+
+func builder(race bool) func() (string, error) {
+	return sync.OnceValues(func() (string, error) {
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			return "", err
+		}
+		dir, err := os.MkdirTemp("", "hush-relaytest")
+		if err != nil {
+			return "", err
+		}
+		bin := filepath.Join(dir, "hush-relay")
+		args := []string{"build", "-o", bin}
+		if race {
+			args = append(args, "-race")
+		}
+		out, err := exec.Command(gobin, append(args, "github.com/hushrelay/hush/cmd/hush-relay")...).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("go build: %v\n%s", err, out)
+		}
+		return bin, nil
+	})
+}
 
 // Process is a hush-relay process, or one that was killed and may be
 // restarted. Its methods are for the test's goroutine.
@@ -54,6 +66,8 @@ type Process struct {
 
 	t    testing.TB
 	dir  string
+	bin  string  // the hush-relay executable
+	opts Options // as given to StartWith
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
 }
@@ -65,34 +79,58 @@ type Process struct {
 // build hush-relay, is missing.
 func Start(t testing.TB, dir string) *Process {
 	t.Helper()
-	bin, err := build()
+	return StartWith(t, dir, Options{})
+}
+
+// Options adjust the relay process StartWith runs; the zero Options run
+// the one Start runs.
+type Options struct {
+	// Flags are added to the command line of "hush-relay start" in place
+	// of --no-password: without any, the relay has no password.
+	Flags []string
+	// Race builds hush-relay with the race detector (go build -race), and
+	// runs it without the race detector's second of sleep at exit unless
+	// $GORACE says otherwise.
+	Race bool
+}
+
+// StartWith is Start with the options o.
+func StartWith(t testing.TB, dir string, o Options) *Process {
+	t.Helper()
+	bld := build
+	if o.Race {
+		bld = buildRace
+	}
+	bin, err := bld()
 	if err != nil {
 		if _, lerr := exec.LookPath("go"); lerr != nil {
 			t.Skipf("no go tool to build hush-relay: %v", lerr)
 		}
 		t.Fatal(err)
 	}
-	p := &Process{t: t, dir: dir}
-	p.start(bin, "127.0.0.1:0")
+	p := &Process{t: t, dir: dir, bin: bin, opts: o}
+	p.start("127.0.0.1:0")
 	t.Cleanup(p.Kill)
 	return p
 }
 
 // Restart starts the relay again on its data directory and port, after
-// Kill, and returns once it prints its address.
+// Kill or Terminate, and returns once it prints its address.
 func (p *Process) Restart() {
 	p.t.Helper()
-	bin, err := build()
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.start(bin, p.Addr.HostPort())
+	p.start(p.Addr.HostPort())
 }
 
-func (p *Process) start(bin, listen string) {
+func (p *Process) start(listen string) {
 	p.t.Helper()
-	cmd := exec.Command(bin, "start", "--data", p.dir, "--listen", listen, "--host", "127.0.0.1",
-		"--no-password", "--admin", "off", "--log-level", "warn")
+	flags := p.opts.Flags
+	if len(flags) == 0 {
+		flags = []string{"--no-password"}
+	}
+	args := append([]string{"start", "--data", p.dir, "--listen", listen, "--host", "127.0.0.1",
+		"--admin", "off", "--log-level", "warn"}, flags...)
+	cmd := exec.Command(p.bin, args...)
+	cmd.Env = p.env()
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -148,4 +186,46 @@ func (p *Process) Kill() {
 		p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.done
 	}
+}
+
+// terminateTimeout bounds how long Terminate waits for a relay to exit.
+const terminateTimeout = time.Minute
+
+// Terminate stops the relay with SIGTERM, as its operator would, and
+// waits for it to exit; if it has not within a minute, the test fails and
+// the relay is killed. Terminating a relay that is not running does
+// nothing.
+func (p *Process) Terminate() {
+	if p.cmd == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(terminateTimeout):
+		p.t.Errorf("hush-relay did not stop within %v of SIGTERM", terminateTimeout)
+		p.Kill()
+	}
+}
+
+// env is the relay's environment: this process's without the HUSH_
+// variables, which could override the options start gives, and, for a
+// relay built with the race detector and unless $GORACE is set, without
+// its second of sleep at exit.
+func (p *Process) env() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HUSH_") {
+			env = append(env, kv)
+		}
+	}
+	if _, ok := os.LookupEnv("GORACE"); p.opts.Race && !ok {
+		env = append(env, "GORACE=atexit_sleep_ms=0")
+	}
+	return env
 }
