@@ -37,22 +37,12 @@ func TestSubOKBeforeMessage(t *testing.T) {
 					wireOK(t, "SEND", other.do(q.sKey, q.sid, queue.Command{Tag: queue.TagSEND, Body: []byte(body)}))
 					want = append(want, body)
 				}
-				release := relay.HoldCommits(t, r.Relay)
-				const replyQueue = 64 // the relay's bound of a session's replies
-				var txs, sends [][]byte
-				for i := range replyQueue {
-					tx, corr := sub.tx(own.sKey, own.sid, queue.Command{Tag: queue.TagSEND, Body: []byte{byte(i)}})
-					txs, sends = append(txs, tx), append(sends, corr)
-				}
-				subTx, subCorr := sub.tx(q.rKey, q.rid, queue.Command{Tag: queue.TagSUB})
-				sub.send(append(txs, subTx)...)
-				relay.WaitQueued(t, r.Relay, replyQueue)
-				waitFor(t, ctx, "subscription registered", func() bool { return relay.SubscriberWaiting(r.Relay, queue.ID(q.rid)) })
+				sends, subCorr, release := sub.subBehindSends(ctx, r, own, q, relay.SubscriberWaiting)
 				body := fmt.Sprintf("message %d", held)
 				sendTx, sendCorr := other.tx(q.sKey, q.sid, queue.Command{Tag: queue.TagSEND, Body: []byte(body)})
 				other.send(sendTx)
 				want = append(want, body)
-				relay.WaitQueued(t, r.Relay, replyQueue+1)
+				relay.WaitQueued(t, r.Relay, replySlots+1)
 				release()
 				wireOK(t, "the other session's SEND", other.response(sendCorr).Command)
 

@@ -26,24 +26,14 @@ func TestEventAfterSubOK(t *testing.T) {
 				ctx := e2eContext(t)
 				sub, other := dialWire(t, r.addr, transport), dialWire(t, r.addr, transport)
 				own, q := sub.newQueue(true), sub.newQueue(true)
-				release := relay.HoldCommits(t, r.Relay)
-				const replyQueue = 64 // the relay's bound of a session's replies
-				var txs, sends [][]byte
-				for i := range replyQueue {
-					tx, corr := sub.tx(own.sKey, own.sid, queue.Command{Tag: queue.TagSEND, Body: []byte{byte(i)}})
-					txs, sends = append(txs, tx), append(sends, corr)
-				}
-				subTx, subCorr := sub.tx(q.rKey, q.rid, queue.Command{Tag: queue.TagSUB})
-				sub.send(append(txs, subTx)...)
-				relay.WaitQueued(t, r.Relay, replyQueue)
-				waitFor(t, ctx, "subscription registered", func() bool { return relay.Subscribed(r.Relay, queue.ID(q.rid)) })
+				sends, subCorr, release := sub.subBehindSends(ctx, r, own, q, relay.Subscribed)
 				if tag == queue.TagEND {
 					wireOK(t, "SUB of the other session", other.do(q.rKey, q.rid, queue.Command{Tag: queue.TagSUB}))
 					release()
 				} else {
 					tx, corr := other.tx(q.rKey, q.rid, queue.Command{Tag: queue.TagDEL})
 					other.send(tx)
-					relay.WaitQueued(t, r.Relay, replyQueue+1)
+					relay.WaitQueued(t, r.Relay, replySlots+1)
 					release()
 					wireOK(t, "DEL", other.response(corr).Command)
 				}

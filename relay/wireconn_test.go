@@ -246,6 +246,31 @@ func (w *wireConn) do(key *ecdh.PrivateKey, entity []byte, cmd queue.Command) qu
 	return w.response(corr).Command
 }
 
+// replySlots is the relay's bound of a session's replies not yet written.
+const replySlots = 64
+
+// subBehindSends takes every reply slot of w's session with SENDs of its
+// own to the queue own, held in r's store (r's commits are held until
+// release is called), and sends a SUB of q in the same block after them,
+// so that the SUB's OK waits for a slot. It returns once the SENDs are
+// queued for commit and the subscription is registered, as registered
+// (relay.Subscribed, relay.SubscriberWaiting) reports, with the SENDs'
+// correlation IDs in order and the SUB's.
+func (w *wireConn) subBehindSends(ctx context.Context, r *wireRelay, own, q *wireQueue, registered func(*relay.Relay, queue.ID) bool) (sends [][]byte, subCorr []byte, release func()) {
+	w.t.Helper()
+	release = relay.HoldCommits(w.t, r.Relay)
+	var txs [][]byte
+	for i := range replySlots {
+		tx, corr := w.tx(own.sKey, own.sid, queue.Command{Tag: queue.TagSEND, Body: []byte{byte(i)}})
+		txs, sends = append(txs, tx), append(sends, corr)
+	}
+	subTx, subCorr := w.tx(q.rKey, q.rid, queue.Command{Tag: queue.TagSUB})
+	w.send(append(txs, subTx)...)
+	relay.WaitQueued(w.t, r.Relay, replySlots)
+	waitFor(w.t, ctx, "subscription registered", func() bool { return registered(r.Relay, queue.ID(q.rid)) })
+	return sends, subCorr, release
+}
+
 // expectClosed checks that the relay closes the session, within 10 s,
 // without sending another block.
 func (w *wireConn) expectClosed() {
