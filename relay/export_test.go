@@ -45,7 +45,12 @@ func SubscriberWaiting(r *Relay, rid queue.ID) bool {
 	r.mu.Lock()
 	sub := r.subs[rid]
 	r.mu.Unlock()
-	return sub != nil && sub.sess.waiting(sub)
+	if sub == nil {
+		return false
+	}
+	sub.sess.mu.Lock()
+	defer sub.sess.mu.Unlock()
+	return sub.sess.waitingLocked(sub)
 }
 
 // OfferLate prepares the MSG event of a message with ID id, time ts and

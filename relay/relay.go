@@ -563,6 +563,16 @@ func (r *Relay) unsubscribe(rid queue.ID) *subscription {
 	return sub
 }
 
+// unsubscribeSub removes sub from the relay's subscriptions if it is
+// still its queue's.
+func (r *Relay) unsubscribeSub(sub *subscription) {
+	r.mu.Lock()
+	if r.subs[sub.rid] == sub {
+		delete(r.subs, sub.rid)
+	}
+	r.mu.Unlock()
+}
+
 // notifyHead tells the subscriber of rid, if any, that its queue's first
 // message may have changed (an ACK from any session, an expiry): if the
 // message delivered to it is gone, the next one is delivered.

@@ -997,17 +997,9 @@ func (s *session) handleSub(corrID, entity []byte, rec queueRecord) error {
 	// get DELD: look again now that it is registered. A DEL that commits
 	// later finds sub and ends it with DELD.
 	if _, found, err := s.r.store.queueByRecipient(rec.RecipientID); err != nil || !found {
-		s.r.mu.Lock()
-		if s.r.subs[sub.rid] == sub {
-			delete(s.r.subs, sub.rid)
-		}
-		s.r.mu.Unlock()
+		s.r.unsubscribeSub(sub)
 		s.mu.Lock()
-		if s.subs[sub.rid] == sub {
-			delete(s.subs, sub.rid)
-		}
-		delete(s.pending, sub)
-		s.dropReadyLocked(sub)
+		s.forgetLocked(sub)
 		s.mu.Unlock()
 		code := queue.AUTH
 		if err != nil {
@@ -1094,13 +1086,21 @@ func (s *session) deleted(rid queue.ID) {
 	}
 	if sub.sess == s {
 		s.mu.Lock()
-		delete(s.subs, rid)
-		delete(s.pending, sub)
-		s.dropReadyLocked(sub)
+		s.forgetLocked(sub)
 		s.mu.Unlock()
 		return
 	}
 	sub.sess.ended(sub, queue.TagDELD)
+}
+
+// forgetLocked removes sub from this session, with nothing to its
+// client: no delivery, pending mark or event offered stays. s.mu is held.
+func (s *session) forgetLocked(sub *subscription) {
+	if s.subs[sub.rid] == sub {
+		delete(s.subs, sub.rid)
+	}
+	delete(s.pending, sub)
+	s.dropReadyLocked(sub)
 }
 
 // ended removes sub from this session and queues the event tag (END or
@@ -1108,11 +1108,7 @@ func (s *session) deleted(rid queue.ID) {
 func (s *session) ended(sub *subscription, tag queue.Tag) {
 	t := queue.Transmission{Entity: sub.rid[:], Command: queue.Command{Tag: tag}}
 	s.mu.Lock()
-	if s.subs[sub.rid] == sub {
-		delete(s.subs, sub.rid)
-	}
-	delete(s.pending, sub)
-	s.dropReadyLocked(sub)
+	s.forgetLocked(sub)
 	if sub.okAt == math.MaxUint64 {
 		// Its SUB's OK is not queued yet: the event follows it.
 		sub.endEvent = t.Append(nil)
@@ -1470,15 +1466,9 @@ func (r *Relay) offerEvent(p *preparedEvent, res sendResult) bool {
 	return false
 }
 
-// waiting reports whether sub, a subscription of this session, has no
-// message outstanding, no event offered and none being prepared: one a
-// SEND to its queue may prepare an event for.
-func (s *session) waiting(sub *subscription) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.waitingLocked(sub)
-}
-
+// waitingLocked reports whether sub, a subscription of this session, has
+// no message outstanding, no event offered and none being prepared: one a
+// SEND to its queue may prepare an event for. s.mu is held.
 func (s *session) waitingLocked(sub *subscription) bool {
 	return !s.closed && s.subs[sub.rid] == sub && !sub.hasDelivered && sub.acking == 0 && sub.ready == nil && !sub.preparing
 }
