@@ -51,6 +51,8 @@ import (
 	"github.com/hushrelay/hush/internal/gctune"
 	"github.com/hushrelay/hush/queue"
 	"github.com/hushrelay/hush/relay"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // Files in the child's data directory.
@@ -223,12 +225,17 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 				st.GCPauseMaxNs = max(st.GCPauseMaxNs, m.PauseNs[(n+255)%256])
 			}
 			statsGC = m.NumGC
-			met := relayMetrics(r)
+			met, hists, err := relayMetrics(r)
+			if err != nil {
+				fmt.Fprintf(out, "error %v\n", err)
+				break
+			}
 			st.Commits = met["hush_relay_store_commit_seconds_count"]
 			st.CommitSeconds = met["hush_relay_store_commit_seconds_sum"]
 			st.CommitOps = met["hush_relay_store_commit_operations_sum"]
 			st.CommitWaitSeconds = met["hush_relay_store_commit_wait_seconds_sum"]
-			st.CommitBounds, st.CommitBuckets = relayHistogram(r, "hush_relay_store_commit_seconds")
+			commits := hists["hush_relay_store_commit_seconds"]
+			st.CommitBounds, st.CommitBuckets = commits.bounds, commits.counts
 			st.Trims = met["hush_relay_store_mapping_trims_total"]
 			b, _ := json.Marshal(st)
 			fmt.Fprintf(out, "stats %s\n", b)
@@ -254,55 +261,63 @@ func runChild(args []string, stdin io.Reader, stdout io.Writer) error {
 // relayConnections reads r's connections gauge from its metrics, served
 // in-process.
 func relayConnections(r *relay.Relay) (int, error) {
-	f, ok := relayMetrics(r)["hush_relay_connections"]
+	values, _, err := relayMetrics(r)
+	if err != nil {
+		return 0, err
+	}
+	f, ok := values["hush_relay_connections"]
 	if !ok {
 		return 0, errors.New("no connections metric")
 	}
 	return int(f), nil
 }
 
-// relayMetrics returns r's metrics without labels (histograms' _sum and
-// _count included) by name, served in-process.
-func relayMetrics(r *relay.Relay) map[string]float64 {
-	rec := httptest.NewRecorder()
-	r.AdminHandler("").ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	m := make(map[string]float64)
-	for line := range strings.Lines(rec.Body.String()) {
-		name, v, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
-			continue
-		}
-		if f, err := strconv.ParseFloat(v, 64); err == nil {
-			m[name] = f
-		}
-	}
-	return m
+// histogram is a histogram metric's buckets: their upper bounds in
+// increasing order (+Inf left out) and the cumulative count of each.
+type histogram struct {
+	bounds, counts []float64
 }
 
-// relayHistogram returns the buckets of r's histogram metric name, served
-// in-process: their upper bounds in increasing order (+Inf left out) and
-// the cumulative count of each.
-func relayHistogram(r *relay.Relay, name string) (bounds, counts []float64) {
+// relayMetrics scrapes r's metrics, served in-process, once: the values
+// of those without labels by name (a histogram's sum and count as
+// name_sum and name_count), and the buckets of each histogram without
+// labels by name.
+func relayMetrics(r *relay.Relay) (map[string]float64, map[string]histogram, error) {
 	rec := httptest.NewRecorder()
 	r.AdminHandler("").ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	prefix := name + `_bucket{le="`
-	for line := range strings.Lines(rec.Body.String()) {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), prefix)
-		if !ok {
-			continue
-		}
-		le, v, ok := strings.Cut(rest, `"} `)
-		if !ok {
-			continue
-		}
-		b, err1 := strconv.ParseFloat(le, 64)
-		c, err2 := strconv.ParseFloat(v, 64)
-		if err1 != nil || err2 != nil || math.IsInf(b, 1) {
-			continue
-		}
-		bounds, counts = append(bounds, b), append(counts, c)
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(rec.Body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay metrics: %w", err)
 	}
-	return bounds, counts
+	values, hists := make(map[string]float64), make(map[string]histogram)
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) > 0 {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				values[name] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				values[name] = m.GetGauge().GetValue()
+			case m.Untyped != nil:
+				values[name] = m.GetUntyped().GetValue()
+			case m.Histogram != nil:
+				h := m.GetHistogram()
+				values[name+"_sum"], values[name+"_count"] = h.GetSampleSum(), float64(h.GetSampleCount())
+				var hist histogram
+				for _, b := range h.GetBucket() {
+					if !math.IsInf(b.GetUpperBound(), 1) {
+						hist.bounds = append(hist.bounds, b.GetUpperBound())
+						hist.counts = append(hist.counts, float64(b.GetCumulativeCount()))
+					}
+				}
+				hists[name] = hist
+			}
+		}
+	}
+	return values, hists, nil
 }
 
 // writeHeapProfile writes a heap profile (in use after a collection) to
