@@ -277,12 +277,12 @@ func checkLayout(tx *bbolt.Tx) error {
 	switch v := meta.Get(metaVersionKey); {
 	case len(v) != 1:
 		return fmt.Errorf("%w: %w: malformed version", ErrStoreDamaged, errStoreVersion)
-	case v[0] == storeVersion1 || v[0] == storeVersion2:
+	case v[0] == storeVersion1 || v[0] == storeVersion2 || v[0] == storeVersion3:
 		return fmt.Errorf("%w: %w %d, which the relay (or hush-relay compact, or restore) converts to version %d", errStoreVersion, errOldVersion, v[0], storeVersion)
 	case v[0] != storeVersion:
 		return fmt.Errorf("%w: version %d, this relay reads version %d", errStoreVersion, v[0], storeVersion)
 	}
-	for _, name := range [][]byte{bucketQueues, bucketSenders, bucketMessages, bucketExpiry, bucketUnsecured} {
+	for _, name := range [][]byte{bucketQueues, bucketSenders, bucketMessages, bucketExpiry} {
 		if tx.Bucket(name) == nil {
 			return fmt.Errorf("%w: bucket %q missing", ErrStoreDamaged, name)
 		}
@@ -317,9 +317,6 @@ func checkContents(b storeTx, ring *keyRing, rep *StoreReport, p *problems) {
 		}
 		if got, ok := b.ridBySender(q.SenderID); !ok || got != rid {
 			p.add("queue %d: missing from the sender index", i)
-		}
-		if inIndex := b.unsecured.Get(unsecuredKey(q.Created, rid)) != nil; inIndex == q.Secured {
-			p.add("queue %d: the index of unsecured queues disagrees with its record", i)
 		}
 		n := 0
 		c := b.messages.Cursor()
@@ -359,7 +356,6 @@ func checkContents(b storeTx, ring *keyRing, rep *StoreReport, p *problems) {
 		{"messages", b.messages, rep.Messages},
 		{"sender index entries", b.senders, rep.Queues},
 		{"expiry index entries", b.expiry, rep.Messages},
-		{"unsecured index entries", b.unsecured, rep.Unsecured},
 	} {
 		if n := c.bucket.Stats().KeyN; n != c.want {
 			p.add("%d %s, want %d: entries that belong to no queue", n, c.what, c.want)

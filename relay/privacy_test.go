@@ -7,6 +7,7 @@ package relay_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/binary"
@@ -14,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -322,7 +324,8 @@ func TestStoreFromVersion1(t *testing.T) {
 
 // oldStore reads the store of an older format in dir, written by the
 // relay of that version: its queues (queues.json) and its file
-// (relay.db), which it copies to path, in a directory of the test's.
+// (relay.db), which it copies to path, in a directory of the test's,
+// with its key file (relay.db.keys) if it has one.
 func oldStore(t *testing.T, dir string) (qs []v1Queue, old []byte, path string) {
 	t.Helper()
 	js, err := os.ReadFile(filepath.Join(dir, "queues.json"))
@@ -338,6 +341,14 @@ func oldStore(t *testing.T, dir string) (qs []v1Queue, old []byte, path string) 
 	}
 	path = filepath.Join(t.TempDir(), "relay.db")
 	if err := os.WriteFile(path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Version 3 sealed the messages under the keys of its key file.
+	if keys, err := os.ReadFile(filepath.Join(dir, "relay.db.keys")); err == nil {
+		if err := os.WriteFile(path+".keys", keys, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
 	return qs, old, path
@@ -472,6 +483,89 @@ func TestStoreFromVersion2(t *testing.T) {
 		t.Errorf("the converted file holds in the clear %q", got)
 	}
 	useConverted(t, e, qs, time.Hour)
+}
+
+// TestStoreFromVersion3 starts a relay on a store of format version 3
+// (testdata/store-v3, written by the version 3 relay, with its key file):
+// the relay converts it in place, the file then has no index of queues
+// never secured, and every queue works as before with its messages,
+// delivered in order, before new ones. hush-relay check refuses the
+// version 3 file as older; backup, restore and compact take it and give a
+// version 4 file.
+func TestStoreFromVersion3(t *testing.T) {
+	qs, _, path := oldStore(t, "testdata/store-v3")
+	if _, err := relay.CheckStore(path); err == nil {
+		t.Error("CheckStore accepts a file of version 3")
+	}
+	// The offline tools, on copies.
+	dir := t.TempDir()
+	copyOld := func(name string) string {
+		p := filepath.Join(dir, name)
+		for _, suffix := range []string{"", ".keys"} {
+			b, err := os.ReadFile(path + suffix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p+suffix, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return p
+	}
+	var backup bytes.Buffer
+	if _, err := relay.BackupStore(context.Background(), copyOld("backup-of.db"), &backup); err != nil {
+		t.Fatalf("BackupStore(version 3): %v", err)
+	}
+	from := filepath.Join(dir, "backup.db")
+	if err := os.WriteFile(from, backup.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	restored := filepath.Join(dir, "restored.db")
+	if _, err := relay.RestoreStore(from, restored); err != nil {
+		t.Fatalf("RestoreStore(a backup of version 3): %v", err)
+	}
+	compacted := copyOld("compacted.db")
+	if _, _, err := relay.CompactStore(compacted); err != nil {
+		t.Fatalf("CompactStore(version 3): %v", err)
+	}
+	for _, p := range []string{restored, compacted} {
+		rep, err := relay.CheckStore(p)
+		if err != nil || rep.Queues != 4 || rep.Unsecured != 1 || rep.Suspended != 1 || rep.Messages != 3+2+2 {
+			t.Errorf("%s: %+v, %v; want 4 queues (1 unsecured, 1 suspended) and 7 messages", filepath.Base(p), rep, err)
+		}
+		checkVersion4(t, p)
+	}
+
+	e, rep, _ := convertStore(t, path)
+	if rep.Queues != 4 || rep.Unsecured != 1 || rep.Suspended != 1 || rep.Messages != 3+2+2 {
+		t.Errorf("converted store: %+v, want 4 queues (1 unsecured, 1 suspended) and 7 messages", rep)
+	}
+	if err := e.r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkVersion4(t, path)
+	e.restart()
+	useConverted(t, e, qs, time.Hour)
+}
+
+// checkVersion4 checks that the store file at path, closed, has format
+// version 4 and no index of queues never secured.
+func checkVersion4(t *testing.T, path string) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket([]byte("meta")).Get([]byte("version")); !bytes.Equal(v, []byte{4}) {
+			t.Errorf("%s: version %x, want 4", filepath.Base(path), v)
+		}
+		if tx.Bucket([]byte("unsecured")) != nil {
+			t.Errorf("%s: the index of queues never secured is still there", filepath.Base(path))
+		}
+		return nil
+	})
 }
 
 // TestRelayErasesKeysAndOverwritesFreePages runs a relay whose message

@@ -113,7 +113,7 @@ func copyLive(ctx context.Context, tx *bbolt.Tx, path string, ring *keyRing) err
 	// converted it) is copied as it is: restore converts it.
 	sealed := true
 	if meta := tx.Bucket(bucketMeta); meta != nil {
-		if v := meta.Get(metaVersionKey); len(v) == 1 && v[0] < storeVersion {
+		if v := meta.Get(metaVersionKey); len(v) == 1 && v[0] < storeVersion3 {
 			sealed = false
 		}
 	}
@@ -217,19 +217,26 @@ func storeFileVersion(db *bbolt.DB) (v byte, backup bool, err error) {
 }
 
 // migrateStore converts the store file at path, if it has the format of
-// version 1 or 2, to the current one; moves the keys of a backup (a file
-// with a "keys" bucket) to the key file of ring; and does nothing to
-// another file. The new file is written beside it, key by key (so it
-// holds none of the old file's free pages, with their acknowledged
-// messages and precise times), synced and renamed over it, so that a
-// crash leaves the old file or the new one; keys that the new file needs
-// are written to the key file, synced, before the rename. Converting
-// version 1 rounds the times down to opts' units, drops the lifetime
-// message counters and numbers each queue's messages from 0; converting
-// versions 1 and 2 seals every message under a key of its own, wrapped
-// under ring's current key. db must be the open file at path, for
-// writing; migrateStore closes it when it replaced the file, and reports
-// that (the caller opens the file again).
+// version 1, 2 or 3, to the current one; moves the keys of a backup (a
+// file with a "keys" bucket) to the key file of ring; and does nothing to
+// another file.
+//
+// A file of version 3 that is not a backup is converted in place, in one
+// transaction: it deletes the "unsecured" bucket (whose freed pages hold
+// only what the queue records hold, the IDs and days of creation of the
+// live queues never secured; the transaction marks the file for the
+// scrub, which overwrites them), and writes the version. Otherwise the
+// new file is written beside it, key by key (so it holds none of the old
+// file's free pages, with their acknowledged messages and precise times),
+// synced and renamed over it, so that a crash leaves the old file or the
+// new one; keys that the new file needs are written to the key file,
+// synced, before the rename. Converting version 1 rounds the times down
+// to opts' units, drops the lifetime message counters and numbers each
+// queue's messages from 0; converting versions 1 and 2 seals every
+// message under a key of its own, wrapped under ring's current key. db
+// must be the open file at path, for writing; migrateStore closes it when
+// it replaced the file, and reports that (the caller opens the file
+// again).
 func migrateStore(db *bbolt.DB, path string, opts storeOptions, ring *keyRing) (replaced bool, err error) {
 	v, backup, err := storeFileVersion(db)
 	if err != nil {
@@ -241,8 +248,13 @@ func migrateStore(db *bbolt.DB, path string, opts storeOptions, ring *keyRing) (
 		what = "convert version 1"
 	case v == storeVersion2:
 		what = "convert version 2"
-	case v == storeVersion && backup:
+	case (v == storeVersion || v == storeVersion3) && backup:
 		what = "take the keys of a backup"
+	case v == storeVersion3:
+		if err := db.Update(convertVersion3); err != nil {
+			return false, fmt.Errorf("convert version 3: %w", err)
+		}
+		return false, nil
 	default:
 		return false, nil
 	}
@@ -254,12 +266,15 @@ func migrateStore(db *bbolt.DB, path string, opts storeOptions, ring *keyRing) (
 	}
 	var keys []ringKey
 	err = db.View(func(tx *bbolt.Tx) error {
-		if v == storeVersion {
+		if v == storeVersion || v == storeVersion3 {
 			var err error
 			if keys, _, err = keysOf(tx); err != nil {
 				return err
 			}
-			return copyBuckets(tx, w, bucketRingKeys)
+			if err := copyBuckets(tx, w, bucketRingKeys, bucketUnsecured); err != nil {
+				return err
+			}
+			return w.put(bucketMeta, metaVersionKey, []byte{storeVersion}, false)
 		}
 		key, err := ring.currentKey(time.Now())
 		if err != nil {
@@ -283,6 +298,21 @@ func migrateStore(db *bbolt.DB, path string, opts storeOptions, ring *keyRing) (
 		return false, fmt.Errorf("%s: %w", what, err)
 	}
 	return true, db.Close()
+}
+
+// convertVersion3 converts tx, of a file of version 3, to the current
+// version in place (migrateStore).
+func convertVersion3(tx *bbolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if tx.Bucket(bucketUnsecured) != nil {
+		if err := tx.DeleteBucket(bucketUnsecured); err != nil {
+			return err
+		}
+		if err := meta.Put(metaScrubKey, []byte{1}); err != nil {
+			return err
+		}
+	}
+	return meta.Put(metaVersionKey, []byte{storeVersion})
 }
 
 // copyBuckets copies every bucket of tx but skip (and scrub's filler) to
@@ -316,7 +346,7 @@ const oldMessageHeaderSize = queue.IDSize + 8
 
 // convertOld writes the live data of tx, a file of version 1 or 2, to w
 // in the current format, with every message sealed under a key of its
-// own wrapped under key.
+// own wrapped under key, and without the index of queues never secured.
 func convertOld(tx *bbolt.Tx, w *fileWriter, opts storeOptions, version byte, key *ringKey) error {
 	if opts.MessageUnit <= 0 {
 		opts.MessageUnit = defaultMessageUnit
@@ -328,6 +358,9 @@ func convertOld(tx *bbolt.Tx, w *fileWriter, opts storeOptions, version byte, ke
 	for _, name := range [][]byte{bucketQueues, bucketSenders, bucketMessages, bucketExpiry, bucketUnsecured} {
 		if tx.Bucket(name) == nil {
 			return fmt.Errorf("%w: bucket %q missing", errCorrupt, name)
+		}
+		if bytes.Equal(name, bucketUnsecured) {
+			continue
 		}
 		if _, err := w.bucket(name, false); err != nil {
 			return err
@@ -363,11 +396,6 @@ func convertOld(tx *bbolt.Tx, w *fileWriter, opts storeOptions, version byte, ke
 			return err
 		}
 		total.queues++
-		if !q.Secured {
-			if err := w.put(bucketUnsecured, unsecuredKey(q.Created, rid), []byte{}, false); err != nil {
-				return err
-			}
-		}
 		var seq uint64
 		c := src.messages.Cursor()
 		for mk, mv := c.Seek(rid[:]); mk != nil && bytes.HasPrefix(mk, rid[:]); mk, mv = c.Next() {

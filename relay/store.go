@@ -3,17 +3,18 @@ package relay
 // The relay's durable store: one bbolt file holding queues and their
 // undelivered messages.
 //
-// # Layout (format version 3)
+// # Layout (format version 4)
 //
 // All integers are big-endian, so that keys sort in numeric order. IDs are
 // queue.IDSize (24) bytes, keys queue.KeySize (32) bytes.
 //
 //	bucket "meta"
-//	  "version"                 -> 1 byte: the format version, 3. A file of
-//	                               version 1 or 2 is converted when it is
-//	                               opened (migrateStore); a file with another
-//	                               version, or with buckets but no version,
-//	                               is refused.
+//	  "version"                 -> 1 byte: the format version, 4. A file of
+//	                               version 3 is converted in place when it
+//	                               is opened, one of version 1 or 2 into a
+//	                               new file (migrateStore); a file with
+//	                               another version, or with buckets but no
+//	                               version, is refused.
 //	  "counts"                  -> 24 bytes: queues(8) | messages(8) | bytes(8),
 //	                               the queues, the messages and the bytes of
 //	                               message values held, updated in every
@@ -35,7 +36,9 @@ package relay
 //
 //	  The record changes only when the queue is secured or suspended: it
 //	  holds no counter of messages. A new message takes the sequence number
-//	  after the last one the queue holds, or 0 when it holds none.
+//	  after the last one the queue holds, or 0 when it holds none. The
+//	  sweep finds the queues never secured that expired by reading this
+//	  bucket (sweepQueues): no index orders queues by creation.
 //	bucket "senders"
 //	  sid(24)                   -> rid(24)
 //	bucket "messages"
@@ -53,9 +56,11 @@ package relay
 //	  id(8)                     -> epoch(8)|key(32), the one key that
 //	                               unwraps the backup's message keys; moved
 //	                               to the key file by migrateStore
-//	bucket "unsecured"
-//	  created(8)|rid(24)        -> empty; one entry per queue never secured,
-//	                               removed when it is secured or deleted
+//
+// Version 3 had one more bucket, "unsecured": created(8)|rid(24) -> empty,
+// one entry per queue never secured, which every NEW, and the first KEY or
+// SKEY and the DEL of such a queue, wrote; version 4 is version 3 without
+// it (see "Conversion" in docs/store.md).
 //
 // # Invariants
 //
@@ -91,7 +96,12 @@ import (
 )
 
 // storeVersion is the layout version written in the meta bucket.
-const storeVersion = 3
+const storeVersion = 4
+
+// storeVersion3 is the format before version 4: it also held the index
+// of queues never secured (bucket "unsecured"). openStore converts it in
+// place (migrateStore).
+const storeVersion3 = 3
 
 // storeVersion2 is the format before version 3: its message IDs and
 // bodies were not sealed. openStore converts it.
@@ -108,7 +118,7 @@ var (
 	bucketSenders   = []byte("senders")
 	bucketMessages  = []byte("messages")
 	bucketExpiry    = []byte("expiry")
-	bucketUnsecured = []byte("unsecured")
+	bucketUnsecured = []byte("unsecured") // version 3 only
 	bucketRingKeys  = []byte("keys")
 	metaVersionKey  = []byte("version")
 	metaCountsKey   = []byte("counts")
@@ -121,6 +131,8 @@ const (
 	defaultStoreMaxBatch    = 512
 	defaultStoreQueueLen    = 4096
 	defaultSweepBatch       = 1000
+	defaultSweepScan        = 250_000
+	defaultSweepChunk       = 1000
 	defaultMappedLimit      = 64 << 20
 	defaultGatherWait       = 2 * time.Millisecond
 	defaultGatherOps        = 16
@@ -212,6 +224,11 @@ type storeOptions struct {
 	// relay.queueUnit). MessageUnit is also the key period: how long a
 	// ring key wraps the keys of new messages (see atrest.go).
 	MessageUnit, QueueUnit time.Duration
+	// SweepScan and SweepChunk bound the sweep of queues never secured
+	// (sweepQueues): one sweep reads at most SweepScan queue records
+	// (default 250,000), in read transactions of SweepChunk (default
+	// 1,000).
+	SweepScan, SweepChunk int
 }
 
 // Errors. The first six are outcomes of one operation ("domain errors"): the
@@ -242,7 +259,7 @@ var (
 	// another format version, or one that is not a relay store.
 	errStoreVersion = errors.New("relay store: unsupported format version")
 	// errOldVersion is returned (wrapped, with errStoreVersion) by
-	// CheckStore for a file of format version 1 or 2, which openStore,
+	// CheckStore for a file of format version 1, 2 or 3, which openStore,
 	// CompactStore and RestoreStore convert.
 	errOldVersion = errors.New("format version")
 	// errCorrupt is returned (wrapped) when stored bytes do not have the
@@ -337,6 +354,13 @@ type store struct {
 	// scrub cannot overwrite).
 	freed   atomic.Bool
 	backups atomic.Int32
+	// scanKeys and scanChunk are storeOptions.SweepScan and SweepChunk;
+	// scanNext is where the next sweepQueues starts reading the queues
+	// bucket (nil: at its first key). scanMu, held by sweepQueues, guards
+	// scanNext.
+	scanKeys, scanChunk int
+	scanMu              sync.Mutex
+	scanNext            []byte
 
 	closeOnce sync.Once
 	closeErr  error
@@ -362,7 +386,7 @@ type storeOp struct {
 // openStore opens or creates the store at path (mode 0600) and starts its
 // commit loop. It waits at most opts.LockTimeout for another process to
 // release the file. Its cost does not depend on the number of queues,
-// except once, when it converts a file of format version 1
+// except once, when it converts a file of an older format version
 // (migrateStore).
 func openStore(path string, opts storeOptions) (*store, error) {
 	if opts.LockTimeout <= 0 {
@@ -391,6 +415,12 @@ func openStore(path string, opts storeOptions) (*store, error) {
 	}
 	if opts.QueueUnit <= 0 {
 		opts.QueueUnit = defaultQueueUnit
+	}
+	if opts.SweepScan <= 0 {
+		opts.SweepScan = defaultSweepScan
+	}
+	if opts.SweepChunk <= 0 {
+		opts.SweepChunk = defaultSweepChunk
 	}
 	boltOpts := &bbolt.Options{
 		Timeout: opts.LockTimeout,
@@ -439,6 +469,10 @@ func openStore(path string, opts storeOptions) (*store, error) {
 	if err := db.Update(func(tx *bbolt.Tx) error { return loadCounts(tx, &total) }); err != nil {
 		return fail(err)
 	}
+	// The sweep of queues never secured starts at a random ID, so that a
+	// relay restarted more often than a round of sweeps takes still
+	// visits every queue in turn.
+	start := queue.NewID()
 	s := &store{
 		ring:     ring,
 		db:       db,
@@ -456,6 +490,10 @@ func openStore(path string, opts storeOptions) (*store, error) {
 
 		mappedLimit: opts.MappedLimit,
 		onTrim:      opts.OnTrim,
+
+		scanKeys:  opts.SweepScan,
+		scanChunk: opts.SweepChunk,
+		scanNext:  start[:],
 	}
 	s.total.add(total.snapshot())
 	if err := db.View(func(tx *bbolt.Tx) error {
@@ -476,7 +514,7 @@ func openStore(path string, opts storeOptions) (*store, error) {
 // initStore creates the buckets of a new file, or checks the version of an
 // existing one.
 func initStore(tx *bbolt.Tx) error {
-	names := [][]byte{bucketQueues, bucketSenders, bucketMessages, bucketExpiry, bucketUnsecured}
+	names := [][]byte{bucketQueues, bucketSenders, bucketMessages, bucketExpiry}
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
 		if k, _ := tx.Cursor().First(); k != nil {
@@ -1031,9 +1069,6 @@ func (s *store) createQueue(ctx context.Context, rec queueRecord) (<-chan error,
 			return err
 		}
 		b.count(1, 0, 0)
-		if !q.Secured {
-			return b.unsecured.Put(unsecuredKey(q.Created, q.RecipientID), []byte{})
-		}
 		return nil
 	})
 }
@@ -1280,14 +1315,16 @@ func (s *store) ackMessageFunc(ctx context.Context, rid queue.ID, msgID queue.ID
 }
 
 // sweep removes the messages stored before msgBefore and the queues never
-// secured that were created before queueBefore (unix seconds), in
-// transactions of at most batch deletions each (a queue counts as one: a
-// queue never secured holds no message). Each transaction is one operation
-// of the commit loop, so the sweep shares commits with other writes and
-// never holds the write lock for long. A bound of 0 or less removes nothing
-// of its kind; batch < 1 means 1000. It returns the
-// numbers removed so far, also on error; once ctx is done it starts no new
-// transaction.
+// secured that were created before queueBefore (unix seconds). A bound of
+// 0 or less removes nothing of its kind; batch < 1 means 1000. It returns
+// the numbers removed so far, also on error; once ctx is done it starts
+// no new transaction.
+//
+// The messages are found in the expiry index, in transactions of at most
+// batch deletions each; the queues by reading part of the queues bucket
+// (sweepQueues). Each write transaction is one operation of the commit
+// loop, so the sweep shares commits with other writes and never holds the
+// write lock for long.
 //
 // expired, if not nil, is called after each committed transaction with the
 // recipient ID of every queue that lost an expired message in it, so that
@@ -1298,46 +1335,166 @@ func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch i
 	if batch < 1 {
 		batch = defaultSweepBatch
 	}
-	for {
+	for msgBefore > 0 {
 		if err := ctx.Err(); err != nil {
 			return msgs, queues, err
 		}
 		var (
-			m, q       int
-			more       bool
-			rids, gone []queue.ID
+			m    int
+			more bool
+			rids []queue.ID
 		)
 		ch, err := s.submitErr(ctx, func(b storeTx) error {
 			var err error
-			rids, gone = rids[:0], gone[:0] // apply may run again
-			m, q, more, err = b.sweepStep(msgBefore, queueBefore, batch, &rids, &gone)
+			rids = rids[:0] // apply may run again
+			m, more, err = b.sweepStep(msgBefore, batch, &rids)
 			return err
 		})
+		if err == nil {
+			err = wait(ctx, ch)
+		}
 		if err != nil {
 			return msgs, queues, err
 		}
-		select {
-		case err := <-ch:
-			if err != nil {
-				return msgs, queues, err
-			}
-		case <-ctx.Done():
-			return msgs, queues, ctx.Err()
-		}
 		msgs += m
-		queues += q
 		if expired != nil {
 			for _, rid := range rids {
 				expired(rid, false)
 			}
-			for _, rid := range gone {
-				expired(rid, true)
-			}
 		}
 		if !more {
-			return msgs, queues, nil
+			break
 		}
 	}
+	if queueBefore <= 0 {
+		return msgs, queues, nil
+	}
+	m, q, err := s.sweepQueues(ctx, queueBefore, batch, expired)
+	return msgs + m, queues + q, err
+}
+
+// sweepQueues deletes the queues never secured that were created before
+// queueBefore among the next storeOptions.SweepScan queues of the queues
+// bucket, in key order (random IDs), from where the call before stopped
+// (at first a random ID), going round to the first queue after the last:
+// so calls that each visit part of the bucket visit every queue in turn,
+// and one that could visit more stops when it has been round once. It
+// reads them in read transactions of SweepChunk queues, which the commit
+// loop does not wait for, resuming after the last key read; the
+// candidates of a chunk are deleted in write transactions of at most
+// batch, each queue checked again there (a queue secured since it was
+// read is kept). So what a call costs is bounded: SweepScan records read
+// and the deletions. It returns the numbers of messages (none, as a queue
+// never secured holds none) and of queues deleted. Calls do not overlap.
+// See "The sweep" in docs/store.md.
+func (s *store) sweepQueues(ctx context.Context, queueBefore int64, batch int, expired func(rid queue.ID, deleted bool)) (msgs, queues int, err error) {
+	s.scanMu.Lock()
+	defer s.scanMu.Unlock()
+	start := s.scanNext
+	pos := start
+	wrapped := false
+	var cands []queue.ID
+	for budget := s.scanKeys; budget > 0; {
+		if err := ctx.Err(); err != nil {
+			return msgs, queues, err
+		}
+		var (
+			n    int
+			last []byte
+			end  bool // the end of the bucket, or the start of the round
+		)
+		cands = cands[:0]
+		err := s.view(readQueues, func(b storeTx) error {
+			c := b.queues.Cursor()
+			k, v := c.Seek(pos)
+			for ; n < min(s.scanChunk, budget); k, v = c.Next() {
+				if k == nil || wrapped && bytes.Compare(k, start) >= 0 {
+					end = true
+					break
+				}
+				n++
+				last = k
+				var rid queue.ID
+				if len(k) != queue.IDSize {
+					return fmt.Errorf("%w: queue key", errCorrupt)
+				}
+				copy(rid[:], k)
+				q, err := decodeQueue(rid, v)
+				if err != nil {
+					return err
+				}
+				if !q.Secured && q.Created < queueBefore {
+					cands = append(cands, rid)
+				}
+			}
+			if last != nil {
+				// The key right after the last one read.
+				pos = append(bytes.Clone(last), 0)
+			}
+			return nil
+		})
+		if err != nil {
+			return msgs, queues, err
+		}
+		budget -= n
+		for len(cands) > 0 {
+			part := cands[:min(batch, len(cands))]
+			cands = cands[len(part):]
+			m, gone, err := s.deleteExpiredQueues(ctx, part, queueBefore)
+			if err != nil {
+				return msgs, queues, err
+			}
+			msgs += m
+			queues += len(gone)
+			if expired != nil {
+				for _, rid := range gone {
+					expired(rid, true)
+				}
+			}
+		}
+		if end {
+			if wrapped || len(start) == 0 {
+				pos = start // round once
+				break
+			}
+			wrapped, pos = true, nil
+		}
+	}
+	s.scanNext = pos
+	return msgs, queues, nil
+}
+
+// deleteExpiredQueues deletes, in one transaction of the commit loop,
+// those of the queues rids that are still there, never secured, and
+// created before queueBefore. It returns the messages deleted with them
+// and the queues deleted.
+func (s *store) deleteExpiredQueues(ctx context.Context, rids []queue.ID, queueBefore int64) (msgs int, gone []queue.ID, err error) {
+	ch, err := s.submitErr(ctx, func(b storeTx) error {
+		msgs, gone = 0, gone[:0] // apply may run again
+		for _, rid := range rids {
+			q, ok, err := b.getQueue(rid)
+			if err != nil {
+				return err
+			}
+			if !ok || q.Secured || q.Created >= queueBefore {
+				continue
+			}
+			n, err := b.deleteQueue(&q)
+			if err != nil {
+				return err
+			}
+			msgs += n
+			gone = append(gone, rid)
+		}
+		return nil
+	})
+	if err == nil {
+		err = wait(ctx, ch)
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	return msgs, gone, nil
 }
 
 // rotate erases the ring keys that can be erased (see atrest.go): it
@@ -1579,7 +1736,7 @@ func wait(ctx context.Context, ch <-chan error) error {
 
 // storeTx holds the buckets of one transaction.
 type storeTx struct {
-	meta, queues, senders, messages, expiry, unsecured *bbolt.Bucket
+	meta, queues, senders, messages, expiry *bbolt.Bucket
 	// links and queueLinks hold link data (links.go); nil in a read
 	// transaction on a file written before link data existed.
 	links, queueLinks *bbolt.Bucket
@@ -1685,8 +1842,8 @@ func (c *storeCounts) snapshot() countDelta {
 }
 
 // queueCost is what one queue counts in storedBytes: about what it takes
-// in the file (its 130-byte record, its sender index entry, its entry in
-// the index of unsecured queues, and B-tree overhead).
+// in the file (its 130-byte record, its sender index entry, and B-tree
+// overhead).
 const queueCost = 256
 
 // storedBytes returns what the relay's stored-bytes cap bounds: the bytes
@@ -1742,12 +1899,11 @@ func loadCounts(tx *bbolt.Tx, c *storeCounts) error {
 
 func bucketsOf(tx *bbolt.Tx) storeTx {
 	return storeTx{
-		meta:      tx.Bucket(bucketMeta),
-		queues:    tx.Bucket(bucketQueues),
-		senders:   tx.Bucket(bucketSenders),
-		messages:  tx.Bucket(bucketMessages),
-		expiry:    tx.Bucket(bucketExpiry),
-		unsecured: tx.Bucket(bucketUnsecured),
+		meta:     tx.Bucket(bucketMeta),
+		queues:   tx.Bucket(bucketQueues),
+		senders:  tx.Bucket(bucketSenders),
+		messages: tx.Bucket(bucketMessages),
+		expiry:   tx.Bucket(bucketExpiry),
 
 		links:      tx.Bucket(bucketLinks),
 		queueLinks: tx.Bucket(bucketQueueLinks),
@@ -1836,9 +1992,6 @@ func (b storeTx) secure(q *queueState, senderKey queue.Key) error {
 	}
 	q.Secured = true
 	q.SenderKey = senderKey
-	if err := b.unsecured.Delete(unsecuredKey(q.Created, q.RecipientID)); err != nil {
-		return err
-	}
 	return b.putQueue(q)
 }
 
@@ -1873,9 +2026,6 @@ func (b storeTx) deleteQueue(q *queueState) (msgs int, err error) {
 		return msgs, err
 	}
 	if err := b.senders.Delete(q.SenderID[:]); err != nil {
-		return msgs, err
-	}
-	if err := b.unsecured.Delete(unsecuredKey(q.Created, q.RecipientID)); err != nil {
 		return msgs, err
 	}
 	if err := b.deleteLinkOf(q.RecipientID); err != nil {
@@ -1935,12 +2085,10 @@ func (b storeTx) next(rid queue.ID) (seq, held uint64) {
 	return last + 1, last - first + 1
 }
 
-// sweepStep removes up to budget expired messages, then, with what is left
-// of the budget, expired queues never secured. It adds to rids the
-// recipient IDs of the queues that lost a message, and to gone those of
-// the queues it deleted. more reports that the budget ran out, so there
-// may be more to remove.
-func (b storeTx) sweepStep(msgBefore, queueBefore int64, budget int, rids, gone *[]queue.ID) (msgs, queues int, more bool, err error) {
+// sweepStep removes up to budget expired messages. It adds to rids the
+// recipient IDs of the queues that lost a message. more reports that the
+// budget ran out, so there may be more to remove.
+func (b storeTx) sweepStep(msgBefore int64, budget int, rids *[]queue.ID) (msgs int, more bool, err error) {
 	c := b.expiry.Cursor()
 	for budget > 0 {
 		k, _ := c.First()
@@ -1949,7 +2097,7 @@ func (b storeTx) sweepStep(msgBefore, queueBefore int64, budget int, rids, gone 
 		}
 		k = bytes.Clone(k) // it outlives writes to the bucket
 		if len(k) != expiryKeySize {
-			return msgs, queues, false, fmt.Errorf("%w: expiry entry", errCorrupt)
+			return msgs, false, fmt.Errorf("%w: expiry entry", errCorrupt)
 		}
 		var rid queue.ID
 		copy(rid[:], k[8:])
@@ -1959,7 +2107,7 @@ func (b storeTx) sweepStep(msgBefore, queueBefore int64, budget int, rids, gone 
 			n := int64(len(v))
 			b.noteRemoval(rid)
 			if err := b.messages.Delete(mk); err != nil {
-				return msgs, queues, false, err
+				return msgs, false, err
 			}
 			b.count(0, -1, -n)
 			if n := len(*rids); n == 0 || (*rids)[n-1] != rid {
@@ -1968,43 +2116,11 @@ func (b storeTx) sweepStep(msgBefore, queueBefore int64, budget int, rids, gone 
 			msgs++
 		}
 		if err := b.expiry.Delete(k); err != nil {
-			return msgs, queues, false, err
+			return msgs, false, err
 		}
 		budget--
 	}
-	c = b.unsecured.Cursor()
-	for budget > 0 {
-		k, _ := c.First()
-		if k == nil || !before(k, queueBefore) {
-			break
-		}
-		k = bytes.Clone(k)
-		if len(k) != unsecuredKeySize {
-			return msgs, queues, false, fmt.Errorf("%w: unsecured entry", errCorrupt)
-		}
-		var rid queue.ID
-		copy(rid[:], k[8:])
-		q, ok, err := b.getQueue(rid)
-		if err != nil {
-			return msgs, queues, false, err
-		}
-		if ok {
-			n, err := b.deleteQueue(&q) // removes this entry too
-			if err != nil {
-				return msgs, queues, false, err
-			}
-			msgs += n
-			queues++
-			*gone = append(*gone, rid)
-		}
-		// Also when the queue is gone, or was recorded with another
-		// creation time: the entry must not stop the sweep.
-		if err := b.unsecured.Delete(k); err != nil {
-			return msgs, queues, false, err
-		}
-		budget--
-	}
-	return msgs, queues, budget == 0, nil
+	return msgs, budget == 0, nil
 }
 
 // before reports whether the timestamp that starts key k is before t.
@@ -2014,9 +2130,8 @@ func before(k []byte, t int64) bool {
 
 // Key and value encodings; see "Layout" in the file comment.
 const (
-	messageKeySize   = queue.IDSize + 8
-	expiryKeySize    = 8 + queue.IDSize + 8
-	unsecuredKeySize = 8 + queue.IDSize
+	messageKeySize = queue.IDSize + 8
+	expiryKeySize  = 8 + queue.IDSize + 8
 	// messageValueCap is the capacity of addMessage's pooled value
 	// buffers: a stored message of the largest body.
 	messageValueCap = messageOverhead + queue.MaxMessageSize
@@ -2033,10 +2148,4 @@ func expiryKey(ts int64, rid queue.ID, seq uint64) []byte {
 	k = binary.BigEndian.AppendUint64(k, uint64(ts))
 	k = append(k, rid[:]...)
 	return binary.BigEndian.AppendUint64(k, seq)
-}
-
-func unsecuredKey(created int64, rid queue.ID) []byte {
-	k := make([]byte, 0, unsecuredKeySize)
-	k = binary.BigEndian.AppendUint64(k, uint64(created))
-	return append(k, rid[:]...)
 }

@@ -141,6 +141,21 @@ func bucketKeys(t testing.TB, s *store, bucket []byte, prefix []byte) [][]byte {
 	return keys
 }
 
+// bucketNames returns the names of the buckets of s's file.
+func bucketNames(t testing.TB, s *store) []string {
+	t.Helper()
+	var names []string
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
+			names = append(names, string(name))
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
 // bucketContains reports whether any key of bucket contains id.
 func bucketContains(t testing.TB, s *store, bucket []byte, id queue.ID) bool {
 	for _, k := range bucketKeys(t, s, bucket, nil) {
@@ -221,8 +236,8 @@ func TestStoreCreateLookup(t *testing.T) {
 	if _, ok, err := s.queueBySender(queue.NewID()); ok || err != nil {
 		t.Errorf("queueBySender(unknown) = %v, %v; want absent", ok, err)
 	}
-	if len(bucketKeys(t, s, bucketUnsecured, nil)) != 1 {
-		t.Error("a new queue has no unsecured index entry")
+	if buckets := bucketNames(t, s); slices.Contains(buckets, string(bucketUnsecured)) {
+		t.Errorf("a store of version %d has the buckets %q, an index of queues never secured among them", storeVersion, buckets)
 	}
 
 	// An ID in use, in either role and either index, is refused.
@@ -271,9 +286,6 @@ func TestStoreSecure(t *testing.T) {
 	if !got.Secured || got.SenderKey != k1 {
 		t.Errorf("after KEY: Secured %v, SenderKey %x", got.Secured, got.SenderKey[:4])
 	}
-	if bucketContains(t, s, bucketUnsecured, a.RecipientID) {
-		t.Error("a secured queue is still in the unsecured index")
-	}
 
 	// SKEY, by sender ID.
 	b := createTestQueue(t, s, 1000, nil)
@@ -287,9 +299,6 @@ func TestStoreSecure(t *testing.T) {
 	}
 	if got, _, _ := s.queueBySender(b.SenderID); !got.Secured || got.SenderKey != k2 {
 		t.Errorf("after SKEY: Secured %v, SenderKey %x", got.Secured, got.SenderKey[:4])
-	}
-	if bucketContains(t, s, bucketUnsecured, b.RecipientID) {
-		t.Error("a queue secured by SKEY is still in the unsecured index")
 	}
 
 	// Unknown IDs; a recipient ID is not a sender ID and vice versa.
@@ -486,7 +495,7 @@ func TestStoreDelete(t *testing.T) {
 		}
 	}
 	for _, q := range []queueRecord{del, unsecured} {
-		for _, b := range [][]byte{bucketQueues, bucketSenders, bucketMessages, bucketExpiry, bucketUnsecured} {
+		for _, b := range [][]byte{bucketQueues, bucketSenders, bucketMessages, bucketExpiry} {
 			if bucketContains(t, s, b, q.RecipientID) || bucketContains(t, s, b, q.SenderID) {
 				t.Errorf("bucket %s still holds an ID of a deleted queue", b)
 			}
@@ -563,9 +572,6 @@ func TestStoreReopen(t *testing.T) {
 	}
 	if n, _ := s.countQueues(); n != 3 {
 		t.Errorf("countQueues = %d, want 3", n)
-	}
-	if !bucketContains(t, s, bucketUnsecured, unsecured.RecipientID) {
-		t.Error("the unsecured index entry was lost")
 	}
 	// Sequence numbers continue: a new message goes behind the old ones.
 	if _, r := send(t, s, q.SenderID, "after reopen", 3000, 10); r.Err != nil || r.First {
@@ -646,7 +652,7 @@ func TestStoreSweep(t *testing.T) {
 			t.Error("sweep removed a recent queue never secured")
 		}
 	}
-	for name, want := range map[string]int{"messages": 2, "expiry": 2, "unsecured": 2, "senders": 4, "queues": 4} {
+	for name, want := range map[string]int{"messages": 2, "expiry": 2, "senders": 4, "queues": 4} {
 		if n := len(bucketKeys(t, s, []byte(name), nil)); n != want {
 			t.Errorf("bucket %s holds %d keys after sweep, want %d", name, n, want)
 		}
@@ -669,6 +675,180 @@ func TestStoreSweep(t *testing.T) {
 	cancel()
 	if _, _, err := s.sweep(canceled, 5000, 5000, 3, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("sweep with a canceled context = %v", err)
+	}
+}
+
+// TestStoreSweepQueuesInChunks sweeps 300 queues, 7 to a read
+// transaction and 50 to a sweep, from the middle of the bucket, while
+// other queues are created and expired ones secured: the expired queues
+// never secured go, each within one round of sweeps (8 at most, as the
+// bucket grows to 400), and neither the secured ones, old or new, nor the young ones
+// never secured; each expired queue secured meanwhile is either secured
+// and kept or deleted (its KEY then finds no queue).
+func TestStoreSweepQueuesInChunks(t *testing.T) {
+	s := openTestStore(t, "", storeOptions{SweepScan: 50, SweepChunk: 7})
+	ctx := context.Background()
+	k := testKey(9)
+	const cutoff = 500
+	var expired, kept []queueRecord
+	for i := range 100 {
+		expired = append(expired, createTestQueue(t, s, 100, nil))
+		kept = append(kept, createTestQueue(t, s, 1000, nil), createTestQueue(t, s, int64(100+i%2*900), &k))
+	}
+	s.scanMu.Lock()
+	s.scanNext = bytes.Clone(kept[0].RecipientID[:])
+	s.scanMu.Unlock()
+
+	// Secured while the sweeps run: every third expired queue.
+	var raced []queueRecord
+	for i, q := range expired {
+		if i%3 == 0 {
+			raced = append(raced, q)
+		}
+	}
+	secured := make([]error, len(raced))
+	created := make(chan queueRecord, 100)
+	errs := make(chan error, 100)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i, q := range raced {
+			ch, err := s.secureQueue(ctx, q.RecipientID, k)
+			if err == nil {
+				err = <-ch
+			}
+			secured[i] = err
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		defer close(created)
+		for i := range 100 {
+			rec := newTestRecord(1000)
+			if i%2 == 0 {
+				rec.Created = 100
+				rec.Secured, rec.SenderKey = true, k
+			}
+			ch, err := s.createQueue(ctx, rec)
+			if err == nil {
+				err = <-ch
+			}
+			if err != nil {
+				errs <- err
+				return
+			}
+			created <- rec
+		}
+	}()
+
+	gone := make(map[queue.ID]bool)
+	deleted := 0
+	for sweeps := 0; ; sweeps++ {
+		_, n, err := s.sweep(ctx, 0, cutoff, 3, func(rid queue.ID, del bool) {
+			if !del || gone[rid] {
+				t.Errorf("sweep reported %v, deleted %v, more than once or not deleted", rid, del)
+			}
+			gone[rid] = true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleted += n
+		if len(gone) != deleted {
+			t.Fatalf("sweep reported %d queues deleted and %d calls of expired", deleted, len(gone))
+		}
+		if sweeps == 8 {
+			break // a round of 400 queues at most, 50 a sweep
+		}
+		if sweeps == 5 {
+			wg.Wait()
+		}
+	}
+	close(errs)
+	for err := range errs {
+		t.Fatalf("createQueue: %v", err)
+	}
+	for rec := range created {
+		kept = append(kept, rec)
+	}
+	for _, q := range kept {
+		if got, ok, _ := s.queueByRecipient(q.RecipientID); !ok || got != q {
+			t.Fatalf("the sweep changed or removed a queue it must keep (secured %v, created %d): %v", q.Secured, q.Created, ok)
+		}
+	}
+	racedGone := 0
+	for i, q := range raced {
+		got, ok, _ := s.queueByRecipient(q.RecipientID)
+		switch {
+		case secured[i] == nil && ok && got.Secured && !gone[q.RecipientID]:
+		case secured[i] == errNotFound && !ok && gone[q.RecipientID]:
+			racedGone++
+		default:
+			t.Errorf("expired queue secured during the sweeps: KEY %v, there %v (secured %v), reported deleted %v", secured[i], ok, got.Secured, gone[q.RecipientID])
+		}
+	}
+	for i, q := range expired {
+		if i%3 == 0 {
+			continue
+		}
+		if _, ok, _ := s.queueByRecipient(q.RecipientID); ok || !gone[q.RecipientID] {
+			t.Errorf("an expired queue never secured is there after a round of sweeps (%v), reported %v", ok, gone[q.RecipientID])
+		}
+		if _, ok, _ := s.queueBySender(q.SenderID); ok {
+			t.Error("the sweep left a sender index entry")
+		}
+	}
+	if want := len(expired) - len(raced) + racedGone; deleted != want {
+		t.Errorf("sweeps deleted %d queues, want %d", deleted, want)
+	}
+	t.Logf("%d of the %d expired queues secured during the sweeps were deleted first", racedGone, len(raced))
+	if n, err := s.countQueues(); err != nil || n != len(kept)+len(raced)-racedGone {
+		t.Errorf("countQueues = %d, %v; want %d", n, err, len(kept)+len(raced)-racedGone)
+	}
+}
+
+// TestStoreSweepChecksAgain has a queue read by the sweep as expired and
+// never secured, then secured (KEY queued before the sweep's deletion):
+// the deletion checks it again and keeps it.
+func TestStoreSweepChecksAgain(t *testing.T) {
+	s := openTestStore(t, "", storeOptions{SweepChunk: 2})
+	ctx := context.Background()
+	k := testKey(10)
+	q := createTestQueue(t, s, 100, nil)
+	other := createTestQueue(t, s, 100, nil)
+	release := blockLoop(t, s)
+	key, err := s.secureQueue(ctx, q.RecipientID, k) // queued behind the block
+	if err != nil {
+		t.Fatal(err)
+	}
+	type swept struct {
+		n   int
+		err error
+	}
+	done := make(chan swept, 1)
+	go func() {
+		_, n, err := s.sweep(ctx, 0, 500, 0, nil)
+		done <- swept{n, err}
+	}()
+	// The sweep reads both queues as candidates while the loop is held
+	// (reads do not wait for it), then queues its deletion behind the KEY.
+	for len(s.ops) < 2 {
+		runtime.Gosched()
+	}
+	release()
+	if err := result(t, key, nil); err != nil {
+		t.Fatalf("KEY: %v", err)
+	}
+	r := <-done
+	if r.err != nil || r.n != 1 {
+		t.Fatalf("sweep = %d queues, %v; want 1 (the queue secured meanwhile kept)", r.n, r.err)
+	}
+	if got, ok, _ := s.queueByRecipient(q.RecipientID); !ok || !got.Secured {
+		t.Errorf("the queue secured after the sweep read it: there %v, secured %v", ok, got.Secured)
+	}
+	if _, ok, _ := s.queueByRecipient(other.RecipientID); ok {
+		t.Error("the other expired queue is still there")
 	}
 }
 
