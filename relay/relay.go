@@ -716,14 +716,21 @@ func (r *Relay) sweepLoop() {
 	t := time.NewTicker(r.cfg.SweepInterval)
 	defer t.Stop()
 	var lastScrub time.Time
-	for {
+	for first := true; ; first = false {
 		now := time.Now()
 		// Stored times are rounded down to their unit: a message or queue
 		// expires once its whole unit is older than its TTL, never sooner,
-		// and at most one unit (and one sweep interval) later.
+		// and at most one unit later, plus one sweep interval for a
+		// message and one round of sweeps for a queue. The first sweep
+		// after a start reads no queue records, so that a relay
+		// restarting does not read a quarter of its queues while its
+		// clients come back (see "The sweep" in docs/store.md).
+		queueBefore := now.Add(-r.cfg.UnsecuredTTL - r.queueUnit()).Unix()
+		if first {
+			queueBefore = 0
+		}
 		msgs, queues, err := r.store.sweep(r.ctx,
-			now.Add(-r.cfg.MessageTTL-r.messageUnit()).Unix(),
-			now.Add(-r.cfg.UnsecuredTTL-r.queueUnit()).Unix(), sweepBatch, r.swept)
+			now.Add(-r.cfg.MessageTTL-r.messageUnit()).Unix(), queueBefore, sweepBatch, r.swept)
 		if err != nil && r.ctx.Err() == nil {
 			r.cfg.Logger.Error("expiry sweep", "err", err)
 		}
