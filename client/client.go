@@ -210,6 +210,15 @@ type Client struct {
 
 	closeOnce sync.Once
 
+	// mu guards the fields below it. It is held only to read or change
+	// them, never across a store transaction, a relay's answer or any
+	// other wait: transactions take it (sendOutbox, Flush and process,
+	// through inScope and drainWaived), and a transaction may wait for
+	// another to end (a commit that grows the store's file waits for
+	// every open transaction, and holds new ones back meanwhile; see
+	// vault.Vault.View), so a goroutine that waited for the store holding
+	// mu could stop them all, for good. A relayLink's mu is taken after
+	// it, if both are.
 	mu sync.Mutex
 	// links are the relay connections, by relay fingerprint.
 	links map[linkKey]*relayLink

@@ -105,18 +105,13 @@ func (c *Client) linkTo(addr queue.Address, iso string) *relayLink {
 // startLink returns the link to addr's relay for the isolation iso,
 // starting it, to make its first attempt after delay, if there is none.
 func (c *Client) startLink(addr queue.Address, iso string, delay time.Duration) *relayLink {
+	key := linkKey{addr.Fingerprint, iso}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if l, ok := c.links[linkKey{addr.Fingerprint, iso}]; ok {
-		if addr.Password != "" {
-			l.mu.Lock()
-			l.addr.Password = addr.Password
-			l.mu.Unlock()
-		}
-		return l
-	}
-	// A configured relay may know the password.
-	if addr.Password == "" {
+	_, ok := c.links[key]
+	c.mu.Unlock()
+	if !ok && addr.Password == "" {
+		// A configured relay may know the password. The store is read
+		// without c.mu (see Client.mu).
 		if rs, err := c.Relays(); err == nil {
 			for _, r := range rs {
 				if r.Fingerprint == addr.Fingerprint {
@@ -125,10 +120,21 @@ func (c *Client) startLink(addr queue.Address, iso string, delay time.Duration) 
 			}
 		}
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l, ok := c.links[key]; ok {
+		// It exists, or was started meanwhile.
+		if addr.Password != "" {
+			l.mu.Lock()
+			l.addr.Password = addr.Password
+			l.mu.Unlock()
+		}
+		return l
+	}
 	l := &relayLink{c: c, addr: addr, iso: iso, changed: make(chan struct{}), done: make(chan struct{}),
 		delay: delay, start: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(c.ctx)
-	c.links[linkKey{addr.Fingerprint, iso}] = l
+	c.links[key] = l
 	c.wg.Add(1)
 	go l.run()
 	return l

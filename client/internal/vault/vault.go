@@ -691,15 +691,23 @@ func openValue(aead cipher.AEAD, box, ad []byte) ([]byte, error) {
 // Update runs fn in a read-write transaction and commits it, with fsync,
 // if fn returns nil; otherwise it rolls back and returns fn's error. Only one
 // read-write transaction runs at a time: Update blocks while another is in
-// progress. fn must not call Update, View or Close on v (it would deadlock),
-// and must not keep tx after returning.
+// progress. A commit that grows the file beyond its mapping waits for every
+// open transaction to end, and new ones wait for it meanwhile (see View).
+// fn must not call Update, View or Close on v (it would deadlock), nor wait
+// for a goroutine that may be waiting to begin a transaction of v, and must
+// not keep tx after returning.
 func (v *Vault) Update(fn func(*Tx) error) error {
 	return v.run(true, fn)
 }
 
 // View runs fn in a read-only transaction, which sees a consistent snapshot
-// of the vault. Put, Delete and Seq fail in it. fn must not call Update or
-// Close on v, and must not keep tx after returning.
+// of the vault. Put, Delete and Seq fail in it. Any number run at once, but
+// a View that begins while a commit waits to remap the file (see Update)
+// waits for that commit, which waits for the open transactions. So fn must
+// not call Update, View or Close on v, nor wait for a goroutine that may be
+// waiting to begin a transaction of v (one that holds a lock fn takes, say):
+// that deadlocks when a remap comes between them. fn must not keep tx after
+// returning.
 func (v *Vault) View(fn func(*Tx) error) error {
 	return v.run(false, fn)
 }
