@@ -721,10 +721,13 @@ func (r *Relay) sweepLoop() {
 		// Stored times are rounded down to their unit: a message or queue
 		// expires once its whole unit is older than its TTL, never sooner,
 		// and at most one unit later, plus one sweep interval for a
-		// message and one round of sweeps for a queue. The first sweep
-		// after a start reads no queue records, so that a relay
-		// restarting does not read a quarter of its queues while its
-		// clients come back (see "The sweep" in docs/store.md).
+		// message and, for a queue never secured, one round of the sweeps
+		// that read queues (ceil(queues / SweepScan), going on across
+		// restarts). The first sweep after a start reads no queue
+		// records, so that a relay restarting does not read a quarter of
+		// its queues while its clients come back: a relay restarted more
+		// often than every sweep interval deletes no queue never secured
+		// (see "The sweep" in docs/store.md).
 		queueBefore := now.Add(-r.cfg.UnsecuredTTL - r.queueUnit()).Unix()
 		if first {
 			queueBefore = 0

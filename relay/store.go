@@ -21,6 +21,10 @@ package relay
 //	                               transaction that changes them. A file
 //	                               without it (written before it existed) is
 //	                               counted once at open.
+//	  "scan"                    -> 2 bytes: the first bytes of the last
+//	                               recipient ID the sweep of queues never
+//	                               secured read, where the next process
+//	                               goes on (absent: at a random ID).
 //	bucket "queues"
 //	  rid(24)                   -> queue record, 130 bytes:
 //	                                 version   1 byte, 2
@@ -123,7 +127,13 @@ var (
 	metaVersionKey  = []byte("version")
 	metaCountsKey   = []byte("counts")
 	metaScrubKey    = []byte("scrub")
+	metaScanKey     = []byte("scan")
 )
+
+// scanPrefix is how much of the position of the sweep of queues never
+// secured is kept in the meta bucket ("scan"): the first bytes of the last
+// recipient ID read, which say nothing about any queue.
+const scanPrefix = 2
 
 // Default storeOptions.
 const (
@@ -469,10 +479,6 @@ func openStore(path string, opts storeOptions) (*store, error) {
 	if err := db.Update(func(tx *bbolt.Tx) error { return loadCounts(tx, &total) }); err != nil {
 		return fail(err)
 	}
-	// The sweep of queues never secured starts at a random ID, so that a
-	// relay restarted more often than a round of sweeps takes still
-	// visits every queue in turn.
-	start := queue.NewID()
 	s := &store{
 		ring:     ring,
 		db:       db,
@@ -493,11 +499,21 @@ func openStore(path string, opts storeOptions) (*store, error) {
 
 		scanKeys:  opts.SweepScan,
 		scanChunk: opts.SweepChunk,
-		scanNext:  start[:],
 	}
 	s.total.add(total.snapshot())
 	if err := db.View(func(tx *bbolt.Tx) error {
-		s.freed.Store(tx.Bucket(bucketMeta).Get(metaScrubKey) != nil)
+		meta := tx.Bucket(bucketMeta)
+		s.freed.Store(meta.Get(metaScrubKey) != nil)
+		// The sweep of queues never secured goes on from where the last
+		// process stopped, so that a relay restarted more often than a
+		// round of sweeps takes still visits every queue in turn; a new
+		// file starts at a random ID.
+		if v := meta.Get(metaScanKey); len(v) == scanPrefix {
+			s.scanNext = bytes.Clone(v)
+		} else {
+			start := queue.NewID()
+			s.scanNext = start[:]
+		}
 		return nil
 	}); err != nil {
 		return fail(err)
@@ -1376,7 +1392,8 @@ func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch i
 // sweepQueues deletes the queues never secured that were created before
 // queueBefore among the next storeOptions.SweepScan queues of the queues
 // bucket, in key order (random IDs), from where the call before stopped
-// (at first a random ID), going round to the first queue after the last:
+// (at first where the process before stopped, or a random ID in a new
+// file), going round to the first queue after the last:
 // so calls that each visit part of the bucket visit every queue in turn,
 // and one that could visit more stops when it has been round once. It
 // reads them in read transactions of SweepChunk queues, which the commit
@@ -1385,15 +1402,51 @@ func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch i
 // batch, each queue checked again there (a queue secured since it was
 // read is kept). So what a call costs is bounded: SweepScan records read
 // and the deletions. It returns the numbers of messages (none, as a queue
-// never secured holds none) and of queues deleted. Calls do not overlap.
+// never secured holds none) and of queues deleted. A damaged record (a
+// key or value of the wrong form) is skipped: the call goes on and
+// returns, with what it deleted, an error counting the records skipped,
+// which names no queue; on any error the next call still starts past the
+// records read. The position is also written, in one transaction at the
+// end, to the meta bucket, cut to its first scanPrefix bytes, where the
+// next process starts. Calls do not overlap.
 // See "The sweep" in docs/store.md.
 func (s *store) sweepQueues(ctx context.Context, queueBefore int64, batch int, expired func(rid queue.ID, deleted bool)) (msgs, queues int, err error) {
 	s.scanMu.Lock()
 	defer s.scanMu.Unlock()
 	start := s.scanNext
 	pos := start
+	// Whatever happens, the next call starts where this one stopped: past
+	// every record read, also a damaged one; so does the next process, to
+	// within the queues whose IDs share the position's first scanPrefix
+	// bytes (read again).
+	defer func() {
+		s.scanNext = pos
+		if ctx.Err() != nil {
+			return
+		}
+		var prefix [scanPrefix]byte
+		copy(prefix[:], pos)
+		ch, serr := s.submitErr(ctx, func(b storeTx) error {
+			return b.meta.Put(metaScanKey, prefix[:])
+		})
+		if serr == nil {
+			serr = wait(ctx, ch)
+		}
+		if err == nil {
+			err = serr
+		}
+	}()
 	wrapped := false
-	var cands []queue.ID
+	var (
+		cands  []queue.ID
+		bad    int   // damaged records read and skipped
+		badErr error // the first one's error
+	)
+	skip := func(err error) {
+		if bad++; badErr == nil {
+			badErr = err
+		}
+	}
 	for budget := s.scanKeys; budget > 0; {
 		if err := ctx.Err(); err != nil {
 			return msgs, queues, err
@@ -1416,12 +1469,14 @@ func (s *store) sweepQueues(ctx context.Context, queueBefore int64, batch int, e
 				last = k
 				var rid queue.ID
 				if len(k) != queue.IDSize {
-					return fmt.Errorf("%w: queue key", errCorrupt)
+					skip(fmt.Errorf("%w: queue key", errCorrupt))
+					continue
 				}
 				copy(rid[:], k)
 				q, err := decodeQueue(rid, v)
 				if err != nil {
-					return err
+					skip(err)
+					continue
 				}
 				if !q.Secured && q.Created < queueBefore {
 					cands = append(cands, rid)
@@ -1460,7 +1515,9 @@ func (s *store) sweepQueues(ctx context.Context, queueBefore int64, batch int, e
 			wrapped, pos = true, nil
 		}
 	}
-	s.scanNext = pos
+	if bad > 0 {
+		return msgs, queues, fmt.Errorf("%d queue records skipped: %w", bad, badErr)
+	}
 	return msgs, queues, nil
 }
 

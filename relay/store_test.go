@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -805,6 +806,123 @@ func TestStoreSweepQueuesInChunks(t *testing.T) {
 	t.Logf("%d of the %d expired queues secured during the sweeps were deleted first", racedGone, len(raced))
 	if n, err := s.countQueues(); err != nil || n != len(kept)+len(raced)-racedGone {
 		t.Errorf("countQueues = %d, %v; want %d", n, err, len(kept)+len(raced)-racedGone)
+	}
+}
+
+// TestStoreSweepPastDamagedRecord damages two records of a real file (a
+// queue record cut short, and a key of the wrong length): each sweep that
+// reads one reports it, without naming a queue, and goes on, so that a
+// round of sweeps deletes every other expired queue never secured, and the
+// next round reports the damage again.
+func TestStoreSweepPastDamagedRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "relay.db")
+	opts := storeOptions{SweepScan: 10, SweepChunk: 3}
+	s := openTestStore(t, path, opts)
+	var qs []queueRecord
+	for range 30 {
+		qs = append(qs, createTestQueue(t, s, 100, nil))
+	}
+	s.Close()
+	damaged := qs[7].RecipientID
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketQueues)
+		if err := b.Put(damaged[:], []byte{2, 0, 1}); err != nil {
+			return err
+		}
+		return b.Put([]byte("bad"), []byte{2})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openTestStore(t, path, opts)
+	ctx := context.Background()
+	sweepRound := func() (deleted, reports int) {
+		t.Helper()
+		// A round of 32 records, 10 a sweep.
+		for range 4 {
+			_, n, err := s.sweep(ctx, 0, 500, 0, nil)
+			deleted += n
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, errCorrupt) {
+				t.Fatalf("sweep: %v, want errCorrupt", err)
+			}
+			for _, q := range qs {
+				if strings.Contains(err.Error(), fmt.Sprintf("%x", q.RecipientID[:4])) {
+					t.Fatalf("the sweep's error names a queue: %v", err)
+				}
+			}
+			reports++
+		}
+		return deleted, reports
+	}
+	if deleted, reports := sweepRound(); deleted != len(qs)-1 || reports < 1 {
+		t.Errorf("a round of sweeps past two damaged records deleted %d queues (want %d) and reported %d errors", deleted, len(qs)-1, reports)
+	}
+	for i, q := range qs {
+		if i == 7 {
+			continue
+		}
+		if _, ok, _ := s.queueByRecipient(q.RecipientID); ok {
+			t.Error("an expired queue never secured is there after a round of sweeps")
+		}
+	}
+	// Only the damaged records are left: each sweep reads both.
+	if deleted, reports := sweepRound(); deleted != 0 || reports != 4 {
+		t.Errorf("the next round deleted %d queues and reported %d errors; want 0 and 4", deleted, reports)
+	}
+}
+
+// TestStoreSweepGoesOnAfterRestart opens the store again before each
+// sweep: the sweeps go on from where the process before stopped (the
+// "scan" key of the meta bucket), so that ceil(40 / 10) sweeps, each in a
+// new process, delete all 40 expired queues. A sweep without a queue
+// bound (the relay's first after a start) moves nothing and writes no
+// position.
+func TestStoreSweepGoesOnAfterRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "relay.db")
+	opts := storeOptions{SweepScan: 10, SweepChunk: 4}
+	s := openTestStore(t, path, opts)
+	ctx := context.Background()
+	var qs []queueRecord
+	for range 40 {
+		qs = append(qs, createTestQueue(t, s, 100, nil))
+	}
+	s.Close()
+	total := 0
+	for i := range 4 {
+		s = openTestStore(t, path, opts)
+		start := bytes.Clone(s.scanNext)
+		if i == 0 && len(start) != queue.IDSize {
+			t.Fatalf("a new file's sweep starts at %d bytes, want a random ID", len(start))
+		}
+		if i > 0 && len(start) != scanPrefix {
+			t.Fatalf("the sweep starts at %d bytes after a restart, want the %d kept", len(start), scanPrefix)
+		}
+		if _, n, err := s.sweep(ctx, 0, 0, 0, nil); err != nil || n != 0 || !bytes.Equal(s.scanNext, start) {
+			t.Fatalf("a sweep of messages only: %d queues, %v, position moved %v", n, err, !bytes.Equal(s.scanNext, start))
+		}
+		if i == 0 && len(bucketKeys(t, s, bucketMeta, metaScanKey)) != 0 {
+			t.Fatal("a sweep of messages only wrote a position")
+		}
+		_, n, err := s.sweep(ctx, 0, 500, 0, nil)
+		if err != nil || n != 10 {
+			t.Fatalf("sweep %d: %d queues, %v; want 10", i, n, err)
+		}
+		total += n
+		s.Close()
+	}
+	s = openTestStore(t, path, opts)
+	if n, err := s.countQueues(); err != nil || n != 0 || total != len(qs) {
+		t.Errorf("after 4 sweeps, each in a new process: %d queues left (%v), %d deleted; want 0 and %d", n, err, total, len(qs))
 	}
 }
 
