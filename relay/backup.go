@@ -33,6 +33,10 @@ var (
 	// CheckStore, CompactStore and RestoreStore for a store file that is
 	// not consistent.
 	ErrStoreDamaged = errors.New("the store is damaged")
+	// ErrStoreOld is returned (wrapped, with what to do) by CheckStore for
+	// a store file of an older format version (1, 2 or 3), which the
+	// relay, CompactStore and RestoreStore convert; CheckStore does not.
+	ErrStoreOld = errors.New("store format older than this relay's")
 )
 
 // compactTxSize bounds the writes of one compaction transaction.
@@ -278,7 +282,7 @@ func checkLayout(tx *bbolt.Tx) error {
 	case len(v) != 1:
 		return fmt.Errorf("%w: %w: malformed version", ErrStoreDamaged, errStoreVersion)
 	case v[0] == storeVersion1 || v[0] == storeVersion2 || v[0] == storeVersion3:
-		return fmt.Errorf("%w: %w %d, which the relay (or hush-relay compact, or restore) converts to version %d", errStoreVersion, errOldVersion, v[0], storeVersion)
+		return fmt.Errorf("%w: version %d, not %d: start the relay once or run \"hush-relay compact\", which convert it, then check again; the conversion is one way (a relay that reads version %d refuses version %d)", ErrStoreOld, v[0], storeVersion, v[0], storeVersion)
 	case v[0] != storeVersion:
 		return fmt.Errorf("%w: version %d, this relay reads version %d", errStoreVersion, v[0], storeVersion)
 	}
@@ -446,7 +450,7 @@ func CompactStore(path string) (before, after int64, err error) {
 // of the directory) when run as root. It returns the report of from.
 func RestoreStore(from, path string) (StoreReport, error) {
 	rep, err := CheckStore(from)
-	if err != nil && !errors.Is(err, errOldVersion) {
+	if err != nil && !errors.Is(err, ErrStoreOld) {
 		return rep, fmt.Errorf("backup %w", err)
 	}
 	if _, err := os.Stat(path); err == nil {

@@ -494,8 +494,8 @@ func TestStoreFromVersion2(t *testing.T) {
 // version 4 file.
 func TestStoreFromVersion3(t *testing.T) {
 	qs, _, path := oldStore(t, "testdata/store-v3")
-	if _, err := relay.CheckStore(path); err == nil {
-		t.Error("CheckStore accepts a file of version 3")
+	if _, err := relay.CheckStore(path); !errors.Is(err, relay.ErrStoreOld) {
+		t.Errorf("CheckStore of a file of version 3 = %v, want ErrStoreOld", err)
 	}
 	// The offline tools, on copies.
 	dir := t.TempDir()

@@ -268,10 +268,6 @@ var (
 	// errStoreVersion is returned (wrapped) by openStore for a file of
 	// another format version, or one that is not a relay store.
 	errStoreVersion = errors.New("relay store: unsupported format version")
-	// errOldVersion is returned (wrapped, with errStoreVersion) by
-	// CheckStore for a file of format version 1, 2 or 3, which openStore,
-	// CompactStore and RestoreStore convert.
-	errOldVersion = errors.New("format version")
 	// errCorrupt is returned (wrapped) when stored bytes do not have the
 	// documented layout.
 	errCorrupt = errors.New("relay store: corrupt data")

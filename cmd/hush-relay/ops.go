@@ -475,6 +475,7 @@ func cmdRotateCert(ctx context.Context, o *options, env environment) error {
 type checker struct {
 	w              io.Writer
 	failed, warned int
+	old            int // store files of an older format, to convert first
 }
 
 func (c *checker) ok(what, format string, args ...any) {
@@ -583,6 +584,8 @@ func (c *checker) result() error {
 		return errors.New("check found 1 problem")
 	case c.failed > 1:
 		return fmt.Errorf("check found %d problems", c.failed)
+	case c.old > 0:
+		return errors.New("check: convert the store first (start the relay once or run \"hush-relay compact\")")
 	}
 	fmt.Fprintf(c.w, "hush-relay: no problem found (%d warnings)\n", c.warned)
 	return nil
@@ -629,6 +632,12 @@ func checkCertificate(c *checker, dir string) {
 // checkStoreFile checks a store file and reports it as what.
 func checkStoreFile(c *checker, path, what string) {
 	rep, err := relay.CheckStore(path)
+	if errors.Is(err, relay.ErrStoreOld) {
+		// Not damage: what to do, without the path again.
+		c.old++
+		fmt.Fprintf(c.w, "old   %s: %s\n", what, strings.TrimPrefix(err.Error(), path+": "))
+		return
+	}
 	if err != nil {
 		c.fail(what, "%v", err)
 		return

@@ -652,3 +652,29 @@ func parsed(t *testing.T, out string) queue.Address {
 	}
 	return a
 }
+
+// TestCheckOldStore checks a store of format version 3 (written by the
+// version 3 relay): check tells what to do, not that it is damaged, and
+// names the file once; after compact converts it, check accepts it.
+func TestCheckOldStore(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, storeFile)
+	for _, suffix := range []string{"", ".keys"} {
+		b, err := os.ReadFile("../../relay/testdata/store-v3/relay.db" + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(store+suffix, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := hushRelay(t, nil, "check", "--store", store)
+	mustFail(t, r, 1, "convert the store first")
+	want := "old   " + store + ": store format older than this relay's: version 3, not 4: start the relay once or run \"hush-relay compact\""
+	if !strings.Contains(r.stdout, want) || strings.Count(r.stdout, store) != 1 ||
+		!strings.Contains(r.stdout, "the conversion is one way") || strings.Contains(r.stdout, "FAIL") {
+		t.Errorf("check of a version 3 store:\n%s", r.stdout)
+	}
+	mustSucceed(t, hushRelay(t, nil, "compact", "--data", dir))
+	mustSucceed(t, hushRelay(t, nil, "check", "--store", store))
+}
