@@ -271,8 +271,9 @@ func checkStore(path, keys string) (rep StoreReport, err error) {
 	return rep, nil
 }
 
-// checkLayout checks the format version and that every bucket exists,
-// without writing.
+// checkLayout checks the format version, that every bucket exists and
+// that version 3's index of queues never secured does not, without
+// writing.
 func checkLayout(tx *bbolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
@@ -290,6 +291,10 @@ func checkLayout(tx *bbolt.Tx) error {
 		if tx.Bucket(name) == nil {
 			return fmt.Errorf("%w: bucket %q missing", ErrStoreDamaged, name)
 		}
+	}
+	if tx.Bucket(bucketUnsecured) != nil {
+		// A stale index ordered by creation, which nothing would remove.
+		return fmt.Errorf("%w: bucket %q of format version 3 in version %d", ErrStoreDamaged, bucketUnsecured, storeVersion)
 	}
 	return nil
 }

@@ -657,3 +657,118 @@ func BenchmarkSealAtRest(b *testing.B) {
 		}
 	}
 }
+
+// TestStoreScrubsTheOldIndex makes a file of format version 3 whose index
+// of queues never secured is a tree of pages of its own: 300 such queues,
+// each created at a time of its own (so that no queue record followed by
+// the next key looks like an index key), with the index written as the
+// version 3 relay wrote it (created(8)|rid(24) -> empty) and version 3.
+// Every index key is in the file before the open; the open converts it
+// (no index, version 4), and after the scrub none of the keys is in the
+// file. check refuses a version 4 file that still has the index.
+func TestStoreScrubsTheOldIndex(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s := openTestStore(t, path, storeOptions{})
+	var keys [][]byte
+	for _, q := range createTestQueues(t, s, 300) { // created a second apart
+		k := binary.BigEndian.AppendUint64(nil, uint64(q.Created))
+		keys = append(keys, append(k, q.RecipientID[:]...))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	setIndex := func(version byte) {
+		t.Helper()
+		db, err := bbolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Update(func(tx *bbolt.Tx) error {
+			b, err := tx.CreateBucket(bucketUnsecured)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				if err := b.Put(k, []byte{}); err != nil {
+					return err
+				}
+			}
+			return tx.Bucket(bucketMeta).Put(metaVersionKey, []byte{version})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.View(func(tx *bbolt.Tx) error {
+			if st := tx.Bucket(bucketUnsecured).Stats(); st.LeafPageN < 2 || st.BranchPageN < 1 {
+				t.Fatalf("the index has %d leaf and %d branch pages: not a tree of its own", st.LeafPageN, st.BranchPageN)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The keys found in the file, in one pass: all begin with the same 5
+	// bytes (the creation times are close).
+	want := make(map[string]bool)
+	for _, k := range keys {
+		want[string(k)] = true
+	}
+	found := func() int {
+		t.Helper()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := make(map[string]bool)
+		for at := 0; ; at++ {
+			i := bytes.Index(data[at:], keys[0][:5])
+			if i < 0 {
+				return len(seen)
+			}
+			at += i
+			if k := string(data[at:min(at+len(keys[0]), len(data))]); want[k] {
+				seen[k] = true
+			}
+		}
+	}
+	clean, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// check flags a version 4 file with the index as damaged.
+	setIndex(storeVersion)
+	if _, err := CheckStore(path); !errors.Is(err, ErrStoreDamaged) {
+		t.Errorf("CheckStore of a version 4 file with the index of version 3 = %v, want ErrStoreDamaged", err)
+	}
+
+	if err := os.WriteFile(path, clean, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	setIndex(storeVersion3)
+	if n := found(); n != len(keys) {
+		t.Fatalf("the version 3 file holds %d of the %d index keys: the test proves nothing", n, len(keys))
+	}
+	s = openTestStore(t, path, storeOptions{})
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(metaVersionKey); !bytes.Equal(v, []byte{storeVersion}) || tx.Bucket(bucketUnsecured) != nil {
+			t.Errorf("converted file: version %x, index there %v", v, tx.Bucket(bucketUnsecured) != nil)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pages, err := s.scrub(context.Background())
+	if err != nil || pages == 0 {
+		t.Fatalf("scrub after the conversion: %d pages, %v", pages, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := found(); n != 0 {
+		t.Errorf("after the conversion and the scrub, the file holds %d of the %d index keys", n, len(keys))
+	}
+	if _, err := CheckStore(path); err != nil {
+		t.Errorf("CheckStore of the converted file: %v", err)
+	}
+}

@@ -371,6 +371,9 @@ func convertStore(t *testing.T, path string) (e *e2eRelay, rep relay.StoreReport
 		t.Fatal(err)
 	}
 	rep, err := relay.CheckStore(path)
+	if err == nil {
+		checkVersion4(t, path)
+	}
 	e.restart()
 	if err != nil {
 		t.Fatal(err)
