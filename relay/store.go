@@ -1393,7 +1393,8 @@ func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch i
 // so calls that each visit part of the bucket visit every queue in turn,
 // and one that could visit more stops when it has been round once. It
 // reads them in read transactions of SweepChunk queues, which the commit
-// loop does not wait for, resuming after the last key read; the
+// loop does not wait for (but for a commit that grows the mapping),
+// resuming after the last key read; the
 // candidates of a chunk are deleted in write transactions of at most
 // batch, each queue checked again there (a queue secured since it was
 // read is kept). So what a call costs is bounded: SweepScan records read

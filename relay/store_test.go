@@ -927,16 +927,24 @@ func TestStoreSweepGoesOnAfterRestart(t *testing.T) {
 }
 
 // TestStoreSweepChecksAgain has a queue read by the sweep as expired and
-// never secured, then secured (KEY queued before the sweep's deletion):
-// the deletion checks it again and keeps it.
+// never secured, then secured (KEY queued before the sweep's deletion),
+// and another read so, then deleted (DEL queued so): the deletion checks
+// each again and keeps the first, leaves the second alone, and deletes a
+// third, still expired.
 func TestStoreSweepChecksAgain(t *testing.T) {
-	s := openTestStore(t, "", storeOptions{SweepChunk: 2})
-	ctx := context.Background()
+	s := openTestStore(t, "", storeOptions{SweepChunk: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), storeTestWait)
+	defer cancel()
 	k := testKey(10)
 	q := createTestQueue(t, s, 100, nil)
+	deleted := createTestQueue(t, s, 100, nil)
 	other := createTestQueue(t, s, 100, nil)
 	release := blockLoop(t, s)
 	key, err := s.secureQueue(ctx, q.RecipientID, k) // queued behind the block
+	if err != nil {
+		t.Fatal(err)
+	}
+	del, err := s.deleteQueue(ctx, deleted.RecipientID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -949,24 +957,38 @@ func TestStoreSweepChecksAgain(t *testing.T) {
 		_, n, err := s.sweep(ctx, 0, 500, 0, nil)
 		done <- swept{n, err}
 	}()
-	// The sweep reads both queues as candidates while the loop is held
-	// (reads do not wait for it), then queues its deletion behind the KEY.
-	for len(s.ops) < 2 {
-		runtime.Gosched()
+	// The sweep reads the three queues as candidates while the loop is
+	// held (reads do not wait for it), then queues its deletion behind the
+	// KEY and the DEL.
+	for len(s.ops) < 3 {
+		select {
+		case r := <-done:
+			t.Fatalf("the sweep ended (%d queues, %v) before it queued its deletion", r.n, r.err)
+		case <-ctx.Done():
+			t.Fatal("the sweep did not queue its deletion")
+		default:
+			runtime.Gosched()
+		}
 	}
 	release()
 	if err := result(t, key, nil); err != nil {
 		t.Fatalf("KEY: %v", err)
 	}
+	if err := result(t, del, nil); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
 	r := <-done
 	if r.err != nil || r.n != 1 {
-		t.Fatalf("sweep = %d queues, %v; want 1 (the queue secured meanwhile kept)", r.n, r.err)
+		t.Fatalf("sweep = %d queues, %v; want 1 (the queue secured meanwhile kept, the one deleted left alone)", r.n, r.err)
 	}
 	if got, ok, _ := s.queueByRecipient(q.RecipientID); !ok || !got.Secured {
 		t.Errorf("the queue secured after the sweep read it: there %v, secured %v", ok, got.Secured)
 	}
 	if _, ok, _ := s.queueByRecipient(other.RecipientID); ok {
 		t.Error("the other expired queue is still there")
+	}
+	if n, err := s.countQueues(); err != nil || n != 1 {
+		t.Errorf("countQueues = %d, %v; want 1", n, err)
 	}
 }
 
