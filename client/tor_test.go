@@ -3,7 +3,6 @@ package client_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hushrelay/hush/client"
 	"github.com/hushrelay/hush/client/link"
 	"github.com/hushrelay/hush/internal/privnet"
 	"github.com/hushrelay/hush/queue"
@@ -177,23 +175,6 @@ func converse(ctx context.Context, t *testing.T, alice, bob *person, text string
 		t.Fatal(err)
 	}
 	expectMessagePastDuplicates(ctx, t, alice, "b", text+", back")
-}
-
-// expectMessagePastDuplicates is expectMessage after any number of
-// ErrDuplicate reports from the same contact.
-func expectMessagePastDuplicates(ctx context.Context, t *testing.T, p *person, from, text string) {
-	t.Helper()
-	for {
-		ev := p.next(ctx, client.EventMessage, client.EventProblem)
-		if ev.Kind == client.EventProblem && ev.Contact == from && errors.Is(ev.Problem, client.ErrDuplicate) {
-			t.Logf("a copy from %q reported: %v", from, ev.Problem)
-			continue
-		}
-		if ev.Kind != client.EventMessage || ev.Contact != from || ev.Text != text {
-			t.Fatalf("got %v from %q: %q (%v), want %q from %q", ev.Kind, ev.Contact, ev.Text, ev.Problem, text, from)
-		}
-		return
-	}
 }
 
 // TestHelperTorClient is not a test: TestTorRequiredLeaksNothing runs the
