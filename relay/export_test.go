@@ -20,6 +20,10 @@ func SetForwardHook(r *Relay, hook func(cmd *queue.Command, session *queue.ID) i
 // it accepts, before its caps are checked.
 func SetAdmitHook(r *Relay, hook func(netip.Addr)) { r.admitHook.Store(&hook) }
 
+// SetWaitHook makes r call hook each time a command starts waiting for
+// its session's earlier writes on its queue (per-queue order).
+func SetWaitHook(r *Relay, hook func()) { r.waitHook.Store(&hook) }
+
 // PreparedDeliveries returns how many MSG events r sent from memory,
 // prepared by their SENDs (messages_delivered_from_memory_total).
 func PreparedDeliveries(r *Relay) float64 {

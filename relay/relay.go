@@ -54,9 +54,12 @@ type Relay struct {
 	// forwardHook, set only by tests, sees (and may change) every RFWD
 	// and the proxy session it goes to before it is sent, and returns how
 	// many times to send it: a forwarding relay that misbehaves. admitHook, set only by tests, is
-	// told the source address of every connection accepted.
+	// told the source address of every connection accepted. waitHook,
+	// set only by tests, is called when a command starts waiting for its
+	// session's earlier writes on its queue (waitWrites).
 	forwardHook atomic.Pointer[func(*queue.Command, *queue.ID) int]
 	admitHook   atomic.Pointer[func(netip.Addr)]
+	waitHook    atomic.Pointer[func()]
 	// newLimit is the relay-wide NEW rate (Config.RelayNewRate).
 	newLimit *rate.Limiter
 	// failPool is the relay-wide budget of failures beyond the sessions'

@@ -603,9 +603,11 @@ func (s *session) handle(t queue.Transmission, signed []byte) error {
 		return s.replyErr(corrID, entity, queue.SYNTAX)
 	}
 	// Per-queue order: the lookup sees this session's earlier writes on
-	// the queue; GET's read of the first message sees its SENDs and ACKs
-	// too.
-	if err := s.waitWrites(id, cmd.Tag == queue.TagGET); err != nil {
+	// the queue. GET and SUB wait for its SENDs and ACKs too: GET reads
+	// the first message and SUB delivers it after its OK, which must see
+	// an earlier ACK's removal and follow that ACK's answer.
+	all := cmd.Tag == queue.TagGET || cmd.Tag == queue.TagSUB
+	if err := s.waitWrites(id, all); err != nil {
 		return err
 	}
 	switch cmd.Tag {
@@ -738,6 +740,9 @@ func (s *session) waitWrites(id queue.ID, all bool) error {
 	s.mu.Unlock()
 	if ch == nil {
 		return nil
+	}
+	if h := s.r.waitHook.Load(); h != nil {
+		(*h)()
 	}
 	select {
 	case <-ch:

@@ -94,15 +94,18 @@ func TestSubRacingDel(t *testing.T) {
 	t.Logf("%d of %d SUBs answered OK, then DELD; the last delay %v", oks, rounds, delay)
 }
 
-// TestReSubRedelivers: PROTOCOL.md sections 9 and 12, SUB again on a
+// TestReSubRedelivers: PROTOCOL.md sections 6, 9 and 12, SUB again on a
 // session delivers the queue's first message after the SUB's OK, also
 // when that message was being pushed as the SUB came (after the ACK of
 // the message before it). Each round ACKs the message received and sends
 // SUB again at a random moment after it, so that in some the relay's
 // writer is reading the next message from the store as the SUB is
-// handled: a MSG may come before the SUB's OK, but one must come after
-// it, and the messages come in order. (Found by the review of ff8e3de,
-// with a pause in the writer; this is the version without one.)
+// handled. The SUB sees the ACK's effect (per-queue order): the ACK's OK
+// comes before the SUB's, every MSG after the ACK's OK is of the next
+// message (the acknowledged one is never delivered again), and one comes
+// after the SUB's OK. (Found by the review of ff8e3de, with a pause in
+// the writer; this is the version without one. TestConformAckThenSub is
+// the deterministic test of the order.)
 func TestReSubRedelivers(t *testing.T) {
 	const rounds = 150
 	r := startWireRelayWith(t, func(c *relay.Config) { c.QueueQuota = rounds + 1 })
@@ -122,21 +125,33 @@ func TestReSubRedelivers(t *testing.T) {
 		time.Sleep(time.Duration(mrand.IntN(2000)) * time.Microsecond)
 		subTx, subCorr := sub.tx(q.rKey, q.rid, queue.Command{Tag: queue.TagSUB})
 		sub.send(subTx)
-		wireOK(t, "ACK", sub.response(ackCorr).Command)
-		// In order of arrival: MSGs of q until the SUB's OK, then the
-		// first MSG after it.
-		okSeen := false
+		// In order of arrival: the ACK's OK, the SUB's OK, and the MSGs
+		// of q, until the first MSG after the SUB's OK.
+		next := fmt.Sprintf("message %d", i+1)
+		acked, subscribed := false, false
 		for {
 			tx := sub.take(func(tx queue.Transmission) bool {
-				return bytes.Equal(tx.CorrID, subCorr) || tx.Command.Tag == queue.TagMSG && bytes.Equal(tx.Entity, q.rid)
+				return bytes.Equal(tx.CorrID, ackCorr) || bytes.Equal(tx.CorrID, subCorr) ||
+					tx.CorrID == nil && tx.Command.Tag == queue.TagMSG && bytes.Equal(tx.Entity, q.rid)
 			})
-			if bytes.Equal(tx.CorrID, subCorr) {
+			switch {
+			case bytes.Equal(tx.CorrID, ackCorr):
+				wireOK(t, fmt.Sprintf("round %d: ACK", i), tx.Command)
+				acked = true
+				continue
+			case bytes.Equal(tx.CorrID, subCorr):
+				if !acked {
+					t.Fatalf("round %d: the SUB was answered %v before the ACK sent before it", i, tx.Command.Tag)
+				}
 				wireOK(t, fmt.Sprintf("round %d: SUB", i), tx.Command)
-				okSeen = true
+				subscribed = true
 				continue
 			}
-			if okSeen {
-				body, id = string(q.open(t, tx.Command)), tx.Command.MsgID
+			body, id = string(q.open(t, tx.Command)), tx.Command.MsgID
+			if acked && body != next {
+				t.Fatalf("round %d: got %q after the ACK of message %d, want %q", i, body, i, next)
+			}
+			if subscribed {
 				break
 			}
 		}
