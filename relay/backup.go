@@ -643,21 +643,16 @@ var probeKey = []byte("probe")
 // probe commits a write that leaves nothing behind, through the commit
 // loop, and waits until it is durable or ctx is done.
 func (s *store) probe(ctx context.Context) error {
-	ch, err := s.submitErr(ctx, func(b storeTx) error {
+	err := s.do(ctx, func(b storeTx) error {
 		if err := b.meta.Put(probeKey, []byte{1}); err != nil {
 			return err
 		}
 		return b.meta.Delete(probeKey)
 	})
-	if err != nil {
-		return err
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("no commit: %w", err)
 	}
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("no commit: %w", ctx.Err())
-	}
+	return err
 }
 
 // counts returns the numbers of queues and of undelivered messages, from

@@ -627,6 +627,20 @@ func (s *store) submitErr(ctx context.Context, apply func(b storeTx) error) (<-c
 	return ch, nil
 }
 
+// do submits an operation and waits for its result, or for ctx.
+func (s *store) do(ctx context.Context, apply func(b storeTx) error) error {
+	ch, err := s.submitErr(ctx, apply)
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // loop is the only writer. See "Writes" in docs/store.md.
 func (s *store) loop() {
 	defer close(s.loopDone)
@@ -1356,15 +1370,12 @@ func (s *store) sweep(ctx context.Context, msgBefore, queueBefore int64, batch i
 			more bool
 			rids []queue.ID
 		)
-		ch, err := s.submitErr(ctx, func(b storeTx) error {
+		err := s.do(ctx, func(b storeTx) error {
 			var err error
 			rids = rids[:0] // apply may run again
 			m, more, err = b.sweepStep(msgBefore, batch, &rids)
 			return err
 		})
-		if err == nil {
-			err = wait(ctx, ch)
-		}
 		if err != nil {
 			return msgs, queues, err
 		}
@@ -1423,12 +1434,9 @@ func (s *store) sweepQueues(ctx context.Context, queueBefore int64, batch int, e
 		}
 		var prefix [scanPrefix]byte
 		copy(prefix[:], pos)
-		ch, serr := s.submitErr(ctx, func(b storeTx) error {
+		serr := s.do(ctx, func(b storeTx) error {
 			return b.meta.Put(metaScanKey, prefix[:])
 		})
-		if serr == nil {
-			serr = wait(ctx, ch)
-		}
 		if err == nil {
 			err = serr
 		}
@@ -1523,7 +1531,7 @@ func (s *store) sweepQueues(ctx context.Context, queueBefore int64, batch int, e
 // created before queueBefore. It returns the messages deleted with them
 // and the queues deleted.
 func (s *store) deleteExpiredQueues(ctx context.Context, rids []queue.ID, queueBefore int64) (msgs int, gone []queue.ID, err error) {
-	ch, err := s.submitErr(ctx, func(b storeTx) error {
+	err = s.do(ctx, func(b storeTx) error {
 		msgs, gone = 0, gone[:0] // apply may run again
 		for _, rid := range rids {
 			q, ok, err := b.getQueue(rid)
@@ -1542,9 +1550,6 @@ func (s *store) deleteExpiredQueues(ctx context.Context, rids []queue.ID, queueB
 		}
 		return nil
 	})
-	if err == nil {
-		err = wait(ctx, ch)
-	}
 	if err != nil {
 		return 0, nil, err
 	}
@@ -1626,7 +1631,7 @@ func (s *store) rotate(ctx context.Context, now time.Time, batch int) (rewrapped
 			continue
 		}
 		var n int
-		ch, err := s.submitErr(ctx, func(b storeTx) error {
+		err = s.do(ctx, func(b storeTx) error {
 			n = 0 // apply may run again
 			for _, k := range found {
 				v := b.expiry.Get(k)
@@ -1651,9 +1656,6 @@ func (s *store) rotate(ctx context.Context, now time.Time, batch int) (rewrapped
 			}
 			return nil
 		})
-		if err == nil {
-			err = wait(ctx, ch)
-		}
 		if err != nil {
 			return rewrapped, 0, err
 		}
@@ -1728,7 +1730,7 @@ func (s *store) scrub(ctx context.Context) (pages int, err error) {
 		}
 		n := min(scrubChunk, st.FreePageN+st.PendingPageN+1)
 		first := key
-		ch, err := s.submitErr(ctx, func(b storeTx) error {
+		err := s.do(ctx, func(b storeTx) error {
 			bk, err := b.tx.CreateBucketIfNotExists(bucketScrub)
 			if err != nil {
 				return err
@@ -1741,9 +1743,6 @@ func (s *store) scrub(ctx context.Context) (pages int, err error) {
 			}
 			return nil
 		})
-		if err == nil {
-			err = wait(ctx, ch)
-		}
 		if err != nil {
 			s.freed.Store(true)
 			s.dropScrub(ctx)
@@ -1761,7 +1760,7 @@ func (s *store) scrub(ctx context.Context) (pages int, err error) {
 // dropScrub deletes scrub's bucket, if there is one, and the "scrub" key
 // of the meta bucket unless a deletion since the scrub began set it again.
 func (s *store) dropScrub(ctx context.Context) error {
-	ch, err := s.submitErr(ctx, func(b storeTx) error {
+	return s.do(ctx, func(b storeTx) error {
 		if !s.freed.Load() {
 			if err := b.meta.Delete(metaScrubKey); err != nil {
 				return err
@@ -1772,20 +1771,6 @@ func (s *store) dropScrub(ctx context.Context) error {
 		}
 		return b.tx.DeleteBucket(bucketScrub)
 	})
-	if err != nil {
-		return err
-	}
-	return wait(ctx, ch)
-}
-
-// wait returns the result of a submitted operation, or ctx's error.
-func wait(ctx context.Context, ch <-chan error) error {
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // storeTx holds the buckets of one transaction.
