@@ -429,6 +429,11 @@ func TestTamperedMessageIsReported(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	alice, bob, _, _ := connectedPair(ctx, t)
+	// What alice sent while connecting is taken by the relays before she
+	// closes (else a copy sent again would be reported before the change).
+	if err := alice.c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	alice.openWith(client.Config{Offline: true})
 	seq, err := alice.c.Send(ctx, "b", "do not change me")
 	if err != nil {

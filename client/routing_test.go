@@ -141,6 +141,12 @@ func TestPrivateRoutingHidesSenderAddress(t *testing.T) {
 				}
 
 				// The control: directly, bob's relay sees alice's address.
+				// Alice's receipts are taken by the relays before she
+				// closes (else one sent but not known sent is sent again,
+				// and bob reports a duplicate).
+				if err := alice.c.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
 				alice.openWith(client.Config{Dial: alice.dial, Routing: client.RoutingNever})
 				if _, err := alice.c.Send(ctx, "b", "directly"); err != nil {
 					t.Fatal(err)
