@@ -141,12 +141,19 @@ func connect(ctx context.Context, t *testing.T, a, b *person) {
 
 // connectedPair starts two relays, r1 and r2, and returns alice and bob,
 // each using both, made contacts by connect ("b" in alice's list, "a" in
-// bob's).
+// bob's). Both outboxes are empty on return (Flush), so that a test may
+// close and reopen either client: an envelope sent but not yet known sent
+// at Close is sent again, and its copy reported as ErrDuplicate.
 func connectedPair(ctx context.Context, t *testing.T) (alice, bob *person, r1, r2 *testRelay) {
 	t.Helper()
 	r1, r2 = startRelay(t), startRelay(t)
 	alice, bob = newPerson(t, r1, r2), newPerson(t, r1, r2)
 	connect(ctx, t, alice, bob)
+	for _, p := range []*person{alice, bob} {
+		if err := p.c.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return alice, bob, r1, r2
 }
 
@@ -429,11 +436,6 @@ func TestTamperedMessageIsReported(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	alice, bob, _, _ := connectedPair(ctx, t)
-	// What alice sent while connecting is taken by the relays before she
-	// closes (else a copy sent again would be reported before the change).
-	if err := alice.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
 	alice.openWith(client.Config{Offline: true})
 	seq, err := alice.c.Send(ctx, "b", "do not change me")
 	if err != nil {
