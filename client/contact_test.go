@@ -149,12 +149,19 @@ func connectedPair(ctx context.Context, t *testing.T) (alice, bob *person, r1, r
 	r1, r2 = startRelay(t), startRelay(t)
 	alice, bob = newPerson(t, r1, r2), newPerson(t, r1, r2)
 	connect(ctx, t, alice, bob)
-	for _, p := range []*person{alice, bob} {
+	flush(ctx, t, alice, bob)
+	return alice, bob, r1, r2
+}
+
+// flush waits until the outbox of each of ps is empty (client.Client.Flush:
+// its relays accepted every queued envelope), failing t if one cannot be.
+func flush(ctx context.Context, t testing.TB, ps ...*person) {
+	t.Helper()
+	for _, p := range ps {
 		if err := p.c.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return alice, bob, r1, r2
 }
 
 // connectAs makes a and b contacts, b named bName in a's list and a named
@@ -287,9 +294,7 @@ func TestOfflineRecipientGetsMessagesLater(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := alice.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flush(ctx, t, alice)
 	bob.open()
 	for i := range 3 {
 		expectMessage(ctx, t, bob, "a", fmt.Sprintf("while you were away %d", i))
@@ -524,9 +529,7 @@ func TestClientKilledDuringSend(t *testing.T) {
 	cmd.Wait()
 	// Reopen the store: the outbox resumes.
 	alice.open()
-	if err := alice.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flush(ctx, t, alice)
 	next, dups := 0, 0
 	for {
 		var ev client.Event

@@ -93,9 +93,7 @@ func TestPerContactIsolationNoSessionCarriesTwoContacts(t *testing.T) {
 			// Alice's receipts are taken by the relays before she closes
 			// (else one sent but not known sent is sent again, and its
 			// contact reports a duplicate).
-			if err := alice.c.Flush(ctx); err != nil {
-				t.Fatal(err)
-			}
+			flush(ctx, t, alice)
 			alice.openWith(client.Config{Isolation: mode, Stagger: 500 * time.Millisecond})
 			exchange(2)
 
@@ -166,9 +164,7 @@ func TestSendConnectsOnlyToTheContactsRelay(t *testing.T) {
 	if _, err := carol.c.Send(ctx, "alice", "waiting"); err != nil {
 		t.Fatal(err)
 	}
-	if err := carol.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flush(ctx, t, carol)
 	// Everyone else offline: every session from now on is alice's.
 	bob.c.Close()
 	carol.c.Close()
@@ -181,9 +177,7 @@ func TestSendConnectsOnlyToTheContactsRelay(t *testing.T) {
 	if _, err := alice.c.Send(ctx, "bob", "only to bob"); err != nil {
 		t.Fatal(err)
 	}
-	if err := alice.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flush(ctx, t, alice)
 	alice.c.Close()
 
 	for i, w := range watchers {

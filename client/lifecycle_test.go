@@ -59,9 +59,7 @@ func TestForget(t *testing.T) {
 	if err := alice.c.Forget(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
-	if err := alice.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flush(ctx, t, alice)
 	ev := bob.next(ctx, client.EventProblem)
 	if ev.Kind != client.EventProblem || !errors.Is(ev.Problem, client.ErrContactGone) || ev.Contact != "a" {
 		t.Fatalf("bob got %v %q: %v, want the notice that a is gone", ev.Kind, ev.Text, ev.Problem)

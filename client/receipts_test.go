@@ -190,9 +190,7 @@ func TestNoReceiptForLostOrTampered(t *testing.T) {
 	// and the second lost before they leave. "first" is known sent before
 	// she closes (else it is sent again, and bob reports a duplicate
 	// before the problems this test expects).
-	if err := alice.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flush(ctx, t, alice)
 	alice.openWith(client.Config{Offline: true})
 	var seqs []uint64
 	for _, text := range []string{"tampered", "lost", "kept"} {

@@ -195,9 +195,7 @@ func TestManyContactsDrain(t *testing.T) {
 			}
 		}
 	}
-	if err := b.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flush(ctx, t, b)
 
 	start := time.Now()
 	a.open()

@@ -381,9 +381,7 @@ func TestRotateHoldsNewQueueUntilOldDrained(t *testing.T) {
 	if err := a.c.Rotate(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.c.Flush(ctx); err != nil { // QADD is on b's queue
-		t.Fatal(err)
-	}
+	flush(ctx, t, a) // QADD is on b's queue
 	a.c.Close()
 	held := r1.r.Status(ctx).Messages
 	b.open() // b reads QADD and answers QKEY on a's old queue
@@ -394,9 +392,7 @@ func TestRotateHoldsNewQueueUntilOldDrained(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	if err := b.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flush(ctx, t, b)
 	b.c.Close()
 	a.open() // a reads QKEY, secures the new queue and sends QUSE
 	for rotationOf(t, a, "b") != client.RotationSwitching {
@@ -406,9 +402,7 @@ func TestRotateHoldsNewQueueUntilOldDrained(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	if err := a.c.Flush(ctx); err != nil { // QUSE is on b's queue
-		t.Fatal(err)
-	}
+	flush(ctx, t, a) // QUSE is on b's queue
 	a.c.Close()
 	// b, offline, queues three texts: for the old queue (QUSE not read).
 	off, err := client.Open(ctx, client.Config{Home: b.home, Offline: true})
@@ -424,9 +418,7 @@ func TestRotateHoldsNewQueueUntilOldDrained(t *testing.T) {
 	// b online: sends them, reads QUSE, switches, sends QTEST and a
 	// fourth text to the new queue.
 	b.open()
-	if err := b.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flush(ctx, t, b)
 	var sent bool
 	for !sent {
 		_, send, err := client.ContactRelays(b.c, "a")
@@ -445,9 +437,7 @@ func TestRotateHoldsNewQueueUntilOldDrained(t *testing.T) {
 	if _, err := b.c.Send(ctx, "a", "3"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flush(ctx, t, b)
 	// a comes online with the old queue's relay down.
 	r1.stop()
 	a.open()

@@ -144,16 +144,12 @@ func TestPrivateRoutingHidesSenderAddress(t *testing.T) {
 				// Alice's receipts are taken by the relays before she
 				// closes (else one sent but not known sent is sent again,
 				// and bob reports a duplicate).
-				if err := alice.c.Flush(ctx); err != nil {
-					t.Fatal(err)
-				}
+				flush(ctx, t, alice)
 				alice.openWith(client.Config{Dial: alice.dial, Routing: client.RoutingNever})
 				if _, err := alice.c.Send(ctx, "b", "directly"); err != nil {
 					t.Fatal(err)
 				}
-				if err := alice.c.Flush(ctx); err != nil {
-					t.Fatal(err)
-				}
+				flush(ctx, t, alice)
 				expectMessage(ctx, t, bob, "a", "directly")
 				if w2.Connections(aliceAddr) == 0 {
 					t.Fatal("with RoutingNever, bob's relay saw no connection from alice's address")
@@ -186,9 +182,7 @@ func TestPrivateRoutingNeverFallsBack(t *testing.T) {
 	}
 	// Alice's receipt of bob's message leaves first, so that her outbox
 	// holds only the message below.
-	if err := alice.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flush(ctx, t, alice)
 
 	r1.stop()
 	if _, err := alice.c.Send(ctx, "b", "waits"); err != nil {
@@ -229,9 +223,7 @@ func TestPrivateRoutingNeverFallsBack(t *testing.T) {
 	}
 
 	r1.restart()
-	if err := alice.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flush(ctx, t, alice)
 	expectMessage(ctx, t, bob, "a", "waits")
 	if _, err := alice.c.Accept(ctx, inv, "bob"); err != nil {
 		t.Fatalf("Accept once r1 is up: %v", err)

@@ -154,9 +154,7 @@ func TestWireShowsNoMessageLengthOrKind(t *testing.T) {
 	if err := bob.c.Forget(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if err := bob.c.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flush(ctx, t, bob)
 	if ev := alice.next(ctx, client.EventProblem); ev.Contact != "b" {
 		t.Fatalf("a problem with %q, want the notice from b", ev.Contact)
 	}
